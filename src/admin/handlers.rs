@@ -1,0 +1,249 @@
+//! Request handlers. Writes run on the blocking pool: a store commit fsyncs, and the data plane's
+//! worker threads must not wait for a disk.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{AdminState, ApiError};
+use crate::catalog::{Body, Catalog, CatalogError, DiscoverQuery, Endpoint, Key, Namespace, Origin, Service, discover as run_discover};
+use crate::config::Mode;
+
+type St = State<Arc<AdminState>>;
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// Parses a JSON body, naming the offending field path on error (`aliases[0].port: ...`).
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("request body is empty; send a JSON object"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("invalid request body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("field `{path}`: {inner}"))
+        }
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: T) -> ApiResult {
+    Ok(Json(serde_json::to_value(v).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+async fn write(s: &AdminState, body: Body) -> ApiResult {
+    let catalog: Arc<Catalog> = s.catalog.clone();
+    to_json(blocking(move || catalog.write(body, Origin::Api)).await?)
+}
+
+async fn remove(s: &AdminState, key: Key) -> ApiResult {
+    let catalog = s.catalog.clone();
+    let k = key.clone();
+    blocking(move || catalog.delete(&k)).await?;
+    Ok(Json(json!({ "deleted": key.to_string() })))
+}
+
+/// Namespaces and services are the registry's to define; a proxy node holds a read-only copy.
+fn definitions_writable(s: &AdminState) -> Result<(), ApiError> {
+    if s.info.mode == Mode::Proxy {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this node runs in proxy mode: create namespaces and services on a registry or combined node",
+        ));
+    }
+    Ok(())
+}
+
+fn not_found(key: Key) -> ApiError {
+    ApiError::from(CatalogError::NotFound(key))
+}
+
+pub async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}
+
+pub async fn unknown_path() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such API path; see /v1/status, /v1/namespaces, /v1/services, /v1/endpoints, /v1/discover, /v1/routes, /v1/stats")
+}
+
+pub async fn status(State(s): St) -> ApiResult {
+    let snap = s.catalog.snapshot();
+    let endpoints: usize = snap.endpoints.values().map(Vec::len).sum();
+    let table = s.table.load();
+    Ok(Json(json!({
+        "node": s.info,
+        "uptime_s": s.started.elapsed().as_secs(),
+        "catalog_seq": snap.seq,
+        "namespaces": snap.namespaces.len(),
+        "services": snap.services.len(),
+        "endpoints": endpoints,
+        "listeners": table.listeners.len(),
+    })))
+}
+
+pub async fn list_namespaces(State(s): St) -> ApiResult {
+    to_json(s.catalog.snapshot().namespaces.values().collect::<Vec<_>>())
+}
+
+pub async fn put_namespace(State(s): St, body: Bytes) -> ApiResult {
+    definitions_writable(&s)?;
+    write(&s, Body::Namespace(parse::<Namespace>(&body)?)).await
+}
+
+pub async fn get_namespace(State(s): St, Path(name): Path<String>) -> ApiResult {
+    let snap = s.catalog.snapshot();
+    let ns = snap.namespaces.get(&name).ok_or_else(|| not_found(Key::Namespace(name.clone())))?;
+    let services: Vec<&str> = snap.services.values().filter(|v| v.namespace == name).map(|v| v.name.as_str()).collect();
+    Ok(Json(json!({ "name": ns.name, "description": ns.description, "services": services })))
+}
+
+pub async fn delete_namespace(State(s): St, Path(name): Path<String>) -> ApiResult {
+    definitions_writable(&s)?;
+    remove(&s, Key::Namespace(name)).await
+}
+
+#[derive(Deserialize)]
+pub struct Filter {
+    namespace: Option<String>,
+    service: Option<String>,
+}
+
+pub async fn list_services(State(s): St, Query(f): Query<Filter>) -> ApiResult {
+    let snap = s.catalog.snapshot();
+    let list: Vec<Value> = snap
+        .services
+        .values()
+        .filter(|v| f.namespace.as_ref().is_none_or(|n| *n == v.namespace))
+        .map(|v| service_view(&snap, v))
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+fn service_view(snap: &crate::catalog::Snapshot, v: &Service) -> Value {
+    let eps = snap.endpoints_of(&v.namespace, &v.name);
+    let aliases: Vec<Value> = v
+        .aliases
+        .iter()
+        .map(|a| json!({ "dns_name": a.dns_name, "port": a.port, "vip": snap.vips.get(&a.dns_name) }))
+        .collect();
+    json!({
+        "namespace": v.namespace, "name": v.name, "protocol": v.protocol, "aliases": aliases,
+        "timeouts": {
+            "connect_ms": v.timeouts.connect_ms(),
+            "request_s": v.timeouts.request_s(v.protocol),
+            "idle_s": v.timeouts.idle_s(v.protocol),
+        },
+        "endpoints": eps.len(),
+        "healthy_endpoints": eps.iter().filter(|e| e.routable()).count(),
+    })
+}
+
+pub async fn put_service(State(s): St, body: Bytes) -> ApiResult {
+    definitions_writable(&s)?;
+    let svc: Service = parse(&body)?;
+    let _ = write(&s, Body::Service(svc.clone())).await?;
+    Ok(Json(service_view(&s.catalog.snapshot(), &svc)))
+}
+
+pub async fn get_service(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
+    let snap = s.catalog.snapshot();
+    let v = snap.services.get(&(ns.clone(), name.clone())).ok_or_else(|| not_found(Key::Service(ns, name)))?;
+    Ok(Json(service_view(&snap, v)))
+}
+
+pub async fn delete_service(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
+    definitions_writable(&s)?;
+    remove(&s, Key::Service(ns, name)).await
+}
+
+pub async fn list_endpoints(State(s): St, Query(f): Query<Filter>) -> ApiResult {
+    let snap = s.catalog.snapshot();
+    let list: Vec<&Endpoint> = snap
+        .endpoints
+        .values()
+        .flatten()
+        .filter(|e| f.namespace.as_ref().is_none_or(|n| *n == e.namespace))
+        .filter(|e| f.service.as_ref().is_none_or(|n| *n == e.service))
+        .collect();
+    to_json(list)
+}
+
+pub async fn put_endpoint(State(s): St, body: Bytes) -> ApiResult {
+    let mut ep: Endpoint = parse(&body)?;
+    let me = s.catalog.node();
+    if !ep.node.is_empty() && ep.node != me {
+        return Err(ApiError::bad_request(format!(
+            "field `node`: endpoints are written by the node that owns them; this is `{me}`, register it on `{}`",
+            ep.node
+        )));
+    }
+    ep.node = me.to_string();
+    if ep.zone.is_empty() {
+        ep.zone = s.info.zone.clone();
+    }
+    write(&s, Body::Endpoint(ep)).await
+}
+
+pub async fn get_endpoint(State(s): St, Path((ns, svc, id)): Path<(String, String, String)>) -> ApiResult {
+    let snap = s.catalog.snapshot();
+    let e = snap.endpoints_of(&ns, &svc).iter().find(|e| e.id == id).ok_or_else(|| not_found(Key::Endpoint(ns, svc, id)))?;
+    to_json(e)
+}
+
+pub async fn delete_endpoint(State(s): St, Path((ns, svc, id)): Path<(String, String, String)>) -> ApiResult {
+    remove(&s, Key::Endpoint(ns, svc, id)).await
+}
+
+pub async fn discover(State(s): St, body: Bytes) -> ApiResult {
+    let q: DiscoverQuery = parse(&body)?;
+    to_json(run_discover(&s.catalog.snapshot(), &q)?)
+}
+
+pub async fn routes(State(s): St) -> ApiResult {
+    let table = s.table.load();
+    let errors = s.listener_errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let list: Vec<Value> = table
+        .listeners
+        .iter()
+        .map(|(addr, spec)| {
+            let route = table.services.get(&spec.service);
+            json!({
+                "dns_name": spec.dns_name,
+                "vip": addr.ip(),
+                "port": addr.port(),
+                "namespace": spec.service.0,
+                "service": spec.service.1,
+                "protocol": spec.protocol,
+                "endpoints": route.map(|r| r.targets.len()).unwrap_or(0),
+                "healthy_endpoints": route.map(|r| r.targets.iter().filter(|t| t.healthy).count()).unwrap_or(0),
+                "listening": !errors.contains_key(addr),
+                "error": errors.get(addr),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+pub async fn stats(State(s): St) -> ApiResult {
+    let report = s.stats.report();
+    let by_service: BTreeMap<String, &crate::telemetry::ServiceReport> =
+        report.iter().map(|r| (format!("{}/{}", r.namespace, r.service), r)).collect();
+    to_json(by_service)
+}

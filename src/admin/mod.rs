@@ -1,0 +1,71 @@
+//! The admin HTTP API (JSON) and dashboard, on loopback by default. The CLI is a client of it, so
+//! every operation an operator can type is also scriptable here.
+
+mod error;
+mod handlers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::routing::{get, post};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+
+use crate::catalog::Catalog;
+use crate::config::Mode;
+use crate::proxy::{ListenerErrors, RoutingTable};
+use crate::telemetry::Stats;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub mode: Mode,
+    pub generation: u64,
+    pub zone: String,
+    pub admin: SocketAddr,
+    pub dns: Option<SocketAddr>,
+    pub hosts_file: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub version: &'static str,
+}
+
+pub struct AdminState {
+    pub catalog: Arc<Catalog>,
+    pub stats: Arc<Stats>,
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub listener_errors: ListenerErrors,
+    pub info: NodeInfo,
+    pub started: std::time::Instant,
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    use handlers::*;
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/v1/status", get(status))
+        .route("/v1/namespaces", get(list_namespaces).post(put_namespace))
+        .route("/v1/namespaces/{name}", get(get_namespace).delete(delete_namespace))
+        .route("/v1/services", get(list_services).post(put_service))
+        .route("/v1/services/{ns}/{name}", get(get_service).delete(delete_service))
+        .route("/v1/endpoints", get(list_endpoints).post(put_endpoint))
+        .route("/v1/endpoints/{ns}/{svc}/{id}", get(get_endpoint).delete(delete_endpoint))
+        .route("/v1/discover", post(discover))
+        .route("/v1/routes", get(routes))
+        .route("/v1/stats", get(stats))
+        .fallback(unknown_path)
+        .with_state(state)
+}
+
+/// Binds now (so a taken port fails startup), serves until shutdown.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}

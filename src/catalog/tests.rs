@@ -1,0 +1,125 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn temp_store(tag: &str) -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("weft-cat-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    (Store::open(&dir).unwrap(), dir)
+}
+
+fn catalog(tag: &str) -> (Catalog, std::path::PathBuf) {
+    let (store, dir) = temp_store(tag);
+    (Catalog::open(store, "n1", VipRange::parse("127.255.9.0/24").unwrap()).unwrap(), dir)
+}
+
+fn ns(name: &str) -> Body {
+    Body::Namespace(Namespace { name: name.into(), description: String::new() })
+}
+
+fn svc(name: &str, alias: &str, port: u16) -> Body {
+    Body::Service(Service {
+        namespace: "shop".into(),
+        name: name.into(),
+        protocol: Protocol::Http,
+        aliases: vec![Alias { dns_name: alias.into(), port }],
+        timeouts: Timeouts::default(),
+    })
+}
+
+fn ep(id: &str, port: u16) -> Endpoint {
+    Endpoint {
+        namespace: "shop".into(),
+        service: "app".into(),
+        id: id.into(),
+        node: String::new(),
+        address: format!("127.0.0.1:{port}").parse().unwrap(),
+        zone: String::new(),
+        attributes: BTreeMap::new(),
+        health: Health::Healthy,
+        draining: false,
+    }
+}
+
+#[test]
+fn writes_check_references_and_conflicts() {
+    let (c, dir) = catalog("refs");
+    assert!(matches!(c.write(svc("app", "app", 80), Origin::Api), Err(CatalogError::NotFound(_))));
+    c.write(ns("shop"), Origin::Api).unwrap();
+    c.write(svc("app", "app", 80), Origin::Api).unwrap();
+    let err = c.write(svc("other", "app", 80), Origin::Api).unwrap_err();
+    assert!(err.to_string().contains("already used by service shop/app"), "{err}");
+    // Same name, other port: allowed, and it shares the name's VIP.
+    c.write(svc("other", "app", 81), Origin::Api).unwrap();
+    c.write(Body::Endpoint(ep("e1", 9000)), Origin::Api).unwrap();
+    assert!(matches!(c.delete(&Key::Service("shop".into(), "app".into())), Err(CatalogError::InUse { .. })));
+    assert!(matches!(c.delete(&Key::Namespace("shop".into())), Err(CatalogError::InUse { .. })));
+    let snap = c.snapshot();
+    assert_eq!(snap.vips.len(), 1);
+    assert_eq!(snap.endpoints_of("shop", "app")[0].node, "n1");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn revision_follows_registration_not_health() {
+    let (c, dir) = catalog("rev");
+    c.write(ns("shop"), Origin::Api).unwrap();
+    c.write(svc("app", "app", 80), Origin::Api).unwrap();
+    c.write(Body::Endpoint(ep("e1", 9000)), Origin::Api).unwrap();
+    let key = ("shop".to_string(), "app".to_string());
+    let r1 = c.snapshot().revisions[&key];
+    let mut sick = ep("e1", 9000);
+    sick.health = Health::Unhealthy;
+    c.write(Body::Endpoint(sick), Origin::Api).unwrap();
+    assert_eq!(c.snapshot().revisions[&key], r1);
+    c.write(Body::Endpoint(ep("e2", 9001)), Origin::Api).unwrap();
+    let r2 = c.snapshot().revisions[&key];
+    assert!(r2 > r1);
+    c.delete(&Key::Endpoint("shop".into(), "app".into(), "e2".into())).unwrap();
+    assert!(c.snapshot().revisions[&key] > r2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn restart_restores_records_and_vips() {
+    let (store, dir) = temp_store("restart");
+    let range = VipRange::parse("127.255.9.0/24").unwrap();
+    let vip = {
+        let c = Catalog::open(store, "n1", range).unwrap();
+        c.write(ns("shop"), Origin::Api).unwrap();
+        c.write(svc("app", "app", 80), Origin::Api).unwrap();
+        c.write(svc("db", "db", 5432), Origin::Api).unwrap();
+        c.delete(&Key::Service("shop".into(), "app".into())).unwrap();
+        c.vip_of("db").unwrap()
+    };
+    let c = Catalog::open(Store::open(&dir).unwrap(), "n1", range).unwrap();
+    let snap = c.snapshot();
+    assert_eq!(snap.services.len(), 1);
+    assert_eq!(snap.vips["db"], vip);
+    // A deleted-then-recreated alias gets its old VIP back.
+    let old_app = c.vip_of("app").unwrap();
+    c.write(svc("app", "app", 80), Origin::Api).unwrap();
+    assert_eq!(c.snapshot().vips["app"], old_app);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn merge_is_last_writer_wins_in_any_order() {
+    let (a, da) = catalog("lww-a");
+    let (b, db) = catalog("lww-b");
+    let rec = |hlc: u64, desc: &str| Record {
+        key: Key::Namespace("shop".into()),
+        body: Some(Body::Namespace(Namespace { name: "shop".into(), description: desc.into() })),
+        version: Version { hlc, writer: "x".into() },
+        origin: Origin::Remote,
+        registered: 0,
+    };
+    assert!(a.merge(rec(1, "old")).unwrap());
+    assert!(a.merge(rec(2, "new")).unwrap());
+    assert!(b.merge(rec(2, "new")).unwrap());
+    assert!(!b.merge(rec(1, "old")).unwrap());
+    assert_eq!(a.snapshot().namespaces["shop"].description, "new");
+    assert_eq!(b.snapshot().namespaces["shop"].description, "new");
+    std::fs::remove_dir_all(da).unwrap();
+    std::fs::remove_dir_all(db).unwrap();
+}

@@ -1,0 +1,176 @@
+//! Client commands: each turns its arguments into one admin API call and prints the answer.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::client::{Client, ClientError};
+use super::output::{Format, describe, rows, table};
+use super::{Cli, Command, EndpointCmd, NamespaceCmd, ServiceCmd};
+use crate::catalog::{Alias, HealthFilter, Protocol, Timeouts};
+use crate::config::{self, DEFAULT_ADMIN};
+
+/// The admin address: --admin, else the config's [admin] listen, else the default.
+fn admin_addr(cli: &Cli) -> Result<std::net::SocketAddr, String> {
+    if let Some(a) = cli.admin {
+        return Ok(a);
+    }
+    match &cli.config {
+        Some(path) => config::load(path).map(|c| c.admin.listen).map_err(|e| format!("{e}")),
+        None => Ok(DEFAULT_ADMIN.parse().expect("valid default")),
+    }
+}
+
+fn pairs(items: &[String], flag: &str) -> Result<BTreeMap<String, String>, String> {
+    items
+        .iter()
+        .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{flag} `{kv}`: expected KEY=VALUE")))
+        .collect()
+}
+
+fn aliases(items: &[String]) -> Result<Vec<Alias>, String> {
+    items
+        .iter()
+        .map(|a| {
+            let (name, port) = a.rsplit_once(':').ok_or_else(|| format!("--alias `{a}`: expected DNS_NAME:PORT"))?;
+            let port = port.parse().map_err(|_| format!("--alias `{a}`: `{port}` is not a port (1-65535)"))?;
+            Ok(Alias { dns_name: name.to_string(), port })
+        })
+        .collect()
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+enum Shown {
+    /// A list printed as a table with these columns (header, JSON pointer).
+    Table(&'static [(&'static str, &'static str)]),
+    Describe,
+    Message(String),
+}
+
+pub fn client_command(cli: &Cli) -> ExitCode {
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const NS_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("DESCRIPTION", "/description")];
+const SVC_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("NAME", "/name"), ("PROTOCOL", "/protocol"), ("ALIASES", "/aliases"), ("HEALTHY", "/healthy_endpoints"), ("ENDPOINTS", "/endpoints")];
+const EP_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("NODE", "/node"), ("ATTRIBUTES", "/attributes")];
+const ROUTE_COLS: &[(&str, &str)] = &[("ALIAS", "/dns_name"), ("VIP", "/vip"), ("PORT", "/port"), ("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("PROTOCOL", "/protocol"), ("HEALTHY", "/healthy_endpoints"), ("ENDPOINTS", "/endpoints"), ("LISTENING", "/listening")];
+const DISCOVER_COLS: &[(&str, &str)] = &[("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("ATTRIBUTES", "/attributes")];
+
+fn execute(cli: &Cli) -> Result<(), String> {
+    let client = Client { addr: admin_addr(cli)? };
+    let call = |method: &str, path: &str, body: Option<Value>| client.request(method, path, body.as_ref()).map_err(|e: ClientError| e.to_string());
+    let (value, shown) = match &cli.command {
+        Command::Status => (call("GET", "/v1/status", None)?, Shown::Describe),
+        Command::Routes => (call("GET", "/v1/routes", None)?, Shown::Table(ROUTE_COLS)),
+        Command::Stats => (call("GET", "/v1/stats", None)?, Shown::Describe),
+        Command::Namespace(cmd) => match cmd {
+            NamespaceCmd::Create { name, description } => {
+                let v = call("POST", "/v1/namespaces", Some(json!({ "name": name, "description": description })))?;
+                (v, Shown::Message(format!("namespace {name} created")))
+            }
+            NamespaceCmd::Delete { name } => (call("DELETE", &format!("/v1/namespaces/{}", enc(name)), None)?, Shown::Message(format!("namespace {name} deleted"))),
+            NamespaceCmd::List => (call("GET", "/v1/namespaces", None)?, Shown::Table(NS_COLS)),
+            NamespaceCmd::Describe { name } => (call("GET", &format!("/v1/namespaces/{}", enc(name)), None)?, Shown::Describe),
+        },
+        Command::Service(cmd) => match cmd {
+            ServiceCmd::Create { name, ns, protocol, aliases: a, connect_timeout_ms, request_timeout, idle_timeout } => {
+                let timeouts = Timeouts { connect_ms: *connect_timeout_ms, request_s: *request_timeout, idle_s: *idle_timeout };
+                let body = json!({ "namespace": ns.namespace, "name": name, "protocol": Protocol::from(*protocol), "aliases": aliases(a)?, "timeouts": timeouts });
+                let v = call("POST", "/v1/services", Some(body))?;
+                let names: Vec<String> = v["aliases"]
+                    .as_array()
+                    .map(|l| l.iter().map(|a| format!("{}:{} -> {}:{}", super::output::cell(&a["dns_name"]), a["port"], super::output::cell(&a["vip"]), a["port"])).collect())
+                    .unwrap_or_default();
+                let msg = format!("service {}/{name} created{}", ns.namespace, if names.is_empty() { String::new() } else { format!(" ({})", names.join(", ")) });
+                (v, Shown::Message(msg))
+            }
+            ServiceCmd::Delete { name, ns } => (
+                call("DELETE", &format!("/v1/services/{}/{}", enc(&ns.namespace), enc(name)), None)?,
+                Shown::Message(format!("service {}/{name} deleted", ns.namespace)),
+            ),
+            ServiceCmd::List { namespace } => {
+                let q = namespace.as_ref().map(|n| format!("?namespace={}", enc(n))).unwrap_or_default();
+                let mut v = call("GET", &format!("/v1/services{q}"), None)?;
+                // Aliases as `name:port` in the table.
+                if cli.output == Format::Table {
+                    for s in v.as_array_mut().into_iter().flatten() {
+                        let list: Vec<String> = s["aliases"].as_array().into_iter().flatten().map(|a| format!("{}:{}", super::output::cell(&a["dns_name"]), a["port"])).collect();
+                        s["aliases"] = Value::String(list.join(","));
+                    }
+                }
+                (v, Shown::Table(SVC_COLS))
+            }
+            ServiceCmd::Describe { name, ns } => (call("GET", &format!("/v1/services/{}/{}", enc(&ns.namespace), enc(name)), None)?, Shown::Describe),
+        },
+        Command::Endpoint(cmd) => match cmd {
+            EndpointCmd::Create { id, service, ns, address, zone, attributes, health } => {
+                let mut body = json!({ "namespace": ns.namespace, "service": service, "id": id, "address": address, "zone": zone, "attributes": pairs(attributes, "--attr")? });
+                if let Some(h) = health {
+                    body["health"] = serde_json::to_value(HealthFilter::from(*h)).unwrap_or(Value::Null);
+                }
+                let v = call("POST", "/v1/endpoints", Some(body))?;
+                (v, Shown::Message(format!("endpoint {}/{service}/{id} registered at {address}", ns.namespace)))
+            }
+            EndpointCmd::Delete { id, service, ns } => (
+                call("DELETE", &format!("/v1/endpoints/{}/{}/{}", enc(&ns.namespace), enc(service), enc(id)), None)?,
+                Shown::Message(format!("endpoint {}/{service}/{id} deregistered", ns.namespace)),
+            ),
+            EndpointCmd::List { namespace, service } => {
+                let mut q: Vec<String> = Vec::new();
+                if let Some(n) = namespace {
+                    q.push(format!("namespace={}", enc(n)));
+                }
+                if let Some(s) = service {
+                    q.push(format!("service={}", enc(s)));
+                }
+                let q = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
+                (call("GET", &format!("/v1/endpoints{q}"), None)?, Shown::Table(EP_COLS))
+            }
+            EndpointCmd::Describe { id, service, ns } => {
+                (call("GET", &format!("/v1/endpoints/{}/{}/{}", enc(&ns.namespace), enc(service), enc(id)), None)?, Shown::Describe)
+            }
+        },
+        Command::Discover(d) => {
+            let mut body = json!({
+                "namespace": d.ns.namespace, "service": d.service,
+                "query_parameters": pairs(&d.query, "--query")?, "optional_parameters": pairs(&d.optional, "--optional")?,
+                "health_status": HealthFilter::from(d.health),
+            });
+            if let Some(m) = d.max {
+                body["max_results"] = json!(m);
+            }
+            let v = call("POST", "/v1/discover", Some(body))?;
+            if cli.output == Format::Table {
+                let r = rows(&v["instances"], &DISCOVER_COLS.iter().map(|c| c.1).collect::<Vec<_>>());
+                table(&DISCOVER_COLS.iter().map(|c| c.0).collect::<Vec<_>>(), &r);
+                println!("instances revision {}", v["instances_revision"]);
+                return Ok(());
+            }
+            (v, Shown::Describe)
+        }
+        Command::Run(_) | Command::Validate { .. } => unreachable!("handled by cli::main"),
+    };
+    if cli.output == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return Ok(());
+    }
+    match shown {
+        Shown::Table(cols) => table(&cols.iter().map(|c| c.0).collect::<Vec<_>>(), &rows(&value, &cols.iter().map(|c| c.1).collect::<Vec<_>>())),
+        Shown::Describe => describe(&value),
+        Shown::Message(m) => println!("{m}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! The `weft` command line. `run` and `validate` work on config files; every other command is a
+//! client of a running node's admin API, found through the same config file (or `--admin`).
+
+mod client;
+mod commands;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::catalog::{HealthFilter, Protocol};
+use crate::config::{self, Config, EXIT_CONFIG, Mode};
+pub use output::Format;
+
+#[derive(Parser, Debug)]
+#[command(name = "weft", version, about = "Service-connect mesh and service registry in one binary")]
+pub struct Cli {
+    /// Config file or directory of *.toml files (merged in lexical order).
+    #[arg(short = 'c', long, global = true, env = "WEFT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Admin API address of the node to talk to (default: [admin] listen of the config, else 127.0.0.1:9901).
+    #[arg(long, global = true, env = "WEFT_ADMIN")]
+    pub admin: Option<SocketAddr>,
+    /// Output format of client commands.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node (combined mode on loopback when no config is given).
+    Run(RunArgs),
+    /// Check a config file or directory; exits 78 when it is invalid.
+    Validate {
+        /// File or directory; defaults to -c.
+        path: Option<PathBuf>,
+    },
+    /// Show the node's state.
+    Status,
+    /// Manage namespaces.
+    #[command(subcommand)]
+    Namespace(NamespaceCmd),
+    /// Manage services.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Manage endpoints (instances) owned by this node.
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+    /// Find the instances of a service (Cloud Map DiscoverInstances).
+    Discover(DiscoverArgs),
+    /// Show alias listeners: name, VIP:port, service.
+    Routes,
+    /// Show traffic figures per service.
+    Stats,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Where the admin API listens (overrides [admin] listen).
+    #[arg(long = "listen-admin")]
+    pub listen_admin: Option<SocketAddr>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NamespaceCmd {
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Delete { name: String },
+    List,
+    Describe { name: String },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServiceRef {
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCmd {
+    Create {
+        name: String,
+        #[command(flatten)]
+        ns: ServiceRef,
+        #[arg(long, value_enum, default_value_t = ProtocolArg::Http)]
+        protocol: ProtocolArg,
+        /// Client alias DNS:PORT; repeat for several.
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        #[arg(long)]
+        connect_timeout_ms: Option<u64>,
+        #[arg(long)]
+        request_timeout: Option<u64>,
+        #[arg(long)]
+        idle_timeout: Option<u64>,
+    },
+    Delete {
+        name: String,
+        #[command(flatten)]
+        ns: ServiceRef,
+    },
+    List {
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+    },
+    Describe {
+        name: String,
+        #[command(flatten)]
+        ns: ServiceRef,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCmd {
+    Create {
+        id: String,
+        #[arg(long, short = 's')]
+        service: String,
+        #[command(flatten)]
+        ns: ServiceRef,
+        /// IP:PORT the instance listens on.
+        #[arg(long)]
+        address: SocketAddr,
+        #[arg(long, default_value = "")]
+        zone: String,
+        /// Attribute KEY=VALUE; repeat for several.
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
+        #[arg(long, value_enum)]
+        health: Option<HealthArg>,
+    },
+    Delete {
+        id: String,
+        #[arg(long, short = 's')]
+        service: String,
+        #[command(flatten)]
+        ns: ServiceRef,
+    },
+    List {
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        #[arg(long, short = 's')]
+        service: Option<String>,
+    },
+    Describe {
+        id: String,
+        #[arg(long, short = 's')]
+        service: String,
+        #[command(flatten)]
+        ns: ServiceRef,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DiscoverArgs {
+    pub service: String,
+    #[command(flatten)]
+    pub ns: ServiceRef,
+    /// Attribute KEY=VALUE every instance must match; repeat for several.
+    #[arg(long = "query")]
+    pub query: Vec<String>,
+    /// Attribute KEY=VALUE preferred when some instance matches; repeat for several.
+    #[arg(long = "optional")]
+    pub optional: Vec<String>,
+    #[arg(long, value_enum, default_value_t = HealthArg::Healthy)]
+    pub health: HealthArg,
+    #[arg(long)]
+    pub max: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ProtocolArg {
+    Http,
+    Http2,
+    Grpc,
+    Tcp,
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(p: ProtocolArg) -> Protocol {
+        match p {
+            ProtocolArg::Http => Protocol::Http,
+            ProtocolArg::Http2 => Protocol::Http2,
+            ProtocolArg::Grpc => Protocol::Grpc,
+            ProtocolArg::Tcp => Protocol::Tcp,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthArg {
+    Healthy,
+    Unhealthy,
+    All,
+    HealthyOrElseAll,
+}
+
+impl From<HealthArg> for HealthFilter {
+    fn from(h: HealthArg) -> HealthFilter {
+        match h {
+            HealthArg::Healthy => HealthFilter::Healthy,
+            HealthArg::Unhealthy => HealthFilter::Unhealthy,
+            HealthArg::All => HealthFilter::All,
+            HealthArg::HealthyOrElseAll => HealthFilter::HealthyOrElseAll,
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn load_or_exit(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::default_for(path).map_err(|e| {
+        eprintln!("{e}");
+        match e {
+            config::ConfigError::Read { .. } => ExitCode::from(EXIT_CONFIG),
+            _ => ExitCode::from(EXIT_CONFIG),
+        }
+    })
+}
+
+fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
+    let mut config = match load_or_exit(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(m) = args.mode {
+        config.node.mode = m;
+    }
+    if let Some(d) = &args.data_dir {
+        config.node.data_dir = Some(d.clone());
+    }
+    if let Some(a) = args.listen_admin {
+        config.admin.listen = a;
+    }
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("weft").build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::node::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ crate::node::NodeError::Config(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Run(args) => run(&cli, args),
+        Command::Validate { path } => {
+            let Some(path) = path.as_ref().or(cli.config.as_ref()) else {
+                eprintln!("weft validate: give a config file or directory (or -c)");
+                return ExitCode::from(64);
+            };
+            match config::load(path) {
+                Ok(c) => {
+                    println!("OK: {} ({} namespaces, {} services, {} endpoints)", path.display(), c.namespaces.len(), c.services.len(), c.endpoints.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        _ => commands::client_command(&cli),
+    }
+}

@@ -1,0 +1,232 @@
+//! Configuration: TOML, one file or a directory of `*.toml` files merged in lexical order. Sections
+//! mirror subsystems. Every problem is reported as `file:line:col: message`, and all of them at
+//! once, so an operator fixes a file in one pass.
+
+mod load;
+mod locate;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Endpoint, Health, Namespace, Service};
+
+pub use load::load;
+
+/// sysexits' EX_CONFIG: what `weft validate` and `weft run` exit with on a bad configuration.
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Catalog authority: accepts writes and serves discovery.
+    Registry,
+    /// Data plane: registers local endpoints and proxies traffic.
+    Proxy,
+    /// Both in one process.
+    #[default]
+    Combined,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Registry => "registry",
+            Mode::Proxy => "proxy",
+            Mode::Combined => "combined",
+        }
+    }
+    pub fn runs_proxy(self) -> bool {
+        self != Mode::Registry
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Stable node id; defaults to the host name.
+    pub name: String,
+    pub mode: Mode,
+    /// Where the store lives; defaults to `$XDG_STATE_HOME/weft` (or `~/.local/state/weft`).
+    pub data_dir: Option<PathBuf>,
+    pub zone: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig { name: default_node_name(), mode: Mode::Combined, data_dir: None, zone: String::new() }
+    }
+}
+
+fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "weft".to_string())
+}
+
+impl NodeConfig {
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+            return PathBuf::from(d).join("weft");
+        }
+        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(h) => PathBuf::from(h).join(".local/state/weft"),
+            None => PathBuf::from("/var/lib/weft"),
+        }
+    }
+}
+
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: DEFAULT_ADMIN.parse().expect("valid default") }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Run the embedded DNS responder.
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Keep a managed block of alias names in this hosts file (what ECS does with /etc/hosts).
+    pub hosts_file: Option<PathBuf>,
+    /// Forwarders for names that are not aliases; defaults to the system's resolv.conf.
+    pub upstream: Option<Vec<SocketAddr>>,
+    pub vip_cidr: String,
+    /// TTL of alias answers; short, since aliases can move.
+    pub ttl: u32,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: true,
+            listen: "127.0.0.1:5353".parse().expect("valid default"),
+            hosts_file: None,
+            upstream: None,
+            vip_cidr: "127.255.0.0/16".into(),
+            ttl: 5,
+        }
+    }
+}
+
+/// An endpoint as a config file declares it: always owned by this node, health from checks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub namespace: String,
+    pub service: String,
+    pub id: String,
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub zone: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl EndpointConfig {
+    pub fn to_endpoint(&self, node: &NodeConfig) -> Endpoint {
+        Endpoint {
+            namespace: self.namespace.clone(),
+            service: self.service.clone(),
+            id: self.id.clone(),
+            node: node.name.clone(),
+            address: self.address,
+            zone: if self.zone.is_empty() { node.zone.clone() } else { self.zone.clone() },
+            attributes: self.attributes.clone(),
+            health: Health::Healthy,
+            draining: false,
+        }
+    }
+}
+
+/// A namespace this host calls into (ECS "client"); when any are listed, only their aliases get
+/// listeners and names here.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub namespace: String,
+}
+
+/// Where an entry came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub path: Arc<PathBuf>,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.col)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Located<T> {
+    pub at: Origin,
+    pub value: T,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub admin: AdminConfig,
+    pub dns: DnsConfig,
+    pub namespaces: Vec<Located<Namespace>>,
+    pub services: Vec<Located<Service>>,
+    pub endpoints: Vec<Located<EndpointConfig>>,
+    pub clients: Vec<Located<ClientConfig>>,
+    /// The files read, in merge order.
+    pub files: Vec<PathBuf>,
+}
+
+/// One problem in one place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub at: Origin,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is a directory with no .toml files")]
+    EmptyDir { path: PathBuf },
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl Config {
+    /// The configuration `weft run` uses with no file: a combined node on loopback.
+    pub fn default_for(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => load(p),
+            None => Ok(Config::default()),
+        }
+    }
+}

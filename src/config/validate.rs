@@ -1,0 +1,100 @@
+//! Checks across entries and files (duplicates, references, ranges), each reported where it is.
+
+use std::collections::{HashMap, HashSet};
+
+use super::load::Source;
+use super::locate::{find_in, find_key};
+use super::{Config, Mode, Origin, Problem};
+use crate::catalog::{VipRange, validate as fields};
+
+fn problem(at: &Origin, message: String) -> Problem {
+    Problem { at: at.clone(), message }
+}
+
+/// Where `needle` first appears at or after an entry's position, or the entry itself.
+fn point_into(sources: &[Source], at: &Origin, needle: &str) -> Origin {
+    let Some(src) = sources.iter().find(|s| s.path == at.path) else { return at.clone() };
+    let line_start: usize = src.text.split_inclusive('\n').take(at.line - 1).map(str::len).sum();
+    match find_in(&src.text, line_start..src.text.len(), needle) {
+        Some(offset) => src.origin(offset),
+        None => at.clone(),
+    }
+}
+
+/// Where `[section] key` was last set, for errors in merged single sections.
+fn section_key(sources: &[Source], section: &str, key: &str) -> Option<Origin> {
+    sources.iter().rev().find_map(|s| find_key(&s.text, section, key).map(|o| s.origin(o)))
+}
+
+pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let file_start = || sources.first().map(|s| s.origin(0));
+    if let Err(e) = VipRange::parse(&config.dns.vip_cidr) {
+        if let Some(at) = section_key(sources, "dns", "vip_cidr").or_else(file_start) {
+            out.push(problem(&at, format!("`vip_cidr`: {e}")));
+        }
+    }
+    if config.dns.enabled && config.dns.listen == config.admin.listen {
+        if let Some(at) = section_key(sources, "dns", "listen").or_else(file_start) {
+            out.push(problem(&at, format!("`listen`: DNS and admin both want {}", config.admin.listen)));
+        }
+    }
+    // Proxy nodes may name namespaces and services that a registry defines; elsewhere the config
+    // is the authority and must be complete.
+    let check_refs = config.node.mode != Mode::Proxy;
+
+    let mut namespaces = HashSet::new();
+    for ns in &config.namespaces {
+        if let Err(e) = fields::namespace(&ns.value) {
+            out.push(problem(&ns.at, format!("namespace: {e}")));
+        } else if !namespaces.insert(ns.value.name.as_str()) {
+            out.push(problem(&ns.at, format!("namespace `{}` is defined twice", ns.value.name)));
+        }
+    }
+
+    let mut services = HashSet::new();
+    let mut aliases: HashMap<(&str, u16), String> = HashMap::new();
+    for s in &config.services {
+        let v = &s.value;
+        let id = format!("{}/{}", v.namespace, v.name);
+        if let Err(e) = fields::service(v) {
+            out.push(problem(&s.at, format!("service `{id}`: {e}")));
+            continue;
+        }
+        if !services.insert((v.namespace.as_str(), v.name.as_str())) {
+            out.push(problem(&s.at, format!("service `{id}` is defined twice")));
+        }
+        if check_refs && !namespaces.contains(v.namespace.as_str()) {
+            out.push(problem(&s.at, format!("service `{id}`: `namespace` `{}` is not defined in the config", v.namespace)));
+        }
+        for a in &v.aliases {
+            if let Some(owner) = aliases.insert((a.dns_name.as_str(), a.port), id.clone()) {
+                let at = point_into(sources, &s.at, &format!("\"{}\"", a.dns_name));
+                out.push(problem(&at, format!("duplicate alias `{}:{}`: already used by service `{owner}`", a.dns_name, a.port)));
+            }
+        }
+    }
+
+    let mut endpoints = HashSet::new();
+    for e in &config.endpoints {
+        let v = &e.value;
+        let id = format!("{}/{}/{}", v.namespace, v.service, v.id);
+        if let Err(err) = fields::endpoint(&v.to_endpoint(&config.node)) {
+            out.push(problem(&e.at, format!("endpoint `{id}`: {err}")));
+            continue;
+        }
+        if !endpoints.insert((v.namespace.as_str(), v.service.as_str(), v.id.as_str())) {
+            out.push(problem(&e.at, format!("endpoint `{id}` is defined twice")));
+        }
+        if check_refs && !services.contains(&(v.namespace.as_str(), v.service.as_str())) {
+            out.push(problem(&e.at, format!("endpoint `{id}`: service `{}/{}` is not defined in the config", v.namespace, v.service)));
+        }
+    }
+
+    for c in &config.clients {
+        if check_refs && !namespaces.contains(c.value.namespace.as_str()) {
+            out.push(problem(&c.at, format!("client: `namespace` `{}` is not defined in the config", c.value.namespace)));
+        }
+    }
+    out
+}

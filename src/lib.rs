@@ -1,0 +1,18 @@
+//! weft: a service-connect mesh and service registry in one binary.
+//!
+//! Data flows one way: configuration and the admin API write the [`catalog`], which persists every
+//! record in the [`store`] and publishes snapshots; the [`proxy`] turns each snapshot into a routing
+//! table and listeners; [`dns`] answers alias names with the VIPs the catalog assigned.
+
+pub mod admin;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod gossip;
+pub mod node;
+pub mod policy;
+pub mod proxy;
+pub mod store;
+pub mod telemetry;
+pub mod transport;

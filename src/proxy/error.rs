@@ -1,0 +1,81 @@
+//! Proxy errors, classified by which side failed and whether another endpoint may be tried: the
+//! metrics, the status a client sees and the retry decision all read this classification.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::telemetry::FailureKind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The endpoint or the path to it failed.
+    Upstream,
+    /// The calling application went away or sent something unusable.
+    Downstream,
+    /// weft itself could not do its part.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no healthy endpoint for service {0}")]
+    NoEndpoint(String),
+    #[error("connect to {addr} failed: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("connect to {addr} timed out after {after:?}")]
+    ConnectTimeout { addr: SocketAddr, after: Duration },
+    #[error("endpoint {addr} sent no response within {after:?}")]
+    RequestTimeout { addr: SocketAddr, after: Duration },
+    #[error("endpoint {addr}: {source}")]
+    Upstream { addr: SocketAddr, source: hyper::Error },
+    #[error("client connection: {0}")]
+    Downstream(String),
+}
+
+impl ProxyError {
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::Downstream(_) => Side::Downstream,
+            ProxyError::NoEndpoint(_) => Side::Internal,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// Whether the request certainly never reached an application, so another endpoint is safe.
+    pub fn retryable(&self) -> bool {
+        matches!(self, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RequestTimeout { .. } | ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Downstream(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The value of the `x-weft-error` header: short, stable, for scripts and dashboards.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::NoEndpoint(_) => "no-healthy-endpoint",
+            ProxyError::Connect { .. } => "connect-failed",
+            ProxyError::ConnectTimeout { .. } => "connect-timeout",
+            ProxyError::RequestTimeout { .. } => "request-timeout",
+            ProxyError::Upstream { .. } => "upstream-error",
+            ProxyError::Downstream(_) => "downstream-error",
+        }
+    }
+
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ProxyError::NoEndpoint(_) => FailureKind::NoEndpoint,
+            ProxyError::Connect { .. } => FailureKind::Connect,
+            ProxyError::ConnectTimeout { .. } | ProxyError::RequestTimeout { .. } => FailureKind::Timeout,
+            ProxyError::Upstream { .. } => FailureKind::Upstream,
+            ProxyError::Downstream(_) => FailureKind::Downstream,
+        }
+    }
+}

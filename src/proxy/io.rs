@@ -1,0 +1,103 @@
+//! A stream wrapper that counts bytes and notes the time of the last read, so one idle watchdog per
+//! connection can close it without a timer reset on every packet.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use crate::telemetry::ServiceStats;
+
+/// Shared by both directions of a connection.
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    /// Requests in flight on this connection; an HTTP connection is idle only when this is zero.
+    pub busy: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0), busy: AtomicU64::new(0) })
+    }
+
+    fn touch(&self) {
+        self.last_ms.store(self.start.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    /// Resolves once nothing was read for `idle` while no request was in flight.
+    pub async fn idle(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline && self.busy.load(Relaxed) == 0 {
+                return;
+            }
+            tokio::time::sleep_until(deadline.max(Instant::now() + Duration::from_millis(100))).await;
+        }
+    }
+}
+
+/// Records activity on every read and, on the client side, counts bytes in (read) and out
+/// (written) into the service's figures.
+pub struct Metered<S> {
+    inner: S,
+    activity: Arc<Activity>,
+    stats: Option<Arc<ServiceStats>>,
+}
+
+impl<S> Metered<S> {
+    pub fn new(inner: S, activity: Arc<Activity>, stats: Option<Arc<ServiceStats>>) -> Self {
+        Metered { inner, activity, stats }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.activity.touch();
+            if let Some(s) = &self.stats {
+                s.bytes_in.fetch_add(n as u64, Relaxed);
+            }
+        }
+        r
+    }
+}
+
+impl<S> Metered<S> {
+    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+        if let (Some(s), Poll::Ready(Ok(n))) = (&self.stats, r) {
+            s.bytes_out.fetch_add(*n as u64, Relaxed);
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&r);
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&r);
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

@@ -1,0 +1,244 @@
+//! The data plane: turns catalog snapshots into a routing table, keeps one listener per alias
+//! (`VIP:port`) in step with it, and publishes alias names to DNS and the hosts file.
+
+mod body;
+pub mod error;
+mod http;
+mod io;
+mod pool;
+pub mod table;
+mod tcp;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::{ProxyError, Side};
+pub use table::{ListenerSpec, RoutingTable, ServiceRoute};
+
+use crate::catalog::Snapshot;
+use crate::dns::{HostsBlock, NameTable};
+use crate::policy::{Candidates, Outcome, Policy, RequestInfo, RetryDecision, Target};
+use crate::telemetry::Stats;
+use pool::Pools;
+use table::TableBuilder;
+
+/// What every listener and connection of this node shares.
+pub struct Shared {
+    pub policy: Arc<dyn Policy>,
+    pools: Arc<Pools>,
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub zone: String,
+}
+
+/// Asks the policy for endpoints until one accepts a connection, retrying only where the policy
+/// allows and the failure proves nothing was sent; each try goes to an endpoint not tried yet.
+pub async fn connect_with_retries<'a, C, F, Fut>(shared: &Shared, route: &'a ServiceRoute, mut info: RequestInfo<'a>, mut connect: F) -> Result<(Arc<Target>, C), ProxyError>
+where
+    F: FnMut(&Target) -> Fut,
+    Fut: Future<Output = Result<C, ProxyError>>,
+{
+    let start = Instant::now();
+    let mut excluded = Vec::new();
+    let mut last_err = None;
+    loop {
+        let candidates = Candidates { targets: &route.targets, excluded: &excluded, cursor: &route.cursor };
+        let Some(target) = shared.policy.pick_endpoint(&info, &candidates).and_then(|i| route.targets.get(i as usize)) else {
+            return Err(last_err.unwrap_or_else(|| ProxyError::NoEndpoint(route.label())));
+        };
+        let e = match connect(target).await {
+            Ok(c) => return Ok((target.clone(), c)),
+            Err(e) => e,
+        };
+        target.stats.failures.fetch_add(1, Relaxed);
+        route.stats.failure(e.kind());
+        tracing::debug!(service = %route.label(), endpoint = %target.id, error = %e, "connect failed");
+        match shared.policy.should_retry(&info, Outcome::ConnectFailed, start.elapsed()) {
+            RetryDecision::Retry { backoff_ms } if e.retryable() => {
+                route.stats.retries.fetch_add(1, Relaxed);
+                excluded.push(target.index);
+                info.attempt += 1;
+                last_err = Some(e);
+                if backoff_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(backoff_ms as u64)).await;
+                }
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
+enum Listener {
+    Http(Arc<http::HttpListener>),
+    Tcp(Arc<tcp::TcpListener>),
+}
+
+struct Running {
+    spec: ListenerSpec,
+    slot: Arc<ArcSwap<ServiceRoute>>,
+    stop: CancellationToken,
+}
+
+/// Listener state for the admin API: bound, or why not.
+pub type ListenerErrors = Arc<Mutex<BTreeMap<SocketAddr, String>>>;
+
+pub struct Proxy {
+    shared: Arc<Shared>,
+    stats: Arc<Stats>,
+    builder: TableBuilder,
+    clients: HashSet<String>,
+    running: HashMap<SocketAddr, Running>,
+    names: NameTable,
+    hosts: Option<HostsBlock>,
+    errors: ListenerErrors,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+pub struct ProxyParts {
+    pub policy: Arc<dyn Policy>,
+    pub stats: Arc<Stats>,
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub zone: String,
+    pub clients: HashSet<String>,
+    pub names: NameTable,
+    pub hosts: Option<HostsBlock>,
+    pub errors: ListenerErrors,
+    pub shutdown: CancellationToken,
+}
+
+impl Proxy {
+    pub fn new(p: ProxyParts) -> Proxy {
+        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(), table: p.table, zone: p.zone });
+        Proxy {
+            shared,
+            stats: p.stats,
+            builder: TableBuilder::default(),
+            clients: p.clients,
+            running: HashMap::new(),
+            names: p.names,
+            hosts: p.hosts,
+            errors: p.errors,
+            tracker: TaskTracker::new(),
+            shutdown: p.shutdown,
+        }
+    }
+
+    /// Brings the routing table, listeners and names in line with a snapshot.
+    pub async fn apply(&mut self, snap: &Snapshot) {
+        let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients));
+        self.shared.table.store(table.clone());
+        // Stop listeners whose alias went away or changed protocol (their connections finish).
+        self.running.retain(|addr, r| {
+            let keep = table.listeners.get(addr).is_some_and(|s| s.protocol == r.spec.protocol);
+            if !keep {
+                r.stop.cancel();
+            }
+            keep
+        });
+        let mut errors = BTreeMap::new();
+        for (addr, spec) in &table.listeners {
+            let Some(route) = table.services.get(&spec.service) else { continue };
+            if let Some(r) = self.running.get_mut(addr) {
+                r.slot.store(route.clone());
+                r.spec = spec.clone();
+                continue;
+            }
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => self.start(l, *addr, spec.clone(), route.clone()),
+                Err(e) => {
+                    tracing::error!(%addr, alias = %spec.dns_name, error = %e, "cannot bind alias listener");
+                    errors.insert(*addr, format!("cannot bind {addr}: {e}"));
+                }
+            }
+        }
+        *self.errors.lock().unwrap_or_else(|p| p.into_inner()) = errors;
+        self.names.store(Arc::new(table.names.clone()));
+        if let Some(hosts) = &self.hosts {
+            let mut entries: Vec<_> = table.names.iter().map(|(n, ip)| (n.clone(), *ip)).collect();
+            entries.sort();
+            if let Err(e) = hosts.write(&entries) {
+                tracing::error!(error = %e, "cannot update the hosts file");
+            }
+        }
+    }
+
+    fn start(&mut self, listener: tokio::net::TcpListener, addr: SocketAddr, spec: ListenerSpec, route: Arc<ServiceRoute>) {
+        tracing::info!(%addr, alias = %spec.dns_name, protocol = %spec.protocol, service = %route.label(), "listening");
+        let slot = Arc::new(ArcSwap::new(route));
+        let kind = if spec.protocol.is_http() {
+            Listener::Http(Arc::new(http::HttpListener { slot: slot.clone(), shared: self.shared.clone() }))
+        } else {
+            Listener::Tcp(Arc::new(tcp::TcpListener { slot: slot.clone(), shared: self.shared.clone() }))
+        };
+        let stop = CancellationToken::new();
+        let (tracker, shutdown, stop2) = (self.tracker.clone(), self.shutdown.clone(), stop.clone());
+        self.tracker.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = stop2.cancelled() => break,
+                    _ = shutdown.cancelled() => break,
+                    r = listener.accept() => r,
+                };
+                match (accepted, &kind) {
+                    (Ok((s, _)), Listener::Http(l)) => {
+                        tracker.spawn(http::serve(s, l.clone(), shutdown.clone()));
+                    }
+                    (Ok((s, _)), Listener::Tcp(l)) => {
+                        tracker.spawn(tcp::serve(s, l.clone(), shutdown.clone()));
+                    }
+                    (Err(e), _) => {
+                        // Usually out of file descriptors: back off instead of spinning.
+                        tracing::warn!(%addr, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        self.running.insert(addr, Running { spec, slot, stop });
+    }
+
+    /// Follows the catalog until shutdown, then closes listeners, waits up to `grace` for open
+    /// connections and removes the hosts block.
+    pub async fn run(mut self, mut rx: watch::Receiver<Arc<Snapshot>>, grace: Duration) {
+        let mut retry = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                r = rx.changed() => {
+                    if r.is_err() { break; }
+                    let snap = rx.borrow_and_update().clone();
+                    self.apply(&snap).await;
+                }
+                // Aliases whose port was taken get another chance without a catalog change.
+                _ = retry.tick() => {
+                    if !self.errors.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                        let snap = rx.borrow().clone();
+                        self.apply(&snap).await;
+                    }
+                }
+            }
+        }
+        for r in self.running.values() {
+            r.stop.cancel();
+        }
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("connections still open after {grace:?}; closing them");
+        }
+        if let Some(hosts) = &self.hosts {
+            if let Err(e) = hosts.remove() {
+                tracing::error!(error = %e, "cannot remove the managed block from the hosts file");
+            }
+        }
+    }
+}

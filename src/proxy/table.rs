@@ -1,0 +1,109 @@
+//! The routing table: what the listeners need from a catalog snapshot, precomputed so the request
+//! path does one atomic load and no lookups by name.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use crate::catalog::{Protocol, Snapshot};
+use crate::policy::Target;
+use crate::telemetry::{ServiceStats, Stats};
+
+type ServiceKey = (String, String);
+
+/// Everything needed to carry one request or connection of a service.
+#[derive(Debug)]
+pub struct ServiceRoute {
+    pub namespace: String,
+    pub service: String,
+    pub protocol: Protocol,
+    pub connect_timeout: Duration,
+    pub request_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub targets: Vec<Arc<Target>>,
+    pub cursor: Arc<AtomicUsize>,
+    pub stats: Arc<ServiceStats>,
+}
+
+impl ServiceRoute {
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.namespace, self.service)
+    }
+}
+
+/// One alias listener: `VIP:port` → service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub dns_name: String,
+    pub service: ServiceKey,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    pub services: HashMap<ServiceKey, Arc<ServiceRoute>>,
+    pub listeners: BTreeMap<SocketAddr, ListenerSpec>,
+    /// Alias name → VIP, for the DNS responder and the hosts file.
+    pub names: HashMap<String, Ipv4Addr>,
+}
+
+fn secs(s: u64) -> Option<Duration> {
+    (s > 0).then(|| Duration::from_secs(s))
+}
+
+/// Builds tables and keeps what must outlive one table (round-robin positions).
+#[derive(Default)]
+pub struct TableBuilder {
+    cursors: HashMap<ServiceKey, Arc<AtomicUsize>>,
+}
+
+impl TableBuilder {
+    /// `clients`: when not empty, only these namespaces get listeners and names on this host.
+    pub fn build(&mut self, snap: &Snapshot, stats: &Stats, clients: &HashSet<String>) -> RoutingTable {
+        let mut table = RoutingTable::default();
+        for (key, svc) in &snap.services {
+            let targets = snap
+                .endpoints_of(&svc.namespace, &svc.name)
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    Arc::new(Target {
+                        index: i as u32,
+                        id: e.id.clone(),
+                        node: e.node.clone(),
+                        zone: e.zone.clone(),
+                        address: e.address,
+                        attributes: e.attributes.clone(),
+                        healthy: e.routable(),
+                        stats: stats.endpoint(&e.namespace, &e.service, &e.id),
+                    })
+                })
+                .collect();
+            let route = ServiceRoute {
+                namespace: svc.namespace.clone(),
+                service: svc.name.clone(),
+                protocol: svc.protocol,
+                connect_timeout: Duration::from_millis(svc.timeouts.connect_ms()),
+                request_timeout: secs(svc.timeouts.request_s(svc.protocol)),
+                idle_timeout: secs(svc.timeouts.idle_s(svc.protocol)),
+                targets,
+                cursor: self.cursors.entry(key.clone()).or_default().clone(),
+                stats: stats.service(&svc.namespace, &svc.name),
+            };
+            table.services.insert(key.clone(), Arc::new(route));
+            if !clients.is_empty() && !clients.contains(&svc.namespace) {
+                continue;
+            }
+            for a in &svc.aliases {
+                let Some(vip) = snap.vips.get(&a.dns_name) else { continue };
+                table.names.insert(a.dns_name.clone(), *vip);
+                let addr = SocketAddr::V4(SocketAddrV4::new(*vip, a.port));
+                table.listeners.insert(addr, ListenerSpec { dns_name: a.dns_name.clone(), service: key.clone(), protocol: svc.protocol });
+            }
+        }
+        self.cursors.retain(|k, _| table.services.contains_key(k));
+        table
+    }
+}

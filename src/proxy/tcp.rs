@@ -1,0 +1,75 @@
+//! TCP listeners: one upstream connection per client connection, bytes copied both ways with
+//! half-close honoured (an EOF on one side shuts down writing on the other, the rest still flows).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, connect_with_retries};
+use super::body::InFlight;
+use super::error::ProxyError;
+use super::io::{Activity, Metered};
+use super::pool::connect_tcp;
+use super::table::ServiceRoute;
+use crate::policy::{RequestInfo, Target};
+
+/// Large enough that bulk transfers (a 1 MiB Redis value) take few syscalls.
+const COPY_BUF: usize = 32 * 1024;
+
+pub struct TcpListener {
+    pub slot: Arc<ArcSwap<ServiceRoute>>,
+    pub shared: Arc<Shared>,
+}
+
+fn connect<'a>(l: &'a TcpListener, route: &'a ServiceRoute) -> impl Future<Output = Result<(Arc<Target>, TcpStream), ProxyError>> + 'a {
+    let info = RequestInfo {
+        namespace: &route.namespace,
+        service: &route.service,
+        method: "",
+        authority: "",
+        path: "",
+        headers: None,
+        attempt: 1,
+        idempotent: false,
+        source_zone: &l.shared.zone,
+    };
+    connect_with_retries(&l.shared, route, info, |t: &Target| connect_tcp(t.address, route.connect_timeout))
+}
+
+pub async fn serve(client: TcpStream, l: Arc<TcpListener>, shutdown: CancellationToken) {
+    let route = l.slot.load_full();
+    let stats = route.stats.clone();
+    stats.new_connections.fetch_add(1, Relaxed);
+    stats.active_connections.fetch_add(1, Relaxed);
+    let _ = client.set_nodelay(true);
+    match connect(&l, &route).await {
+        Err(e) => {
+            // Closing is all a TCP client can be told; the reason goes to the log and figures.
+            tracing::info!(service = %route.label(), error = %e, "no upstream for tcp connection");
+        }
+        Ok((target, upstream)) => {
+            target.stats.connections.fetch_add(1, Relaxed);
+            let _in_flight = InFlight::new(target.clone());
+            let activity = Activity::new();
+            let mut a = Metered::new(client, activity.clone(), Some(stats.clone()));
+            let mut b = Metered::new(upstream, activity.clone(), None);
+            let idle = route.idle_timeout.unwrap_or(Duration::MAX);
+            tokio::select! {
+                r = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUF, COPY_BUF) => {
+                    if let Err(e) = r {
+                        tracing::debug!(service = %route.label(), error = %e, "tcp connection ended with an error");
+                    }
+                }
+                _ = activity.idle(idle) => {
+                    tracing::debug!(service = %route.label(), "closing idle tcp connection");
+                }
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+    stats.active_connections.fetch_sub(1, Relaxed);
+}

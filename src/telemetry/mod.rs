@@ -1,0 +1,220 @@
+//! In-process figures: lock-free counters and fixed-bucket histograms per service and endpoint,
+//! named after ECS Service Connect's CloudWatch metrics so migrating users find them. The admin API
+//! reads them now; the OTLP exporter (a later milestone) reads the same numbers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Upper bounds in microseconds; the last bucket catches the rest.
+const BUCKETS_US: [u64; 14] = [250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000, u64::MAX];
+
+#[derive(Default, Debug)]
+pub struct Histogram {
+    counts: [AtomicU64; 14],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn record(&self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let i = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(BUCKETS_US.len() - 1);
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// The bucket bound under which `q` of the samples fall (an upper estimate, as Prometheus does).
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil() as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Some(BUCKETS_US[i]);
+            }
+        }
+        None
+    }
+}
+
+/// Why a request or connection failed, for counting (and later for retry and ejection decisions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    NoEndpoint,
+    Connect,
+    Timeout,
+    Upstream,
+    Downstream,
+}
+
+#[derive(Default, Debug)]
+pub struct ServiceStats {
+    pub active_connections: AtomicI64,
+    pub new_connections: AtomicU64,
+    /// Bytes from clients into the proxy, and back out to them.
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub requests: AtomicU64,
+    pub grpc_requests: AtomicU64,
+    /// Responses by class 1xx..5xx (index 1..=5); index 0 counts anything else.
+    pub responses: [AtomicU64; 6],
+    pub retries: AtomicU64,
+    pub no_endpoint: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub downstream_errors: AtomicU64,
+    /// Client-side latency: from request arrival to response headers sent.
+    pub latency: Histogram,
+}
+
+impl ServiceStats {
+    pub fn response(&self, status: u16) {
+        let class = (status / 100) as usize;
+        self.responses[if (1..=5).contains(&class) { class } else { 0 }].fetch_add(1, Relaxed);
+    }
+
+    pub fn failure(&self, kind: FailureKind) {
+        let c = match kind {
+            FailureKind::NoEndpoint => &self.no_endpoint,
+            FailureKind::Connect => &self.connect_failures,
+            FailureKind::Timeout => &self.timeouts,
+            FailureKind::Upstream => &self.upstream_errors,
+            FailureKind::Downstream => &self.downstream_errors,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct EndpointStats {
+    /// Requests (or TCP connections) to this endpoint that have not finished yet.
+    pub in_flight: std::sync::atomic::AtomicU32,
+    /// RequestCountPerTarget and TargetResponseTime in ECS terms.
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    pub connections: AtomicU64,
+    pub response_time: Histogram,
+}
+
+type ServiceKey = (String, String);
+type EndpointKey = (String, String, String);
+
+/// The registry of all figures; handles are looked up once per routing-table rebuild, never per request.
+#[derive(Default)]
+pub struct Stats {
+    services: Mutex<BTreeMap<ServiceKey, Arc<ServiceStats>>>,
+    endpoints: Mutex<BTreeMap<EndpointKey, Arc<EndpointStats>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Stats {
+    pub fn service(&self, ns: &str, svc: &str) -> Arc<ServiceStats> {
+        lock(&self.services).entry((ns.into(), svc.into())).or_default().clone()
+    }
+
+    pub fn endpoint(&self, ns: &str, svc: &str, id: &str) -> Arc<EndpointStats> {
+        lock(&self.endpoints).entry((ns.into(), svc.into(), id.into())).or_default().clone()
+    }
+
+    pub fn report(&self) -> Vec<ServiceReport> {
+        let endpoints = lock(&self.endpoints);
+        lock(&self.services)
+            .iter()
+            .map(|((ns, svc), s)| ServiceReport {
+                namespace: ns.clone(),
+                service: svc.clone(),
+                active_connections: s.active_connections.load(Relaxed),
+                new_connections: s.new_connections.load(Relaxed),
+                bytes_in: s.bytes_in.load(Relaxed),
+                bytes_out: s.bytes_out.load(Relaxed),
+                requests: s.requests.load(Relaxed),
+                grpc_requests: s.grpc_requests.load(Relaxed),
+                responses: ["other", "1xx", "2xx", "3xx", "4xx", "5xx"]
+                    .iter()
+                    .zip(&s.responses)
+                    .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
+                    .filter(|(_, v)| *v > 0)
+                    .collect(),
+                retries: s.retries.load(Relaxed),
+                no_endpoint: s.no_endpoint.load(Relaxed),
+                connect_failures: s.connect_failures.load(Relaxed),
+                timeouts: s.timeouts.load(Relaxed),
+                upstream_errors: s.upstream_errors.load(Relaxed),
+                downstream_errors: s.downstream_errors.load(Relaxed),
+                latency_p50_us: s.latency.quantile_us(0.5),
+                latency_p99_us: s.latency.quantile_us(0.99),
+                endpoints: endpoints
+                    .range((ns.clone(), svc.clone(), String::new())..)
+                    .take_while(|((n, s2, _), _)| n == ns && s2 == svc)
+                    .map(|((_, _, id), e)| EndpointReport {
+                        id: id.clone(),
+                        requests: e.requests.load(Relaxed),
+                        connections: e.connections.load(Relaxed),
+                        failures: e.failures.load(Relaxed),
+                        response_time_p50_us: e.response_time.quantile_us(0.5),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Serialize)]
+pub struct ServiceReport {
+    pub namespace: String,
+    pub service: String,
+    pub active_connections: i64,
+    pub new_connections: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub requests: u64,
+    pub grpc_requests: u64,
+    pub responses: BTreeMap<String, u64>,
+    pub retries: u64,
+    pub no_endpoint: u64,
+    pub connect_failures: u64,
+    pub timeouts: u64,
+    pub upstream_errors: u64,
+    pub downstream_errors: u64,
+    pub latency_p50_us: Option<u64>,
+    pub latency_p99_us: Option<u64>,
+    pub endpoints: Vec<EndpointReport>,
+}
+
+#[derive(Serialize)]
+pub struct EndpointReport {
+    pub id: String,
+    pub requests: u64,
+    pub connections: u64,
+    pub failures: u64,
+    pub response_time_p50_us: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_bucket_bounds() {
+        let h = Histogram::default();
+        assert_eq!(h.quantile_us(0.5), None);
+        for _ in 0..99 {
+            h.record(Duration::from_micros(100));
+        }
+        h.record(Duration::from_millis(30));
+        assert_eq!(h.quantile_us(0.5), Some(250));
+        assert_eq!(h.quantile_us(1.0), Some(50_000));
+    }
+}
