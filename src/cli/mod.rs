@@ -221,16 +221,18 @@ impl From<HealthArg> for HealthFilter {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn load_or_exit(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     Config::default_for(path).map_err(|e| {
         eprintln!("{e}");
-        match e {
-            config::ConfigError::Read { .. } => ExitCode::from(EXIT_CONFIG),
-            _ => ExitCode::from(EXIT_CONFIG),
-        }
+        ExitCode::from(EXIT_CONFIG)
     })
 }
 

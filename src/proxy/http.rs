@@ -71,7 +71,8 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     if route.protocol.is_h2() {
         drive!(http2::Builder::new(TokioExecutor::new()).timer(TokioTimer::new()).serve_connection(io, svc));
     } else {
-        drive!(http1::Builder::new().timer(TokioTimer::new()).keep_alive(true).serve_connection(io, svc));
+        // No timer: hyper would arm a header-read timeout per request; idle is handled by `Activity`.
+        drive!(http1::Builder::new().keep_alive(true).serve_connection(io, svc));
     }
     stats.active_connections.fetch_sub(1, Relaxed);
 }

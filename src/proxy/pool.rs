@@ -55,16 +55,16 @@ impl Pools {
         Arc::new(Pools::default())
     }
 
-    /// A ready idle connection or a new one.
+    /// A ready idle connection or a new one. Connections that are not ready yet (hyper flags
+    /// readiness a moment after a response ends) stay parked for the next caller.
     pub async fn h1(&self, addr: SocketAddr, timeout: Duration) -> Result<H1, ProxyError> {
         {
             let mut idle = lock(&self.h1);
             if let Some(list) = idle.get_mut(&addr) {
                 let now = Instant::now();
-                while let Some((conn, since)) = list.pop() {
-                    if conn.is_ready() && now.duration_since(since) < IDLE_LIFETIME {
-                        return Ok(conn);
-                    }
+                list.retain(|(c, since)| !c.is_closed() && now.duration_since(*since) < IDLE_LIFETIME);
+                if let Some(i) = list.iter().rposition(|(c, _)| c.is_ready()) {
+                    return Ok(list.swap_remove(i).0);
                 }
             }
         }
@@ -79,21 +79,10 @@ impl Pools {
     }
 
     /// Returns a connection whose response has been read completely.
-    pub fn checkin_h1(self: &Arc<Self>, addr: SocketAddr, mut conn: H1) {
-        if conn.is_closed() {
-            return;
-        }
-        if conn.is_ready() {
+    pub fn checkin_h1(&self, addr: SocketAddr, conn: H1) {
+        if !conn.is_closed() {
             self.park(addr, conn);
-            return;
         }
-        // hyper marks the connection ready a moment after the body ends; wait for it off the hot path.
-        let pools = self.clone();
-        tokio::spawn(async move {
-            if conn.ready().await.is_ok() {
-                pools.park(addr, conn);
-            }
-        });
     }
 
     fn park(&self, addr: SocketAddr, conn: H1) {
