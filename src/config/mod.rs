@@ -230,3 +230,6 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

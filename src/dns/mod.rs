@@ -1,21 +1,40 @@
-//! TEMPORARY STUB by the lead so the crate compiles; helper-1 replaces this whole directory.
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+//! DNS side of the mesh: a small responder that answers alias names with their VIPs and forwards
+//! everything else, plus management of a marked block in a hosts file.
+
+pub mod hosts;
+pub mod responder;
+
+pub use hosts::HostsBlock;
+pub use responder::{DnsResponder, system_upstreams};
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-pub type NameTable = Arc<arc_swap::ArcSwap<HashMap<String, Ipv4Addr>>>;
+
+/// Alias name (lowercase, no trailing dot) -> VIP. The lead's routing-table builder replaces it whenever aliases change.
+pub type NameTable =
+    std::sync::Arc<arc_swap::ArcSwap<std::collections::HashMap<String, std::net::Ipv4Addr>>>;
+
 #[derive(Debug, thiserror::Error)]
-pub enum DnsError { #[error("stub {0}")] Stub(String) }
-pub struct DnsResponder { addr: SocketAddr }
-impl DnsResponder {
-    pub async fn bind(listen: SocketAddr, _u: Vec<SocketAddr>, _t: u32, _n: NameTable) -> Result<Self, DnsError> { Ok(DnsResponder { addr: listen }) }
-    pub fn local_addr(&self) -> SocketAddr { self.addr }
-    pub async fn run(self, s: tokio_util::sync::CancellationToken) -> Result<(), DnsError> { s.cancelled().await; Ok(()) }
-}
-pub fn system_upstreams(_e: SocketAddr) -> Vec<SocketAddr> { vec![] }
-pub struct HostsBlock { _p: PathBuf }
-impl HostsBlock {
-    pub fn new(p: PathBuf) -> Self { HostsBlock { _p: p } }
-    pub fn write(&self, _e: &[(String, Ipv4Addr)]) -> Result<(), DnsError> { Ok(()) }
-    pub fn remove(&self) -> Result<(), DnsError> { Ok(()) }
+pub enum DnsError {
+    #[error("cannot bind DNS {proto} socket on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        proto: &'static str,
+        source: std::io::Error,
+    },
+    #[error("DNS responder on {addr} failed: {source}")]
+    Serve {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read hosts file {}: {source}", path.display())]
+    HostsRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write hosts file {}: {source}", path.display())]
+    HostsWrite {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }

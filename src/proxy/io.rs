@@ -1,4 +1,4 @@
-//! A stream wrapper that counts bytes and notes the time of the last read, so one idle watchdog per
+//! A stream wrapper that counts bytes and notes the time of the last read or write, so one idle watchdog per
 //! connection can close it without a timer reset on every packet.
 
 use std::io;
@@ -30,11 +30,14 @@ impl Activity {
         self.last_ms.store(self.start.elapsed().as_millis() as u64, Relaxed);
     }
 
-    /// Resolves once nothing was read for `idle` while no request was in flight.
+    /// Resolves once nothing moved for `idle` while no request was in flight; never for a
+    /// disabled timeout (`Duration::MAX`).
     pub async fn idle(&self, idle: Duration) {
         loop {
             let last = self.start + Duration::from_millis(self.last_ms.load(Relaxed));
-            let deadline = last + idle;
+            let Some(deadline) = last.checked_add(idle) else {
+                return std::future::pending().await;
+            };
             if Instant::now() >= deadline && self.busy.load(Relaxed) == 0 {
                 return;
             }
@@ -43,7 +46,7 @@ impl Activity {
     }
 }
 
-/// Records activity on every read and, on the client side, counts bytes in (read) and out
+/// Records activity on every read and write and, on the client side, counts bytes in (read) and out
 /// (written) into the service's figures.
 pub struct Metered<S> {
     inner: S,
@@ -73,9 +76,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
 }
 
 impl<S> Metered<S> {
+    /// A response streaming out is activity too, even when the client sends nothing.
     fn wrote(&self, r: &Poll<io::Result<usize>>) {
-        if let (Some(s), Poll::Ready(Ok(n))) = (&self.stats, r) {
-            s.bytes_out.fetch_add(*n as u64, Relaxed);
+        if let Poll::Ready(Ok(n)) = r {
+            self.activity.touch();
+            if let Some(s) = &self.stats {
+                s.bytes_out.fetch_add(*n as u64, Relaxed);
+            }
         }
     }
 }

@@ -163,11 +163,14 @@ impl Proxy {
         }
         *self.errors.lock().unwrap_or_else(|p| p.into_inner()) = errors;
         self.names.store(Arc::new(table.names.clone()));
-        if let Some(hosts) = &self.hosts {
-            let mut entries: Vec<_> = table.names.iter().map(|(n, ip)| (n.clone(), *ip)).collect();
-            entries.sort();
-            if let Err(e) = hosts.write(&entries) {
-                tracing::error!(error = %e, "cannot update the hosts file");
+        if let Some(hosts) = self.hosts.clone() {
+            // The write fsyncs; keep it off the runtime's worker threads. Awaiting it keeps
+            // successive rewrites in order.
+            let entries: Vec<_> = table.names.iter().map(|(n, ip)| (n.clone(), *ip)).collect();
+            match tokio::task::spawn_blocking(move || hosts.write(&entries)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot update the hosts file"),
+                Err(e) => tracing::error!(error = %e, "hosts file update task failed"),
             }
         }
     }
@@ -235,9 +238,11 @@ impl Proxy {
         if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after {grace:?}; closing them");
         }
-        if let Some(hosts) = &self.hosts {
-            if let Err(e) = hosts.remove() {
-                tracing::error!(error = %e, "cannot remove the managed block from the hosts file");
+        if let Some(hosts) = self.hosts.clone() {
+            match tokio::task::spawn_blocking(move || hosts.remove()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the managed block from the hosts file"),
+                Err(e) => tracing::error!(error = %e, "hosts file cleanup task failed"),
             }
         }
     }
