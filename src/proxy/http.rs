@@ -39,8 +39,7 @@ enum Conn {
 pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: CancellationToken) {
     let route = l.slot.load_full();
     let stats = route.stats.clone();
-    stats.new_connections.fetch_add(1, Relaxed);
-    stats.active_connections.fetch_add(1, Relaxed);
+    let _connection = stats.open_connection();
     let _ = stream.set_nodelay(true);
     let activity = Activity::new();
     let io = TokioIo::new(Metered::new(stream, activity.clone(), Some(stats.clone())));
@@ -74,12 +73,11 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
         // No timer: hyper would arm a header-read timeout per request; idle is handled by `Activity`.
         drive!(http1::Builder::new().keep_alive(true).serve_connection(io, svc));
     }
-    stats.active_connections.fetch_sub(1, Relaxed);
 }
 
 async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
-    activity.busy.fetch_add(1, Relaxed);
+    let _busy = activity.begin();
     let mut route = l.slot.load_full();
     let grpc = route.protocol == Protocol::Grpc;
     let authority = req.uri().authority().map(|a| a.as_str().to_string()).or_else(|| {
@@ -107,7 +105,6 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
     };
     stats.response(resp.status().as_u16());
     stats.latency.record(start.elapsed());
-    activity.busy.fetch_sub(1, Relaxed);
     Ok(resp)
 }
 

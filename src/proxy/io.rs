@@ -18,12 +18,18 @@ pub struct Activity {
     start: Instant,
     last_ms: AtomicU64,
     /// Requests in flight on this connection; an HTTP connection is idle only when this is zero.
-    pub busy: AtomicU64,
+    busy: AtomicU64,
 }
 
 impl Activity {
     pub fn new() -> Arc<Activity> {
         Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0), busy: AtomicU64::new(0) })
+    }
+
+    /// Marks a request in flight until the guard drops (also when the request is abandoned).
+    pub fn begin(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Relaxed);
+        Busy(self.clone())
     }
 
     fn touch(&self) {
@@ -43,6 +49,14 @@ impl Activity {
             }
             tokio::time::sleep_until(deadline.max(Instant::now() + Duration::from_millis(100))).await;
         }
+    }
+}
+
+pub struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Relaxed);
     }
 }
 

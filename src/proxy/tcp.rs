@@ -43,8 +43,7 @@ fn connect<'a>(l: &'a TcpListener, route: &'a ServiceRoute) -> impl Future<Outpu
 pub async fn serve(client: TcpStream, l: Arc<TcpListener>, shutdown: CancellationToken) {
     let route = l.slot.load_full();
     let stats = route.stats.clone();
-    stats.new_connections.fetch_add(1, Relaxed);
-    stats.active_connections.fetch_add(1, Relaxed);
+    let _connection = stats.open_connection();
     let _ = client.set_nodelay(true);
     match connect(&l, &route).await {
         Err(e) => {
@@ -71,5 +70,4 @@ pub async fn serve(client: TcpStream, l: Arc<TcpListener>, shutdown: Cancellatio
             }
         }
     }
-    stats.active_connections.fetch_sub(1, Relaxed);
 }

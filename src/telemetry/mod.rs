@@ -76,7 +76,22 @@ pub struct ServiceStats {
     pub latency: Histogram,
 }
 
+/// Counts a client connection as active while it lives (also when its task is cancelled).
+pub struct ConnectionGuard(Arc<ServiceStats>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Relaxed);
+    }
+}
+
 impl ServiceStats {
+    pub fn open_connection(self: &Arc<Self>) -> ConnectionGuard {
+        self.new_connections.fetch_add(1, Relaxed);
+        self.active_connections.fetch_add(1, Relaxed);
+        ConnectionGuard(self.clone())
+    }
+
     pub fn response(&self, status: u16) {
         let class = (status / 100) as usize;
         self.responses[if (1..=5).contains(&class) { class } else { 0 }].fetch_add(1, Relaxed);
