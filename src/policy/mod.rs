@@ -19,11 +19,43 @@ pub struct RequestInfo<'a> {
     pub method: &'a str,
     pub authority: &'a str,
     pub path: &'a str,
-    pub headers: Option<&'a http::HeaderMap>,
+    pub headers: Headers<'a>,
     /// 1 for the first try.
     pub attempt: u32,
     pub idempotent: bool,
     pub source_zone: &'a str,
+}
+
+/// Request headers as the data plane holds them: hyper's map (HTTP/2) or field positions in the
+/// raw HTTP/1.1 head, so neither path copies headers just to show them to a hook.
+#[derive(Clone, Copy, Debug)]
+pub enum Headers<'a> {
+    None,
+    Map(&'a http::HeaderMap),
+    Raw { buf: &'a [u8], fields: &'a [(std::ops::Range<usize>, std::ops::Range<usize>)] },
+}
+
+impl<'a> Headers<'a> {
+    /// The first value of a header, by case-insensitive name.
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        match *self {
+            Headers::None => None,
+            Headers::Map(m) => m.get(name).map(|v| v.as_bytes()),
+            Headers::Raw { buf, fields } => {
+                fields.iter().find(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| &buf[v.clone()])
+            }
+        }
+    }
+
+    /// Every header as (name, value) pairs, for a plugin's `list<tuple<string, string>>`.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match *self {
+            Headers::None => Vec::new(),
+            Headers::Map(m) => m.iter().map(|(k, v)| (k.as_str().to_string(), s(v.as_bytes()))).collect(),
+            Headers::Raw { buf, fields } => fields.iter().map(|(n, v)| (s(&buf[n.clone()]).to_ascii_lowercase(), s(&buf[v.clone()]))).collect(),
+        }
+    }
 }
 
 /// One endpoint as the data plane sees it: fixed facts plus live load.
@@ -139,7 +171,7 @@ mod tests {
     }
 
     fn req(attempt: u32) -> RequestInfo<'static> {
-        RequestInfo { namespace: "n", service: "s", method: "GET", authority: "a", path: "/", headers: None, attempt, idempotent: true, source_zone: "" }
+        RequestInfo { namespace: "n", service: "s", method: "GET", authority: "a", path: "/", headers: Headers::None, attempt, idempotent: true, source_zone: "" }
     }
 
     #[test]

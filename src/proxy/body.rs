@@ -11,7 +11,6 @@ use http::header::{CONNECTION, HeaderName, TE, TRANSFER_ENCODING, UPGRADE};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::pool::{H1, Pools};
 use crate::policy::Target;
 
 /// Counts a request as in flight on an endpoint until its response body is done or dropped.
@@ -30,23 +29,10 @@ impl Drop for InFlight {
     }
 }
 
-/// An upstream response body; once read to the end, its HTTP/1.1 connection goes back to the pool.
+/// An upstream (HTTP/2) response body; the request counts as in flight until it is done.
 pub struct UpstreamBody {
     pub inner: Incoming,
-    pub reuse: Option<(Arc<Pools>, std::net::SocketAddr, H1)>,
-    pub done: bool,
     pub _in_flight: InFlight,
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        // A body dropped half-read leaves the connection mid-response: let it close instead.
-        if self.done || self.inner.is_end_stream() {
-            if let Some((pools, addr, conn)) = self.reuse.take() {
-                pools.checkin_h1(addr, conn);
-            }
-        }
-    }
 }
 
 pub enum ProxyBody {
@@ -70,13 +56,7 @@ impl Body for ProxyBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(u) => {
-                let r = Pin::new(&mut u.inner).poll_frame(cx);
-                if let Poll::Ready(None) = r {
-                    u.done = true;
-                }
-                r
-            }
+            ProxyBody::Upstream(u) => Pin::new(&mut u.inner).poll_frame(cx),
         }
     }
 

@@ -30,6 +30,12 @@ pub enum ProxyError {
     RequestTimeout { addr: SocketAddr, after: Duration },
     #[error("endpoint {addr}: {source}")]
     Upstream { addr: SocketAddr, source: hyper::Error },
+    #[error("endpoint {addr} closed or reset the connection: {source}")]
+    UpstreamIo { addr: SocketAddr, source: std::io::Error },
+    #[error("endpoint {addr} sent an invalid response: {detail}")]
+    BadResponse { addr: SocketAddr, detail: String },
+    #[error("bad request: {0}")]
+    BadRequest(String),
     #[error("client connection: {0}")]
     Downstream(String),
 }
@@ -37,7 +43,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::Downstream(_) => Side::Downstream,
+            ProxyError::Downstream(_) | ProxyError::BadRequest(_) => Side::Downstream,
             ProxyError::NoEndpoint(_) => Side::Internal,
             _ => Side::Upstream,
         }
@@ -52,7 +58,7 @@ impl ProxyError {
         match self {
             ProxyError::NoEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RequestTimeout { .. } | ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Downstream(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Downstream(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -64,7 +70,9 @@ impl ProxyError {
             ProxyError::Connect { .. } => "connect-failed",
             ProxyError::ConnectTimeout { .. } => "connect-timeout",
             ProxyError::RequestTimeout { .. } => "request-timeout",
-            ProxyError::Upstream { .. } => "upstream-error",
+            ProxyError::Upstream { .. } | ProxyError::UpstreamIo { .. } => "upstream-error",
+            ProxyError::BadResponse { .. } => "bad-upstream-response",
+            ProxyError::BadRequest(_) => "bad-request",
             ProxyError::Downstream(_) => "downstream-error",
         }
     }
@@ -74,8 +82,8 @@ impl ProxyError {
             ProxyError::NoEndpoint(_) => FailureKind::NoEndpoint,
             ProxyError::Connect { .. } => FailureKind::Connect,
             ProxyError::ConnectTimeout { .. } | ProxyError::RequestTimeout { .. } => FailureKind::Timeout,
-            ProxyError::Upstream { .. } => FailureKind::Upstream,
-            ProxyError::Downstream(_) => FailureKind::Downstream,
+            ProxyError::Upstream { .. } | ProxyError::UpstreamIo { .. } | ProxyError::BadResponse { .. } => FailureKind::Upstream,
+            ProxyError::Downstream(_) | ProxyError::BadRequest(_) => FailureKind::Downstream,
         }
     }
 }

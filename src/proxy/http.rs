@@ -1,15 +1,15 @@
-//! HTTP/1.1 and HTTP/2 (h2c) listeners: each request is routed, given an endpoint by the policy,
-//! and forwarded with its body streaming both ways (trailers included, so gRPC status survives).
+//! HTTP/2 (h2c, prior knowledge) listeners for `http2` and `grpc` services, on hyper: each
+//! request is routed, given an endpoint by the policy, and forwarded over the endpoint's shared
+//! HTTP/2 connection with bodies streaming both ways and trailers intact, so gRPC status survives.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -19,22 +19,10 @@ use tokio_util::sync::CancellationToken;
 use super::body::{InFlight, ProxyBody, UpstreamBody, strip_hop_by_hop};
 use super::error::ProxyError;
 use super::io::{Activity, Metered};
-use super::pool::{H1, H2};
 use super::table::ServiceRoute;
-use super::{Shared, connect_with_retries};
+use super::{HttpListener, connect_with_retries};
 use crate::catalog::Protocol;
-use crate::policy::{RequestInfo, Target};
-
-/// What one listener's connections share.
-pub struct HttpListener {
-    pub slot: Arc<ArcSwap<ServiceRoute>>,
-    pub shared: Arc<Shared>,
-}
-
-enum Conn {
-    H1(H1),
-    H2(H2),
-}
+use crate::policy::{Headers, RequestInfo, Target};
 
 pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: CancellationToken) {
     let route = l.slot.load_full();
@@ -46,32 +34,22 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     let act = activity.clone();
     let svc = service_fn(move |req| handle(l.clone(), act.clone(), req));
     let idle = route.idle_timeout.unwrap_or(Duration::MAX);
-    // Both connection kinds are driven the same way: until done, or told to wind down (idle or
-    // shutdown), after which in-flight requests still finish.
-    macro_rules! drive {
-        ($conn:expr) => {{
-            let conn = $conn;
-            tokio::pin!(conn);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "client connection ended with an error");
-                        }
-                        break;
-                    }
-                    _ = activity.idle(idle), if !closing => { closing = true; conn.as_mut().graceful_shutdown(); }
-                    _ = shutdown.cancelled(), if !closing => { closing = true; conn.as_mut().graceful_shutdown(); }
+    // Runs until done, or until told to wind down (idle or shutdown): then GOAWAY, and requests
+    // in flight still finish.
+    let conn = http2::Builder::new(TokioExecutor::new()).timer(TokioTimer::new()).serve_connection(io, svc);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "client connection ended with an error");
                 }
+                break;
             }
-        }};
-    }
-    if route.protocol.is_h2() {
-        drive!(http2::Builder::new(TokioExecutor::new()).timer(TokioTimer::new()).serve_connection(io, svc));
-    } else {
-        // No timer: hyper would arm a header-read timeout per request; idle is handled by `Activity`.
-        drive!(http1::Builder::new().keep_alive(true).serve_connection(io, svc));
+            _ = activity.idle(idle), if !closing => { closing = true; conn.as_mut().graceful_shutdown(); }
+            _ = shutdown.cancelled(), if !closing => { closing = true; conn.as_mut().graceful_shutdown(); }
+        }
     }
 }
 
@@ -111,18 +89,7 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
 async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
     let info = request_info(route, &req, authority, &l.shared.zone);
     let pools = &l.shared.pools;
-    let h2 = route.protocol.is_h2();
-    let (target, conn) = connect_with_retries(&l.shared, route, info, |t: &Target| {
-        let addr = t.address;
-        async move {
-            if h2 {
-                pools.h2(addr, route.connect_timeout).await.map(Conn::H2)
-            } else {
-                pools.h1(addr, route.connect_timeout).await.map(Conn::H1)
-            }
-        }
-    })
-    .await?;
+    let (target, mut conn) = connect_with_retries(&l.shared, route, info, |t: &Target| pools.h2(t.address, route.connect_timeout)).await?;
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let addr = target.address;
@@ -131,20 +98,8 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     let sent = Instant::now();
     let timeout = route.request_timeout.unwrap_or(Duration::MAX);
     let timed_out = || ProxyError::RequestTimeout { addr, after: timeout };
-    let (resp, reuse) = match conn {
-        Conn::H1(mut c) => {
-            // HTTP/1.1 upstreams get origin-form targets; the Host header still names the alias.
-            parts.uri = parts.uri.path_and_query().map(|p| Uri::from(p.clone())).unwrap_or_else(|| Uri::from_static("/"));
-            parts.version = http::Version::HTTP_11;
-            let r = tokio::time::timeout(timeout, c.send_request(Request::from_parts(parts, body))).await.map_err(|_| timed_out())?;
-            (r, Some((l.shared.pools.clone(), addr, c)))
-        }
-        Conn::H2(mut c) => {
-            parts.version = http::Version::HTTP_2;
-            let r = tokio::time::timeout(timeout, c.send_request(Request::from_parts(parts, body))).await.map_err(|_| timed_out())?;
-            (r, None)
-        }
-    };
+    parts.version = http::Version::HTTP_2;
+    let resp = tokio::time::timeout(timeout, conn.send_request(Request::from_parts(parts, body))).await.map_err(|_| timed_out())?;
     let resp = resp.map_err(|source| {
         target.stats.failures.fetch_add(1, Relaxed);
         ProxyError::Upstream { addr, source }
@@ -152,7 +107,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     target.stats.response_time.record(sent.elapsed());
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let body = ProxyBody::Upstream(UpstreamBody { inner: body, reuse, done: false, _in_flight: in_flight });
+    let body = ProxyBody::Upstream(UpstreamBody { inner: body, _in_flight: in_flight });
     Ok(Response::from_parts(parts, body))
 }
 
@@ -163,7 +118,7 @@ fn request_info<'a>(route: &'a ServiceRoute, req: &'a Request<Incoming>, authori
         method: req.method().as_str(),
         authority,
         path: req.uri().path(),
-        headers: Some(req.headers()),
+        headers: Headers::Map(req.headers()),
         attempt: 1,
         idempotent: req.method().is_idempotent(),
         source_zone: zone,

@@ -3,6 +3,7 @@
 
 mod body;
 pub mod error;
+mod h1;
 mod http;
 mod io;
 mod pool;
@@ -25,7 +26,7 @@ use tokio_util::task::TaskTracker;
 pub use error::{ProxyError, Side};
 pub use table::{ListenerSpec, RoutingTable, ServiceRoute};
 
-use crate::catalog::Snapshot;
+use crate::catalog::{Protocol, Snapshot};
 use crate::dns::{HostsBlock, NameTable};
 use crate::policy::{Candidates, Outcome, Policy, RequestInfo, RetryDecision, Target};
 use crate::telemetry::Stats;
@@ -77,8 +78,15 @@ where
     }
 }
 
+/// What one HTTP listener's connections share.
+pub struct HttpListener {
+    pub slot: Arc<ArcSwap<ServiceRoute>>,
+    pub shared: Arc<Shared>,
+}
+
 enum Listener {
-    Http(Arc<http::HttpListener>),
+    Http1(Arc<HttpListener>),
+    Http2(Arc<HttpListener>),
     Tcp(Arc<tcp::TcpListener>),
 }
 
@@ -178,10 +186,11 @@ impl Proxy {
     fn start(&mut self, listener: tokio::net::TcpListener, addr: SocketAddr, spec: ListenerSpec, route: Arc<ServiceRoute>) {
         tracing::info!(%addr, alias = %spec.dns_name, protocol = %spec.protocol, service = %route.label(), "listening");
         let slot = Arc::new(ArcSwap::new(route));
-        let kind = if spec.protocol.is_http() {
-            Listener::Http(Arc::new(http::HttpListener { slot: slot.clone(), shared: self.shared.clone() }))
-        } else {
-            Listener::Tcp(Arc::new(tcp::TcpListener { slot: slot.clone(), shared: self.shared.clone() }))
+        let http = || Arc::new(HttpListener { slot: slot.clone(), shared: self.shared.clone() });
+        let kind = match spec.protocol {
+            Protocol::Http => Listener::Http1(http()),
+            Protocol::Http2 | Protocol::Grpc => Listener::Http2(http()),
+            Protocol::Tcp => Listener::Tcp(Arc::new(tcp::TcpListener { slot: slot.clone(), shared: self.shared.clone() })),
         };
         let stop = CancellationToken::new();
         let (tracker, shutdown, stop2) = (self.tracker.clone(), self.shutdown.clone(), stop.clone());
@@ -193,7 +202,10 @@ impl Proxy {
                     r = listener.accept() => r,
                 };
                 match (accepted, &kind) {
-                    (Ok((s, _)), Listener::Http(l)) => {
+                    (Ok((s, _)), Listener::Http1(l)) => {
+                        tracker.spawn(h1::serve(s, l.clone(), shutdown.clone()));
+                    }
+                    (Ok((s, _)), Listener::Http2(l)) => {
                         tracker.spawn(http::serve(s, l.clone(), shutdown.clone()));
                     }
                     (Ok((s, _)), Listener::Tcp(l)) => {

@@ -1,5 +1,5 @@
-//! Upstream connections per endpoint address: idle HTTP/1.1 connections for reuse, one shared
-//! HTTP/2 connection per endpoint. Connecting is our step (not a client library's), so a connect
+//! Upstream connections per endpoint address: idle HTTP/1.1 connections (plain sockets, with
+//! their read buffers) for reuse, one shared HTTP/2 connection per endpoint. Connecting is our step (not a client library's), so a connect
 //! failure is known to have sent nothing and the request can go to another endpoint untouched.
 
 use std::collections::HashMap;
@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use bytes::BytesMut;
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::error::ProxyError;
 
-pub type H1 = http1::SendRequest<Incoming>;
 pub type H2 = http2::SendRequest<Incoming>;
 
 /// Idle connections kept per endpoint; beyond this they are closed when returned.
@@ -24,9 +24,17 @@ const MAX_IDLE_PER_ENDPOINT: usize = 256;
 /// keep-alive timeouts (nginx 75 s, Node 5 s are the short ones — hence small).
 const IDLE_LIFETIME: Duration = Duration::from_secs(4);
 
+/// An HTTP/1.1 upstream connection and the bytes read from it but not yet forwarded.
+pub struct Upstream {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    /// Taken from the pool: it may have been closed by the peer a moment ago.
+    pub reused: bool,
+}
+
 #[derive(Default)]
 pub struct Pools {
-    h1: Mutex<HashMap<SocketAddr, Vec<(H1, Instant)>>>,
+    h1: Mutex<HashMap<SocketAddr, Vec<(Upstream, Instant)>>>,
     h2: Mutex<HashMap<SocketAddr, H2>>,
 }
 
@@ -55,41 +63,46 @@ impl Pools {
         Arc::new(Pools::default())
     }
 
-    /// A ready idle connection or a new one. Connections that are not ready yet (hyper flags
-    /// readiness a moment after a response ends) stay parked for the next caller.
-    pub async fn h1(&self, addr: SocketAddr, timeout: Duration) -> Result<H1, ProxyError> {
-        {
-            let mut idle = lock(&self.h1);
-            if let Some(list) = idle.get_mut(&addr) {
-                let now = Instant::now();
-                list.retain(|(c, since)| !c.is_closed() && now.duration_since(*since) < IDLE_LIFETIME);
-                if let Some(i) = list.iter().rposition(|(c, _)| c.is_ready()) {
-                    return Ok(list.swap_remove(i).0);
+    /// An idle connection that is still open, or a new one.
+    pub async fn h1(&self, addr: SocketAddr, timeout: Duration) -> Result<Upstream, ProxyError> {
+        if let Some(up) = self.idle_h1(addr) {
+            return Ok(up);
+        }
+        let stream = connect_tcp(addr, timeout).await?;
+        Ok(Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false })
+    }
+
+    fn idle_h1(&self, addr: SocketAddr) -> Option<Upstream> {
+        let mut idle = lock(&self.h1);
+        let list = idle.get_mut(&addr)?;
+        let now = Instant::now();
+        while let Some((mut up, since)) = list.pop() {
+            if now.duration_since(since) >= IDLE_LIFETIME {
+                // Everything below is older still.
+                list.clear();
+                break;
+            }
+            // A closed (or misbehaving) peer shows up as readable. tokio clears readiness after a
+            // short read, so for a quiet socket this costs no system call.
+            let mut probe = [0u8; 1];
+            match up.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    up.reused = true;
+                    return Some(up);
                 }
+                _ => continue,
             }
         }
-        let io = TokioIo::new(connect_tcp(addr, timeout).await?);
-        let (send, conn) = http1::Builder::new().handshake(io).await.map_err(|e| handshake_error(addr, e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "upstream http/1.1 connection ended");
-            }
-        });
-        Ok(send)
+        None
     }
 
-    /// Returns a connection whose response has been read completely.
-    pub fn checkin_h1(&self, addr: SocketAddr, conn: H1) {
-        if !conn.is_closed() {
-            self.park(addr, conn);
-        }
-    }
-
-    fn park(&self, addr: SocketAddr, conn: H1) {
+    /// Returns a connection whose exchange ended cleanly, ready for the next request.
+    pub fn checkin_h1(&self, addr: SocketAddr, mut up: Upstream) {
+        up.buf.clear();
         let mut idle = lock(&self.h1);
         let list = idle.entry(addr).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push((conn, Instant::now()));
+            list.push((up, Instant::now()));
         }
     }
 

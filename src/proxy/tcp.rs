@@ -15,7 +15,7 @@ use super::error::ProxyError;
 use super::io::{Activity, Metered};
 use super::pool::connect_tcp;
 use super::table::ServiceRoute;
-use crate::policy::{RequestInfo, Target};
+use crate::policy::{Headers, RequestInfo, Target};
 
 /// Large enough that bulk transfers (a 1 MiB Redis value) take few syscalls.
 const COPY_BUF: usize = 32 * 1024;
@@ -32,7 +32,7 @@ fn connect<'a>(l: &'a TcpListener, route: &'a ServiceRoute) -> impl Future<Outpu
         method: "",
         authority: "",
         path: "",
-        headers: None,
+        headers: Headers::None,
         attempt: 1,
         idempotent: false,
         source_zone: &l.shared.zone,

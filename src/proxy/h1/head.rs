@@ -1,0 +1,260 @@
+//! HTTP/1.1 message heads: parsed in place (header positions, not copies), framing decided per
+//! RFC 9112 §6, and written onward with the connection-scoped headers left out.
+
+use std::ops::Range;
+
+use bytes::BytesMut;
+
+/// Larger heads are refused (431); the figure matches common server defaults.
+pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Only responses: the body runs until the upstream closes.
+    UntilClose,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeadError {
+    #[error("malformed HTTP head: {0}")]
+    Malformed(String),
+    #[error("HTTP head larger than {MAX_HEAD} bytes")]
+    TooLarge,
+    #[error("{0}")]
+    Framing(&'static str),
+}
+
+/// A parsed head whose parts are positions in the buffer it came from.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Bytes the head occupies at the front of the buffer.
+    pub len: usize,
+    /// Request method, or empty for responses.
+    pub method: Range<usize>,
+    /// Request target, or the reason phrase for responses.
+    pub target: Range<usize>,
+    pub status: u16,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub fields: Vec<(Range<usize>, Range<usize>)>,
+    pub body: BodyKind,
+    /// The sender will close (or, for HTTP/1.0, did not ask to keep the connection).
+    pub close: bool,
+    pub upgrade: bool,
+    pub expect_continue: bool,
+}
+
+fn pos(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+fn has_token(value: &[u8], token: &str) -> bool {
+    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+impl Head {
+    pub fn method<'a>(&self, buf: &'a [u8]) -> &'a str {
+        std::str::from_utf8(&buf[self.method.clone()]).unwrap_or("")
+    }
+
+    pub fn target<'a>(&self, buf: &'a [u8]) -> &'a str {
+        std::str::from_utf8(&buf[self.target.clone()]).unwrap_or("")
+    }
+
+    pub fn field<'a>(&self, buf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+        self.fields.iter().find(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| &buf[v.clone()])
+    }
+
+    /// Parses a request head at the front of `buf`; `None` when more bytes are needed.
+    pub fn request(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut slots);
+        let len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(HeadError::Malformed(e.to_string())),
+        };
+        let (method, path, minor) = (req.method.unwrap_or(""), req.path.unwrap_or(""), req.version.unwrap_or(1));
+        let mut head = Head::new(len, pos(buf, method.as_bytes()), pos(buf, path.as_bytes()), 0, minor, req.headers, buf);
+        head.body = head.framing(buf, true)?;
+        Ok(Some(head))
+    }
+
+    /// Parses a response head; `request_method` decides whether a body may follow (HEAD: never).
+    pub fn response(buf: &[u8], request_method: &[u8]) -> Result<Option<Head>, HeadError> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut slots);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(HeadError::Malformed(e.to_string())),
+        };
+        let (code, reason, minor) = (resp.code.unwrap_or(0), resp.reason.unwrap_or(""), resp.version.unwrap_or(1));
+        let mut head = Head::new(len, 0..0, pos(buf, reason.as_bytes()), code, minor, resp.headers, buf);
+        head.body = if request_method == b"HEAD" || (100..200).contains(&code) || code == 204 || code == 304 {
+            BodyKind::Empty
+        } else {
+            head.framing(buf, false)?
+        };
+        Ok(Some(head))
+    }
+
+    fn new(len: usize, method: Range<usize>, target: Range<usize>, status: u16, minor: u8, headers: &[httparse::Header<'_>], buf: &[u8]) -> Head {
+        let fields: Vec<_> = headers.iter().map(|h| (pos(buf, h.name.as_bytes()), pos(buf, h.value))).collect();
+        let mut head = Head { len, method, target, status, minor, fields, body: BodyKind::Empty, close: minor == 0, upgrade: false, expect_continue: false };
+        for (n, v) in &head.fields {
+            let (name, value) = (&buf[n.clone()], &buf[v.clone()]);
+            if name.eq_ignore_ascii_case(b"connection") {
+                if has_token(value, "close") {
+                    head.close = true;
+                }
+                if has_token(value, "keep-alive") {
+                    head.close = false;
+                }
+                if has_token(value, "upgrade") {
+                    head.upgrade = true;
+                }
+            } else if name.eq_ignore_ascii_case(b"expect") && has_token(value, "100-continue") {
+                head.expect_continue = true;
+            }
+        }
+        head
+    }
+
+    /// Message framing; ambiguous framing is refused outright, since a proxy that reads it one
+    /// way while the endpoint reads it another is how requests get smuggled.
+    fn framing(&self, buf: &[u8], request: bool) -> Result<BodyKind, HeadError> {
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut encoded = false;
+        for (n, v) in &self.fields {
+            let (name, value) = (&buf[n.clone()], &buf[v.clone()]);
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                encoded = true;
+                let last = value.rsplit(|b| *b == b',').next().unwrap_or(b"").trim_ascii();
+                chunked = last.eq_ignore_ascii_case(b"chunked");
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                let text = std::str::from_utf8(value).map_err(|_| HeadError::Framing("content-length is not a number"))?;
+                let n: u64 = text.trim().parse().map_err(|_| HeadError::Framing("content-length is not a number"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Framing("conflicting content-length headers"));
+                }
+                length = Some(n);
+            }
+        }
+        match (encoded, chunked, length) {
+            (true, _, Some(_)) => Err(HeadError::Framing("both transfer-encoding and content-length")),
+            (true, true, None) => Ok(BodyKind::Chunked),
+            (true, false, None) if request => Err(HeadError::Framing("request transfer-encoding must end in chunked")),
+            (true, false, None) => Ok(BodyKind::UntilClose),
+            (false, _, Some(0)) => Ok(BodyKind::Empty),
+            (false, _, Some(n)) => Ok(BodyKind::Length(n)),
+            (false, _, None) if request => Ok(BodyKind::Empty),
+            (false, _, None) => Ok(BodyKind::UntilClose),
+        }
+    }
+
+    /// Writes the head onward: start line as HTTP/1.1, every field except the ones that only
+    /// describe the hop we came in on; `extra` fields are appended (e.g. `connection: close`).
+    pub fn write_to(&self, buf: &[u8], out: &mut Vec<u8>, request: bool, extra: &[&str]) {
+        if request {
+            out.extend_from_slice(&buf[self.method.clone()]);
+            out.push(b' ');
+            out.extend_from_slice(&buf[self.target.clone()]);
+            out.extend_from_slice(b" HTTP/1.1\r\n");
+        } else {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            out.extend_from_slice(self.status.to_string().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(&buf[self.target.clone()]);
+            out.extend_from_slice(b"\r\n");
+        }
+        let named_by_connection = |name: &[u8]| {
+            self.fields.iter().any(|(n, v)| buf[n.clone()].eq_ignore_ascii_case(b"connection") && has_token(&buf[v.clone()], std::str::from_utf8(name).unwrap_or("\u{0}")))
+        };
+        for (n, v) in &self.fields {
+            let name = &buf[n.clone()];
+            let hop = [&b"keep-alive"[..], b"proxy-connection", b"proxy-authenticate", b"proxy-authorization"].iter().any(|h| name.eq_ignore_ascii_case(h));
+            // An upgrade (WebSocket) needs its Connection/Upgrade fields to reach the endpoint.
+            let conn = (name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"upgrade")) && !self.upgrade;
+            let te = name.eq_ignore_ascii_case(b"te") && !buf[v.clone()].trim_ascii().eq_ignore_ascii_case(b"trailers");
+            if hop || conn || te || (!self.upgrade && !name.eq_ignore_ascii_case(b"connection") && named_by_connection(name)) {
+                continue;
+            }
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&buf[v.clone()]);
+            out.extend_from_slice(b"\r\n");
+        }
+        for e in extra {
+            out.extend_from_slice(e.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Keeps a buffer's unread bytes contiguous and room to read into.
+pub fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(h: &Head, buf: &[u8], request: bool) -> String {
+        let mut o = Vec::new();
+        h.write_to(buf, &mut o, request, &[]);
+        String::from_utf8(o).unwrap()
+    }
+
+    #[test]
+    fn request_framing_and_hop_by_hop() {
+        let raw = b"POST /x?y=1 HTTP/1.1\r\nHost: app:80\r\nConnection: keep-alive, x-secret\r\nx-secret: 1\r\nKeep-Alive: 5\r\nContent-Length: 3\r\n\r\nabcGET";
+        let h = Head::request(raw).unwrap().unwrap();
+        assert_eq!(&raw[h.len..], b"abcGET");
+        assert_eq!(h.body, BodyKind::Length(3));
+        assert!(!h.close);
+        assert_eq!(h.method(raw), "POST");
+        assert_eq!(out(&h, raw, true), "POST /x?y=1 HTTP/1.1\r\nHost: app:80\r\nContent-Length: 3\r\n\r\n");
+        assert!(Head::request(&raw[..20]).unwrap().is_none());
+    }
+
+    #[test]
+    fn refuses_smuggling_shapes() {
+        let both = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n";
+        assert!(Head::request(both).is_err());
+        let two = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+        assert!(Head::request(two).is_err());
+        let gzip = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert!(Head::request(gzip).is_err());
+        assert!(Head::request(b"GARBAGE\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn response_bodies() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(Head::response(r, b"HEAD").unwrap().unwrap().body, BodyKind::Empty);
+        assert_eq!(Head::response(r, b"GET").unwrap().unwrap().body, BodyKind::Length(10));
+        let r = b"HTTP/1.0 200 OK\r\n\r\n";
+        let h = Head::response(r, b"GET").unwrap().unwrap();
+        assert_eq!(h.body, BodyKind::UntilClose);
+        assert!(h.close);
+        let r = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(Head::response(r, b"GET").unwrap().unwrap().body, BodyKind::Empty);
+        let r = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let h = Head::response(r, b"GET").unwrap().unwrap();
+        assert!(h.upgrade);
+        assert!(out(&h, r, false).contains("Upgrade: websocket"));
+    }
+}

@@ -1,0 +1,279 @@
+//! HTTP/1.1 listeners, proxied at the message level: heads are parsed in place and written on
+//! with the hop-by-hop fields removed, bodies are forwarded as they came (chunk framing included)
+//! with only their ends located. Nothing is re-encoded, which is what lets one core keep up with
+//! HAProxy (BENCHMARKS.md); hyper still carries HTTP/2 and gRPC.
+
+mod body;
+mod chunked;
+mod head;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use self::body::{copy_body, read_response_head};
+use self::head::{BodyKind, Head, HeadError, reserve};
+use super::error::ProxyError;
+use super::io::{Activity, Metered};
+use super::pool::Upstream;
+use super::table::ServiceRoute;
+use super::{HttpListener, connect_with_retries};
+use crate::policy::{Headers, RequestInfo, Target};
+
+type Client = Metered<TcpStream>;
+
+/// What happens to the client connection after an exchange.
+#[derive(PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: CancellationToken) {
+    let route = l.slot.load_full();
+    let _connection = route.stats.open_connection();
+    let _ = stream.set_nodelay(true);
+    let activity = Activity::new();
+    let mut client = Metered::new(stream, activity.clone(), Some(route.stats.clone()));
+    let idle = route.idle_timeout.unwrap_or(Duration::MAX);
+    tokio::select! {
+        _ = requests(&l, &mut client, &activity, &shutdown) => {}
+        _ = activity.idle(idle) => {}
+    }
+}
+
+async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity>, shutdown: &CancellationToken) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let head = loop {
+            match Head::request(&buf) {
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(e) => {
+                    let status = if e == HeadError::TooLarge { 431 } else { 400 };
+                    let _ = write_error(client, status, "bad-request", &format!("weft: {e}"), true).await;
+                    return;
+                }
+            }
+            reserve(&mut buf);
+            // Between requests a shutdown ends the connection; inside one it waits its turn.
+            let read = if buf.is_empty() {
+                tokio::select! {
+                    r = client.read_buf(&mut buf) => r,
+                    _ = shutdown.cancelled() => return,
+                }
+            } else {
+                client.read_buf(&mut buf).await
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                return;
+            }
+        };
+        let _busy = activity.begin();
+        if exchange(l, client, &mut buf, head).await == Next::Close || shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// Routes one request, forwards it and its response, and records the figures.
+async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, head: Head) -> Next {
+    let start = Instant::now();
+    let mut route = l.slot.load_full();
+    let headers = Headers::Raw { buf: &buf[..], fields: &head.fields };
+    let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
+    let info = request_info(&route, &head, &buf[..], authority, headers, &l.shared.zone);
+    if let Some(alt) = l.shared.policy.route(&info) {
+        if let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt)) {
+            route = r.clone();
+        }
+    }
+    let stats = route.stats.clone();
+    stats.requests.fetch_add(1, Relaxed);
+    let result = forward(l, &route, client, buf, &head).await;
+    let next = match result {
+        Ok((status, next)) => {
+            stats.response(status);
+            next
+        }
+        Err((e, answered)) => {
+            stats.failure(e.kind());
+            tracing::debug!(service = %route.label(), error = %e, side = ?e.side(), "request failed");
+            if answered {
+                // The response had started; the client can only be told by closing.
+                Next::Close
+            } else {
+                stats.response(e.status().as_u16());
+                // Unread request body bytes would be taken for the next request: close then.
+                let close = head.close || head.body != BodyKind::Empty;
+                let _ = write_error(client, e.status().as_u16(), e.code(), &format!("weft: {e}"), close).await;
+                if close { Next::Close } else { Next::KeepAlive }
+            }
+        }
+    };
+    stats.latency.record(start.elapsed());
+    next
+}
+
+fn request_info<'a>(route: &'a ServiceRoute, head: &Head, buf: &'a [u8], authority: &'a str, headers: Headers<'a>, zone: &'a str) -> RequestInfo<'a> {
+    let method = head.method(buf);
+    let target = head.target(buf);
+    RequestInfo {
+        namespace: &route.namespace,
+        service: &route.service,
+        method,
+        authority,
+        path: target.split('?').next().unwrap_or(target),
+        headers,
+        attempt: 1,
+        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
+        source_zone: zone,
+    }
+}
+
+/// Error plus whether the client had already been sent part of a response.
+type Failed = (ProxyError, bool);
+
+async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head) -> Result<(u16, Next), Failed> {
+    let pools = &l.shared.pools;
+    let timeout = route.connect_timeout;
+    let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
+    let info = request_info(route, head, &buf[..], authority, Headers::Raw { buf: &buf[..], fields: &head.fields }, &l.shared.zone);
+    let (target, mut up) = connect_with_retries(&l.shared, route, info, |t: &Target| pools.h1(t.address, timeout)).await.map_err(|e| (e, false))?;
+    target.stats.requests.fetch_add(1, Relaxed);
+    let _in_flight = super::body::InFlight::new(target.clone());
+    let is_head = head.method(buf) == "HEAD";
+    let mut out = Vec::with_capacity(head.len + 64);
+    head.write_to(buf, &mut out, true, &[]);
+    buf.advance(head.len);
+
+    let request_timeout = route.request_timeout.unwrap_or(Duration::MAX);
+    let addr = target.address;
+    let sent = Instant::now();
+    // Send the request and read the response head. A pooled connection the endpoint closed in
+    // the meantime fails before any byte comes back; a body-less request then goes once more
+    // over a fresh connection (it cannot have been processed).
+    let (resp, body_done) = loop {
+        let attempt = exchange_head(&mut up, client, buf, head, &out, is_head, request_timeout, addr).await;
+        match attempt {
+            Err(ProxyError::UpstreamIo { .. }) if up.reused && head.body == BodyKind::Empty => {
+                let stream = super::pool::connect_tcp(addr, timeout).await.map_err(|e| (e, false))?;
+                up = Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false };
+            }
+            Err(e) => {
+                target.stats.failures.fetch_add(1, Relaxed);
+                return Err((e, false));
+            }
+            Ok(r) => break r,
+        }
+    };
+    target.stats.response_time.record(sent.elapsed());
+
+    let upgraded = resp.status == 101 && head.upgrade;
+    let keep_client = body_done && !head.close && resp.body != BodyKind::UntilClose && !upgraded;
+    let mut extra: Vec<&str> = Vec::new();
+    if !keep_client && !upgraded {
+        extra.push("connection: close");
+    } else if head.minor == 0 && keep_client {
+        extra.push("connection: keep-alive");
+    }
+    let mut out = Vec::with_capacity(resp.len + 64);
+    resp.write_to(&up.buf, &mut out, false, &extra);
+    up.buf.advance(resp.len);
+    let status = resp.status;
+    if upgraded {
+        client.write_all(&out).await.map_err(|e| (ProxyError::Downstream(e.to_string()), true))?;
+        tunnel(client, buf, &mut up).await;
+        return Ok((status, Next::Close));
+    }
+    let copied = copy_body(resp.body, &mut up.buf, &mut up.stream, client, out).await;
+    copied.map_err(|e| (e.into_proxy(addr), true))?;
+    let reusable = body_done && !resp.close && resp.body != BodyKind::UntilClose && up.buf.is_empty();
+    if reusable {
+        l.shared.pools.checkin_h1(addr, up);
+    }
+    Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }))
+}
+
+/// Writes the request (head, then body concurrently with reading the response, so an
+/// `Expect: 100-continue` or an early error response flows back at once) and returns the final
+/// response head and whether the whole request body went out.
+#[allow(clippy::too_many_arguments)]
+async fn exchange_head(
+    up: &mut Upstream,
+    client: &mut Client,
+    buf: &mut BytesMut,
+    head: &Head,
+    out: &[u8],
+    is_head: bool,
+    limit: Duration,
+    addr: std::net::SocketAddr,
+) -> Result<(Head, bool), ProxyError> {
+    let io = |source| ProxyError::UpstreamIo { addr, source };
+    let timed_out = ProxyError::RequestTimeout { addr, after: limit };
+    if head.body == BodyKind::Empty {
+        up.stream.write_all(out).await.map_err(io)?;
+        let read = read_response_head(&mut up.stream, &mut up.buf, is_head, client, addr);
+        let resp = tokio::time::timeout(limit, read).await.map_err(|_| timed_out)??;
+        return Ok((resp, true));
+    }
+    let (mut up_r, mut up_w) = up.stream.split();
+    let (mut cl_r, mut cl_w) = tokio::io::split(&mut *client);
+    let send = async {
+        let r = copy_body(head.body, buf, &mut cl_r, &mut up_w, out.to_vec()).await;
+        r.map_err(|e| e.into_proxy_from_client(addr))
+    };
+    let recv = tokio::time::timeout(limit, read_response_head(&mut up_r, &mut up.buf, is_head, &mut cl_w, addr));
+    tokio::pin!(send, recv);
+    let mut sent: Option<Result<(), ProxyError>> = None;
+    loop {
+        tokio::select! {
+            r = &mut send, if sent.is_none() => { sent = Some(r); }
+            r = &mut recv => {
+                let resp = r.map_err(|_| timed_out)?;
+                return match (resp, sent) {
+                    (Ok(h), Some(Ok(()))) => Ok((h, true)),
+                    // An answer before the whole body went out: forward it, then close.
+                    (Ok(h), _) => Ok((h, false)),
+                    (Err(e), Some(Err(ProxyError::Downstream(d)))) => Err(ProxyError::Downstream(format!("{d} (then: {e})"))),
+                    (Err(e), _) => Err(e),
+                };
+            }
+        }
+    }
+}
+
+/// After `101 Switching Protocols`: bytes both ways until either side closes.
+async fn tunnel(client: &mut Client, buf: &mut BytesMut, up: &mut Upstream) {
+    if !up.buf.is_empty() && client.write_all(&up.buf).await.is_err() {
+        return;
+    }
+    if !buf.is_empty() && up.stream.write_all(buf).await.is_err() {
+        return;
+    }
+    buf.clear();
+    let _ = tokio::io::copy_bidirectional(client, &mut up.stream).await;
+}
+
+async fn write_error<W: AsyncWrite + Unpin>(w: &mut W, status: u16, code: &str, message: &str, close: bool) -> std::io::Result<()> {
+    let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+    let body = format!("{message}\n");
+    let conn = if close { "close" } else { "keep-alive" };
+    let text = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\nx-weft-error: {code}\r\ncontent-length: {}\r\nconnection: {conn}\r\n\r\n{body}",
+        body.len()
+    );
+    w.write_all(text.as_bytes()).await
+}
+
+/// Reads more bytes into `buf`; `Ok(0)` is end of stream.
+async fn fill<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
+    reserve(buf);
+    r.read_buf(buf).await
+}
