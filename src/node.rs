@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, NodeInfo};
 use crate::catalog::{Body, Catalog, CatalogError, Key, Namespace, Origin, VipRange};
-use crate::config::{Config, Mode, Problem};
+use crate::config::{Config, DEFAULT_NAMESPACE, Mode, Problem};
 use crate::dns::{DnsResponder, HostsBlock, NameTable, system_upstreams};
 use crate::policy::Builtin;
 use crate::proxy::{Proxy, ProxyParts};
@@ -45,6 +45,10 @@ fn apply_config(catalog: &Catalog, config: &Config) -> Result<(), NodeError> {
     let mut problems = Vec::new();
     let mut desired = HashSet::new();
     let defines = config.node.mode != Mode::Proxy;
+    if defines && !catalog.snapshot().namespaces.contains_key(DEFAULT_NAMESPACE) {
+        let ns = Namespace { name: DEFAULT_NAMESPACE.into(), description: "created by weft".into() };
+        catalog.write(Body::Namespace(ns), Origin::Api)?;
+    }
     let mut put = |at: &crate::config::Origin, body: Body| {
         desired.insert(body.key());
         if let Err(e) = catalog.write(body, Origin::Config) {
@@ -77,9 +81,6 @@ fn apply_config(catalog: &Catalog, config: &Config) -> Result<(), NodeError> {
             Ok(()) => tracing::info!(%key, "removed: no longer in the config"),
             Err(e) => tracing::warn!(%key, error = %e, "left in place although no longer in the config"),
         }
-    }
-    if config.files.is_empty() && defines && catalog.snapshot().namespaces.is_empty() {
-        catalog.write(Body::Namespace(Namespace { name: "default".into(), description: "created by weft run".into() }), Origin::Api)?;
     }
     Ok(())
 }

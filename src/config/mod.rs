@@ -87,6 +87,9 @@ impl NodeConfig {
 
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 
+/// The namespace every registry and combined node has, so a first service needs no setup.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::load::Source;
 use super::locate::{find_in, find_key};
-use super::{Config, Mode, Origin, Problem};
+use super::{Config, DEFAULT_NAMESPACE, Mode, Origin, Problem};
 use crate::catalog::{VipRange, validate as fields};
 
 fn problem(at: &Origin, message: String) -> Problem {
@@ -43,11 +43,12 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
     // is the authority and must be complete.
     let check_refs = config.node.mode != Mode::Proxy;
 
-    let mut namespaces = HashSet::new();
+    // `default` always exists on registry and combined nodes (weft creates it), as in the CLI.
+    let mut namespaces = HashSet::from([DEFAULT_NAMESPACE]);
     for ns in &config.namespaces {
         if let Err(e) = fields::namespace(&ns.value) {
             out.push(problem(&ns.at, format!("namespace: {e}")));
-        } else if !namespaces.insert(ns.value.name.as_str()) {
+        } else if !namespaces.insert(ns.value.name.as_str()) && ns.value.name != DEFAULT_NAMESPACE {
             out.push(problem(&ns.at, format!("namespace `{}` is defined twice", ns.value.name)));
         }
     }
