@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# HTTP/1.1 proxy benchmark: weft side by side with HAProxy and nginx, in one run, on loopback.
+#
+#   bash benches/http1.sh            # DURATION=10s CONNS=50 by default
+#   DURATION=30s CONNS=100 bash benches/http1.sh
+#   WEFT_BIN=/path/to/weft bash benches/http1.sh   # skip the build, use this binary
+#
+# One backend (nginx, 1 worker, fixed small body) and, in turn, each proxy in front of it:
+# HAProxy (nbthread 1), nginx as reverse proxy (1 worker, keepalive upstream), and weft (one `http`
+# alias; built with `cargo build --profile quick-release`). Every one gets the same warm-up and the
+# same `wrk -t1 -cCONNS -dDURATION --latency`. With 2+ cores the proxy under test is pinned to core 1
+# and wrk + backend to core 0, so every proxy gets the same single core. Absolute numbers on a shared
+# machine are noise; the ratios from one run are the figure (see BENCHMARKS.md).
+set -euo pipefail
+
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-3s}"
+CONNS="${CONNS:-50}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TMP="$(mktemp -d -t weft-bench-http1.XXXXXX)"
+PIDS=()
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT INT TERM
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "benches/http1.sh: needs $1 on PATH (apt-get install $2)" >&2; exit 1; }; }
+need wrk wrk
+need nginx nginx-light
+need haproxy haproxy
+need python3 python3
+need curl curl
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+CORES="$(nproc)"
+if [ "$CORES" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+  PROXY_CPU=(taskset -c 1)
+  LOAD_CPU=(taskset -c 0)
+  PIN_NOTE="proxy under test on core 1; wrk and backend on core 0"
+else
+  PROXY_CPU=()
+  LOAD_CPU=()
+  PIN_NOTE="no pinning ($CORES core(s))"
+fi
+
+wait_http() { # url
+  local i
+  for i in $(seq 1 200); do
+    if curl -fsS --noproxy '*' -o /dev/null --max-time 1 "$1" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "benches/http1.sh: $1 did not answer" >&2
+  return 1
+}
+
+# ---------------------------------------------------------------- backend: nginx, fixed body
+BACKEND_PORT="$(free_port)"
+mkdir -p "$TMP/backend"
+cat >"$TMP/backend/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $TMP/backend/nginx.pid;
+error_log $TMP/backend/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/backend/body;
+  proxy_temp_path $TMP/backend/proxy;
+  fastcgi_temp_path $TMP/backend/fastcgi;
+  uwsgi_temp_path $TMP/backend/uwsgi;
+  scgi_temp_path $TMP/backend/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$BACKEND_PORT;
+    location / { default_type text/plain; return 200 "hello from the benchmark backend\n"; }
+  }
+}
+CONF
+"${LOAD_CPU[@]}" nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$BACKEND_PORT/"
+
+# ---------------------------------------------------------------- HAProxy
+HAPROXY_PORT="$(free_port)"
+cat >"$TMP/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend be
+backend be
+  server s1 127.0.0.1:$BACKEND_PORT
+CONF
+"${PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+PIDS+=($!)
+
+# ---------------------------------------------------------------- nginx reverse proxy
+NGINX_PORT="$(free_port)"
+mkdir -p "$TMP/proxy"
+cat >"$TMP/proxy/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $TMP/proxy/nginx.pid;
+error_log $TMP/proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/proxy/body;
+  proxy_temp_path $TMP/proxy/proxy;
+  fastcgi_temp_path $TMP/proxy/fastcgi;
+  uwsgi_temp_path $TMP/proxy/uwsgi;
+  scgi_temp_path $TMP/proxy/scgi;
+  keepalive_requests 1000000;
+  upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 128; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+"${PROXY_CPU[@]}" nginx -p "$TMP/proxy" -e "$TMP/proxy/error.log" -c "$TMP/proxy/nginx.conf" &
+PIDS+=($!)
+
+# ---------------------------------------------------------------- weft
+if [ -n "${WEFT_BIN:-}" ]; then
+  WEFT="$WEFT_BIN"   # a prebuilt binary (skips the build)
+else
+  echo "building weft (cargo build --profile quick-release) ..." >&2
+  (cd "$ROOT" && cargo build --quiet --profile quick-release --bin weft)
+  WEFT="$ROOT/target/quick-release/weft"
+fi
+WEFT_ADMIN_PORT="$(free_port)"
+WEFT_DNS_PORT="$(free_port)"
+cat >"$TMP/weft.toml" <<CONF
+[node]
+name = "bench"
+data_dir = "$TMP/weft-data"
+
+[admin]
+listen = "127.0.0.1:$WEFT_ADMIN_PORT"
+
+[dns]
+listen = "127.0.0.1:$WEFT_DNS_PORT"
+vip_cidr = "127.255.200.0/24"
+
+[[namespace]]
+name = "bench.internal"
+
+[[service]]
+namespace = "bench.internal"
+name = "backend"
+protocol = "http"
+aliases = [{ dns_name = "backend.bench", port = 8080 }]
+
+[[endpoint]]
+namespace = "bench.internal"
+service = "backend"
+id = "nginx-1"
+address = "127.0.0.1:$BACKEND_PORT"
+CONF
+RUST_LOG=warn XDG_STATE_HOME="$TMP/xdg" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/weft.toml" >"$TMP/weft.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$WEFT_ADMIN_PORT/v1/status"
+WEFT_VIP="$(curl -fsS --noproxy '*' "http://127.0.0.1:$WEFT_ADMIN_PORT/v1/routes" |
+  python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["dns_name"]=="backend.bench"][0]; print(r["vip"].split(":")[0])')"
+
+TARGETS=(
+  "direct|http://127.0.0.1:$BACKEND_PORT/"
+  "haproxy|http://127.0.0.1:$HAPROXY_PORT/"
+  "nginx|http://127.0.0.1:$NGINX_PORT/"
+  "weft|http://$WEFT_VIP:8080/"
+)
+for t in "${TARGETS[@]}"; do wait_http "${t#*|}"; done
+
+# ---------------------------------------------------------------- measure
+run_wrk() { # name url
+  local name="$1" url="$2"
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$TMP/wrk-$name.txt"
+}
+echo "wrk -t1 -c$CONNS -d$DURATION --latency (warm-up $WARMUP); $PIN_NOTE; $CORES cores" >&2
+for t in "${TARGETS[@]}"; do
+  echo "  measuring ${t%%|*} ..." >&2
+  run_wrk "${t%%|*}" "${t#*|}"
+done
+
+python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" <<'PY'
+import re, sys
+tmp, conns, duration, pin = sys.argv[1:5]
+names = ["direct", "haproxy", "nginx", "weft"]
+
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    x, u = float(m.group(1)), m.group(2)
+    return x / 1000 if u == "us" else x * 1000 if u == "s" else x
+
+res = {}
+for n in names:
+    text = open(f"{tmp}/wrk-{n}.txt").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+    errs = []
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        errs.append(f"{m.group(1)} non-2xx")
+    m = re.search(r"Socket errors:(.*)", text)
+    if m:
+        errs.append("socket errors:" + m.group(1).strip())
+    res[n] = (rps, p50, p99, "; ".join(errs) or "-")
+
+print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration} --latency, 1 backend (nginx), {pin}\n")
+print(f"| {'target':8} | {'req/s':>10} | {'p50 ms':>8} | {'p99 ms':>8} | errors |")
+print(f"|{'-'*10}|{'-'*12}|{'-'*10}|{'-'*10}|--------|")
+for n in names:
+    rps, p50, p99, e = res[n]
+    print(f"| {n:8} | {rps:>10.0f} | {p50:>8.3f} | {p99:>8.3f} | {e} |")
+w = res["weft"]
+print()
+for peer in ("haproxy", "nginx"):
+    p = res[peer]
+    print(f"weft/{peer}: throughput {w[0]/p[0]:.2f}x, p50 {w[1]/p[1]:.2f}x, p99 {w[2]/p[2]:.2f}x")
+PY

@@ -1,0 +1,308 @@
+//! The CLI as a client of the admin API: namespace/service/endpoint create/list/describe/delete,
+//! `-o json`, error exits, and `weft discover` with Cloud Map DiscoverInstances semantics.
+mod common;
+use common::*;
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+
+/// A port that accepts TCP connections for the rest of the test process (a "live" endpoint for
+/// active health checks).
+fn live_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            drop(c);
+        }
+    });
+    port
+}
+
+fn ids(v: &Value) -> BTreeSet<String> {
+    v["instances"]
+        .as_array()
+        .unwrap_or_else(|| panic!("discover result without instances: {v}"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn find<'a>(list: &'a [Value], key: &str, val: &str) -> Option<&'a Value> {
+    list.iter().find(|x| x[key].as_str() == Some(val))
+}
+
+#[test]
+fn namespace_service_endpoint_lifecycle() {
+    let w = Weft::start(WeftOpts::new(80));
+    let backend = live_port();
+    let addr = format!("127.0.0.1:{backend}");
+
+    let st = w.cli(&["status", "-o", "json"]);
+    st.expect_ok();
+    assert!(st.json().is_object(), "status -o json: {}", st.stdout());
+    w.cli(&["status"]).expect_ok();
+
+    // namespace
+    w.cli(&["namespace", "create", "cli.test", "--description", "made by the cli"]).expect_ok();
+    let bad = w.cli(&["namespace", "create", "bad name!"]);
+    assert_eq!(bad.code, Some(1), "an invalid namespace name must fail with exit 1: {}", bad.both());
+    assert!(!bad.stderr().trim().is_empty(), "client errors print the server's message on stderr");
+    let list = as_list(&w.cli(&["namespace", "list", "-o", "json"]).expect_ok().json());
+    assert!(find(&list, "name", "cli.test").is_some(), "{list:?}");
+    assert!(find(&list, "name", "default").is_some(), "namespace default is ensured: {list:?}");
+    let d = w.cli(&["namespace", "describe", "cli.test", "-o", "json"]).expect_ok().json();
+    assert_eq!(d["name"], "cli.test", "{d}");
+    assert_eq!(d["description"], "made by the cli", "{d}");
+    let table = w.cli(&["namespace", "list"]).expect_ok().stdout();
+    assert!(table.contains("cli.test") && table.contains("default"), "table output: {table}");
+
+    // service
+    w.cli(&[
+        "service", "create", "api", "--namespace", "cli.test", "--protocol", "http", "--alias", "api.cli:8080",
+        "--alias", "api:9000", "--request-timeout", "7", "--idle-timeout", "60", "--connect-timeout-ms", "250",
+    ])
+    .expect_ok();
+    w.cli(&["service", "create", "db", "--namespace", "cli.test", "--protocol", "tcp"]).expect_ok();
+    let bad = w.cli(&["service", "create", "x", "--namespace", "cli.test", "--protocol", "htp"]);
+    assert_ne!(bad.code, Some(0), "protocol htp must be rejected: {}", bad.both());
+    let taken = w.cli(&["service", "create", "y", "--namespace", "cli.test", "--alias", "api.cli:8080"]);
+    assert_eq!(taken.code, Some(1), "alias already taken: {}", taken.both());
+    assert!(taken.stderr().contains("api.cli"), "message names the alias: {}", taken.stderr());
+
+    let svcs = as_list(&w.cli(&["service", "list", "--namespace", "cli.test", "-o", "json"]).expect_ok().json());
+    assert_eq!(svcs.len(), 2, "{svcs:?}");
+    assert_eq!(find(&svcs, "name", "api").unwrap()["protocol"], "http");
+    assert_eq!(find(&svcs, "name", "db").unwrap()["protocol"], "tcp");
+    let api = w.cli(&["service", "describe", "api", "--namespace", "cli.test", "-o", "json"]).expect_ok().json();
+    assert_eq!(api["name"], "api", "{api}");
+    assert_eq!(api["namespace"], "cli.test", "{api}");
+    let aliases: BTreeSet<(String, u64)> = api["aliases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("describe lacks aliases: {api}"))
+        .iter()
+        .map(|a| (a["dns_name"].as_str().unwrap().to_string(), a["port"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(aliases, [("api".to_string(), 9000), ("api.cli".to_string(), 8080)].into_iter().collect());
+    assert_eq!(api["timeouts"]["request_s"], 7, "{api}");
+    assert_eq!(api["timeouts"]["idle_s"], 60, "{api}");
+    assert_eq!(api["timeouts"]["connect_ms"], 250, "{api}");
+    let table = w.cli(&["service", "list", "--namespace", "cli.test"]).expect_ok().stdout();
+    assert!(table.contains("api") && table.contains("db"), "{table}");
+
+    // endpoint
+    w.cli(&[
+        "endpoint", "create", "api-1", "--service", "api", "--namespace", "cli.test", "--address", &addr, "--zone",
+        "z1", "--attr", "version=v1", "--attr", "stage=prod",
+    ])
+    .expect_ok();
+    w.cli(&["endpoint", "create", "api-2", "--service", "api", "--namespace", "cli.test", "--address", &addr])
+        .expect_ok();
+    let bad = w.cli(&["endpoint", "create", "api-3", "--service", "api", "--namespace", "cli.test", "--address", "nowhere"]);
+    assert!(bad.code.is_some_and(|c| c != 0), "bad address must be rejected: {}", bad.both());
+    assert!(bad.stderr().contains("address"), "error names the address: {}", bad.stderr());
+    let eps = as_list(
+        &w.cli(&["endpoint", "list", "--namespace", "cli.test", "--service", "api", "-o", "json"]).expect_ok().json(),
+    );
+    assert_eq!(eps.len(), 2, "{eps:?}");
+    let e = w
+        .cli(&["endpoint", "describe", "api-1", "--service", "api", "--namespace", "cli.test", "-o", "json"])
+        .expect_ok()
+        .json();
+    assert_eq!(e["id"], "api-1", "{e}");
+    assert_eq!(e["address"], addr.as_str(), "{e}");
+    assert_eq!(e["zone"], "z1", "{e}");
+    assert_eq!(e["attributes"], json!({"version": "v1", "stage": "prod"}), "{e}");
+    let table = w.cli(&["endpoint", "list", "--namespace", "cli.test"]).expect_ok().stdout();
+    assert!(table.contains("api-1") && table.contains("api-2"), "{table}");
+
+    // the routes reflect it
+    let routes = as_list(&w.cli(&["routes", "-o", "json"]).expect_ok().json());
+    let r = routes.iter().find(|r| r["dns_name"] == "api.cli").unwrap_or_else(|| panic!("{routes:?}"));
+    assert_eq!(r["endpoints"], 2, "{r}");
+    assert_eq!(r["port"], 8080);
+
+    // CLI and API agree
+    let via_api = as_list(&w.get_json("/v1/endpoints?namespace=cli.test&service=api"));
+    assert_eq!(via_api.len(), 2);
+
+    // delete
+    w.cli(&["endpoint", "delete", "api-2", "--service", "api", "--namespace", "cli.test"]).expect_ok();
+    let again = w.cli(&["endpoint", "describe", "api-2", "--service", "api", "--namespace", "cli.test"]);
+    assert_eq!(again.code, Some(1), "describe of a deleted endpoint: {}", again.both());
+    let nope = w.cli(&["service", "describe", "nope", "--namespace", "cli.test"]);
+    assert_eq!(nope.code, Some(1), "{}", nope.both());
+    assert!(nope.stderr().contains("nope"), "error names the missing service: {}", nope.stderr());
+    w.cli(&["endpoint", "delete", "api-1", "--service", "api", "--namespace", "cli.test"]).expect_ok();
+    w.cli(&["service", "delete", "api", "--namespace", "cli.test"]).expect_ok();
+    w.cli(&["service", "delete", "db", "--namespace", "cli.test"]).expect_ok();
+    let svcs = as_list(&w.cli(&["service", "list", "--namespace", "cli.test", "-o", "json"]).expect_ok().json());
+    assert!(svcs.is_empty(), "{svcs:?}");
+    assert!(w.routes().iter().all(|r| r["namespace"] != "cli.test"), "{:?}", w.routes());
+    w.cli(&["namespace", "delete", "cli.test"]).expect_ok();
+    let list = as_list(&w.cli(&["namespace", "list", "-o", "json"]).expect_ok().json());
+    assert!(find(&list, "name", "cli.test").is_none(), "{list:?}");
+    let gone = w.cli(&["namespace", "describe", "cli.test"]);
+    assert_eq!(gone.code, Some(1), "{}", gone.both());
+
+    // WEFT_ADMIN env and -c both find the daemon
+    let mut c = std::process::Command::new(WEFT);
+    c.args(["namespace", "list", "-o", "json"]).env("WEFT_ADMIN", &w.admin);
+    let out = run_cmd(&mut c, None, std::time::Duration::from_secs(20));
+    out.expect_ok();
+    assert!(find(&as_list(&out.json()), "name", "default").is_some());
+    let out = w.cli_c(&["namespace", "list", "-o", "json"]);
+    out.expect_ok();
+    // no daemon: exit 1 with a message
+    let mut c = std::process::Command::new(WEFT);
+    c.args(["--admin", &format!("127.0.0.1:{}", free_port()), "namespace", "list"]).env_remove("WEFT_ADMIN");
+    let out = run_cmd(&mut c, None, std::time::Duration::from_secs(20));
+    assert_eq!(out.code, Some(1), "unreachable admin API: {}", out.both());
+    assert!(!out.stderr().trim().is_empty());
+}
+
+#[test]
+fn discover_follows_cloud_map_semantics() {
+    let w = Weft::start(WeftOpts::new(81));
+    let live = format!("127.0.0.1:{}", live_port());
+    let dead = format!("127.0.0.1:{}", free_port()); // nothing listens here
+    w.cli(&["service", "create", "disc"]).expect_ok();
+    // declared health agrees with what an active TCP health check would find
+    for (id, attrs, addr, health) in [
+        ("e1", ["version=v1", "stage=prod"], &live, "HEALTHY"),
+        ("e2", ["version=v2", "stage=prod"], &live, "HEALTHY"),
+        ("e3", ["version=v1", "stage=canary"], &dead, "UNHEALTHY"),
+    ] {
+        w.cli(&[
+            "endpoint", "create", id, "--service", "disc", "--address", addr, "--zone", "z1", "--attr", attrs[0],
+            "--attr", attrs[1], "--health", health,
+        ])
+        .expect_ok();
+    }
+    let disc = |args: &[&str]| -> Value {
+        let mut a = vec!["discover", "disc"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json"]);
+        w.cli(&a).expect_ok().json()
+    };
+
+    let all = disc(&["--health", "ALL"]);
+    assert_eq!(ids(&all), set(&["e1", "e2", "e3"]), "{all}");
+    for i in all["instances"].as_array().unwrap() {
+        for k in ["id", "namespace", "service", "address", "zone", "attributes", "health"] {
+            assert!(i.get(k).is_some(), "instance lacks `{k}`: {i}");
+        }
+        assert_eq!(i["namespace"], "default");
+        assert_eq!(i["service"], "disc");
+    }
+    assert!(all["instances_revision"].is_u64(), "instances_revision must be a number: {all}");
+
+    assert_eq!(ids(&disc(&["--health", "HEALTHY"])), set(&["e1", "e2"]));
+    assert_eq!(ids(&disc(&["--health", "UNHEALTHY"])), set(&["e3"]));
+    // query parameters: exact match, AND-ed
+    assert_eq!(ids(&disc(&["--health", "ALL", "--query", "version=v1"])), set(&["e1", "e3"]));
+    assert_eq!(ids(&disc(&["--health", "ALL", "--query", "version=v1", "--query", "stage=prod"])), set(&["e1"]));
+    assert_eq!(ids(&disc(&["--health", "ALL", "--query", "version=v"])), set(&[]), "no prefix matching");
+    assert_eq!(ids(&disc(&["--health", "ALL", "--query", "version=v9"])), set(&[]), "no match -> empty");
+    assert_eq!(ids(&disc(&["--health", "ALL", "--query", "nokey=v1"])), set(&[]));
+    // optional parameters: applied only if some instance matches them
+    assert_eq!(ids(&disc(&["--health", "ALL", "--query", "stage=prod", "--optional", "version=v2"])), set(&["e2"]));
+    assert_eq!(
+        ids(&disc(&["--health", "ALL", "--query", "stage=prod", "--optional", "version=v9"])),
+        set(&["e1", "e2"]),
+        "optional parameters that match nothing are ignored"
+    );
+    assert_eq!(
+        ids(&disc(&["--health", "ALL", "--optional", "version=v1", "--optional", "stage=canary"])),
+        set(&["e3"]),
+        "optional parameters are AND-ed"
+    );
+    assert_eq!(
+        ids(&disc(&["--health", "ALL", "--query", "stage=prod", "--optional", "stage=canary"])),
+        set(&["e1", "e2"]),
+        "optional applies after query filtering (no instance matches both)"
+    );
+    // HEALTHY_OR_ELSE_ALL
+    assert_eq!(ids(&disc(&["--health", "HEALTHY_OR_ELSE_ALL"])), set(&["e1", "e2"]));
+    assert_eq!(ids(&disc(&["--health", "HEALTHY_OR_ELSE_ALL", "--query", "version=v1"])), set(&["e1"]));
+    assert_eq!(
+        ids(&disc(&["--health", "HEALTHY_OR_ELSE_ALL", "--query", "stage=canary"])),
+        set(&["e3"]),
+        "no healthy instance matches -> all matching instances"
+    );
+    assert_eq!(ids(&disc(&["--health", "HEALTHY", "--query", "stage=canary"])), set(&[]));
+    // max results
+    let one = disc(&["--health", "ALL", "--max", "1"]);
+    assert_eq!(one["instances"].as_array().unwrap().len(), 1, "{one}");
+    let two = disc(&["--health", "ALL", "--max", "2"]);
+    assert_eq!(two["instances"].as_array().unwrap().len(), 2, "{two}");
+    // randomized order
+    let orders: BTreeSet<Vec<String>> = (0..30)
+        .map(|_| {
+            let v = w.post_ok("/v1/discover", &json!({"namespace": "default", "service": "disc", "health_status": "ALL"}));
+            v["instances"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+        })
+        .collect();
+    assert!(orders.len() > 1, "instance order should be randomized, saw only {orders:?}");
+    // the API gives the same answer
+    let api = w.post_ok(
+        "/v1/discover",
+        &json!({"namespace": "default", "service": "disc", "query_parameters": {"version": "v1"},
+                "optional_parameters": {"stage": "canary"}, "health_status": "ALL"}),
+    );
+    assert_eq!(ids(&api), set(&["e3"]), "{api}");
+    let missing = w.cli(&["discover", "ghost-service"]);
+    assert_eq!(missing.code, Some(1), "discover of an unknown service: {}", missing.both());
+
+    // instances_revision: stable without changes, changed by register/deregister, not by health
+    let rev = |v: &Value| v["instances_revision"].as_u64().unwrap();
+    let r0 = rev(&disc(&["--health", "ALL"]));
+    assert_eq!(rev(&disc(&["--health", "ALL"])), r0, "revision must be stable with no changes");
+    w.cli(&["endpoint", "create", "e4", "--service", "disc", "--address", &dead, "--attr", "version=v4", "--health", "HEALTHY"])
+        .expect_ok();
+    let after_reg = disc(&["--health", "ALL"]);
+    let r1 = rev(&after_reg);
+    assert_ne!(r1, r0, "registering an instance must change instances_revision");
+    assert!(ids(&after_reg).contains("e4"));
+
+    // health change: re-register e4 unchanged but UNHEALTHY (Cloud Map RegisterInstance updates in
+    // place); e4's address is dead, so an active health check agrees.
+    let up = w.cli(&["endpoint", "create", "e4", "--service", "disc", "--address", &dead, "--attr", "version=v4", "--health", "UNHEALTHY"]);
+    up.expect_ok();
+    let unhealthy = wait_for("e4 reported UNHEALTHY", std::time::Duration::from_secs(15), || {
+        let v = disc(&["--health", "UNHEALTHY"]);
+        ids(&v).contains("e4").then_some(v)
+    });
+    assert_eq!(
+        rev(&unhealthy),
+        r1,
+        "a health change must not change instances_revision (Cloud Map: health status updates don't update it)"
+    );
+    assert!(!ids(&disc(&["--health", "HEALTHY"])).contains("e4"));
+
+    w.cli(&["endpoint", "delete", "e4", "--service", "disc"]).expect_ok();
+    let after_dereg = disc(&["--health", "ALL"]);
+    assert_ne!(rev(&after_dereg), r1, "deregistering must change instances_revision");
+    assert_eq!(ids(&after_dereg), set(&["e1", "e2", "e3"]));
+}
+
+#[test]
+fn healthy_or_else_all_falls_back_when_nothing_is_healthy() {
+    let w = Weft::start(WeftOpts::new(82));
+    let dead1 = format!("127.0.0.1:{}", free_port());
+    let dead2 = format!("127.0.0.1:{}", free_port());
+    w.cli(&["namespace", "create", "sick.test"]).expect_ok();
+    w.cli(&["service", "create", "sick", "--namespace", "sick.test", "--protocol", "tcp"]).expect_ok();
+    for (id, a) in [("s1", &dead1), ("s2", &dead2)] {
+        w.cli(&["endpoint", "create", id, "--service", "sick", "--namespace", "sick.test", "--address", a, "--health", "UNHEALTHY"])
+            .expect_ok();
+    }
+    let d = |h: &str| w.cli(&["discover", "sick", "--namespace", "sick.test", "--health", h, "-o", "json"]).expect_ok().json();
+    assert_eq!(ids(&d("HEALTHY")), set(&[]));
+    assert_eq!(ids(&d("HEALTHY_OR_ELSE_ALL")), set(&["s1", "s2"]));
+    assert_eq!(ids(&d("ALL")), set(&["s1", "s2"]));
+    assert_eq!(ids(&d("UNHEALTHY")), set(&["s1", "s2"]));
+}

@@ -1,0 +1,922 @@
+//! Shared harness for weft's integration tests.
+//!
+//! Every test starts the real `weft` binary (env!("CARGO_BIN_EXE_weft")) with its own temp data dir,
+//! its own admin port, its own DNS port and its own `[dns] vip_cidr` /24 (127.255.N.0/24), so tests
+//! can run in parallel. External peers are real programs (curl, redis-server, python3, ip netns).
+//!
+//! Nothing here sleeps as an assertion: waits are bounded polls (`wait_until`).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[allow(unused_imports)]
+pub use serde_json::{Value, json};
+
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Exit code of `weft validate` / `weft run` on a bad config (EX_CONFIG).
+pub const EX_CONFIG: i32 = 78;
+
+// ---------------------------------------------------------------------------------------------
+// small utilities
+// ---------------------------------------------------------------------------------------------
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_suffix() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{}-{}-{:x}", std::process::id(), n, nanos)
+}
+
+/// A temporary directory removed on drop (kept when WEFT_KEEP_TMP is set, for debugging).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("weft-test-{prefix}-{}", unique_suffix()));
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("WEFT_KEEP_TMP").is_none() {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A loopback port that is free for both TCP and UDP right now.
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found");
+}
+
+/// The VIP range for test number `n`: each test uses its own /24 so weft instances never collide.
+pub fn vip_cidr(n: u8) -> String {
+    format!("127.255.{n}.0/24")
+}
+
+/// Poll `f` every `every` until it returns true or `timeout` passes. Returns whether it became true.
+pub fn wait_until(timeout: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Poll `f` until it yields Some, panicking with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+pub fn ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// Some tests need root (network namespaces). Under CI=true a missing root is a failure, never a skip.
+/// Returns false (after a loud SKIP line) when the test should return early.
+pub fn require_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if ci() {
+        panic!("needs root: {test} creates network namespaces (ip netns) and binds port 53; CI=true forbids skipping");
+    }
+    loud(&format!("*** SKIP {test}: needs root (ip netns, port 53). Run as root; CI=true turns this into a failure. ***"));
+    false
+}
+
+/// Write straight to the process's stderr, past libtest's output capture, so a SKIP is always seen.
+pub fn loud(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "\n{msg}\n");
+}
+
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Panic (CI) or skip when a required external program is missing.
+pub fn require_program(test: &str, program: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    if ci() {
+        panic!("{test} needs `{program}` on PATH (.ci/run installs it)");
+    }
+    loud(&format!("*** SKIP {test}: `{program}` not found on PATH ***"));
+    false
+}
+
+pub fn support_path(rel: &str) -> String {
+    Path::new(MANIFEST_DIR).join("tests").join(rel).to_string_lossy().into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// running commands
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct CmdOut {
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub cmdline: String,
+}
+
+impl CmdOut {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    pub fn both(&self) -> String {
+        format!("{}{}", self.stdout(), self.stderr())
+    }
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+    /// Panics with full output unless exit code 0.
+    pub fn expect_ok(&self) -> &CmdOut {
+        assert!(
+            self.ok(),
+            "command failed ({:?}): {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code,
+            self.cmdline,
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
+            panic!("`{}` did not print JSON ({e}):\n{}\n--- stderr ---\n{}", self.cmdline, self.stdout(), self.stderr())
+        })
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Run a command to completion with a timeout (killed and panics on timeout), optional stdin.
+pub fn run_cmd(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> CmdOut {
+    let cmdline = describe(cmd);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
+    let writer = stdin.map(|data| {
+        let mut w = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&data);
+        })
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let so = t_out.join().unwrap_or_default();
+            let se = t_err.join().unwrap_or_default();
+            panic!(
+                "command timed out after {timeout:?}: {cmdline}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&so),
+                String::from_utf8_lossy(&se)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    CmdOut { code: status.code(), stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap(), cmdline }
+}
+
+/// `Command` for `program args`, optionally inside network namespace `netns`.
+pub fn command(netns: Option<&str>, program: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Run curl (optionally in a netns) with the given args; 20 s timeout; never panics on curl failure.
+pub fn curl(netns: Option<&str>, args: &[&str]) -> CmdOut {
+    let mut c = command(netns, "curl");
+    c.args(["-sS", "--noproxy", "*", "--max-time", "10"]).args(args);
+    c.env_remove("http_proxy").env_remove("HTTP_PROXY").env_remove("all_proxy").env_remove("ALL_PROXY");
+    run_cmd(&mut c, None, Duration::from_secs(20))
+}
+
+/// GET `url` with curl; returns (http status, body). Status 0 when the transfer failed.
+pub fn curl_get(netns: Option<&str>, url: &str) -> (u16, String, String) {
+    let out = curl(netns, &["-o", "-", "-w", "\n%{http_code}", url]);
+    let text = out.stdout();
+    let (body, code) = match text.rfind('\n') {
+        Some(i) => (text[..i].to_string(), text[i + 1..].trim().to_string()),
+        None => (String::new(), text.trim().to_string()),
+    };
+    (code.parse().unwrap_or(0), body, out.stderr())
+}
+
+/// A background process killed (SIGKILL) and reaped on drop.
+pub struct Bg {
+    pub child: Child,
+    pub name: String,
+    pub log: Option<PathBuf>,
+}
+
+impl Bg {
+    /// Spawn with stdout+stderr going to `log` (a file) or /dev/null.
+    pub fn spawn(name: &str, cmd: &mut Command, log: Option<PathBuf>) -> Bg {
+        match &log {
+            Some(p) => {
+                let f = fs::File::create(p).expect("create log");
+                cmd.stdout(Stdio::from(f.try_clone().unwrap())).stderr(Stdio::from(f));
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        cmd.stdin(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name} ({}): {e}", describe(cmd)));
+        Bg { child, name: name.to_string(), log }
+    }
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+    pub fn log_text(&self) -> String {
+        self.log.as_ref().and_then(|p| fs::read_to_string(p).ok()).unwrap_or_default()
+    }
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log_text();
+            if !log.is_empty() {
+                eprintln!("--- log of {} ---\n{}", self.name, tail(&log, 4000));
+            }
+        }
+        self.kill();
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        s
+    } else {
+        let mut i = s.len() - n;
+        while !s.is_char_boundary(i) {
+            i += 1;
+        }
+        &s[i..]
+    }
+}
+
+/// Wait until something accepts TCP connections on `addr` (host network namespace).
+pub fn wait_tcp(addr: &str, timeout: Duration) {
+    let ok = wait_until(timeout, Duration::from_millis(25), || {
+        let sa = addr.to_socket_addrs().unwrap().next().unwrap();
+        TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_ok()
+    });
+    assert!(ok, "nothing listening on {addr} after {timeout:?}");
+}
+
+/// Start tests/support/http_backend.py NAME on 127.0.0.1:PORT (optionally inside a netns) and wait for it.
+pub fn http_backend(netns: Option<&str>, name: &str, port: u16) -> Bg {
+    let script = support_path("support/http_backend.py");
+    let mut c = command(netns, "python3");
+    c.args([script.as_str(), name, &port.to_string()]);
+    let mut bg = Bg::spawn(&format!("backend {name}"), &mut c, None);
+    let url = format!("http://127.0.0.1:{port}/ready");
+    let ok = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        match netns {
+            None => http("127.0.0.1", port, "GET", "/ready", None).map(|r| r.status == 200).unwrap_or(false),
+            Some(_) => curl_get(netns, &url).0 == 200,
+        }
+    });
+    assert!(ok && bg.alive(), "backend {name} on port {port} did not come up");
+    bg
+}
+
+// ---------------------------------------------------------------------------------------------
+// a tiny HTTP/1.1 client (std only)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response (status {}) is not JSON ({e}): {}", self.status, self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`).
+pub fn http(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<Resp> {
+    let sa = (host, port).to_socket_addrs()?.next().unwrap();
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.set_write_timeout(Some(Duration::from_secs(15)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nAccept: */*\r\n");
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    } else if method == "POST" || method == "PUT" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    if let Some(b) = body {
+        bytes.extend_from_slice(b);
+    }
+    s.write_all(&bytes)?;
+    let mut raw = Vec::new();
+    // Read until EOF, or until a complete response has arrived (some servers linger).
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if let Some(r) = try_parse(&raw, method == "HEAD") {
+                    return Ok(r);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    try_parse(&raw, method == "HEAD").or_else(|| parse_eof(&raw)).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad HTTP response: {:?}", String::from_utf8_lossy(&raw)),
+        )
+    })
+}
+
+fn parse_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some((status, headers, end + 4))
+}
+
+/// A complete response (content-length or chunked), or None if more bytes are needed.
+fn try_parse(raw: &[u8], head_only: bool) -> Option<Resp> {
+    let (status, headers, start) = parse_head(raw)?;
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let rest = &raw[start..];
+    if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Some(Resp { status, headers, body: Vec::new() });
+    }
+    if get("transfer-encoding").map(|v| v.to_ascii_lowercase().contains("chunked")).unwrap_or(false) {
+        let body = dechunk(rest)?;
+        return Some(Resp { status, headers, body });
+    }
+    if let Some(cl) = get("content-length") {
+        let n: usize = cl.parse().ok()?;
+        if rest.len() >= n {
+            return Some(Resp { status, headers, body: rest[..n].to_vec() });
+        }
+        return None;
+    }
+    None
+}
+
+fn parse_eof(raw: &[u8]) -> Option<Resp> {
+    let (status, headers, start) = parse_head(raw)?;
+    Some(Resp { status, headers, body: raw[start..].to_vec() })
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n")?;
+        let size_str = std::str::from_utf8(&b[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
+        b = &b[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if b.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// weft
+// ---------------------------------------------------------------------------------------------
+
+/// How to start a weft node.
+#[derive(Clone, Debug)]
+pub struct WeftOpts {
+    /// third octet of the VIP /24: 127.255.N.0/24
+    pub vip_net: u8,
+    /// run inside this network namespace (`ip netns exec`)
+    pub netns: Option<String>,
+    /// admin port; None = a free port
+    pub admin_port: Option<u16>,
+    /// DNS listen address; None = 127.0.0.1:<free port>
+    pub dns_listen: Option<String>,
+    pub dns_enabled: bool,
+    pub hosts_file: Option<String>,
+    /// extra lines for the [dns] table (e.g. `upstream = [...]`)
+    pub dns_extra: String,
+    /// TOML appended after the generated tables ([[namespace]], [[service]], [[endpoint]] ...)
+    pub extra: String,
+    /// write `[[namespace]] name = "default"` so the extra TOML may use it (see bugs.md: the
+    /// validator does not know that `weft run` always ensures "default")
+    pub declare_default: bool,
+}
+
+impl WeftOpts {
+    pub fn new(vip_net: u8) -> WeftOpts {
+        WeftOpts {
+            vip_net,
+            netns: None,
+            admin_port: None,
+            dns_listen: None,
+            dns_enabled: true,
+            hosts_file: None,
+            dns_extra: String::new(),
+            extra: String::new(),
+            declare_default: true,
+        }
+    }
+    pub fn extra(mut self, toml: &str) -> WeftOpts {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+}
+
+/// A running weft node (`weft run -c <generated toml>`), killed on drop.
+pub struct Weft {
+    pub opts: WeftOpts,
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub admin: String,
+    pub admin_port: u16,
+    pub dns_listen: String,
+    child: Option<Child>,
+    runs: u32,
+}
+
+/// The TOML text `Weft::start` writes for these options.
+pub fn weft_toml(opts: &WeftOpts, data_dir: &Path, admin_port: u16, dns_listen: &str) -> String {
+    let mut t = String::new();
+    t.push_str(&format!(
+        "[node]\nname = \"test-node-{}\"\ndata_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n",
+        opts.vip_net,
+        data_dir.display()
+    ));
+    t.push_str(&format!(
+        "[dns]\nenabled = {}\nlisten = \"{dns_listen}\"\nvip_cidr = \"{}\"\n",
+        opts.dns_enabled,
+        vip_cidr(opts.vip_net)
+    ));
+    if let Some(h) = &opts.hosts_file {
+        t.push_str(&format!("hosts_file = \"{h}\"\n"));
+    }
+    t.push_str(&opts.dns_extra);
+    t.push_str("\n\n");
+    if opts.declare_default {
+        t.push_str("[[namespace]]\nname = \"default\"\n\n");
+    }
+    t.push_str(&opts.extra);
+    t
+}
+
+impl Weft {
+    /// Write the config, start weft, wait for GET /v1/status to answer 200.
+    pub fn start(opts: WeftOpts) -> Weft {
+        let w = Weft::spawn_only(opts);
+        let mut w = w;
+        w.wait_ready();
+        w
+    }
+
+    /// Write the config and start weft without waiting.
+    pub fn spawn_only(opts: WeftOpts) -> Weft {
+        let dir = TempDir::new(&format!("weft{}", opts.vip_net));
+        let data_dir = dir.join("data");
+        let admin_port = opts.admin_port.unwrap_or_else(free_port);
+        let dns_listen = opts.dns_listen.clone().unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+        let config = dir.join("weft.toml");
+        fs::write(&config, weft_toml(&opts, &data_dir, admin_port, &dns_listen)).unwrap();
+        let mut w = Weft {
+            opts,
+            dir,
+            config,
+            data_dir,
+            admin: format!("127.0.0.1:{admin_port}"),
+            admin_port,
+            dns_listen,
+            child: None,
+            runs: 0,
+        };
+        w.spawn();
+        w
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(&format!("weft-run{}.log", self.runs))
+    }
+
+    /// Everything weft printed (stdout+stderr) in its current/last run.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        self.runs += 1;
+        let log = fs::File::create(self.log_path()).unwrap();
+        let mut c = command(self.opts.netns.as_deref(), WEFT);
+        c.arg("run").arg("-c").arg(&self.config);
+        c.env_remove("WEFT_ADMIN")
+            .env("XDG_STATE_HOME", self.dir.join("xdg-state"))
+            .env("RUST_LOG", std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
+        self.child = Some(c.spawn().expect("spawn weft"));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("weft not running").id()
+    }
+
+    /// Has the process exited? Returns its status if so.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.try_exit() {
+                panic!("weft exited before becoming ready ({st}); log:\n{}", self.log());
+            }
+            if let Ok(r) = self.get("/v1/status") {
+                if r.status == 200 {
+                    // spec: once ready, stderr has a line with `weft ready` and the admin address
+                    let logged = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+                        self.log().lines().any(|l| l.contains("weft ready") && l.contains(&self.admin))
+                    });
+                    assert!(logged, "no `weft ready ... {}` line on stderr; log:\n{}", self.admin, self.log());
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!("weft did not answer GET /v1/status within 30 s; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for exit.
+    pub fn sigterm(&mut self, timeout: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("weft not running");
+        let pid = c.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("weft did not exit within {timeout:?} of SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start again with the same config and data dir, and wait until ready.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart() needs the previous process stopped");
+        self.spawn();
+        self.wait_ready();
+    }
+
+    // ---- admin API ------------------------------------------------------------------------
+
+    /// One admin API request. Inside a netns the request is made with curl inside that netns.
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<Resp> {
+        let body_bytes = body.map(|b| serde_json::to_vec(b).unwrap());
+        match &self.opts.netns {
+            None => http("127.0.0.1", self.admin_port, method, path, body_bytes.as_deref()),
+            Some(ns) => {
+                let url = format!("http://{}{}", self.admin, path);
+                let mut args: Vec<String> =
+                    vec!["-X".into(), method.into(), "-o".into(), "-".into(), "-w".into(), "\n%{http_code}".into()];
+                if let Some(b) = &body_bytes {
+                    args.push("-H".into());
+                    args.push("content-type: application/json".into());
+                    args.push("--data-binary".into());
+                    args.push(String::from_utf8(b.clone()).unwrap());
+                }
+                args.push(url);
+                let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+                let out = curl(Some(ns), &a);
+                let text = out.stdout();
+                let i = text.rfind('\n').unwrap_or(0);
+                let status: u16 = text[i..].trim().parse().unwrap_or(0);
+                if status == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, out.stderr()));
+                }
+                Ok(Resp { status, headers: vec![], body: text[..i].as_bytes().to_vec() })
+            }
+        }
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<Resp> {
+        self.request("GET", path, None)
+    }
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.request("POST", path, Some(body)).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+    pub fn delete(&self, path: &str) -> Resp {
+        self.request("DELETE", path, None).unwrap_or_else(|e| panic!("DELETE {path}: {e}"))
+    }
+
+    /// GET returning JSON, asserting 200.
+    pub fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(r.status, 200, "GET {path} -> {} {}", r.status, r.text());
+        r.json()
+    }
+
+    /// POST asserting a 2xx status.
+    pub fn post_ok(&self, path: &str, body: &Value) -> Value {
+        let r = self.post(path, body);
+        assert!((200..300).contains(&r.status), "POST {path} {body} -> {} {}", r.status, r.text());
+        if r.body.is_empty() { Value::Null } else { r.json() }
+    }
+
+    /// GET /v1/routes as a list.
+    pub fn routes(&self) -> Vec<Value> {
+        as_list(&self.get_json("/v1/routes"))
+    }
+
+    /// The route entry for alias `dns_name:port` once it exists (waits up to `timeout`).
+    pub fn wait_route(&self, dns_name: &str, port: u16, timeout: Duration) -> Value {
+        wait_for(&format!("route {dns_name}:{port} in GET /v1/routes"), timeout, || {
+            self.get("/v1/routes")
+                .ok()
+                .filter(|r| r.status == 200)
+                .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
+                .and_then(|v| {
+                    as_list(&v).into_iter().find(|r| {
+                        r["dns_name"].as_str() == Some(dns_name) && r["port"].as_u64() == Some(port as u64)
+                    })
+                })
+        })
+    }
+
+    /// The VIP (without port) of alias `dns_name:port`, checked to lie in this node's /24.
+    pub fn vip(&self, dns_name: &str, port: u16) -> String {
+        let r = self.wait_route(dns_name, port, Duration::from_secs(10));
+        let vip = r["vip"].as_str().unwrap_or_else(|| panic!("route without vip: {r}")).to_string();
+        // tolerate "ip:port" in the vip field
+        let vip = vip.split(':').next().unwrap().to_string();
+        assert!(
+            vip.starts_with(&format!("127.255.{}.", self.opts.vip_net)),
+            "VIP {vip} of {dns_name}:{port} is outside vip_cidr {}",
+            vip_cidr(self.opts.vip_net)
+        );
+        vip
+    }
+
+    // ---- CLI ------------------------------------------------------------------------------
+
+    /// `weft --admin ADDR <args>` (inside the netns if any).
+    pub fn cli(&self, args: &[&str]) -> CmdOut {
+        let mut c = command(self.opts.netns.as_deref(), WEFT);
+        c.arg("--admin").arg(&self.admin).args(args).env_remove("WEFT_ADMIN");
+        run_cmd(&mut c, None, Duration::from_secs(30))
+    }
+
+    /// `weft -c CONFIG <args>`: the CLI finds the admin API through the same config file.
+    pub fn cli_c(&self, args: &[&str]) -> CmdOut {
+        let mut c = command(self.opts.netns.as_deref(), WEFT);
+        c.arg("-c").arg(&self.config).args(args).env_remove("WEFT_ADMIN");
+        run_cmd(&mut c, None, Duration::from_secs(30))
+    }
+}
+
+impl Drop for Weft {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- weft log ({}) ---\n{}", self.log_path().display(), tail(&self.log(), 6000));
+        }
+        self.kill9();
+    }
+}
+
+/// Run the weft binary with `args` (no daemon involved), e.g. `weft validate FILE`.
+pub fn weft_cmd(args: &[&str]) -> CmdOut {
+    let mut c = Command::new(WEFT);
+    c.args(args).env_remove("WEFT_ADMIN");
+    run_cmd(&mut c, None, Duration::from_secs(30))
+}
+
+/// Accept a JSON list either bare (`[...]`) or wrapped in an object with one array field
+/// (`{"services": [...]}`).
+pub fn as_list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Object(m) => {
+            let arrays: Vec<&Vec<Value>> = m.values().filter_map(|x| x.as_array()).collect();
+            assert_eq!(arrays.len(), 1, "expected a JSON list (or an object holding one list), got {v}");
+            arrays[0].clone()
+        }
+        _ => panic!("expected a JSON list, got {v}"),
+    }
+}
+
+/// Count values by key (e.g. which backend answered).
+pub fn tally<I: IntoIterator<Item = String>>(items: I) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for i in items {
+        *m.entry(i).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Extract `NAME` from a backend body `backend=NAME path=...`.
+pub fn backend_name(body: &str) -> Option<String> {
+    body.split_whitespace().find_map(|w| w.strip_prefix("backend=")).map(|s| s.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// network namespaces
+// ---------------------------------------------------------------------------------------------
+
+/// A network namespace with lo up, /etc/netns/NAME/{resolv.conf,hosts}; removed on drop along with
+/// every process still inside it.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("wt-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let st = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
+        assert!(st.success(), "ip netns add {name} failed");
+        let ns = Netns { name };
+        let st = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "lo up in {}", ns.name);
+        fs::create_dir_all(ns.etc_dir()).unwrap();
+        ns.write_etc("resolv.conf", "nameserver 127.0.0.1\n");
+        ns.write_etc("hosts", "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n");
+        ns
+    }
+    pub fn etc_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/etc/netns/{}", self.name))
+    }
+    pub fn etc_file(&self, f: &str) -> PathBuf {
+        self.etc_dir().join(f)
+    }
+    pub fn write_etc(&self, f: &str, content: &str) {
+        fs::write(self.etc_file(f), content).unwrap();
+    }
+    pub fn read_etc(&self, f: &str) -> String {
+        fs::read_to_string(self.etc_file(f)).unwrap_or_default()
+    }
+    pub fn ns(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // kill the processes we started in there (by pid), then delete the namespace
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = fs::remove_dir_all(self.etc_dir());
+    }
+}
