@@ -529,8 +529,7 @@ pub struct WeftOpts {
     pub dns_extra: String,
     /// TOML appended after the generated tables ([[namespace]], [[service]], [[endpoint]] ...)
     pub extra: String,
-    /// write `[[namespace]] name = "default"` so the extra TOML may use it (see bugs.md: the
-    /// validator does not know that `weft run` always ensures "default")
+    /// also write `[[namespace]] name = "default"` (not needed: "default" is implicitly defined)
     pub declare_default: bool,
 }
 
@@ -545,7 +544,7 @@ impl WeftOpts {
             hosts_file: None,
             dns_extra: String::new(),
             extra: String::new(),
-            declare_default: true,
+            declare_default: false,
         }
     }
     pub fn extra(mut self, toml: &str) -> WeftOpts {
