@@ -14,6 +14,9 @@
 set -euo pipefail
 
 DURATION="${DURATION:-10s}"
+# Rounds measure every target once each, interleaved, so a burst of load from a neighbour on a
+# shared machine hits one round of all targets rather than all rounds of one; medians are reported.
+ROUNDS="${ROUNDS:-3}"
 WARMUP="${WARMUP:-3s}"
 CONNS="${CONNS:-50}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -195,20 +198,23 @@ TARGETS=(
 for t in "${TARGETS[@]}"; do wait_http "${t#*|}"; done
 
 # ---------------------------------------------------------------- measure
-run_wrk() { # name url
-  local name="$1" url="$2"
+run_wrk() { # name url round
+  local name="$1" url="$2" round="$3"
   "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null
-  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$TMP/wrk-$name.txt"
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$TMP/wrk-$name-$round.txt"
 }
-echo "wrk -t1 -c$CONNS -d$DURATION --latency (warm-up $WARMUP); $PIN_NOTE; $CORES cores" >&2
-for t in "${TARGETS[@]}"; do
-  echo "  measuring ${t%%|*} ..." >&2
-  run_wrk "${t%%|*}" "${t#*|}"
+echo "wrk -t1 -c$CONNS -d$DURATION --latency (warm-up $WARMUP), $ROUNDS rounds; $PIN_NOTE; $CORES cores" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    echo "  round $round: measuring ${t%%|*} ..." >&2
+    run_wrk "${t%%|*}" "${t#*|}" "$round"
+  done
 done
 
-python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" <<'PY'
-import re, sys
-tmp, conns, duration, pin = sys.argv[1:5]
+python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" <<'PY'
+import re, statistics, sys
+tmp, conns, duration, pin, rounds = sys.argv[1:6]
+rounds = int(rounds)
 names = ["direct", "haproxy", "nginx", "weft"]
 
 def ms(v):
@@ -216,9 +222,8 @@ def ms(v):
     x, u = float(m.group(1)), m.group(2)
     return x / 1000 if u == "us" else x * 1000 if u == "s" else x
 
-res = {}
-for n in names:
-    text = open(f"{tmp}/wrk-{n}.txt").read()
+def parse(path):
+    text = open(path).read()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
     p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
     p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
@@ -229,9 +234,12 @@ for n in names:
     m = re.search(r"Socket errors:(.*)", text)
     if m:
         errs.append("socket errors:" + m.group(1).strip())
-    res[n] = (rps, p50, p99, "; ".join(errs) or "-")
+    return rps, p50, p99, "; ".join(errs)
 
-print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration} --latency, 1 backend (nginx), {pin}\n")
+runs = {n: [parse(f"{tmp}/wrk-{n}-{r}.txt") for r in range(1, rounds + 1)] for n in names}
+med = lambda xs: statistics.median(xs)
+res = {n: (med([x[0] for x in v]), med([x[1] for x in v]), med([x[2] for x in v]), "; ".join(x[3] for x in v if x[3]) or "-") for n, v in runs.items()}
+print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration} --latency, 1 backend (nginx), {pin}; medians of {rounds} rounds\n")
 print(f"| {'target':8} | {'req/s':>10} | {'p50 ms':>8} | {'p99 ms':>8} | errors |")
 print(f"|{'-'*10}|{'-'*12}|{'-'*10}|{'-'*10}|--------|")
 for n in names:
@@ -241,5 +249,6 @@ w = res["weft"]
 print()
 for peer in ("haproxy", "nginx"):
     p = res[peer]
-    print(f"weft/{peer}: throughput {w[0]/p[0]:.2f}x, p50 {w[1]/p[1]:.2f}x, p99 {w[2]/p[2]:.2f}x")
+    per_round = [runs["weft"][r][0] / runs[peer][r][0] for r in range(rounds)]
+    print(f"weft/{peer}: throughput {w[0]/p[0]:.2f}x (per round: {', '.join(f'{x:.2f}' for x in per_round)}), p50 {w[1]/p[1]:.2f}x, p99 {w[2]/p[2]:.2f}x")
 PY

@@ -1,5 +1,5 @@
-//! A stream wrapper that counts bytes and notes the time of the last read or write, so one idle watchdog per
-//! connection can close it without a timer reset on every packet.
+//! A stream wrapper that counts bytes and notes activity on every read and write, so one idle
+//! watchdog per connection can close it without a timer reset on every packet.
 
 use std::io;
 use std::pin::Pin;
@@ -13,17 +13,17 @@ use tokio::time::Instant;
 
 use crate::telemetry::ServiceStats;
 
-/// Shared by both directions of a connection.
+/// Shared by both directions of a connection. Reads and writes only bump a counter (no clock
+/// call on the data path); the idle watchdog samples it a few times per timeout period.
 pub struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
+    events: AtomicU64,
     /// Requests in flight on this connection; an HTTP connection is idle only when this is zero.
     busy: AtomicU64,
 }
 
 impl Activity {
     pub fn new() -> Arc<Activity> {
-        Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0), busy: AtomicU64::new(0) })
+        Arc::new(Activity { events: AtomicU64::new(0), busy: AtomicU64::new(0) })
     }
 
     /// Marks a request in flight until the guard drops (also when the request is abandoned).
@@ -33,21 +33,27 @@ impl Activity {
     }
 
     fn touch(&self) {
-        self.last_ms.store(self.start.elapsed().as_millis() as u64, Relaxed);
+        self.events.fetch_add(1, Relaxed);
     }
 
-    /// Resolves once nothing moved for `idle` while no request was in flight; never for a
-    /// disabled timeout (`Duration::MAX`).
+    /// Resolves once nothing moved for `idle` (to within a quarter of it) while no request was in
+    /// flight; never for a disabled timeout (`Duration::MAX`).
     pub async fn idle(&self, idle: Duration) {
+        if idle == Duration::MAX {
+            return std::future::pending().await;
+        }
+        let step = (idle / 4).max(Duration::from_millis(10));
+        let mut seen = self.events.load(Relaxed);
+        let mut quiet_since = Instant::now();
         loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Relaxed));
-            let Some(deadline) = last.checked_add(idle) else {
-                return std::future::pending().await;
-            };
-            if Instant::now() >= deadline && self.busy.load(Relaxed) == 0 {
+            tokio::time::sleep(step).await;
+            let now = self.events.load(Relaxed);
+            if now != seen || self.busy.load(Relaxed) > 0 {
+                seen = now;
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= idle {
                 return;
             }
-            tokio::time::sleep_until(deadline.max(Instant::now() + Duration::from_millis(100))).await;
         }
     }
 }
