@@ -7,7 +7,7 @@
 #
 # One backend (nginx, 1 worker, fixed small body) and, in turn, each proxy in front of it:
 # HAProxy (nbthread 1), nginx as reverse proxy (1 worker, keepalive upstream), and weft (one `http`
-# alias; built with `cargo build --profile quick-release`). Every one gets the same warm-up and the
+# alias; built with `cargo build --release`, or PROFILE=quick-release). Every one gets the same warm-up and the
 # same `wrk -t1 -cCONNS -dDURATION --latency`. With 2+ cores the proxy under test is pinned to core 1
 # and wrk + backend to core 0, so every proxy gets the same single core. Absolute numbers on a shared
 # machine are noise; the ratios from one run are the figure (see BENCHMARKS.md).
@@ -150,9 +150,11 @@ PIDS+=($!)
 if [ -n "${WEFT_BIN:-}" ]; then
   WEFT="$WEFT_BIN"   # a prebuilt binary (skips the build)
 else
-  echo "building weft (cargo build --profile quick-release) ..." >&2
-  (cd "$ROOT" && cargo build --quiet --profile quick-release --bin weft)
-  WEFT="$ROOT/target/quick-release/weft"
+  # The release profile is what operators run; PROFILE=quick-release builds faster.
+  PROFILE="${PROFILE:-release}"
+  echo "building weft (cargo build --profile $PROFILE) ..." >&2
+  (cd "$ROOT" && cargo build --quiet --profile "$PROFILE" --bin weft)
+  WEFT="$ROOT/target/$PROFILE/weft"
 fi
 WEFT_ADMIN_PORT="$(free_port)"
 WEFT_DNS_PORT="$(free_port)"

@@ -55,3 +55,12 @@ fn bad_vip_range_points_at_the_key() {
     assert!(err.contains("w.toml:5:1: `vip_cidr`") && err.contains("loopback"), "{err}");
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn field_errors_point_at_the_key_inside_the_entry() {
+    let text = "[[namespace]]\nname = \"shop\"\n\n[[service]]\nnamespace = \"shop\"\nname = \"db\"\nprotocol = \"tcp\"\ntimeouts = { request_s = 5 }\n\n[[service]]\nnamespace = \"shop\"\nname = \"x\"\n";
+    let d = dir("field", &[("f.toml", text)]);
+    let err = load(&d).unwrap_err().to_string();
+    assert!(err.contains("f.toml:8:14: service `shop/db`: `timeouts.request_s`"), "{err}");
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -5,19 +5,43 @@ use std::collections::{HashMap, HashSet};
 use super::load::Source;
 use super::locate::{find_in, find_key};
 use super::{Config, DEFAULT_NAMESPACE, Mode, Origin, Problem};
-use crate::catalog::{VipRange, validate as fields};
+use crate::catalog::{CatalogError, VipRange, validate as fields};
 
 fn problem(at: &Origin, message: String) -> Problem {
     Problem { at: at.clone(), message }
 }
 
-/// Where `needle` first appears at or after an entry's position, or the entry itself.
+/// Where `needle` first appears inside an entry (from its position up to the next table header),
+/// or the entry itself.
 fn point_into(sources: &[Source], at: &Origin, needle: &str) -> Origin {
     let Some(src) = sources.iter().find(|s| s.path == at.path) else { return at.clone() };
-    let line_start: usize = src.text.split_inclusive('\n').take(at.line - 1).map(str::len).sum();
-    match find_in(&src.text, line_start..src.text.len(), needle) {
+    let start: usize = src.text.split_inclusive('\n').take(at.line - 1).map(str::len).sum();
+    let end = src.text[start..]
+        .split_inclusive('\n')
+        .scan(start, |pos, line| {
+            let here = *pos;
+            *pos += line.len();
+            Some((here, line))
+        })
+        .skip(1)
+        .find(|(_, line)| line.trim_start().starts_with('['))
+        .map(|(here, _)| here)
+        .unwrap_or(src.text.len());
+    match find_in(&src.text, start..end, needle) {
         Some(offset) => src.origin(offset),
         None => at.clone(),
+    }
+}
+
+/// The place of the key a field error names (`timeouts.request_s` → `request_s`).
+fn point_at_field(sources: &[Source], at: &Origin, err: &CatalogError) -> Origin {
+    match err {
+        CatalogError::Invalid { field, .. } => {
+            let key = field.rsplit('.').next().unwrap_or(field);
+            let key = key.split('[').next().unwrap_or(key);
+            point_into(sources, at, key)
+        }
+        _ => at.clone(),
     }
 }
 
@@ -47,7 +71,7 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
     let mut namespaces = HashSet::from([DEFAULT_NAMESPACE]);
     for ns in &config.namespaces {
         if let Err(e) = fields::namespace(&ns.value) {
-            out.push(problem(&ns.at, format!("namespace: {e}")));
+            out.push(problem(&point_at_field(sources, &ns.at, &e), format!("namespace: {e}")));
         } else if !namespaces.insert(ns.value.name.as_str()) && ns.value.name != DEFAULT_NAMESPACE {
             out.push(problem(&ns.at, format!("namespace `{}` is defined twice", ns.value.name)));
         }
@@ -59,7 +83,7 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
         let v = &s.value;
         let id = format!("{}/{}", v.namespace, v.name);
         if let Err(e) = fields::service(v) {
-            out.push(problem(&s.at, format!("service `{id}`: {e}")));
+            out.push(problem(&point_at_field(sources, &s.at, &e), format!("service `{id}`: {e}")));
             continue;
         }
         if !services.insert((v.namespace.as_str(), v.name.as_str())) {
@@ -81,7 +105,7 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
         let v = &e.value;
         let id = format!("{}/{}/{}", v.namespace, v.service, v.id);
         if let Err(err) = fields::endpoint(&v.to_endpoint(&config.node)) {
-            out.push(problem(&e.at, format!("endpoint `{id}`: {err}")));
+            out.push(problem(&point_at_field(sources, &e.at, &err), format!("endpoint `{id}`: {err}")));
             continue;
         }
         if !endpoints.insert((v.namespace.as_str(), v.service.as_str(), v.id.as_str())) {

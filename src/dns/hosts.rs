@@ -209,11 +209,21 @@ fn write_in_place(path: &Path, data: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
+    /// Removes the scratch directory when the test ends.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch(name: &str) -> (Scratch, PathBuf) {
         let dir = std::env::temp_dir().join(format!("weft-hosts-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        dir.join("hosts")
+        let path = dir.join("hosts");
+        (Scratch(dir), path)
     }
 
     fn e(name: &str, ip: [u8; 4]) -> (String, Ipv4Addr) {
@@ -224,7 +234,7 @@ mod tests {
 
     #[test]
     fn write_rewrite_remove_preserves_other_lines() {
-        let path = scratch("cycle");
+        let (_scratch, path) = scratch("cycle");
         fs::write(&path, ORIGINAL).unwrap();
         let hosts = HostsBlock::new(path.clone());
 
@@ -265,7 +275,7 @@ mod tests {
 
     #[test]
     fn missing_newline_missing_file_and_torn_block() {
-        let path = scratch("edge");
+        let (_scratch, path) = scratch("edge");
         let hosts = HostsBlock::new(path.clone());
         hosts.remove().unwrap();
         assert!(!path.exists());
@@ -290,7 +300,7 @@ mod tests {
 
     #[test]
     fn rejects_names_that_would_corrupt_the_file() {
-        let path = scratch("bad");
+        let (_scratch, path) = scratch("bad");
         let hosts = HostsBlock::new(path.clone());
         hosts
             .write(&[
@@ -307,7 +317,7 @@ mod tests {
 
     #[test]
     fn in_place_fallback_keeps_inode() {
-        let path = scratch("inplace");
+        let (_scratch, path) = scratch("inplace");
         fs::write(&path, "longer original content line\n").unwrap();
         let ino = fs::metadata(&path).unwrap().ino();
         write_in_place(&path, b"short\n").unwrap();
