@@ -38,25 +38,7 @@ fn grpc_unary_streaming_and_status_through_alias() {
     wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(20));
     assert!(server.alive(), "grpc server died: {}", server.log_text());
 
-    let w = Weft::start(WeftOpts::new(30).extra(&format!(
-        r#"
-[[service]]
-namespace = "default"
-name = "widgets"
-protocol = "grpc"
-aliases = [{{ dns_name = "widgets.test", port = 50051 }}]
-
-[[endpoint]]
-namespace = "default"
-service = "widgets"
-id = "widgets-1"
-address = "127.0.0.1:{port}"
-"#
-    )));
-    let vip = w.vip("widgets.test", 50051);
-    let route = w.wait_route("widgets.test", 50051, Duration::from_secs(5));
-    assert_eq!(route["protocol"].as_str(), Some("grpc"), "{route}");
-    wait_tcp(&format!("{vip}:50051"), Duration::from_secs(5));
+    let (_weft, vip) = Weft::start_one_service(30, "widgets", "grpc", "widgets.test", 50051, &format!("127.0.0.1:{port}"));
 
     let direct = client(&format!("127.0.0.1:{port}"), 7);
     let via = client(&format!("{vip}:50051"), 7);

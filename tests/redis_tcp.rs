@@ -93,25 +93,7 @@ fn redis_through_tcp_alias_matches_direct_access() {
     let _redis = Bg::spawn("redis-server", &mut rc, Some(tmp.join("redis.log")));
     wait_tcp(&format!("127.0.0.1:{rport}"), Duration::from_secs(10));
 
-    let w = Weft::start(WeftOpts::new(20).extra(&format!(
-        r#"
-[[service]]
-namespace = "default"
-name = "redis"
-protocol = "tcp"
-aliases = [{{ dns_name = "redis.test", port = 6379 }}]
-
-[[endpoint]]
-namespace = "default"
-service = "redis"
-id = "redis-1"
-address = "127.0.0.1:{rport}"
-"#
-    )));
-    let vip = w.vip("redis.test", 6379);
-    let route = w.wait_route("redis.test", 6379, Duration::from_secs(5));
-    assert_eq!(route["protocol"].as_str(), Some("tcp"), "{route}");
-    wait_tcp(&format!("{vip}:6379"), Duration::from_secs(5));
+    let (_weft, vip) = Weft::start_one_service(20, "redis", "tcp", "redis.test", 6379, &format!("127.0.0.1:{rport}"));
 
     let direct = ("127.0.0.1", rport);
     let alias = (vip.as_str(), 6379u16);

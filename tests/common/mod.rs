@@ -568,6 +568,38 @@ pub struct Weft {
 }
 
 /// The TOML text `Weft::start` writes for these options.
+/// TOML for one service in namespace `default` with one alias and one endpoint.
+pub fn one_service_toml(name: &str, protocol: &str, dns_name: &str, port: u16, endpoint: &str) -> String {
+    format!(
+        r#"
+[[service]]
+namespace = "default"
+name = "{name}"
+protocol = "{protocol}"
+aliases = [{{ dns_name = "{dns_name}", port = {port} }}]
+
+[[endpoint]]
+namespace = "default"
+service = "{name}"
+id = "{name}-1"
+address = "{endpoint}"
+"#
+    )
+}
+
+impl Weft {
+    /// Starts weft with one service (see `one_service_toml`) and waits until its alias listens;
+    /// returns the node and the alias VIP.
+    pub fn start_one_service(vip_net: u8, name: &str, protocol: &str, dns_name: &str, port: u16, endpoint: &str) -> (Weft, String) {
+        let w = Weft::start(WeftOpts::new(vip_net).extra(&one_service_toml(name, protocol, dns_name, port, endpoint)));
+        let vip = w.vip(dns_name, port);
+        let route = w.wait_route(dns_name, port, Duration::from_secs(5));
+        assert_eq!(route["protocol"].as_str(), Some(protocol), "{route}");
+        wait_tcp(&format!("{vip}:{port}"), Duration::from_secs(5));
+        (w, vip)
+    }
+}
+
 pub fn weft_toml(opts: &WeftOpts, data_dir: &Path, admin_port: u16, dns_listen: &str) -> String {
     let mut t = String::new();
     t.push_str(&format!(
