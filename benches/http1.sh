@@ -113,7 +113,8 @@ backend be
   server s1 127.0.0.1:$BACKEND_PORT
 CONF
 "${PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-PIDS+=($!)
+HAPROXY_PID=$!
+PIDS+=($HAPROXY_PID)
 
 # ---------------------------------------------------------------- nginx reverse proxy
 NGINX_PORT="$(free_port)"
@@ -186,7 +187,8 @@ id = "nginx-1"
 address = "127.0.0.1:$BACKEND_PORT"
 CONF
 RUST_LOG=warn XDG_STATE_HOME="$TMP/xdg" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/weft.toml" >"$TMP/weft.log" 2>&1 &
-PIDS+=($!)
+WEFT_PID=$!
+PIDS+=($WEFT_PID)
 wait_http "http://127.0.0.1:$WEFT_ADMIN_PORT/v1/status"
 WEFT_VIP="$(curl -fsS --noproxy '*' "http://127.0.0.1:$WEFT_ADMIN_PORT/v1/routes" |
   python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["dns_name"]=="backend.bench"][0]; print(r["vip"].split(":")[0])')"
@@ -212,6 +214,10 @@ for round in $(seq 1 "$ROUNDS"); do
     run_wrk "${t%%|*}" "${t#*|}" "$round"
   done
 done
+
+# Resident memory of each proxy after the load (the high-water mark, as the kernel reports it).
+rss() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
+echo "peak RSS after load: weft $(rss "$WEFT_PID"), haproxy $(rss "$HAPROXY_PID")" >"$TMP/rss.txt"
 
 python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" <<'PY'
 import re, statistics, sys
@@ -253,4 +259,5 @@ for peer in ("haproxy", "nginx"):
     p = res[peer]
     per_round = [runs["weft"][r][0] / runs[peer][r][0] for r in range(rounds)]
     print(f"weft/{peer}: throughput {w[0]/p[0]:.2f}x (per round: {', '.join(f'{x:.2f}' for x in per_round)}), p50 {w[1]/p[1]:.2f}x, p99 {w[2]/p[2]:.2f}x")
+print(open(f"{tmp}/rss.txt").read().strip())
 PY
