@@ -1,0 +1,131 @@
+//! Edge cases of weft's own HTTP/1.1 forwarding (src/proxy/h1), with raw sockets on the client
+//! side and a raw-socket Python backend: pipelining, `Expect: 100-continue`, protocol upgrades,
+//! smuggling-shaped framing, and pooled connections the endpoint closed behind our back.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn edge_backend(mode: &str, tmp: &TempDir) -> (Bg, u16) {
+    let port = free_port();
+    let mut c = Command::new("python3");
+    c.arg(support_path("support/h1_edge_backend.py")).arg(mode).arg(port.to_string());
+    let bg = Bg::spawn(&format!("edge backend {mode}"), &mut c, Some(tmp.join(&format!("{mode}.log"))));
+    wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(10));
+    (bg, port)
+}
+
+fn connect(vip: &str, port: u16) -> TcpStream {
+    let s = TcpStream::connect((vip, port)).expect("connect to alias");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Reads until `n` complete responses with content-length bodies have arrived.
+fn read_responses(s: &mut TcpStream, n: usize) -> Vec<String> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut out = Vec::new();
+    while out.len() < n {
+        let got = s.read(&mut buf).expect("read response");
+        assert!(got > 0, "connection closed after {} responses: {:?}", out.len(), String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..got]);
+        loop {
+            let text = String::from_utf8_lossy(&raw).to_string();
+            let Some(end) = text.find("\r\n\r\n") else { break };
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            if raw.len() < end + 4 + len {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&raw[..end + 4 + len]).to_string());
+            raw.drain(..end + 4 + len);
+        }
+    }
+    out
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let tmp = TempDir::new("h1-pipeline");
+    let (_b, port) = edge_backend("continue", &tmp);
+    let (_weft, vip) = Weft::start_one_service(60, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let mut s = connect(&vip, 8080);
+    s.write_all(b"POST /a HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 3\r\n\r\nabcPOST /b HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 5\r\n\r\nabcde").unwrap();
+    let r = read_responses(&mut s, 2);
+    assert!(r[0].ends_with("got 3"), "{r:?}");
+    assert!(r[1].ends_with("got 5"), "{r:?}");
+}
+
+#[test]
+fn expect_100_continue_reaches_the_client_before_the_body() {
+    let tmp = TempDir::new("h1-continue");
+    let (_b, port) = edge_backend("continue", &tmp);
+    let (_weft, vip) = Weft::start_one_service(61, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let mut s = connect(&vip, 8080);
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    // The client holds the body back until the interim answer arrives, as curl does.
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).expect("weft must relay 100 Continue while the body is held back");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue\r\n"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    s.write_all(b"body").unwrap();
+    let r = read_responses(&mut s, 1);
+    assert!(r[0].starts_with("HTTP/1.1 200") && r[0].ends_with("got 4"), "{r:?}");
+}
+
+#[test]
+fn upgrade_turns_the_connection_into_a_tunnel() {
+    let tmp = TempDir::new("h1-upgrade");
+    let (_b, port) = edge_backend("upgrade", &tmp);
+    let (_weft, vip) = Weft::start_one_service(62, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let mut s = connect(&vip, 8080);
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101") && head.to_ascii_lowercase().contains("upgrade: echo"), "{head}");
+    for word in ["hello", "tunnel"] {
+        s.write_all(word.as_bytes()).unwrap();
+        let n = s.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], word.to_uppercase().as_bytes());
+    }
+}
+
+#[test]
+fn ambiguous_framing_is_refused_and_never_reaches_the_endpoint() {
+    let tmp = TempDir::new("h1-smuggle");
+    let (_b, port) = edge_backend("continue", &tmp);
+    let (_weft, vip) = Weft::start_one_service(63, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let mut s = connect(&vip, 8080);
+    s.write_all(b"POST / HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 400") && text.contains("x-weft-error: bad-request"), "{text}");
+    let count = http("127.0.0.1", port, "GET", "/count", None).unwrap().text();
+    assert_eq!(count, "0", "the endpoint must see no request at all");
+}
+
+#[test]
+fn pooled_connection_closed_by_the_endpoint_is_replaced_transparently() {
+    let tmp = TempDir::new("h1-stale");
+    let (_b, port) = edge_backend("oneshot", &tmp);
+    let (_weft, vip) = Weft::start_one_service(64, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    // Every upstream connection dies after one exchange although its response said nothing about
+    // closing; each following request finds a dead socket in the pool.
+    let mut s = connect(&vip, 8080);
+    for i in 0..20 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: edge.test\r\n\r\n").unwrap();
+        let r = read_responses(&mut s, 1);
+        assert!(r[0].starts_with("HTTP/1.1 200") && r[0].ends_with("hello"), "request {i}: {r:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let count = http("127.0.0.1", port, "GET", "/count", None).unwrap().text();
+    assert_eq!(count, "20", "each request reached the endpoint exactly once");
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Raw-socket HTTP/1.1 backend for edge cases of weft's HTTP/1.1 path.
+
+usage: h1_edge_backend.py MODE PORT
+  upgrade  answers `101 Switching Protocols` to an Upgrade request, then echoes bytes uppercased
+  oneshot  answers one request per connection (keep-alive framing, no `Connection: close`) and
+           then closes, as a server with a tiny keep-alive timeout does; counts requests
+  continue honours `Expect: 100-continue`: sends `100 Continue`, reads the body, answers its length
+GET /count on any mode returns how many requests were served (not counting /count).
+"""
+import socket
+import sys
+import threading
+
+mode, port = sys.argv[1], int(sys.argv[2])
+served = 0
+lock = threading.Lock()
+
+
+def read_head(conn, buf):
+    while b"\r\n\r\n" not in buf:
+        d = conn.recv(65536)
+        if not d:
+            return None, buf
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return (lines[0], headers), rest
+
+
+def answer(conn, body, extra=""):
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra.encode(), body))
+
+
+def handle(conn):
+    global served
+    buf = b""
+    with conn:
+        while True:
+            parsed, buf = read_head(conn, buf)
+            if parsed is None:
+                return
+            (start, headers) = parsed
+            if start.split(" ")[1] == "/count":
+                with lock:
+                    answer(conn, str(served).encode())
+                continue
+            with lock:
+                served += 1
+            if mode == "upgrade" and headers.get("upgrade"):
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+                data = buf
+                while True:
+                    if data:
+                        conn.sendall(data.upper())
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+            if mode == "continue":
+                n = int(headers.get("content-length", "0"))
+                if headers.get("expect", "").lower() == "100-continue":
+                    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                while len(buf) < n:
+                    d = conn.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                body, buf = buf[:n], buf[n:]
+                answer(conn, b"got %d" % len(body))
+                continue
+            answer(conn, b"hello")
+            if mode == "oneshot":
+                return
+
+
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(128)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
