@@ -56,7 +56,7 @@ fn read_responses(s: &mut TcpStream, n: usize) -> Vec<String> {
 fn pipelined_requests_are_answered_in_order() {
     let tmp = TempDir::new("h1-pipeline");
     let (_b, port) = edge_backend("continue", &tmp);
-    let (_weft, vip) = Weft::start_one_service(60, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let (_weft, vip) = Weft::start_one_service(90, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
     let mut s = connect(&vip, 8080);
     s.write_all(b"POST /a HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 3\r\n\r\nabcPOST /b HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 5\r\n\r\nabcde").unwrap();
     let r = read_responses(&mut s, 2);
@@ -68,7 +68,7 @@ fn pipelined_requests_are_answered_in_order() {
 fn expect_100_continue_reaches_the_client_before_the_body() {
     let tmp = TempDir::new("h1-continue");
     let (_b, port) = edge_backend("continue", &tmp);
-    let (_weft, vip) = Weft::start_one_service(61, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let (_weft, vip) = Weft::start_one_service(91, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
     let mut s = connect(&vip, 8080);
     s.write_all(b"POST /up HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n").unwrap();
     // The client holds the body back until the interim answer arrives, as curl does.
@@ -84,7 +84,7 @@ fn expect_100_continue_reaches_the_client_before_the_body() {
 fn upgrade_turns_the_connection_into_a_tunnel() {
     let tmp = TempDir::new("h1-upgrade");
     let (_b, port) = edge_backend("upgrade", &tmp);
-    let (_weft, vip) = Weft::start_one_service(62, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let (_weft, vip) = Weft::start_one_service(92, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
     let mut s = connect(&vip, 8080);
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: edge.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").unwrap();
     let mut buf = [0u8; 1024];
@@ -102,7 +102,7 @@ fn upgrade_turns_the_connection_into_a_tunnel() {
 fn ambiguous_framing_is_refused_and_never_reaches_the_endpoint() {
     let tmp = TempDir::new("h1-smuggle");
     let (_b, port) = edge_backend("continue", &tmp);
-    let (_weft, vip) = Weft::start_one_service(63, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let (_weft, vip) = Weft::start_one_service(93, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
     let mut s = connect(&vip, 8080);
     s.write_all(b"POST / HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n").unwrap();
     let mut text = String::new();
@@ -116,7 +116,7 @@ fn ambiguous_framing_is_refused_and_never_reaches_the_endpoint() {
 fn pooled_connection_closed_by_the_endpoint_is_replaced_transparently() {
     let tmp = TempDir::new("h1-stale");
     let (_b, port) = edge_backend("oneshot", &tmp);
-    let (_weft, vip) = Weft::start_one_service(64, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let (_weft, vip) = Weft::start_one_service(94, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
     // Every upstream connection dies after one exchange although its response said nothing about
     // closing; each following request finds a dead socket in the pool.
     let mut s = connect(&vip, 8080);
