@@ -161,7 +161,7 @@ fn execute(cli: &Cli) -> Result<(), String> {
             }
             (v, Shown::Describe)
         }
-        Command::Run(_) | Command::Validate { .. } => unreachable!("handled by cli::main"),
+        Command::Run(_) | Command::Validate { .. } | Command::Ca(_) => unreachable!("handled by cli::main"),
     };
     if cli.output == Format::Json {
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());

@@ -57,6 +57,40 @@ pub enum Command {
     Routes,
     /// Show traffic figures per service.
     Stats,
+    /// The cluster certificate authority: make it, and sign node certificates.
+    #[command(subcommand)]
+    Ca(CaCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCmd {
+    /// Create the cluster CA (ca.pem, ca-key.pem).
+    Init {
+        /// Where the CA lives (default: the node's data dir + /pki).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A name for the cluster, shown in the CA certificate.
+        #[arg(long, default_value = "weft")]
+        cluster: String,
+        /// Replace an existing CA.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign a certificate for one node (NODE.pem, NODE-key.pem).
+    Issue {
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Where to write the node's files (default: the CA dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Extra subject alternative name (DNS name or IP address); repeat for several.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -291,6 +325,44 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ca(cmd) => ca(&cli, cmd),
         _ => commands::client_command(&cli),
+    }
+}
+
+fn ca(cli: &Cli, cmd: &CaCmd) -> ExitCode {
+    use crate::transport::pki;
+    let default_dir = |dir: &Option<PathBuf>| -> Result<PathBuf, ExitCode> {
+        if let Some(d) = dir {
+            return Ok(d.clone());
+        }
+        Ok(load_or_exit(cli.config.as_deref())?.node.data_dir().join("pki"))
+    };
+    let result = match cmd {
+        CaCmd::Init { dir, cluster, force } => {
+            let dir = match default_dir(dir) {
+                Ok(d) => d,
+                Err(code) => return code,
+            };
+            pki::ca_init(&dir, cluster, *force).map(|p| format!("cluster CA created: {} (its key is {}; keep it off the nodes)", p.display(), dir.join(pki::CA_KEY).display()))
+        }
+        CaCmd::Issue { node, dir, out, sans, days } => {
+            let dir = match default_dir(dir) {
+                Ok(d) => d,
+                Err(code) => return code,
+            };
+            let out = out.clone().unwrap_or_else(|| dir.clone());
+            pki::ca_issue(&dir, &out, node, sans, *days).map(|i| format!("certificate for node {node}: {} (key {})", i.cert.display(), i.key.display()))
+        }
+    };
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
