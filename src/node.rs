@@ -88,7 +88,6 @@ fn apply_config(catalog: &Catalog, config: &Config) -> Result<(), NodeError> {
 pub async fn run(config: Config) -> Result<(), NodeError> {
     let data_dir: PathBuf = config.node.data_dir();
     let store = Store::open(&data_dir)?;
-    let generation = store.next_generation()?;
     let vip_range = VipRange::parse(&config.dns.vip_cidr)
         .map_err(|e| CatalogError::Invalid { field: "dns.vip_cidr".into(), message: e })?;
     let catalog = Arc::new(Catalog::open(store, &config.node.name, vip_range)?);
@@ -137,6 +136,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         tasks.spawn(proxy.run(rx, SHUTDOWN_GRACE));
     }
 
+    let generation = catalog.next_generation()?;
     let info = NodeInfo {
         name: config.node.name.clone(),
         mode,

@@ -306,3 +306,30 @@ fn healthy_or_else_all_falls_back_when_nothing_is_healthy() {
     assert_eq!(ids(&d("ALL")), set(&["s1", "s2"]));
     assert_eq!(ids(&d("UNHEALTHY")), set(&["s1", "s2"]));
 }
+
+#[test]
+fn create_refuses_an_existing_service_and_update_replaces_it() {
+    let w = Weft::start(WeftOpts::new(95));
+    w.cli(&["service", "create", "web", "--alias", "web.test:8080"]).expect_ok();
+    let again = w.cli(&["service", "create", "web", "--alias", "other.test:8080"]);
+    assert!(!again.ok() && again.stderr().contains("already exists") && again.stderr().contains("weft service update"), "{}", again.both());
+    let routes = w.routes();
+    assert!(routes.iter().any(|r| r["dns_name"] == "web.test"), "a refused create must not touch the service: {routes:?}");
+    let upd = w.cli(&["service", "update", "web", "--alias", "other.test:8080"]);
+    assert!(upd.ok() && upd.stdout().contains("updated"), "{}", upd.both());
+    let routes = w.routes();
+    assert!(routes.iter().any(|r| r["dns_name"] == "other.test") && !routes.iter().any(|r| r["dns_name"] == "web.test"), "{routes:?}");
+    let ns = w.cli(&["namespace", "create", "default"]);
+    assert!(!ns.ok() && ns.stderr().contains("already exists"), "{}", ns.both());
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let w = Weft::start(WeftOpts::new(96));
+    for _ in 0..5 {
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(format!("'{WEFT}' --admin {} status | true", w.admin));
+        let out = run_cmd(&mut sh, None, std::time::Duration::from_secs(10));
+        assert!(!out.stderr().contains("panicked"), "{}", out.both());
+    }
+}

@@ -48,9 +48,18 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CatalogError>
         .map_err(ApiError::from)
 }
 
-async fn write(s: &AdminState, body: Body) -> ApiResult {
+/// `?create_only=true` makes a create fail with 409 when the record exists (the CLI's `create`);
+/// without it a POST creates or replaces, which keeps scripts idempotent.
+#[derive(Deserialize, Default)]
+pub struct WriteOpts {
+    #[serde(default)]
+    create_only: bool,
+}
+
+async fn write(s: &AdminState, body: Body, opts: &WriteOpts) -> ApiResult {
     let catalog: Arc<Catalog> = s.catalog.clone();
-    to_json(blocking(move || catalog.write(body, Origin::Api)).await?)
+    let create_only = opts.create_only;
+    to_json(blocking(move || if create_only { catalog.create(body, Origin::Api) } else { catalog.write(body, Origin::Api) }).await?)
 }
 
 async fn remove(s: &AdminState, key: Key) -> ApiResult {
@@ -102,9 +111,9 @@ pub async fn list_namespaces(State(s): St) -> ApiResult {
     to_json(s.catalog.snapshot().namespaces.values().collect::<Vec<_>>())
 }
 
-pub async fn put_namespace(State(s): St, body: Bytes) -> ApiResult {
+pub async fn put_namespace(State(s): St, Query(o): Query<WriteOpts>, body: Bytes) -> ApiResult {
     definitions_writable(&s)?;
-    write(&s, Body::Namespace(parse::<Namespace>(&body)?)).await
+    write(&s, Body::Namespace(parse::<Namespace>(&body)?), &o).await
 }
 
 pub async fn get_namespace(State(s): St, Path(name): Path<String>) -> ApiResult {
@@ -155,10 +164,10 @@ fn service_view(snap: &crate::catalog::Snapshot, v: &Service) -> Value {
     })
 }
 
-pub async fn put_service(State(s): St, body: Bytes) -> ApiResult {
+pub async fn put_service(State(s): St, Query(o): Query<WriteOpts>, body: Bytes) -> ApiResult {
     definitions_writable(&s)?;
     let svc: Service = parse(&body)?;
-    let _ = write(&s, Body::Service(svc.clone())).await?;
+    let _ = write(&s, Body::Service(svc.clone()), &o).await?;
     Ok(Json(service_view(&s.catalog.snapshot(), &svc)))
 }
 
@@ -185,7 +194,7 @@ pub async fn list_endpoints(State(s): St, Query(f): Query<Filter>) -> ApiResult 
     to_json(list)
 }
 
-pub async fn put_endpoint(State(s): St, body: Bytes) -> ApiResult {
+pub async fn put_endpoint(State(s): St, Query(o): Query<WriteOpts>, body: Bytes) -> ApiResult {
     let mut ep: Endpoint = parse(&body)?;
     let me = s.catalog.node();
     if !ep.node.is_empty() && ep.node != me {
@@ -198,7 +207,7 @@ pub async fn put_endpoint(State(s): St, body: Bytes) -> ApiResult {
     if ep.zone.is_empty() {
         ep.zone = s.info.zone.clone();
     }
-    write(&s, Body::Endpoint(ep)).await
+    write(&s, Body::Endpoint(ep), &o).await
 }
 
 pub async fn get_endpoint(State(s): St, Path((ns, svc, id)): Path<(String, String, String)>) -> ApiResult {

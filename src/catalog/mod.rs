@@ -66,6 +66,12 @@ impl Catalog {
         Ok(Catalog { state: Mutex::new(state), store, node: node.to_string(), vip_range, tx })
     }
 
+    /// Starts a new incarnation of this node: called once per start, after every listener is
+    /// bound, so a start that fails does not consume a generation.
+    pub fn next_generation(&self) -> Result<u64, CatalogError> {
+        Ok(self.store.next_generation()?)
+    }
+
     pub fn node(&self) -> &str {
         &self.node
     }
@@ -89,8 +95,20 @@ impl Catalog {
     }
 
     /// Creates or replaces one record after checking it against the rest of the catalog.
-    pub fn write(&self, mut body: Body, origin: Origin) -> Result<Body, CatalogError> {
+    pub fn write(&self, body: Body, origin: Origin) -> Result<Body, CatalogError> {
+        self.write_with(body, origin, false)
+    }
+
+    /// Creates a record that must not exist yet (Cloud Map's CreateService / CreateNamespace).
+    pub fn create(&self, body: Body, origin: Origin) -> Result<Body, CatalogError> {
+        self.write_with(body, origin, true)
+    }
+
+    fn write_with(&self, mut body: Body, origin: Origin, create_only: bool) -> Result<Body, CatalogError> {
         let mut state = self.lock();
+        if create_only && Self::live(&state, &body.key()).is_some() {
+            return Err(CatalogError::Conflict(format!("{} already exists", body.key())));
+        }
         let mut new_vips = Vec::new();
         match &mut body {
             Body::Namespace(ns) => validate::namespace(ns)?,

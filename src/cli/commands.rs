@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::client::{Client, ClientError};
-use super::output::{Format, describe, rows, table};
+use super::output::{Format, cell, describe, rows, say, table};
 use super::{Cli, Command, EndpointCmd, NamespaceCmd, ServiceCmd};
 use crate::catalog::{Alias, HealthFilter, Protocol, Timeouts};
 use crate::config::{self, DEFAULT_ADMIN};
@@ -67,6 +67,10 @@ const NS_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("DESCRIPTION", "/descript
 const SVC_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("NAME", "/name"), ("PROTOCOL", "/protocol"), ("ALIASES", "/aliases"), ("HEALTHY", "/healthy_endpoints"), ("ENDPOINTS", "/endpoints")];
 const EP_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("NODE", "/node"), ("ATTRIBUTES", "/attributes")];
 const ROUTE_COLS: &[(&str, &str)] = &[("ALIAS", "/dns_name"), ("VIP", "/vip"), ("PORT", "/port"), ("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("PROTOCOL", "/protocol"), ("HEALTHY", "/healthy_endpoints"), ("ENDPOINTS", "/endpoints"), ("LISTENING", "/listening")];
+const STATS_COLS: &[(&str, &str)] = &[
+    ("SERVICE", "/name"), ("REQUESTS", "/requests"), ("2XX", "/responses/2xx"), ("4XX", "/responses/4xx"), ("5XX", "/responses/5xx"),
+    ("CONNS", "/active_connections"), ("RETRIES", "/retries"), ("CONNECT_FAILS", "/connect_failures"), ("P50_US", "/latency_p50_us"), ("P99_US", "/latency_p99_us"),
+];
 const DISCOVER_COLS: &[(&str, &str)] = &[("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("ATTRIBUTES", "/attributes")];
 
 fn execute(cli: &Cli) -> Result<(), String> {
@@ -75,10 +79,23 @@ fn execute(cli: &Cli) -> Result<(), String> {
     let (value, shown) = match &cli.command {
         Command::Status => (call("GET", "/v1/status", None)?, Shown::Describe),
         Command::Routes => (call("GET", "/v1/routes", None)?, Shown::Table(ROUTE_COLS)),
-        Command::Stats => (call("GET", "/v1/stats", None)?, Shown::Describe),
+        Command::Stats => {
+            let v = call("GET", "/v1/stats", None)?;
+            if cli.output == Format::Table {
+                // One row per service, from the object keyed by `namespace/service`.
+                let list = Value::Array(v.as_object().into_iter().flatten().map(|(k, s)| {
+                    let mut s = s.clone();
+                    s["name"] = Value::String(k.clone());
+                    s
+                }).collect());
+                (list, Shown::Table(STATS_COLS))
+            } else {
+                (v, Shown::Describe)
+            }
+        }
         Command::Namespace(cmd) => match cmd {
             NamespaceCmd::Create { name, description } => {
-                let v = call("POST", "/v1/namespaces", Some(json!({ "name": name, "description": description })))?;
+                let v = call("POST", "/v1/namespaces?create_only=true", Some(json!({ "name": name, "description": description })))?;
                 (v, Shown::Message(format!("namespace {name} created")))
             }
             NamespaceCmd::Delete { name } => (call("DELETE", &format!("/v1/namespaces/{}", enc(name)), None)?, Shown::Message(format!("namespace {name} deleted"))),
@@ -86,15 +103,19 @@ fn execute(cli: &Cli) -> Result<(), String> {
             NamespaceCmd::Describe { name } => (call("GET", &format!("/v1/namespaces/{}", enc(name)), None)?, Shown::Describe),
         },
         Command::Service(cmd) => match cmd {
-            ServiceCmd::Create { name, ns, protocol, aliases: a, connect_timeout_ms, request_timeout, idle_timeout } => {
-                let timeouts = Timeouts { connect_ms: *connect_timeout_ms, request_s: *request_timeout, idle_s: *idle_timeout };
-                let body = json!({ "namespace": ns.namespace, "name": name, "protocol": Protocol::from(*protocol), "aliases": aliases(a)?, "timeouts": timeouts });
-                let v = call("POST", "/v1/services", Some(body))?;
+            ServiceCmd::Create(spec) | ServiceCmd::Update(spec) => {
+                let create = matches!(cmd, ServiceCmd::Create(_));
+                let timeouts = Timeouts { connect_ms: spec.connect_timeout_ms, request_s: spec.request_timeout, idle_s: spec.idle_timeout };
+                let body = json!({ "namespace": spec.ns.namespace, "name": spec.name, "protocol": Protocol::from(spec.protocol), "aliases": aliases(&spec.aliases)?, "timeouts": timeouts });
+                let path = if create { "/v1/services?create_only=true" } else { "/v1/services" };
+                let v = call("POST", path, Some(body)).map_err(|e| if create && e.contains("already exists") { format!("{e}; change it with `weft service update`") } else { e })?;
                 let names: Vec<String> = v["aliases"]
                     .as_array()
-                    .map(|l| l.iter().map(|a| format!("{}:{} -> {}:{}", super::output::cell(&a["dns_name"]), a["port"], super::output::cell(&a["vip"]), a["port"])).collect())
+                    .map(|l| l.iter().map(|a| format!("{}:{} -> {}:{}", cell(&a["dns_name"]), a["port"], cell(&a["vip"]), a["port"])).collect())
                     .unwrap_or_default();
-                let msg = format!("service {}/{name} created{}", ns.namespace, if names.is_empty() { String::new() } else { format!(" ({})", names.join(", ")) });
+                let verb = if create { "created" } else { "updated" };
+                let aliases = if names.is_empty() { " (no aliases)".to_string() } else { format!(" ({})", names.join(", ")) };
+                let msg = format!("service {}/{} {verb}{aliases}", spec.ns.namespace, spec.name);
                 (v, Shown::Message(msg))
             }
             ServiceCmd::Delete { name, ns } => (
@@ -107,7 +128,7 @@ fn execute(cli: &Cli) -> Result<(), String> {
                 // Aliases as `name:port` in the table.
                 if cli.output == Format::Table {
                     for s in v.as_array_mut().into_iter().flatten() {
-                        let list: Vec<String> = s["aliases"].as_array().into_iter().flatten().map(|a| format!("{}:{}", super::output::cell(&a["dns_name"]), a["port"])).collect();
+                        let list: Vec<String> = s["aliases"].as_array().into_iter().flatten().map(|a| format!("{}:{}", cell(&a["dns_name"]), a["port"])).collect();
                         s["aliases"] = Value::String(list.join(","));
                     }
                 }
@@ -119,10 +140,13 @@ fn execute(cli: &Cli) -> Result<(), String> {
             EndpointCmd::Create { id, service, ns, address, zone, attributes, health } => {
                 let mut body = json!({ "namespace": ns.namespace, "service": service, "id": id, "address": address, "zone": zone, "attributes": pairs(attributes, "--attr")? });
                 if let Some(h) = health {
-                    body["health"] = serde_json::to_value(HealthFilter::from(*h)).unwrap_or(Value::Null);
+                    body["health"] = serde_json::to_value(crate::catalog::Health::from(*h)).unwrap_or(Value::Null);
                 }
+                let path = format!("/v1/endpoints/{}/{}/{}", enc(&ns.namespace), enc(service), enc(id));
+                let before = call("GET", &path, None).ok();
                 let v = call("POST", "/v1/endpoints", Some(body))?;
-                (v, Shown::Message(format!("endpoint {}/{service}/{id} registered at {address}", ns.namespace)))
+                let was = before.map(|b| format!(" (updated; was {})", cell(&b["address"]))).unwrap_or_default();
+                (v, Shown::Message(format!("endpoint {}/{service}/{id} registered at {address}{was}", ns.namespace)))
             }
             EndpointCmd::Delete { id, service, ns } => (
                 call("DELETE", &format!("/v1/endpoints/{}/{}/{}", enc(&ns.namespace), enc(service), enc(id)), None)?,
@@ -156,7 +180,7 @@ fn execute(cli: &Cli) -> Result<(), String> {
             if cli.output == Format::Table {
                 let r = rows(&v["instances"], &DISCOVER_COLS.iter().map(|c| c.1).collect::<Vec<_>>());
                 table(&DISCOVER_COLS.iter().map(|c| c.0).collect::<Vec<_>>(), &r);
-                println!("instances revision {}", v["instances_revision"]);
+                say(format!("instances revision {}", v["instances_revision"]));
                 return Ok(());
             }
             (v, Shown::Describe)
@@ -164,13 +188,13 @@ fn execute(cli: &Cli) -> Result<(), String> {
         Command::Run(_) | Command::Validate { .. } | Command::Ca(_) => unreachable!("handled by cli::main"),
     };
     if cli.output == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        say(serde_json::to_string_pretty(&value).unwrap_or_default());
         return Ok(());
     }
     match shown {
         Shown::Table(cols) => table(&cols.iter().map(|c| c.0).collect::<Vec<_>>(), &rows(&value, &cols.iter().map(|c| c.1).collect::<Vec<_>>())),
         Shown::Describe => describe(&value),
-        Shown::Message(m) => println!("{m}"),
+        Shown::Message(m) => say(m),
     }
     Ok(())
 }

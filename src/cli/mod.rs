@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::catalog::{HealthFilter, Protocol};
 use crate::config::{self, Config, EXIT_CONFIG, Mode};
 pub use output::Format;
+use output::say;
 
 #[derive(Parser, Debug)]
 #[command(name = "weft", version, about = "Service-connect mesh and service registry in one binary")]
@@ -95,60 +96,88 @@ pub enum CaCmd {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// registry, proxy or combined (overrides [node] mode).
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
+    /// Where the store lives (overrides [node] data_dir).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Where the admin API listens (overrides [admin] listen).
     #[arg(long = "listen-admin")]
     pub listen_admin: Option<SocketAddr>,
+    /// Where the DNS responder listens (overrides [dns] listen).
+    #[arg(long = "listen-dns")]
+    pub listen_dns: Option<SocketAddr>,
+    /// Run without the DNS responder (overrides [dns] enabled).
+    #[arg(long = "no-dns")]
+    pub no_dns: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum NamespaceCmd {
+    /// Create a namespace (fails if it exists).
     Create {
         name: String,
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Delete an empty namespace.
     Delete { name: String },
+    /// List namespaces.
     List,
+    /// Show one namespace and its services.
     Describe { name: String },
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ServiceRef {
+    /// Namespace of the service.
     #[arg(long, short = 'n', default_value = "default")]
     pub namespace: String,
 }
 
+/// A service's definition, as `create` and `update` take it.
+#[derive(Args, Debug)]
+pub struct ServiceSpec {
+    /// Service name (Cloud Map's discovery name).
+    pub name: String,
+    #[command(flatten)]
+    pub ns: ServiceRef,
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Http)]
+    pub protocol: ProtocolArg,
+    /// Client alias DNS_NAME:PORT that applications dial; repeat for several.
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
+    /// Connect timeout in milliseconds (default 1000).
+    #[arg(long)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Seconds until the response head must arrive (default 15; HTTP kinds only; 0 disables).
+    #[arg(long)]
+    pub request_timeout: Option<u64>,
+    /// Seconds of silence before a connection is closed (default 300, tcp 3600; 0 disables).
+    #[arg(long)]
+    pub idle_timeout: Option<u64>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ServiceCmd {
-    Create {
-        name: String,
-        #[command(flatten)]
-        ns: ServiceRef,
-        #[arg(long, value_enum, default_value_t = ProtocolArg::Http)]
-        protocol: ProtocolArg,
-        /// Client alias DNS:PORT; repeat for several.
-        #[arg(long = "alias")]
-        aliases: Vec<String>,
-        #[arg(long)]
-        connect_timeout_ms: Option<u64>,
-        #[arg(long)]
-        request_timeout: Option<u64>,
-        #[arg(long)]
-        idle_timeout: Option<u64>,
-    },
+    /// Create a service (fails if it exists; see `update`).
+    Create(ServiceSpec),
+    /// Replace a service's definition (protocol, aliases, timeouts).
+    Update(ServiceSpec),
+    /// Delete a service that has no endpoints left.
     Delete {
         name: String,
         #[command(flatten)]
         ns: ServiceRef,
     },
+    /// List services.
     List {
+        /// Only this namespace.
         #[arg(long, short = 'n')]
         namespace: Option<String>,
     },
+    /// Show one service with its aliases and VIPs.
     Describe {
         name: String,
         #[command(flatten)]
@@ -158,8 +187,11 @@ pub enum ServiceCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum EndpointCmd {
+    /// Register an instance on this node (replaces an earlier registration with the same id).
     Create {
+        /// Instance id, unique within the service.
         id: String,
+        /// Service the instance belongs to.
         #[arg(long, short = 's')]
         service: String,
         #[command(flatten)]
@@ -167,14 +199,17 @@ pub enum EndpointCmd {
         /// IP:PORT the instance listens on.
         #[arg(long)]
         address: SocketAddr,
+        /// Zone of the instance (default: the node's zone).
         #[arg(long, default_value = "")]
         zone: String,
         /// Attribute KEY=VALUE; repeat for several.
         #[arg(long = "attr")]
         attributes: Vec<String>,
+        /// Health to register with (default HEALTHY; health checks arrive in a later release).
         #[arg(long, value_enum)]
-        health: Option<HealthArg>,
+        health: Option<EndpointHealthArg>,
     },
+    /// Deregister an instance.
     Delete {
         id: String,
         #[arg(long, short = 's')]
@@ -182,12 +217,14 @@ pub enum EndpointCmd {
         #[command(flatten)]
         ns: ServiceRef,
     },
+    /// List instances.
     List {
         #[arg(long, short = 'n')]
         namespace: Option<String>,
         #[arg(long, short = 's')]
         service: Option<String>,
     },
+    /// Show one instance.
     Describe {
         id: String,
         #[arg(long, short = 's')]
@@ -208,8 +245,10 @@ pub struct DiscoverArgs {
     /// Attribute KEY=VALUE preferred when some instance matches; repeat for several.
     #[arg(long = "optional")]
     pub optional: Vec<String>,
+    /// Which instances by health.
     #[arg(long, value_enum, default_value_t = HealthArg::Healthy)]
     pub health: HealthArg,
+    /// At most this many instances (1-1000, default 100).
     #[arg(long)]
     pub max: Option<usize>,
 }
@@ -229,6 +268,24 @@ impl From<ProtocolArg> for Protocol {
             ProtocolArg::Http2 => Protocol::Http2,
             ProtocolArg::Grpc => Protocol::Grpc,
             ProtocolArg::Tcp => Protocol::Tcp,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EndpointHealthArg {
+    Healthy,
+    Unhealthy,
+    Unknown,
+}
+
+impl From<EndpointHealthArg> for crate::catalog::Health {
+    fn from(h: EndpointHealthArg) -> Self {
+        match h {
+            EndpointHealthArg::Healthy => Self::Healthy,
+            EndpointHealthArg::Unhealthy => Self::Unhealthy,
+            EndpointHealthArg::Unknown => Self::Unknown,
         }
     }
 }
@@ -284,6 +341,12 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     if let Some(a) = args.listen_admin {
         config.admin.listen = a;
     }
+    if let Some(a) = args.listen_dns {
+        config.dns.listen = a;
+    }
+    if args.no_dns {
+        config.dns.enabled = false;
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("weft").build() {
         Ok(r) => r,
@@ -316,7 +379,7 @@ pub fn main() -> ExitCode {
             };
             match config::load(path) {
                 Ok(c) => {
-                    println!("OK: {} ({} namespaces, {} services, {} endpoints)", path.display(), c.namespaces.len(), c.services.len(), c.endpoints.len());
+                    say(format!("OK: {} ({} namespaces, {} services, {} endpoints)", path.display(), c.namespaces.len(), c.services.len(), c.endpoints.len()));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -357,7 +420,7 @@ fn ca(cli: &Cli, cmd: &CaCmd) -> ExitCode {
     };
     match result {
         Ok(msg) => {
-            println!("{msg}");
+            say(format!("{msg}"));
             ExitCode::SUCCESS
         }
         Err(e) => {
