@@ -129,3 +129,54 @@ fn pooled_connection_closed_by_the_endpoint_is_replaced_transparently() {
     let count = http("127.0.0.1", port, "GET", "/count", None).unwrap().text();
     assert_eq!(count, "20", "each request reached the endpoint exactly once");
 }
+
+fn start_with_timeouts(vip_net: u8, port: u16, timeouts: &str) -> (Weft, String) {
+    let w = Weft::start(WeftOpts::new(vip_net).extra(&format!(
+        r#"
+[[service]]
+namespace = "default"
+name = "edge"
+protocol = "http"
+aliases = [{{ dns_name = "edge.test", port = 8080 }}]
+timeouts = {{ {timeouts} }}
+
+[[endpoint]]
+namespace = "default"
+service = "edge"
+id = "edge-1"
+address = "127.0.0.1:{port}"
+"#
+    )));
+    let vip = w.vip("edge.test", 8080);
+    wait_tcp(&format!("{vip}:8080"), Duration::from_secs(5));
+    (w, vip)
+}
+
+#[test]
+fn a_stalled_upload_is_cut_by_the_request_timeout() {
+    let tmp = TempDir::new("h1-stall-up");
+    let (_b, port) = edge_backend("continue", &tmp);
+    let (_w, vip) = start_with_timeouts(97, port, "request_s = 1, idle_s = 1");
+    let mut s = connect(&vip, 8080);
+    // A body that never completes, so no response can come either.
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 100\r\n\r\nabc").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = String::new();
+    let r = s.read_to_string(&mut rest);
+    assert!(r.is_ok(), "weft must end the exchange (got {r:?} after the read timeout)");
+    assert!(rest.starts_with("HTTP/1.1 504") && rest.contains("x-weft-error: request-timeout"), "{rest}");
+}
+
+#[test]
+fn a_stalled_response_body_is_cut_by_the_idle_timeout() {
+    let tmp = TempDir::new("h1-stall-down");
+    let (_b, port) = edge_backend("stall", &tmp);
+    let (_w, vip) = start_with_timeouts(98, port, "idle_s = 1");
+    let mut s = connect(&vip, 8080);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: edge.test\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    assert!(r.is_ok(), "weft must close a connection whose response stalled (got {r:?})");
+    assert!(String::from_utf8_lossy(&got).ends_with("\r\n\r\nabc"), "{:?}", String::from_utf8_lossy(&got));
+}

@@ -17,7 +17,8 @@ use crate::telemetry::ServiceStats;
 /// call on the data path); the idle watchdog samples it a few times per timeout period.
 pub struct Activity {
     events: AtomicU64,
-    /// Requests in flight on this connection; an HTTP connection is idle only when this is zero.
+    /// Requests waiting for their response head; a connection is idle only when this is zero
+    /// (that wait is the request timeout's business, not the idle timeout's).
     busy: AtomicU64,
 }
 

@@ -6,6 +6,7 @@ usage: h1_edge_backend.py MODE PORT
   oneshot  answers one request per connection (keep-alive framing, no `Connection: close`) and
            then closes, as a server with a tiny keep-alive timeout does; counts requests
   continue honours `Expect: 100-continue`: sends `100 Continue`, reads the body, answers its length
+  stall    answers a head promising 100 bytes, sends 3, then goes silent
 GET /count on any mode returns how many requests were served (not counting /count).
 """
 import socket
@@ -72,6 +73,9 @@ def handle(conn):
                 body, buf = buf[:n], buf[n:]
                 answer(conn, b"got %d" % len(body))
                 continue
+            if mode == "stall":
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc")
+                threading.Event().wait()
             answer(conn, b"hello")
             if mode == "oneshot":
                 return

@@ -48,9 +48,14 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     }
 }
 
+/// Once a request has begun, its whole head must arrive within this (hyper's default too): a
+/// client dripping header bytes cannot hold a connection and its buffer forever.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity>, shutdown: &CancellationToken) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
+        let mut head_deadline = None;
         let head = loop {
             match Head::request(&buf) {
                 Ok(Some(h)) => break h,
@@ -69,21 +74,28 @@ async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity
                     _ = shutdown.cancelled() => return,
                 }
             } else {
-                client.read_buf(&mut buf).await
+                // Only heads that span several reads arm a timer; most arrive in one.
+                let deadline = *head_deadline.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
+                match tokio::time::timeout_at(deadline, client.read_buf(&mut buf)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let _ = write_error(client, 408, "request-timeout", "weft: request head not received in time", true).await;
+                        return;
+                    }
+                }
             };
             if !matches!(read, Ok(n) if n > 0) {
                 return;
             }
         };
-        let _busy = activity.begin();
-        if exchange(l, client, &mut buf, head).await == Next::Close || shutdown.is_cancelled() {
+        if exchange(l, client, &mut buf, head, activity).await == Next::Close || shutdown.is_cancelled() {
             return;
         }
     }
 }
 
 /// Routes one request, forwards it and its response, and records the figures.
-async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, head: Head) -> Next {
+async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, head: Head, activity: &Arc<Activity>) -> Next {
     let start = Instant::now();
     let mut route = l.slot.load_full();
     let headers = Headers::Raw { buf: &buf[..], fields: &head.fields };
@@ -96,7 +108,7 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     }
     let stats = route.stats.clone();
     stats.requests.fetch_add(1, Relaxed);
-    let result = forward(l, &route, client, buf, &head).await;
+    let result = forward(l, &route, client, buf, &head, activity).await;
     let next = match result {
         Ok((status, next)) => {
             stats.response(status);
@@ -140,7 +152,7 @@ fn request_info<'a>(route: &'a ServiceRoute, head: &Head, buf: &'a [u8], authori
 /// Error plus whether the client had already been sent part of a response.
 type Failed = (ProxyError, bool);
 
-async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head) -> Result<(u16, Next), Failed> {
+async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head, activity: &Arc<Activity>) -> Result<(u16, Next), Failed> {
     let pools = &l.shared.pools;
     let timeout = route.connect_timeout;
     let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
@@ -159,6 +171,9 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     // Send the request and read the response head. A pooled connection the endpoint closed in
     // the meantime fails before any byte comes back; a body-less request then goes once more
     // over a fresh connection (it cannot have been processed).
+    // While the response head is awaited nothing may move for a long time (the request timeout
+    // governs that wait); bodies and tunnels that stall fall to the idle timeout.
+    let busy = activity.begin();
     let (resp, body_done) = loop {
         let attempt = exchange_head(&mut up, client, buf, head, &out, is_head, request_timeout, addr).await;
         match attempt {
@@ -174,6 +189,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
         }
     };
     target.stats.response_time.record(sent.elapsed());
+    drop(busy);
 
     let upgraded = resp.status == 101 && head.upgrade;
     let keep_client = body_done && !head.close && resp.body != BodyKind::UntilClose && !upgraded;
