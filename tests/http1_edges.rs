@@ -180,3 +180,75 @@ fn a_stalled_response_body_is_cut_by_the_idle_timeout() {
     assert!(r.is_ok(), "weft must close a connection whose response stalled (got {r:?})");
     assert!(String::from_utf8_lossy(&got).ends_with("\r\n\r\nabc"), "{:?}", String::from_utf8_lossy(&got));
 }
+
+fn stats_requests(w: &Weft) -> u64 {
+    w.get_json("/v1/stats")["default/edge"]["requests"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_dead_endpoint_gets_one_error_per_request_not_a_loop() {
+    let dead = free_port();
+    let (w, vip) = Weft::start_one_service(99, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{dead}"));
+    let mut s = connect(&vip, 8080);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: edge.test\r\n\r\n").unwrap();
+    let r = read_responses(&mut s, 1);
+    assert!(r[0].starts_with("HTTP/1.1 502") && r[0].contains("x-weft-error: connect-failed"), "{r:?}");
+    // The same connection serves the next request, and each request counts once.
+    s.write_all(b"GET /again HTTP/1.1\r\nHost: edge.test\r\n\r\n").unwrap();
+    let r = read_responses(&mut s, 1);
+    assert!(r[0].starts_with("HTTP/1.1 502"), "{r:?}");
+    assert_eq!(stats_requests(&w), 2);
+}
+
+#[test]
+fn a_status_line_without_reason_phrase_is_forwarded() {
+    let tmp = TempDir::new("h1-noreason");
+    let (_b, port) = edge_backend("noreason", &tmp);
+    let (_w, vip) = Weft::start_one_service(100, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    for _ in 0..2 {
+        let mut s = connect(&vip, 8080);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: edge.test\r\n\r\n").unwrap();
+        let r = read_responses(&mut s, 1);
+        assert!(r[0].starts_with("HTTP/1.1 200") && r[0].ends_with("ok"), "{r:?}");
+    }
+}
+
+#[test]
+fn connection_cannot_strip_the_framing_headers() {
+    let tmp = TempDir::new("h1-conn-cl");
+    let (_b, port) = edge_backend("continue", &tmp);
+    let (_w, vip) = Weft::start_one_service(101, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let mut s = connect(&vip, 8080);
+    s.write_all(b"POST /a HTTP/1.1\r\nHost: edge.test\r\nConnection: content-length\r\nContent-Length: 3\r\n\r\nabc").unwrap();
+    let r = read_responses(&mut s, 1);
+    assert!(r[0].ends_with("got 3"), "the endpoint must see the body as a body: {r:?}");
+    assert_eq!(http("127.0.0.1", port, "GET", "/count", None).unwrap().text(), "1");
+}
+
+#[test]
+fn a_post_is_not_resent_when_a_pooled_connection_dies_under_it() {
+    let tmp = TempDir::new("h1-post-once");
+    let (_b, port) = edge_backend("drop2", &tmp);
+    let (_w, vip) = Weft::start_one_service(102, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let mut s = connect(&vip, 8080);
+    s.write_all(b"GET /warm HTTP/1.1\r\nHost: edge.test\r\n\r\n").unwrap();
+    let r = read_responses(&mut s, 1);
+    assert!(r[0].starts_with("HTTP/1.1 200"), "{r:?}");
+    // Goes out on the pooled socket; the endpoint reads it and closes without answering.
+    s.write_all(b"POST /charge HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let r = read_responses(&mut s, 1);
+    assert!(r[0].starts_with("HTTP/1.1 502"), "{r:?}");
+    assert_eq!(http("127.0.0.1", port, "GET", "/count", None).unwrap().text(), "2", "the POST reached the endpoint once");
+}
+
+#[test]
+fn an_http_1_0_client_never_gets_chunked_framing() {
+    let tmp = TempDir::new("h1-10");
+    let (_b, port) = edge_backend("chunky", &tmp);
+    let (_w, vip) = Weft::start_one_service(103, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{port}"));
+    let mut s = connect(&vip, 8080);
+    s.write_all(b"GET / HTTP/1.0\r\nHost: edge.test\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.") && text.ends_with("hello") && !text.to_ascii_lowercase().contains("chunked"), "{text:?}");
+}

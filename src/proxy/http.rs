@@ -76,7 +76,10 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
     let resp = match forward(&l, &route, &authority, req).await {
         Ok(r) => r,
         Err(e) => {
-            stats.failure(e.kind());
+            // Failed connects were counted attempt by attempt where they happened.
+            if !e.retryable() {
+                stats.failure(e.kind());
+            }
             tracing::debug!(service = %route.label(), error = %e, side = ?e.side(), "request failed");
             error_response(&e, grpc)
         }

@@ -56,6 +56,10 @@ where
         let Some(target) = shared.policy.pick_endpoint(&info, &candidates).and_then(|i| route.targets.get(i as usize)) else {
             return Err(last_err.unwrap_or_else(|| ProxyError::NoEndpoint(route.label())));
         };
+        // A retry is counted when it actually goes somewhere.
+        if last_err.is_some() {
+            route.stats.retries.fetch_add(1, Relaxed);
+        }
         let e = match connect(target).await {
             Ok(c) => return Ok((target.clone(), c)),
             Err(e) => e,
@@ -65,7 +69,6 @@ where
         tracing::debug!(service = %route.label(), endpoint = %target.id, error = %e, "connect failed");
         match shared.policy.should_retry(&info, Outcome::ConnectFailed, start.elapsed()) {
             RetryDecision::Retry { backoff_ms } if e.retryable() => {
-                route.stats.retries.fetch_add(1, Relaxed);
                 excluded.push(target.index);
                 info.attempt += 1;
                 last_err = Some(e);
@@ -234,8 +237,10 @@ impl Proxy {
                     let snap = rx.borrow_and_update().clone();
                     self.apply(&snap).await;
                 }
-                // Aliases whose port was taken get another chance without a catalog change.
+                // Aliases whose port was taken get another chance without a catalog change, and
+                // idle upstream sockets past their lifetime are closed.
                 _ = retry.tick() => {
+                    self.shared.pools.sweep();
                     if !self.errors.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
                         let snap = rx.borrow().clone();
                         self.apply(&snap).await;

@@ -99,11 +99,27 @@ impl Pools {
     /// Returns a connection whose exchange ended cleanly, ready for the next request.
     pub fn checkin_h1(&self, addr: SocketAddr, mut up: Upstream) {
         up.buf.clear();
+        let now = Instant::now();
         let mut idle = lock(&self.h1);
         let list = idle.entry(addr).or_default();
+        // Checkout takes the newest first, so under steady load old sockets would sit at the
+        // front forever: drop the expired ones here (the list is in check-in order).
+        let expired = list.partition_point(|(_, since)| now.duration_since(*since) >= IDLE_LIFETIME);
+        list.drain(..expired);
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push((up, Instant::now()));
+            list.push((up, now));
         }
+    }
+
+    /// Closes idle sockets past their lifetime everywhere, including endpoints no longer in use.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut idle = lock(&self.h1);
+        idle.retain(|_, list| {
+            list.retain(|(_, since)| now.duration_since(*since) < IDLE_LIFETIME);
+            !list.is_empty()
+        });
+        lock(&self.h2).retain(|_, c| !c.is_closed());
     }
 
     /// The endpoint's shared HTTP/2 connection, made on first use and remade once it closes.

@@ -7,6 +7,10 @@ usage: h1_edge_backend.py MODE PORT
            then closes, as a server with a tiny keep-alive timeout does; counts requests
   continue honours `Expect: 100-continue`: sends `100 Continue`, reads the body, answers its length
   stall    answers a head promising 100 bytes, sends 3, then goes silent
+  noreason answers `HTTP/1.1 200` with no reason phrase
+  drop2    answers the first request of a connection; reads the second and closes unanswered
+  chunky   answers HTTP/1.1 requests chunked, HTTP/1.0 requests close-delimited
+  (any mode) a request with content-length answers `got N` after reading N body bytes
 GET /count on any mode returns how many requests were served (not counting /count).
 """
 import socket
@@ -40,6 +44,7 @@ def answer(conn, body, extra=""):
 def handle(conn):
     global served
     buf = b""
+    nth = 0
     with conn:
         while True:
             parsed, buf = read_head(conn, buf)
@@ -52,6 +57,18 @@ def handle(conn):
                 continue
             with lock:
                 served += 1
+            nth += 1
+            if mode == "drop2" and nth == 2:
+                return
+            if mode == "noreason":
+                conn.sendall(b"HTTP/1.1 200\r\ncontent-length: 2\r\n\r\nok")
+                continue
+            if mode == "chunky":
+                if start.endswith("HTTP/1.1"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                    continue
+                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello")
+                return
             if mode == "upgrade" and headers.get("upgrade"):
                 conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
                 data = buf
@@ -61,7 +78,7 @@ def handle(conn):
                     data = conn.recv(65536)
                     if not data:
                         return
-            if mode == "continue":
+            if mode == "continue" or "content-length" in headers:
                 n = int(headers.get("content-length", "0"))
                 if headers.get("expect", "").lower() == "100-continue":
                     conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")

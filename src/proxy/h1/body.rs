@@ -88,8 +88,9 @@ where
     }
 }
 
-/// Reads the final response head, passing interim (1xx) responses straight to the client.
-pub async fn read_response_head<R, W>(up: &mut R, buf: &mut BytesMut, is_head: bool, client: &mut W, addr: SocketAddr) -> Result<Head, ProxyError>
+/// Reads the final response head, passing interim (1xx) responses straight to the client — or
+/// dropping them for an HTTP/1.0 client, which would take them for the final answer.
+pub async fn read_response_head<R, W>(up: &mut R, buf: &mut BytesMut, is_head: bool, interim: bool, client: &mut W, addr: SocketAddr) -> Result<Head, ProxyError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -102,7 +103,9 @@ where
                 let mut out = Vec::with_capacity(h.len);
                 h.write_to(buf, &mut out, false, &[]);
                 buf.advance(h.len);
-                client.write_all(&out).await.map_err(|e| ProxyError::Downstream(e.to_string()))?;
+                if interim {
+                    client.write_all(&out).await.map_err(|e| ProxyError::Downstream(e.to_string()))?;
+                }
             }
             Ok(Some(h)) => return Ok(h),
             Ok(None) => {

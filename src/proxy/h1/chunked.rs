@@ -80,9 +80,13 @@ impl ChunkedScanner {
                 (State::DataCr, _) => return Err(ChunkError("expected CR after chunk data")),
                 (State::DataLf, b'\n') => State::Size,
                 (State::DataLf, _) => return Err(ChunkError("expected LF after chunk data")),
+                // Bare LFs are refused: some servers end lines on them, others do not, and that
+                // difference is a desync (a smuggled request inside "trailers").
                 (State::TrailerStart, b'\r') => State::EndLf,
+                (State::TrailerStart, b'\n') => return Err(ChunkError("bare LF in trailers")),
                 (State::TrailerStart, _) => State::TrailerLine,
                 (State::TrailerLine, b'\r') => State::TrailerLf,
+                (State::TrailerLine, b'\n') => return Err(ChunkError("bare LF in trailers")),
                 (State::TrailerLine, _) => State::TrailerLine,
                 (State::TrailerLf, b'\n') => State::TrailerStart,
                 (State::TrailerLf, _) => return Err(ChunkError("expected LF after trailer")),
@@ -121,5 +125,7 @@ mod tests {
         assert!(ChunkedScanner::default().scan(b"zz\r\n").is_err());
         assert!(ChunkedScanner::default().scan(b"3\r\nabcX").is_err());
         assert!(ChunkedScanner::default().scan(b"ffffffffffffffffff\r\n").is_err());
+        assert!(ChunkedScanner::default().scan(b"0\r\n\nGET /smuggled HTTP/1.1\r\n\r\n").is_err());
+        assert!(ChunkedScanner::default().scan(b"0\r\nx: 1\nGET / HTTP/1.1\r\n\r\n").is_err());
     }
 }

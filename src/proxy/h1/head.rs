@@ -48,9 +48,13 @@ pub struct Head {
     pub expect_continue: bool,
 }
 
+/// Where `part` (a slice httparse returned) lies in `buf`. httparse hands back a static empty
+/// string for an absent reason phrase, which lies nowhere in `buf`: that is an empty range.
 fn pos(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    start..start + part.len()
+    match (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize) {
+        Some(start) if !part.is_empty() && start + part.len() <= buf.len() => start..start + part.len(),
+        _ => 0..0,
+    }
 }
 
 fn has_token(value: &[u8], token: &str) -> bool {
@@ -83,6 +87,12 @@ impl Head {
         let (method, path, minor) = (req.method.unwrap_or(""), req.path.unwrap_or(""), req.version.unwrap_or(1));
         let mut head = Head::new(len, pos(buf, method.as_bytes()), pos(buf, path.as_bytes()), 0, minor, req.headers, buf);
         head.body = head.framing(buf, true)?;
+        // RFC 9112 §3.2: exactly one Host in HTTP/1.1; two would let weft and the endpoint
+        // disagree about where the request goes.
+        let hosts = head.fields.iter().filter(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(b"host")).count();
+        if hosts > 1 || (hosts == 0 && minor == 1) {
+            return Err(HeadError::Framing(if hosts > 1 { "more than one host header" } else { "HTTP/1.1 request without a host header" }));
+        }
         Ok(Some(head))
     }
 
@@ -141,8 +151,12 @@ impl Head {
                 let last = value.rsplit(|b| *b == b',').next().unwrap_or(b"").trim_ascii();
                 chunked = last.eq_ignore_ascii_case(b"chunked");
             } else if name.eq_ignore_ascii_case(b"content-length") {
-                let text = std::str::from_utf8(value).map_err(|_| HeadError::Framing("content-length is not a number"))?;
-                let n: u64 = text.trim().parse().map_err(|_| HeadError::Framing("content-length is not a number"))?;
+                // Digits only: `+5` or exotic whitespace parse here but maybe not at the endpoint.
+                let digits = value.trim_ascii();
+                if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+                    return Err(HeadError::Framing("content-length is not a number"));
+                }
+                let n: u64 = std::str::from_utf8(digits).ok().and_then(|t| t.parse().ok()).ok_or(HeadError::Framing("content-length is not a number"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(HeadError::Framing("conflicting content-length headers"));
                 }
@@ -168,7 +182,9 @@ impl Head {
             out.extend_from_slice(&buf[self.method.clone()]);
             out.push(b' ');
             out.extend_from_slice(&buf[self.target.clone()]);
-            out.extend_from_slice(b" HTTP/1.1\r\n");
+            // The client's own version: an HTTP/1.0 client must not be sent chunked responses,
+            // and an endpoint only chunks for an HTTP/1.1 request.
+            out.extend_from_slice(if self.minor == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
         } else {
             out.extend_from_slice(b"HTTP/1.1 ");
             out.extend_from_slice(self.status.to_string().as_bytes());
@@ -185,7 +201,10 @@ impl Head {
             // An upgrade (WebSocket) needs its Connection/Upgrade fields to reach the endpoint.
             let conn = (name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"upgrade")) && !self.upgrade;
             let te = name.eq_ignore_ascii_case(b"te") && !buf[v.clone()].trim_ascii().eq_ignore_ascii_case(b"trailers");
-            if hop || conn || te || (!self.upgrade && !name.eq_ignore_ascii_case(b"connection") && named_by_connection(name)) {
+            // Framing and routing fields stay even if `Connection` names them: dropping them
+            // would forward a body without its length, which is how requests get smuggled.
+            let essential = [&b"content-length"[..], b"transfer-encoding", b"host"].iter().any(|h| name.eq_ignore_ascii_case(h));
+            if hop || conn || te || (!essential && !self.upgrade && !name.eq_ignore_ascii_case(b"connection") && named_by_connection(name)) {
                 continue;
             }
             out.extend_from_slice(name);

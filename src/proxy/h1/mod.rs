@@ -56,8 +56,14 @@ async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
         let mut head_deadline = None;
+        let mut searched: usize = 0;
         let head = loop {
-            match Head::request(&buf) {
+            // Parse only once the end of a head may be in the buffer, so a head sent in many
+            // small pieces is not parsed again from the start for every piece.
+            let from = searched.saturating_sub(3);
+            let complete = buf.len() > head::MAX_HEAD || buf[from..].windows(2).any(|w| w == b"\n\n" || w == b"\n\r");
+            searched = buf.len();
+            match if complete { Head::request(&buf) } else { Ok(None) } {
                 Ok(Some(h)) => break h,
                 Ok(None) => {}
                 Err(e) => {
@@ -115,17 +121,24 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
             next
         }
         Err((e, answered)) => {
-            stats.failure(e.kind());
+            // Failed connects were counted attempt by attempt where they happened.
+            if !e.retryable() {
+                stats.failure(e.kind());
+            }
             tracing::debug!(service = %route.label(), error = %e, side = ?e.side(), "request failed");
-            if answered {
+            match answered {
                 // The response had started; the client can only be told by closing.
-                Next::Close
-            } else {
-                stats.response(e.status().as_u16());
-                // Unread request body bytes would be taken for the next request: close then.
-                let close = head.close || head.body != BodyKind::Empty;
-                let _ = write_error(client, e.status().as_u16(), e.code(), &format!("weft: {e}"), close).await;
-                if close { Next::Close } else { Next::KeepAlive }
+                Some(status) => {
+                    stats.response(status);
+                    Next::Close
+                }
+                None => {
+                    stats.response(e.status().as_u16());
+                    // Unread request body bytes would be taken for the next request: close then.
+                    let close = head.close || head.body != BodyKind::Empty;
+                    let written = write_error(client, e.status().as_u16(), e.code(), &format!("weft: {e}"), close).await;
+                    if close || written.is_err() { Next::Close } else { Next::KeepAlive }
+                }
             }
         }
     };
@@ -149,18 +162,27 @@ fn request_info<'a>(route: &'a ServiceRoute, head: &Head, buf: &'a [u8], authori
     }
 }
 
-/// Error plus whether the client had already been sent part of a response.
-type Failed = (ProxyError, bool);
+/// Error plus, when the client had already been sent a response head, its status.
+type Failed = (ProxyError, Option<u16>);
 
 async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head, activity: &Arc<Activity>) -> Result<(u16, Next), Failed> {
     let pools = &l.shared.pools;
     let timeout = route.connect_timeout;
     let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
     let info = request_info(route, head, &buf[..], authority, Headers::Raw { buf: &buf[..], fields: &head.fields }, &l.shared.zone);
-    let (target, mut up) = connect_with_retries(&l.shared, route, info, |t: &Target| pools.h1(t.address, timeout)).await.map_err(|e| (e, false))?;
+    let connected = connect_with_retries(&l.shared, route, info, |t: &Target| pools.h1(t.address, timeout)).await;
+    let (target, mut up) = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            // The request is answered here: consume its head so the next one can be read.
+            buf.advance(head.len);
+            return Err((e, None));
+        }
+    };
     target.stats.requests.fetch_add(1, Relaxed);
     let _in_flight = super::body::InFlight::new(target.clone());
     let is_head = head.method(buf) == "HEAD";
+    let idempotent = matches!(head.method(buf), "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE");
     let mut out = Vec::with_capacity(head.len + 64);
     head.write_to(buf, &mut out, true, &[]);
     buf.advance(head.len);
@@ -169,21 +191,21 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     let addr = target.address;
     let sent = Instant::now();
     // Send the request and read the response head. A pooled connection the endpoint closed in
-    // the meantime fails before any byte comes back; a body-less request then goes once more
-    // over a fresh connection (it cannot have been processed).
+    // the meantime fails before any byte comes back; a body-less idempotent request then goes
+    // once more over a fresh connection (a repeat is harmless even if the first got through).
     // While the response head is awaited nothing may move for a long time (the request timeout
     // governs that wait); bodies and tunnels that stall fall to the idle timeout.
     let busy = activity.begin();
     let (resp, body_done) = loop {
         let attempt = exchange_head(&mut up, client, buf, head, &out, is_head, request_timeout, addr).await;
         match attempt {
-            Err(ProxyError::UpstreamIo { .. }) if up.reused && head.body == BodyKind::Empty => {
-                let stream = super::pool::connect_tcp(addr, timeout).await.map_err(|e| (e, false))?;
+            Err(ProxyError::UpstreamIo { .. }) if up.reused && head.body == BodyKind::Empty && idempotent && up.buf.is_empty() => {
+                let stream = super::pool::connect_tcp(addr, timeout).await.map_err(|e| (e, None))?;
                 up = Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false };
             }
             Err(e) => {
                 target.stats.failures.fetch_add(1, Relaxed);
-                return Err((e, false));
+                return Err((e, None));
             }
             Ok(r) => break r,
         }
@@ -191,7 +213,11 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     target.stats.response_time.record(sent.elapsed());
     drop(busy);
 
-    let upgraded = resp.status == 101 && head.upgrade;
+    if resp.status == 101 && !head.upgrade {
+        target.stats.failures.fetch_add(1, Relaxed);
+        return Err((ProxyError::BadResponse { addr, detail: "101 Switching Protocols to a request that asked for no upgrade".into() }, None));
+    }
+    let upgraded = resp.status == 101;
     let keep_client = body_done && !head.close && resp.body != BodyKind::UntilClose && !upgraded;
     let mut extra: Vec<&str> = Vec::new();
     if !keep_client && !upgraded {
@@ -204,12 +230,18 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     up.buf.advance(resp.len);
     let status = resp.status;
     if upgraded {
-        client.write_all(&out).await.map_err(|e| (ProxyError::Downstream(e.to_string()), true))?;
+        client.write_all(&out).await.map_err(|e| (ProxyError::Downstream(e.to_string()), Some(status)))?;
         tunnel(client, buf, &mut up).await;
         return Ok((status, Next::Close));
     }
     let copied = copy_body(resp.body, &mut up.buf, &mut up.stream, client, out).await;
-    copied.map_err(|e| (e.into_proxy(addr), true))?;
+    copied.map_err(|e| {
+        let e = e.into_proxy(addr);
+        if e.side() == super::Side::Upstream {
+            target.stats.failures.fetch_add(1, Relaxed);
+        }
+        (e, Some(status))
+    })?;
     let reusable = body_done && !resp.close && resp.body != BodyKind::UntilClose && up.buf.is_empty();
     if reusable {
         l.shared.pools.checkin_h1(addr, up);
@@ -235,7 +267,7 @@ async fn exchange_head(
     let timed_out = ProxyError::RequestTimeout { addr, after: limit };
     if head.body == BodyKind::Empty {
         up.stream.write_all(out).await.map_err(io)?;
-        let read = read_response_head(&mut up.stream, &mut up.buf, is_head, client, addr);
+        let read = read_response_head(&mut up.stream, &mut up.buf, is_head, head.minor > 0, client, addr);
         let resp = tokio::time::timeout(limit, read).await.map_err(|_| timed_out)??;
         return Ok((resp, true));
     }
@@ -245,19 +277,24 @@ async fn exchange_head(
         let r = copy_body(head.body, buf, &mut cl_r, &mut up_w, out.to_vec()).await;
         r.map_err(|e| e.into_proxy_from_client(addr))
     };
-    let recv = tokio::time::timeout(limit, read_response_head(&mut up_r, &mut up.buf, is_head, &mut cl_w, addr));
+    let recv = tokio::time::timeout(limit, read_response_head(&mut up_r, &mut up.buf, is_head, head.minor > 0, &mut cl_w, addr));
     tokio::pin!(send, recv);
     let mut sent: Option<Result<(), ProxyError>> = None;
     loop {
         tokio::select! {
-            r = &mut send, if sent.is_none() => { sent = Some(r); }
+            r = &mut send, if sent.is_none() => {
+                // The client gave up mid-body: nobody is left to answer.
+                if let Err(ProxyError::Downstream(d)) = r {
+                    return Err(ProxyError::Downstream(d));
+                }
+                sent = Some(r);
+            }
             r = &mut recv => {
                 let resp = r.map_err(|_| timed_out)?;
                 return match (resp, sent) {
                     (Ok(h), Some(Ok(()))) => Ok((h, true)),
                     // An answer before the whole body went out: forward it, then close.
                     (Ok(h), _) => Ok((h, false)),
-                    (Err(e), Some(Err(ProxyError::Downstream(d)))) => Err(ProxyError::Downstream(format!("{d} (then: {e})"))),
                     (Err(e), _) => Err(e),
                 };
             }
