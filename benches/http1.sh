@@ -66,29 +66,36 @@ wait_http() { # url
 }
 
 # ---------------------------------------------------------------- backend: nginx, fixed body
-BACKEND_PORT="$(free_port)"
-mkdir -p "$TMP/backend"
-cat >"$TMP/backend/nginx.conf" <<CONF
+# An nginx config with one worker and every temp path inside DIR; the http block's own lines follow.
+nginx_conf() { # dir http-block-lines
+  local dir="$1" body="$2"
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
-pid $TMP/backend/nginx.pid;
-error_log $TMP/backend/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $TMP/backend/body;
-  proxy_temp_path $TMP/backend/proxy;
-  fastcgi_temp_path $TMP/backend/fastcgi;
-  uwsgi_temp_path $TMP/backend/uwsgi;
-  scgi_temp_path $TMP/backend/scgi;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
   keepalive_requests 1000000;
+$body
+}
+CONF
+}
+
+BACKEND_PORT="$(free_port)"
+nginx_conf "$TMP/backend" "
   keepalive_timeout 300s;
   server {
     listen 127.0.0.1:$BACKEND_PORT;
-    location / { default_type text/plain; return 200 "hello from the benchmark backend\n"; }
-  }
-}
-CONF
+    location / { default_type text/plain; return 200 \"hello from the benchmark backend\\n\"; }
+  }"
 "${LOAD_CPU[@]}" nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
@@ -118,32 +125,16 @@ PIDS+=($HAPROXY_PID)
 
 # ---------------------------------------------------------------- nginx reverse proxy
 NGINX_PORT="$(free_port)"
-mkdir -p "$TMP/proxy"
-cat >"$TMP/proxy/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $TMP/proxy/nginx.pid;
-error_log $TMP/proxy/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/proxy/body;
-  proxy_temp_path $TMP/proxy/proxy;
-  fastcgi_temp_path $TMP/proxy/fastcgi;
-  uwsgi_temp_path $TMP/proxy/uwsgi;
-  scgi_temp_path $TMP/proxy/scgi;
-  keepalive_requests 1000000;
+nginx_conf "$TMP/proxy" "
   upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 128; keepalive_requests 1000000; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
     }
-  }
-}
-CONF
+  }"
 "${PROXY_CPU[@]}" nginx -p "$TMP/proxy" -e "$TMP/proxy/error.log" -c "$TMP/proxy/nginx.conf" &
 PIDS+=($!)
 
