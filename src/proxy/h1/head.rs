@@ -57,6 +57,21 @@ fn pos(buf: &[u8], part: &[u8]) -> Range<usize> {
     }
 }
 
+/// The length of a complete head, `None` while more bytes may complete it.
+fn head_len(parsed: httparse::Result<usize>, buffered: usize) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buffered > MAX_HEAD => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(HeadError::Malformed(e.to_string())),
+    }
+}
+
+/// Methods whose repetition is harmless (RFC 9110 §9.2.2), so a request may be sent again.
+pub fn idempotent(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
+}
+
 fn has_token(value: &[u8], token: &str) -> bool {
     value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
@@ -78,12 +93,7 @@ impl Head {
     pub fn request(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut slots);
-        let len = match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(HeadError::Malformed(e.to_string())),
-        };
+        let Some(len) = head_len(req.parse(buf), buf.len())? else { return Ok(None) };
         let (method, path, minor) = (req.method.unwrap_or(""), req.path.unwrap_or(""), req.version.unwrap_or(1));
         let mut head = Head::new(len, pos(buf, method.as_bytes()), pos(buf, path.as_bytes()), 0, minor, req.headers, buf);
         head.body = head.framing(buf, true)?;
@@ -100,12 +110,7 @@ impl Head {
     pub fn response(buf: &[u8], request_method: &[u8]) -> Result<Option<Head>, HeadError> {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut slots);
-        let len = match resp.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(HeadError::Malformed(e.to_string())),
-        };
+        let Some(len) = head_len(resp.parse(buf), buf.len())? else { return Ok(None) };
         let (code, reason, minor) = (resp.code.unwrap_or(0), resp.reason.unwrap_or(""), resp.version.unwrap_or(1));
         let mut head = Head::new(len, 0..0, pos(buf, reason.as_bytes()), code, minor, resp.headers, buf);
         head.body = if request_method == b"HEAD" || (100..200).contains(&code) || code == 204 || code == 304 {

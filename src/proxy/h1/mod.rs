@@ -157,7 +157,7 @@ fn request_info<'a>(route: &'a ServiceRoute, head: &Head, buf: &'a [u8], authori
         path: target.split('?').next().unwrap_or(target),
         headers,
         attempt: 1,
-        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
+        idempotent: head::idempotent(method),
         source_zone: zone,
     }
 }
@@ -182,7 +182,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     target.stats.requests.fetch_add(1, Relaxed);
     let _in_flight = super::body::InFlight::new(target.clone());
     let is_head = head.method(buf) == "HEAD";
-    let idempotent = matches!(head.method(buf), "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE");
+    let idempotent = head::idempotent(head.method(buf));
     let mut out = Vec::with_capacity(head.len + 64);
     head.write_to(buf, &mut out, true, &[]);
     buf.advance(head.len);
