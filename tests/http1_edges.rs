@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use common::*;
 
+/// The backend binds a port of its own choosing and reports it through a file, so tests running
+/// in parallel can never be handed the same port.
 fn edge_backend(mode: &str, tmp: &TempDir) -> (Bg, u16) {
-    let port = free_port();
+    let portfile = tmp.join(&format!("{mode}.port"));
     let mut c = Command::new("python3");
-    c.arg(support_path("support/h1_edge_backend.py")).arg(mode).arg(port.to_string());
+    c.arg(support_path("support/h1_edge_backend.py")).arg(mode).arg(&portfile);
     let bg = Bg::spawn(&format!("edge backend {mode}"), &mut c, Some(tmp.join(&format!("{mode}.log"))));
+    let port: u16 = wait_for("edge backend port file", Duration::from_secs(10), || std::fs::read_to_string(&portfile).ok()?.parse().ok());
     wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(10));
     (bg, port)
 }
@@ -187,8 +190,9 @@ fn stats_requests(w: &Weft) -> u64 {
 
 #[test]
 fn a_dead_endpoint_gets_one_error_per_request_not_a_loop() {
+    // Nothing in the tests binds 127.0.0.3, so this port stays dead whatever runs beside us.
     let dead = free_port();
-    let (w, vip) = Weft::start_one_service(99, "edge", "http", "edge.test", 8080, &format!("127.0.0.1:{dead}"));
+    let (w, vip) = Weft::start_one_service(99, "edge", "http", "edge.test", 8080, &format!("127.0.0.3:{dead}"));
     let mut s = connect(&vip, 8080);
     s.write_all(b"GET / HTTP/1.1\r\nHost: edge.test\r\n\r\n").unwrap();
     let r = read_responses(&mut s, 1);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Raw-socket HTTP/1.1 backend for edge cases of weft's HTTP/1.1 path.
 
-usage: h1_edge_backend.py MODE PORT
+usage: h1_edge_backend.py MODE PORTFILE
+Binds a free port itself (no race with other tests picking ports) and writes it to PORTFILE.
   upgrade  answers `101 Switching Protocols` to an Upgrade request, then echoes bytes uppercased
   oneshot  answers one request per connection (keep-alive framing, no `Connection: close`) and
            then closes, as a server with a tiny keep-alive timeout does; counts requests
@@ -13,11 +14,12 @@ usage: h1_edge_backend.py MODE PORT
   (any mode) a request with content-length answers `got N` after reading N body bytes
 GET /count on any mode returns how many requests were served (not counting /count).
 """
+import os
 import socket
 import sys
 import threading
 
-mode, port = sys.argv[1], int(sys.argv[2])
+mode, portfile = sys.argv[1], sys.argv[2]
 served = 0
 lock = threading.Lock()
 
@@ -100,8 +102,11 @@ def handle(conn):
 
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port))
+srv.bind(("127.0.0.1", 0))
 srv.listen(128)
+with open(portfile + ".tmp", "w") as f:
+    f.write(str(srv.getsockname()[1]))
+os.rename(portfile + ".tmp", portfile)
 while True:
     c, _ = srv.accept()
     threading.Thread(target=handle, args=(c,), daemon=True).start()
