@@ -625,12 +625,25 @@ pub fn weft_toml(opts: &WeftOpts, data_dir: &Path, admin_port: u16, dns_listen: 
 }
 
 impl Weft {
-    /// Write the config, start weft, wait for GET /v1/status to answer 200.
+    /// Write the config, start weft, wait for GET /v1/status to answer 200. Ports come from
+    /// `free_port`, which another test running in parallel may take between the pick and weft's
+    /// bind: a start that fails on "Address already in use" is tried again with fresh ports.
     pub fn start(opts: WeftOpts) -> Weft {
-        let w = Weft::spawn_only(opts);
-        let mut w = w;
-        w.wait_ready();
-        w
+        let fixed_ports = opts.admin_port.is_some() || opts.dns_listen.is_some();
+        for attempt in 1..=3 {
+            let mut w = Weft::spawn_only(opts.clone());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && w.try_exit().is_none() && w.get("/v1/status").map(|r| r.status != 200).unwrap_or(true) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !fixed_ports && attempt < 3 && w.try_exit().is_some() && w.log().contains("Address already in use") {
+                loud(&format!("weft start attempt {attempt}: a port picked for it was taken meanwhile; retrying with fresh ports"));
+                continue;
+            }
+            w.wait_ready();
+            return w;
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// Write the config and start weft without waiting.
