@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 
 use super::{AdminState, ApiError};
 use crate::catalog::{Body, Catalog, CatalogError, DiscoverQuery, Endpoint, Key, Namespace, Origin, Service, discover as run_discover};
-use crate::config::Mode;
 
 type St = State<Arc<AdminState>>;
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -70,16 +69,6 @@ async fn remove(s: &AdminState, key: Key) -> ApiResult {
 }
 
 /// Namespaces and services are the registry's to define; a proxy node holds a read-only copy.
-fn definitions_writable(s: &AdminState) -> Result<(), ApiError> {
-    if s.info.mode == Mode::Proxy {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "this node runs in proxy mode: create namespaces and services on a registry or combined node",
-        ));
-    }
-    Ok(())
-}
-
 fn not_found(key: Key) -> ApiError {
     ApiError::from(CatalogError::NotFound(key))
 }
@@ -104,7 +93,18 @@ pub async fn status(State(s): St) -> ApiResult {
         "services": snap.services.len(),
         "endpoints": endpoints,
         "listeners": table.listeners.len(),
+        "mesh": s.mesh.as_ref().map(|m| {
+            let view = m.borrow();
+            json!({ "address": s.info.gossip, "members": view.members.len(), "counters": view.counters })
+        }),
     })))
+}
+
+pub async fn members(State(s): St) -> ApiResult {
+    match &s.mesh {
+        Some(m) => to_json(m.borrow().members.clone()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "this node is not part of a mesh: set [tls] and [gossip] in its config")),
+    }
 }
 
 pub async fn list_namespaces(State(s): St) -> ApiResult {
@@ -112,7 +112,6 @@ pub async fn list_namespaces(State(s): St) -> ApiResult {
 }
 
 pub async fn put_namespace(State(s): St, Query(o): Query<WriteOpts>, body: Bytes) -> ApiResult {
-    definitions_writable(&s)?;
     write(&s, Body::Namespace(parse::<Namespace>(&body)?), &o).await
 }
 
@@ -124,7 +123,6 @@ pub async fn get_namespace(State(s): St, Path(name): Path<String>) -> ApiResult 
 }
 
 pub async fn delete_namespace(State(s): St, Path(name): Path<String>) -> ApiResult {
-    definitions_writable(&s)?;
     remove(&s, Key::Namespace(name)).await
 }
 
@@ -165,7 +163,6 @@ fn service_view(snap: &crate::catalog::Snapshot, v: &Service) -> Value {
 }
 
 pub async fn put_service(State(s): St, Query(o): Query<WriteOpts>, body: Bytes) -> ApiResult {
-    definitions_writable(&s)?;
     let svc: Service = parse(&body)?;
     let _ = write(&s, Body::Service(svc.clone()), &o).await?;
     Ok(Json(service_view(&s.catalog.snapshot(), &svc)))
@@ -178,7 +175,6 @@ pub async fn get_service(State(s): St, Path((ns, name)): Path<(String, String)>)
 }
 
 pub async fn delete_service(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
-    definitions_writable(&s)?;
     remove(&s, Key::Service(ns, name)).await
 }
 

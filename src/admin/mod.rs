@@ -30,6 +30,8 @@ pub struct NodeInfo {
     pub admin: SocketAddr,
     pub dns: Option<SocketAddr>,
     pub hosts_file: Option<PathBuf>,
+    /// The gossip (QUIC) address other nodes reach this one at.
+    pub gossip: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub version: &'static str,
 }
@@ -41,6 +43,27 @@ pub struct AdminState {
     pub listener_errors: ListenerErrors,
     pub info: NodeInfo,
     pub started: std::time::Instant,
+    /// The mesh as the gossip task last published it, when this node is part of one.
+    pub mesh: Option<tokio::sync::watch::Receiver<MeshView>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MeshView {
+    pub members: Vec<MemberReport>,
+    /// What was refused, dropped or merged, by reason (bad datagrams, rejected handshakes, ...).
+    pub counters: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A member as `weft members` and the admin API show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberReport {
+    pub name: String,
+    pub state: &'static str,
+    pub address: SocketAddr,
+    pub generation: u64,
+    pub role: &'static str,
+    pub rtt_ms: Option<f64>,
+    pub myself: bool,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -57,6 +80,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/discover", post(discover))
         .route("/v1/routes", get(routes))
         .route("/v1/stats", get(stats))
+        .route("/v1/members", get(members))
         .fallback(unknown_path)
         .with_state(state)
 }

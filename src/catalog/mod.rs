@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use discover::{DiscoverQuery, DiscoverResult, HealthFilter, discover};
 pub use hlc::Hlc;
@@ -36,6 +36,8 @@ pub enum CatalogError {
     InUse { key: Key, detail: String },
     #[error("no free VIP left in {0} for alias `{1}`")]
     VipsExhausted(VipRange, String),
+    #[error("this is a proxy node: {what} are defined on a registry node ({registries})")]
+    ReadOnly { what: &'static str, registries: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -53,6 +55,10 @@ pub struct Catalog {
     node: String,
     vip_range: VipRange,
     tx: watch::Sender<Arc<Snapshot>>,
+    /// Records this node writes itself, for the gossip task to push to peers.
+    local: Mutex<Option<mpsc::UnboundedSender<Record>>>,
+    /// Set on proxy nodes: where namespaces and services are written instead (shown in errors).
+    read_only: Mutex<Option<Vec<String>>>,
 }
 
 impl Catalog {
@@ -63,7 +69,63 @@ impl Catalog {
         let records = loaded.records.into_iter().map(|r| (r.key.clone(), r)).collect();
         let state = State { records, vips: loaded.vips, clock: Hlc::new(last), seq: 0 };
         let (tx, _) = watch::channel(Arc::new(Snapshot::build(&state.records, &state.vips, 0)));
-        Ok(Catalog { state: Mutex::new(state), store, node: node.to_string(), vip_range, tx })
+        Ok(Catalog {
+            state: Mutex::new(state),
+            store,
+            node: node.to_string(),
+            vip_range,
+            tx,
+            local: Mutex::new(None),
+            read_only: Mutex::new(None),
+        })
+    }
+
+    /// Every record this node writes from now on, in commit order.
+    pub fn local_changes(&self) -> mpsc::UnboundedReceiver<Record> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.local.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    fn announce(&self, record: &Record) {
+        if let Some(tx) = self.local.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.send(record.clone());
+        }
+    }
+
+    /// Makes namespaces and services read-only here (a proxy node); `registries` are named in the
+    /// error a write attempt gets.
+    pub fn set_read_only(&self, registries: Vec<String>) {
+        *self.read_only.lock().unwrap_or_else(|p| p.into_inner()) = Some(registries);
+    }
+
+    /// Keeps the registry list in write errors current (only on read-only nodes).
+    pub fn update_registries(&self, registries: Vec<String>) {
+        let mut ro = self.read_only.lock().unwrap_or_else(|p| p.into_inner());
+        if ro.is_some() {
+            *ro = Some(registries);
+        }
+    }
+
+    pub fn save_blob(&self, name: &str, value: &[u8]) -> Result<(), CatalogError> {
+        Ok(self.store.save_blob(name, value)?)
+    }
+
+    pub fn load_blob(&self, name: &str) -> Result<Option<Vec<u8>>, CatalogError> {
+        Ok(self.store.load_blob(name)?)
+    }
+
+    fn check_writable(&self, key: &Key) -> Result<(), CatalogError> {
+        let what = match key {
+            Key::Namespace(_) => "namespaces",
+            Key::Service(..) => "services",
+            Key::Endpoint(..) => return Ok(()),
+        };
+        match self.read_only.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            None => Ok(()),
+            Some(r) if r.is_empty() => Err(CatalogError::ReadOnly { what, registries: "none is reachable right now".into() }),
+            Some(r) => Err(CatalogError::ReadOnly { what, registries: format!("write to {}", r.join(", ")) }),
+        }
     }
 
     /// Starts a new incarnation of this node: called once per start, after every listener is
@@ -105,6 +167,7 @@ impl Catalog {
     }
 
     fn write_with(&self, mut body: Body, origin: Origin, create_only: bool) -> Result<Body, CatalogError> {
+        self.check_writable(&body.key())?;
         let mut state = self.lock();
         if create_only && Self::live(&state, &body.key()).is_some() {
             return Err(CatalogError::Conflict(format!("{} already exists", body.key())));
@@ -118,22 +181,19 @@ impl Catalog {
                     return Err(CatalogError::NotFound(Key::Namespace(svc.namespace.clone())));
                 }
                 self.check_aliases(&state, svc)?;
-                let mut taken = state.vips.clone();
-                for a in &svc.aliases {
-                    if !taken.contains_key(&a.dns_name) {
-                        let ip = self
-                            .vip_range
-                            .allocate(&taken)
-                            .ok_or_else(|| CatalogError::VipsExhausted(self.vip_range, a.dns_name.clone()))?;
-                        taken.insert(a.dns_name.clone(), ip);
-                        new_vips.push((a.dns_name.clone(), ip));
-                    }
-                }
+                new_vips = self.allocate_vips(&state.vips, svc)?;
             }
             Body::Endpoint(ep) => {
                 validate::endpoint(ep)?;
+                // A node writes only its own endpoints: peers reject any other (a record's writer
+                // must be the endpoint's node), so refuse here with a clear message instead.
                 if ep.node.is_empty() {
                     ep.node = self.node.clone();
+                } else if ep.node != self.node {
+                    return Err(CatalogError::Invalid {
+                        field: "node".into(),
+                        message: format!("is `{}`, but endpoints are registered on the node that owns them (this is `{}`)", ep.node, self.node),
+                    });
                 }
                 let svc = Key::Service(ep.namespace.clone(), ep.service.clone());
                 if Self::live(&state, &svc).is_none() {
@@ -158,9 +218,25 @@ impl Catalog {
         let vip_refs = new_vips.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
         self.store.commit(&Batch { records: vec![&record], vips: vip_refs })?;
         state.vips.extend(new_vips);
+        self.announce(&record);
         state.records.insert(key, record);
         self.publish(&mut state);
         Ok(body)
+    }
+
+    /// VIPs for the service's alias names that have none yet. VIPs are this host's business: each
+    /// node allocates its own for services it learns from peers too.
+    fn allocate_vips(&self, vips: &BTreeMap<String, Ipv4Addr>, svc: &Service) -> Result<Vec<(String, Ipv4Addr)>, CatalogError> {
+        let mut taken = vips.clone();
+        let mut new_vips = Vec::new();
+        for a in &svc.aliases {
+            if !taken.contains_key(&a.dns_name) {
+                let ip = self.vip_range.allocate(&taken).ok_or_else(|| CatalogError::VipsExhausted(self.vip_range, a.dns_name.clone()))?;
+                taken.insert(a.dns_name.clone(), ip);
+                new_vips.push((a.dns_name.clone(), ip));
+            }
+        }
+        Ok(new_vips)
     }
 
     fn same_registration(a: &Endpoint, b: &Endpoint) -> bool {
@@ -188,6 +264,7 @@ impl Catalog {
 
     /// Deletes a record, leaving a tombstone that replicates and survives restarts.
     pub fn delete(&self, key: &Key) -> Result<(), CatalogError> {
+        self.check_writable(key)?;
         let mut state = self.lock();
         if Self::live(&state, key).is_none() {
             return Err(CatalogError::NotFound(key.clone()));
@@ -210,6 +287,7 @@ impl Catalog {
         let origin = state.records.get(key).map(|r| r.origin).unwrap_or_default();
         let record = Record { key: key.clone(), body: None, version: Version { hlc, writer: self.node.clone() }, origin, registered: hlc };
         self.store.commit(&Batch { records: vec![&record], vips: vec![] })?;
+        self.announce(&record);
         state.records.insert(key.clone(), record);
         self.publish(&mut state);
         Ok(())
@@ -219,7 +297,9 @@ impl Catalog {
     /// seen the same records holds the same state whatever the order they arrived in.
     pub fn merge(&self, mut record: Record) -> Result<bool, CatalogError> {
         let mut state = self.lock();
-        state.clock.observe(record.version.hlc);
+        if !state.clock.observe(record.version.hlc) {
+            return Ok(false);
+        }
         if state.records.get(&record.key).is_some_and(|r| r.version >= record.version) {
             return Ok(false);
         }
@@ -228,6 +308,64 @@ impl Catalog {
         state.records.insert(record.key.clone(), record);
         self.publish(&mut state);
         Ok(true)
+    }
+
+    /// Merges a batch from peers in one commit. `accept` sees each record with the one it would
+    /// replace and may refuse it (authority rules). Returns the records that were new here.
+    pub fn merge_many(&self, records: Vec<Record>, accept: impl Fn(&Record, Option<&Record>) -> bool) -> Result<Vec<Record>, CatalogError> {
+        let mut state = self.lock();
+        let mut fresh: Vec<Record> = Vec::new();
+        let mut new_vips = Vec::new();
+        for mut record in records {
+            if !state.clock.observe(record.version.hlc) {
+                tracing::warn!(key = %record.key, writer = %record.version.writer, "refused a record versioned more than 5 minutes ahead of this host's clock (check NTP on the writer)");
+                continue;
+            }
+            let current = state.records.get(&record.key);
+            let newer_here = fresh.iter().rev().find(|r| r.key == record.key).map(|r| &r.version);
+            if current.is_some_and(|r| r.version >= record.version) || newer_here.is_some_and(|v| *v >= record.version) {
+                continue;
+            }
+            if !accept(&record, current) {
+                continue;
+            }
+            if let Some(Body::Service(svc)) = &record.body {
+                let mut vips = state.vips.clone();
+                vips.extend(new_vips.iter().cloned());
+                match self.allocate_vips(&vips, svc) {
+                    Ok(v) => new_vips.extend(v),
+                    Err(e) => tracing::error!(key = %record.key, error = %e, "no VIP for a replicated service's alias"),
+                }
+            }
+            record.origin = Origin::Remote;
+            fresh.push(record);
+        }
+        if fresh.is_empty() {
+            return Ok(fresh);
+        }
+        let vip_refs = new_vips.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
+        self.store.commit(&Batch { records: fresh.iter().collect(), vips: vip_refs })?;
+        state.vips.extend(new_vips);
+        for r in &fresh {
+            state.records.insert(r.key.clone(), r.clone());
+        }
+        self.publish(&mut state);
+        Ok(fresh)
+    }
+
+    /// Calls `f` with every record held, tombstones included (for gossip digests).
+    pub fn for_each_record(&self, mut f: impl FnMut(&Record)) {
+        self.lock().records.values().for_each(|r| f(r));
+    }
+
+    /// Every record whose version was written by `writer`, above clock `above`.
+    pub fn records_by(&self, writer: &str, above: u64) -> Vec<Record> {
+        self.lock().records.values().filter(|r| r.version.writer == writer && r.version.hlc > above).cloned().collect()
+    }
+
+    /// One record as held, tombstone included.
+    pub fn record(&self, key: &Key) -> Option<Record> {
+        self.lock().records.get(key).cloned()
     }
 
     /// Keys of live records the config file wrote, to retire those it no longer lists.

@@ -71,6 +71,7 @@ const STATS_COLS: &[(&str, &str)] = &[
     ("SERVICE", "/name"), ("REQUESTS", "/requests"), ("2XX", "/responses/2xx"), ("4XX", "/responses/4xx"), ("5XX", "/responses/5xx"),
     ("CONNS", "/active_connections"), ("RETRIES", "/retries"), ("CONNECT_FAILS", "/connect_failures"), ("P50_US", "/latency_p50_us"), ("P99_US", "/latency_p99_us"),
 ];
+const MEMBER_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("STATE", "/state"), ("ADDRESS", "/address"), ("GENERATION", "/generation"), ("ROLE", "/role"), ("RTT_MS", "/rtt_ms")];
 const DISCOVER_COLS: &[(&str, &str)] = &[("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("ATTRIBUTES", "/attributes")];
 
 fn execute(cli: &Cli) -> Result<(), String> {
@@ -79,6 +80,7 @@ fn execute(cli: &Cli) -> Result<(), String> {
     let (value, shown) = match &cli.command {
         Command::Status => (call("GET", "/v1/status", None)?, Shown::Describe),
         Command::Routes => (call("GET", "/v1/routes", None)?, Shown::Table(ROUTE_COLS)),
+        Command::Members => (call("GET", "/v1/members", None)?, Shown::Table(MEMBER_COLS)),
         Command::Stats => {
             let v = call("GET", "/v1/stats", None)?;
             if cli.output == Format::Table {

@@ -58,6 +58,8 @@ pub enum Command {
     Routes,
     /// Show traffic figures per service.
     Stats,
+    /// Show the mesh's nodes: state, address, generation, role and round-trip time.
+    Members,
     /// The cluster certificate authority: make it, and sign node certificates.
     #[command(subcommand)]
     Ca(CaCmd),

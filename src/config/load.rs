@@ -1,5 +1,5 @@
 //! Reading and merging files. Each file is parsed on its own (so errors carry its name and
-//! positions); `[node] [admin] [dns]` tables are deep-merged key by key in lexical file order, and
+//! positions); `[node] [admin] [dns] [tls] [gossip]` tables are deep-merged key by key in lexical file order, and
 //! `[[namespace]] [[service]] [[endpoint]] [[client]]` entries are concatenated.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 
 use super::locate::{key_at, line_col};
-use super::{AdminConfig, ClientConfig, Config, ConfigError, DnsConfig, EndpointConfig, Located, NodeConfig, Origin, Problem};
+use super::{AdminConfig, ClientConfig, Config, ConfigError, DnsConfig, EndpointConfig, GossipConfig, TlsConfig, Located, NodeConfig, Origin, Problem};
 use crate::catalog::{Namespace, Service};
 
 /// The shape of one file; single sections are checked here and merged as raw tables below.
@@ -23,6 +23,10 @@ struct FileConfig {
     admin: Option<AdminConfig>,
     #[serde(default)]
     dns: Option<DnsConfig>,
+    #[serde(default)]
+    tls: Option<TlsConfig>,
+    #[serde(default)]
+    gossip: Option<GossipConfig>,
     #[serde(default)]
     namespace: Vec<Spanned<Namespace>>,
     #[serde(default)]
@@ -109,14 +113,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             Err(e) => problems.push(parse_error(&src, e)),
             Ok(parsed) => {
                 let raw: toml::Table = toml::from_str(&src.text).unwrap_or_default();
-                for name in ["node", "admin", "dns"] {
+                for name in ["node", "admin", "dns", "tls", "gossip"] {
                     if let Some(toml::Value::Table(t)) = raw.get(name) {
                         let mut wrapped = toml::Table::new();
                         wrapped.insert(name.to_string(), toml::Value::Table(t.clone()));
                         deep_merge(&mut merged, wrapped);
                     }
                 }
-                let _ = (parsed.node, parsed.admin, parsed.dns);
+                config.gossip_set |= parsed.gossip.is_some();
+                let _ = (parsed.node, parsed.admin, parsed.dns, parsed.tls);
                 config.namespaces.extend(locate(&src, parsed.namespace));
                 config.services.extend(locate(&src, parsed.service));
                 config.endpoints.extend(locate(&src, parsed.endpoint));
@@ -146,6 +151,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         match section(&merged, "dns") {
             Ok(v) => config.dns = v,
             Err(e) => merge_err("dns", e),
+        }
+        match section(&merged, "tls") {
+            Ok(v) => config.tls = v,
+            Err(e) => merge_err("tls", e),
+        }
+        match section(&merged, "gossip") {
+            Ok(v) => config.gossip = v,
+            Err(e) => merge_err("gossip", e),
         }
     }
     if problems.is_empty() {

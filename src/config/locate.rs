@@ -52,6 +52,19 @@ pub fn find_key(text: &str, section: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// Offset of a `[section]` header in a file.
+pub fn find_section(text: &str, section: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if t.starts_with('[') && !t.starts_with("[[") && t.trim_start_matches('[').trim_end_matches(']').trim() == section {
+            return Some(offset + (line.len() - line.trim_start().len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

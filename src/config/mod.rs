@@ -6,6 +6,8 @@ mod load;
 mod locate;
 mod validate;
 
+pub use validate::parse_seed;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -130,6 +132,49 @@ impl Default for DnsConfig {
     }
 }
 
+/// The cluster CA and this node's certificate (`weft ca init`, `weft ca issue`). Setting them
+/// turns on the multi-host mesh: every connection between nodes is mutual TLS against the CA.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+pub const DEFAULT_GOSSIP_PORT: u16 = 7946;
+
+/// Node-to-node traffic: one UDP port (QUIC) for membership, replication and the data path.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GossipConfig {
+    /// UDP address to bind.
+    pub listen: SocketAddr,
+    /// The address other nodes reach this one at, when it differs from `listen` (NAT, a
+    /// wildcard bind). Defaults to `listen`, or, for a wildcard bind, the local address that
+    /// routes to the first `join` seed.
+    pub advertise: Option<SocketAddr>,
+    /// Seeds (`host:port`, port defaults to 7946) to announce to at start; any live node will do.
+    pub join: Vec<String>,
+    /// How long a node declared down stays listed (in `weft members`) before it is forgotten.
+    pub remove_down_after_s: u64,
+    /// How long a down node's endpoints stay in the catalog (without traffic) before a registry
+    /// removes them; a node that comes back in time keeps them.
+    pub endpoint_grace_s: u64,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        GossipConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_GOSSIP_PORT)),
+            advertise: None,
+            join: Vec::new(),
+            remove_down_after_s: 60,
+            endpoint_grace_s: 60,
+        }
+    }
+}
+
 /// An endpoint as a config file declares it: always owned by this node, health from checks.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,6 +238,10 @@ pub struct Config {
     pub node: NodeConfig,
     pub admin: AdminConfig,
     pub dns: DnsConfig,
+    pub tls: TlsConfig,
+    pub gossip: GossipConfig,
+    /// True when the files have a `[gossip]` table (it then needs `[tls]`).
+    pub gossip_set: bool,
     pub namespaces: Vec<Located<Namespace>>,
     pub services: Vec<Located<Service>>,
     pub endpoints: Vec<Located<EndpointConfig>>,
@@ -225,6 +274,12 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The TLS files when the multi-host mesh is configured.
+    pub fn tls_files(&self) -> Option<crate::transport::TlsFiles> {
+        let t = &self.tls;
+        Some(crate::transport::TlsFiles { ca: t.ca.clone()?, cert: t.cert.clone()?, key: t.key.clone()? })
+    }
+
     /// The configuration `weft run` uses with no file: a combined node on loopback.
     pub fn default_for(path: Option<&Path>) -> Result<Config, ConfigError> {
         match path {

@@ -63,9 +63,31 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
             out.push(problem(&at, format!("`listen`: DNS and admin both want {}", config.admin.listen)));
         }
     }
+    let tls = &config.tls;
+    let tls_keys = [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)];
+    let set = tls_keys.iter().filter(|(_, v)| v.is_some()).count();
+    if set > 0 && set < 3 {
+        let missing: Vec<&str> = tls_keys.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
+        if let Some(at) = sources.iter().rev().find_map(|s| super::locate::find_section(&s.text, "tls").map(|o| s.origin(o))).or_else(file_start) {
+            out.push(problem(&at, format!("[tls] needs `ca`, `cert` and `key` together; missing {}", missing.join(", "))));
+        }
+    }
+    if config.gossip_set && set == 0 {
+        if let Some(at) = sources.iter().rev().find_map(|s| super::locate::find_section(&s.text, "gossip").map(|o| s.origin(o))).or_else(file_start) {
+            out.push(problem(&at, "[gossip] needs [tls] `ca`, `cert` and `key`: nodes talk only mutual TLS (make them with `weft ca init` and `weft ca issue --node NAME`)".into()));
+        }
+    }
+    for (i, seed) in config.gossip.join.iter().enumerate() {
+        if let Err(e) = parse_seed(seed) {
+            if let Some(at) = section_key(sources, "gossip", "join").or_else(file_start) {
+                out.push(problem(&at, format!("`join`[{i}] `{seed}`: {e}")));
+            }
+        }
+    }
     // Proxy nodes may name namespaces and services that a registry defines; elsewhere the config
     // is the authority and must be complete.
-    let check_refs = config.node.mode != Mode::Proxy;
+    // In a mesh, definitions may come from other registries.
+    let check_refs = config.node.mode != Mode::Proxy && set == 0;
 
     // `default` always exists on registry and combined nodes (weft creates it), as in the CLI.
     let mut namespaces = HashSet::from([DEFAULT_NAMESPACE]);
@@ -122,4 +144,21 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// A seed address: `host:port` or `host` (port 7946); names are resolved when used.
+pub fn parse_seed(seed: &str) -> Result<(String, u16), String> {
+    if seed.is_empty() {
+        return Err("is empty".into());
+    }
+    if let Ok(addr) = seed.parse::<std::net::SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    match seed.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            let port = port.parse::<u16>().map_err(|_| format!("port `{port}` is not a number from 0 to 65535"))?;
+            Ok((host.to_string(), port))
+        }
+        _ => Ok((seed.to_string(), super::DEFAULT_GOSSIP_PORT)),
+    }
 }

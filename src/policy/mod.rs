@@ -67,6 +67,8 @@ pub struct Target {
     pub node: String,
     pub zone: String,
     pub address: SocketAddr,
+    /// For an endpoint on another host: the gossip address of its node, which relays to it.
+    pub via: Option<SocketAddr>,
     pub attributes: BTreeMap<String, String>,
     pub healthy: bool,
     /// Live figures of this endpoint, kept across routing-table rebuilds (in-flight requests,

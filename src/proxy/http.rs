@@ -92,7 +92,7 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
 async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
     let info = request_info(route, &req, authority, &l.shared.zone);
     let pools = &l.shared.pools;
-    let (target, mut conn) = connect_with_retries(&l.shared, route, info, |t: &Target| pools.h2(t.address, route.connect_timeout)).await?;
+    let (target, mut conn) = connect_with_retries(&l.shared, route, info, |t: Arc<Target>| async move { pools.h2(route, &t, route.connect_timeout).await }).await?;
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let addr = target.address;

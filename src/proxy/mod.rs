@@ -2,6 +2,7 @@
 //! (`VIP:port`) in step with it, and publishes alias names to DNS and the hosts file.
 
 mod body;
+mod conn;
 pub mod error;
 mod h1;
 mod http;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::{ProxyError, Side};
-pub use table::{ListenerSpec, RoutingTable, ServiceRoute};
+pub use table::{ListenerSpec, Peer, PeerState, Peers, RoutingTable, ServiceRoute};
 
 use crate::catalog::{Protocol, Snapshot};
 use crate::dns::{HostsBlock, NameTable};
@@ -45,7 +46,7 @@ pub struct Shared {
 /// allows and the failure proves nothing was sent; each try goes to an endpoint not tried yet.
 pub async fn connect_with_retries<'a, C, F, Fut>(shared: &Shared, route: &'a ServiceRoute, mut info: RequestInfo<'a>, mut connect: F) -> Result<(Arc<Target>, C), ProxyError>
 where
-    F: FnMut(&Target) -> Fut,
+    F: FnMut(Arc<Target>) -> Fut,
     Fut: Future<Output = Result<C, ProxyError>>,
 {
     let start = Instant::now();
@@ -60,7 +61,7 @@ where
         if last_err.is_some() {
             route.stats.retries.fetch_add(1, Relaxed);
         }
-        let e = match connect(target).await {
+        let e = match connect(target.clone()).await {
             Ok(c) => return Ok((target.clone(), c)),
             Err(e) => e,
         };
@@ -113,6 +114,8 @@ pub struct Proxy {
     errors: ListenerErrors,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    me: String,
+    peers: watch::Receiver<Peers>,
 }
 
 pub struct ProxyParts {
@@ -125,11 +128,16 @@ pub struct ProxyParts {
     pub hosts: Option<HostsBlock>,
     pub errors: ListenerErrors,
     pub shutdown: CancellationToken,
+    /// The mesh transport, when this node is part of a multi-host mesh.
+    pub mesh: Option<Arc<crate::transport::Transport>>,
+    /// This node's name, and the other nodes of the mesh as membership sees them.
+    pub me: String,
+    pub peers: watch::Receiver<Peers>,
 }
 
 impl Proxy {
     pub fn new(p: ProxyParts) -> Proxy {
-        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(), table: p.table, zone: p.zone });
+        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(p.mesh), table: p.table, zone: p.zone });
         Proxy {
             shared,
             stats: p.stats,
@@ -141,12 +149,15 @@ impl Proxy {
             errors: p.errors,
             tracker: TaskTracker::new(),
             shutdown: p.shutdown,
+            me: p.me,
+            peers: p.peers,
         }
     }
 
     /// Brings the routing table, listeners and names in line with a snapshot.
     pub async fn apply(&mut self, snap: &Snapshot) {
-        let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients));
+        let peers = self.peers.borrow_and_update().clone();
+        let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients, &self.me, &peers));
         self.shared.table.store(table.clone());
         // Stop listeners whose alias went away or changed protocol (their connections finish).
         self.running.retain(|addr, r| {
@@ -235,6 +246,11 @@ impl Proxy {
                 r = rx.changed() => {
                     if r.is_err() { break; }
                     let snap = rx.borrow_and_update().clone();
+                    self.apply(&snap).await;
+                }
+                // A node went down or came back: its endpoints leave or rejoin the table now.
+                Ok(()) = self.peers.changed() => {
+                    let snap = rx.borrow().clone();
                     self.apply(&snap).await;
                 }
                 // Aliases whose port was taken get another chance without a catalog change, and

@@ -3,7 +3,6 @@
 //! failure is known to have sent nothing and the request can go to another endpoint untouched.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,10 +10,13 @@ use hyper::body::Incoming;
 use bytes::BytesMut;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::conn::{Conn, Dest, dest, dial};
 use super::error::ProxyError;
+use super::table::ServiceRoute;
+use crate::policy::Target;
+use crate::transport::Transport;
 
 pub type H2 = http2::SendRequest<Incoming>;
 
@@ -26,53 +28,48 @@ const IDLE_LIFETIME: Duration = Duration::from_secs(4);
 
 /// An HTTP/1.1 upstream connection and the bytes read from it but not yet forwarded.
 pub struct Upstream {
-    pub stream: TcpStream,
+    pub stream: Conn,
     pub buf: BytesMut,
     /// Taken from the pool: it may have been closed by the peer a moment ago.
     pub reused: bool,
 }
 
-#[derive(Default)]
 pub struct Pools {
-    h1: Mutex<HashMap<SocketAddr, Vec<(Upstream, Instant)>>>,
-    h2: Mutex<HashMap<SocketAddr, H2>>,
+    h1: Mutex<HashMap<Dest, Vec<(Upstream, Instant)>>>,
+    h2: Mutex<HashMap<Dest, H2>>,
+    /// The mesh, for endpoints on other hosts; `None` on a single-host node.
+    mesh: Option<Arc<Transport>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Err(ProxyError::ConnectTimeout { addr, after: timeout }),
-        Ok(Err(source)) => Err(ProxyError::Connect { addr, source }),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-    }
-}
-
-fn handshake_error(addr: SocketAddr, e: hyper::Error) -> ProxyError {
+fn handshake_error(addr: std::net::SocketAddr, e: hyper::Error) -> ProxyError {
     // The handshake sends no request bytes, so it fails like a connect does.
     ProxyError::Connect { addr, source: std::io::Error::other(e) }
 }
 
 impl Pools {
-    pub fn new() -> Arc<Pools> {
-        Arc::new(Pools::default())
+    pub fn new(mesh: Option<Arc<Transport>>) -> Arc<Pools> {
+        Arc::new(Pools { h1: Mutex::default(), h2: Mutex::default(), mesh })
+    }
+
+    /// A new connection to a target, direct or over the mesh.
+    pub async fn connect(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<Conn, ProxyError> {
+        dial(self.mesh.as_ref(), route, t, timeout).await
     }
 
     /// An idle connection that is still open, or a new one.
-    pub async fn h1(&self, addr: SocketAddr, timeout: Duration) -> Result<Upstream, ProxyError> {
-        if let Some(up) = self.idle_h1(addr) {
+    pub async fn h1(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<Upstream, ProxyError> {
+        if let Some(up) = self.idle_h1(dest(t)) {
             return Ok(up);
         }
-        let stream = connect_tcp(addr, timeout).await?;
+        let stream = self.connect(route, t, timeout).await?;
         Ok(Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false })
     }
 
-    fn idle_h1(&self, addr: SocketAddr) -> Option<Upstream> {
+    fn idle_h1(&self, addr: Dest) -> Option<Upstream> {
         let mut idle = lock(&self.h1);
         let list = idle.get_mut(&addr)?;
         let now = Instant::now();
@@ -82,22 +79,17 @@ impl Pools {
                 list.clear();
                 break;
             }
-            // A closed (or misbehaving) peer shows up as readable. tokio clears readiness after a
-            // short read, so for a quiet socket this costs no system call.
-            let mut probe = [0u8; 1];
-            match up.stream.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    up.reused = true;
-                    return Some(up);
-                }
-                _ => continue,
+            // A closed (or misbehaving) peer shows up as readable.
+            if !up.stream.is_stale() {
+                up.reused = true;
+                return Some(up);
             }
         }
         None
     }
 
     /// Returns a connection whose exchange ended cleanly, ready for the next request.
-    pub fn checkin_h1(&self, addr: SocketAddr, mut up: Upstream) {
+    pub fn checkin_h1(&self, addr: Dest, mut up: Upstream) {
         up.buf.clear();
         let now = Instant::now();
         let mut idle = lock(&self.h1);
@@ -123,11 +115,13 @@ impl Pools {
     }
 
     /// The endpoint's shared HTTP/2 connection, made on first use and remade once it closes.
-    pub async fn h2(&self, addr: SocketAddr, timeout: Duration) -> Result<H2, ProxyError> {
-        if let Some(c) = lock(&self.h2).get(&addr).filter(|c| !c.is_closed()) {
+    pub async fn h2(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<H2, ProxyError> {
+        let key = dest(t);
+        if let Some(c) = lock(&self.h2).get(&key).filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let io = TokioIo::new(connect_tcp(addr, timeout).await?);
+        let addr = t.address;
+        let io = TokioIo::new(self.connect(route, t, timeout).await?);
         let (send, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
@@ -139,7 +133,7 @@ impl Pools {
                 tracing::debug!(%addr, error = %e, "upstream http/2 connection ended");
             }
         });
-        lock(&self.h2).insert(addr, send.clone());
+        lock(&self.h2).insert(key, send.clone());
         Ok(send)
     }
 }

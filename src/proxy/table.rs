@@ -49,6 +49,26 @@ pub struct RoutingTable {
     pub names: HashMap<String, Ipv4Addr>,
 }
 
+/// How this node sees another node of the mesh, as far as routing cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    Alive,
+    /// Missed probes: its endpoints get traffic only when no other endpoint is left.
+    Suspect,
+    /// Declared down: its endpoints get no new traffic at all.
+    Down,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub state: PeerState,
+}
+
+/// The mesh as routing sees it: every other node by name. `None` when this node is not part of
+/// a mesh, and every endpoint is reached directly.
+pub type Peers = Option<Arc<HashMap<String, Peer>>>;
+
 fn secs(s: u64) -> Option<Duration> {
     (s > 0).then(|| Duration::from_secs(s))
 }
@@ -61,22 +81,36 @@ pub struct TableBuilder {
 
 impl TableBuilder {
     /// `clients`: when not empty, only these namespaces get listeners and names on this host.
-    pub fn build(&mut self, snap: &Snapshot, stats: &Stats, clients: &HashSet<String>) -> RoutingTable {
+    /// `me` is this node's name: its endpoints are dialled directly, others through their node.
+    pub fn build(&mut self, snap: &Snapshot, stats: &Stats, clients: &HashSet<String>, me: &str, peers: &Peers) -> RoutingTable {
         let mut table = RoutingTable::default();
         for (key, svc) in &snap.services {
             let targets = snap
                 .endpoints_of(&svc.namespace, &svc.name)
                 .iter()
+                .filter_map(|e| {
+                    // A node we cannot reach (down, or never heard of) gets no traffic; a suspect
+                    // one only if nothing better is left (the policy prefers healthy endpoints).
+                    let (via, reachable) = match peers {
+                        Some(peers) if e.node != me => match peers.get(&e.node) {
+                            Some(p) if p.state != PeerState::Down => (Some(p.addr), p.state == PeerState::Alive),
+                            _ => return None,
+                        },
+                        _ => (None, true),
+                    };
+                    Some((e, via, reachable))
+                })
                 .enumerate()
-                .map(|(i, e)| {
+                .map(|(i, (e, via, reachable))| {
                     Arc::new(Target {
                         index: i as u32,
                         id: e.id.clone(),
                         node: e.node.clone(),
                         zone: e.zone.clone(),
                         address: e.address,
+                        via,
                         attributes: e.attributes.clone(),
-                        healthy: e.routable(),
+                        healthy: e.routable() && reachable,
                         stats: stats.endpoint(&e.namespace, &e.service, &e.id),
                     })
                 })

@@ -13,7 +13,7 @@ use super::{Shared, connect_with_retries};
 use super::body::InFlight;
 use super::error::ProxyError;
 use super::io::{Activity, Metered};
-use super::pool::connect_tcp;
+use super::conn::Conn;
 use super::table::ServiceRoute;
 use crate::policy::{Headers, RequestInfo, Target};
 
@@ -25,7 +25,7 @@ pub struct TcpListener {
     pub shared: Arc<Shared>,
 }
 
-fn connect<'a>(l: &'a TcpListener, route: &'a ServiceRoute) -> impl Future<Output = Result<(Arc<Target>, TcpStream), ProxyError>> + 'a {
+fn connect<'a>(l: &'a TcpListener, route: &'a ServiceRoute) -> impl Future<Output = Result<(Arc<Target>, Conn), ProxyError>> + 'a {
     let info = RequestInfo {
         namespace: &route.namespace,
         service: &route.service,
@@ -37,7 +37,7 @@ fn connect<'a>(l: &'a TcpListener, route: &'a ServiceRoute) -> impl Future<Outpu
         idempotent: false,
         source_zone: &l.shared.zone,
     };
-    connect_with_retries(&l.shared, route, info, |t: &Target| connect_tcp(t.address, route.connect_timeout))
+    connect_with_retries(&l.shared, route, info, move |t: Arc<Target>| async move { l.shared.pools.connect(route, &t, route.connect_timeout).await })
 }
 
 pub async fn serve(client: TcpStream, l: Arc<TcpListener>, shutdown: CancellationToken) {

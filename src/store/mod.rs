@@ -12,6 +12,8 @@ use crate::catalog::Record;
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const VIPS: TableDefinition<&str, u32> = TableDefinition::new("vips");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Opaque state of other subsystems (the gossip membership), by name.
+const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,6 +57,7 @@ impl Store {
             tx.open_table(RECORDS)?;
             tx.open_table(VIPS)?;
             tx.open_table(META)?;
+            tx.open_table(BLOBS)?;
             Ok(())
         })?;
         Ok(store)
@@ -110,6 +113,20 @@ impl Store {
             }
             Ok(())
         })
+    }
+
+    pub fn save_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(BLOBS)?.insert(name, value)?;
+            Ok(())
+        })
+    }
+
+    pub fn load_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(BLOBS).map_err(|e| self.err(e))?;
+        let value = table.get(name).map_err(|e| self.err(e))?;
+        Ok(value.map(|v| v.value().to_vec()))
     }
 
     /// Bumps and returns the node generation: every start is a new incarnation, so peers can tell a

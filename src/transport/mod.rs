@@ -1,5 +1,326 @@
-//! Everything between nodes: the cluster CA and node identities now; the QUIC endpoint (one UDP
-//! port, mutual TLS) that will carry gossip and the cross-host data path arrives next. Until
-//! then every endpoint a node routes to is reached directly over TCP.
+//! Everything between nodes goes over one QUIC endpoint (one UDP port, mutual TLS against the
+//! cluster CA): SWIM as datagrams, gossip messages on uni streams, and the cross-host data path on
+//! bi streams (`relay`). Connections are cached per peer address and remade when lost.
 
 pub mod pki;
+pub mod relay;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use relay::{LocalEndpoints, RelayRequest, RelayStream};
+pub use tls::{TlsError, TlsFiles};
+
+/// One gossip message carried on a uni stream may be large (a full anti-entropy answer) but not
+/// unbounded: a peer cannot make us buffer more than this.
+const MAX_MESSAGE: usize = 64 << 20;
+/// Uni-stream kind byte: a gossip message follows.
+const KIND_GOSSIP: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot bind the gossip port {addr} (UDP): {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot reach node at {addr}: {message}")]
+    Connect { addr: SocketAddr, message: String },
+    #[error("connection to {addr} lost: {message}")]
+    Lost { addr: SocketAddr, message: String },
+}
+
+/// What arrives from authenticated peers for the gossip task. `peer` is the node name the
+/// peer's certificate proves.
+#[derive(Debug)]
+pub enum Incoming {
+    Datagram { peer: String, from: SocketAddr, bytes: Bytes },
+    Message { peer: String, from: SocketAddr, bytes: Bytes },
+}
+
+/// Counters for the admin API: what was refused or thrown away, and why.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    pub handshakes_rejected: AtomicU64,
+    pub bad_streams: AtomicU64,
+    pub dropped_datagrams: AtomicU64,
+    pub relayed_streams: AtomicU64,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
+
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+    client: ArcSwap<quinn::ClientConfig>,
+    files: TlsFiles,
+    name: String,
+    conns: Mutex<HashMap<SocketAddr, Slot>>,
+    incoming: mpsc::Sender<Incoming>,
+    local: Arc<dyn LocalEndpoints>,
+    pub stats: TransportStats,
+    shutdown: CancellationToken,
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // Keep-alive well inside the idle timeout, so a quiet but healthy peer never looks dead and
+    // a dead one is noticed in seconds (SWIM decides membership; this only frees resources).
+    t.keep_alive_interval(Some(Duration::from_secs(2)));
+    t.max_idle_timeout(Some(Duration::from_secs(10).try_into().expect("small duration")));
+    t.max_concurrent_bidi_streams(4096u32.into());
+    t.max_concurrent_uni_streams(1024u32.into());
+    t.datagram_receive_buffer_size(Some(4 << 20));
+    Arc::new(t)
+}
+
+fn quic_configs(files: &TlsFiles) -> Result<(quinn::ServerConfig, quinn::ClientConfig, String), TlsError> {
+    let c = tls::load(files)?;
+    let bad = |e: quinn::crypto::rustls::NoInitialCipherSuite| TlsError::Verifier(e.to_string());
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(c.server).map_err(bad)?));
+    server.transport_config(transport_config());
+    let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(c.client).map_err(bad)?));
+    client.transport_config(transport_config());
+    Ok((server, client, c.name))
+}
+
+impl Transport {
+    /// Binds the UDP port and starts accepting. The certificate's node name must be this node's
+    /// name: the cluster knows nodes by the names their certificates prove.
+    pub fn bind(
+        listen: SocketAddr,
+        files: TlsFiles,
+        node_name: &str,
+        local: Arc<dyn LocalEndpoints>,
+        shutdown: CancellationToken,
+    ) -> Result<(Arc<Transport>, mpsc::Receiver<Incoming>), TransportError> {
+        let (server, client, name) = quic_configs(&files)?;
+        if name != node_name {
+            return Err(TlsError::Pem {
+                path: files.cert.clone(),
+                message: format!("is issued to node `{name}` but this node is `{node_name}` (set [node] name, or issue a certificate with `weft ca issue --node {node_name}`)"),
+            }
+            .into());
+        }
+        let endpoint = quinn::Endpoint::server(server, listen).map_err(|source| TransportError::Bind { addr: listen, source })?;
+        let (tx, rx) = mpsc::channel(4096);
+        let t = Arc::new(Transport {
+            endpoint,
+            client: ArcSwap::from_pointee(client),
+            files,
+            name,
+            conns: Mutex::new(HashMap::new()),
+            incoming: tx,
+            local,
+            stats: TransportStats::default(),
+            shutdown,
+        });
+        tokio::spawn(t.clone().accept_loop());
+        tokio::spawn(t.clone().watch_certificates());
+        Ok((t, rx))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn accept_loop(self: Arc<Self>) {
+        loop {
+            let incoming = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                i = self.endpoint.accept() => match i { Some(i) => i, None => break },
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let from = incoming.remote_address();
+                match incoming.await {
+                    Ok(conn) => me.serve(conn),
+                    Err(e) => {
+                        me.stats.handshakes_rejected.fetch_add(1, Relaxed);
+                        tracing::warn!(%from, error = %e, "rejected a node connection (not signed by the cluster CA?)");
+                    }
+                }
+            });
+        }
+        self.endpoint.close(0u32.into(), b"shutting down");
+    }
+
+    /// Runs the receive side of a connection, whichever end opened it.
+    fn serve(self: &Arc<Self>, conn: quinn::Connection) {
+        let Some(peer) = tls::peer_name(&conn) else {
+            conn.close(1u32.into(), b"certificate names no node");
+            return;
+        };
+        tracing::debug!(%peer, addr = %conn.remote_address(), "node connection up");
+        let (me, c, p) = (self.clone(), conn.clone(), peer.clone());
+        tokio::spawn(async move {
+            while let Ok(bytes) = c.read_datagram().await {
+                let msg = Incoming::Datagram { peer: p.clone(), from: c.remote_address(), bytes };
+                // SWIM tolerates loss; a full queue must not stall the connection.
+                if me.incoming.try_send(msg).is_err() {
+                    me.stats.dropped_datagrams.fetch_add(1, Relaxed);
+                }
+            }
+        });
+        let (me, c, p) = (self.clone(), conn.clone(), peer.clone());
+        tokio::spawn(async move {
+            while let Ok(recv) = c.accept_uni().await {
+                let (me, p, from) = (me.clone(), p.clone(), c.remote_address());
+                tokio::spawn(async move { me.read_message(recv, p, from).await });
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                me.stats.relayed_streams.fetch_add(1, Relaxed);
+                let (local, p) = (me.local.clone(), peer.clone());
+                tokio::spawn(async move { relay::serve(send, recv, local, &p).await });
+            }
+        });
+    }
+
+    async fn read_message(&self, mut recv: quinn::RecvStream, peer: String, from: SocketAddr) {
+        let bytes = match recv.read_to_end(MAX_MESSAGE).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.bad_streams.fetch_add(1, Relaxed);
+                tracing::debug!(%peer, error = %e, "gossip stream failed");
+                return;
+            }
+        };
+        match bytes.split_first() {
+            Some((&KIND_GOSSIP, rest)) => {
+                let _ = self.incoming.send(Incoming::Message { peer, from, bytes: Bytes::copy_from_slice(rest) }).await;
+            }
+            _ => {
+                self.stats.bad_streams.fetch_add(1, Relaxed);
+                tracing::warn!(%peer, "dropped a stream of unknown kind");
+            }
+        }
+    }
+
+    /// The cached connection to a peer, or a new one. `expect` is the node name when known: the
+    /// peer's certificate must then carry it.
+    pub async fn connection(self: &Arc<Self>, addr: SocketAddr, expect: Option<&str>) -> Result<quinn::Connection, TransportError> {
+        let slot = {
+            let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+            conns.entry(addr).or_default().clone()
+        };
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| c.close_reason().is_none()) {
+            return Ok(c.clone());
+        }
+        let err = |e: &dyn std::fmt::Display| TransportError::Connect { addr, message: e.to_string() };
+        let client = (**self.client.load()).clone();
+        let connecting = self.endpoint.connect_with(client, addr, expect.unwrap_or(tls::ANY_NODE)).map_err(|e| err(&e))?;
+        let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
+            .await
+            .map_err(|_| err(&"handshake timed out"))?
+            .map_err(|e| err(&e))?;
+        self.serve(conn.clone());
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Fire and forget: a datagram to a peer, connecting first if needed (off the caller's task).
+    pub fn send_datagram(self: &Arc<Self>, addr: SocketAddr, bytes: Bytes) {
+        if let Some(c) = self.cached(addr) {
+            if c.send_datagram(bytes).is_err() {
+                self.stats.dropped_datagrams.fetch_add(1, Relaxed);
+            }
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.connection(addr, None).await {
+                Ok(c) => {
+                    let _ = c.send_datagram(bytes);
+                }
+                Err(e) => tracing::debug!(error = %e, "datagram not sent"),
+            }
+        });
+    }
+
+    /// Sends one gossip message on its own uni stream; `finish` makes sure it is delivered whole
+    /// even if we close right after.
+    pub fn send_message(self: &Arc<Self>, addr: SocketAddr, bytes: Bytes) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let c = me.connection(addr, None).await?;
+                let lost = |e: &dyn std::fmt::Display| TransportError::Lost { addr, message: e.to_string() };
+                let mut s = c.open_uni().await.map_err(|e| lost(&e))?;
+                s.write_all(&[KIND_GOSSIP]).await.map_err(|e| lost(&e))?;
+                s.write_all(&bytes).await.map_err(|e| lost(&e))?;
+                s.finish().map_err(|e| lost(&e))?;
+                let _ = s.stopped().await;
+                Ok::<_, TransportError>(())
+            };
+            if let Err(e) = result.await {
+                tracing::debug!(error = %e, "gossip message not sent");
+            }
+        });
+    }
+
+    fn cached(&self, addr: SocketAddr) -> Option<quinn::Connection> {
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = conns.get(&addr)?;
+        let guard = slot.try_lock().ok()?;
+        guard.as_ref().filter(|c| c.close_reason().is_none()).cloned()
+    }
+
+    /// Smoothed round-trip time to a peer we hold a connection to.
+    pub fn rtt(&self, addr: SocketAddr) -> Option<Duration> {
+        self.cached(addr).map(|c| c.rtt())
+    }
+
+    /// Opens a data-path stream to `node` (at `addr`) for one of its endpoints.
+    pub async fn open_relay(self: &Arc<Self>, addr: SocketAddr, node: &str, req: &RelayRequest) -> Result<RelayStream, relay::RelayError> {
+        let conn = self.connection(addr, Some(node)).await.map_err(relay::RelayError::Transport)?;
+        relay::open(&conn, req).await
+    }
+
+    /// Re-reads the certificate files when they change, so a rotated certificate or CA takes
+    /// effect without a restart; a bad new file is logged and the old configuration kept.
+    async fn watch_certificates(self: Arc<Self>) {
+        let stamp = |f: &TlsFiles| -> Vec<Option<SystemTime>> {
+            [&f.ca, &f.cert, &f.key].iter().map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()).collect()
+        };
+        let mut last = stamp(&self.files);
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = stamp(&self.files);
+            if now == last {
+                continue;
+            }
+            last = now;
+            match quic_configs(&self.files) {
+                Ok((_, _, name)) if name != self.name => {
+                    tracing::error!(cert = %self.files.cert.display(), %name, "new certificate is for another node; keeping the old one");
+                }
+                Ok((server, client, _)) => {
+                    self.endpoint.set_server_config(Some(server));
+                    self.client.store(Arc::new(client));
+                    tracing::info!("reloaded TLS certificates");
+                }
+                Err(e) => tracing::error!(error = %e, "cannot reload TLS certificates; keeping the old ones"),
+            }
+        }
+    }
+}

@@ -170,7 +170,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     let timeout = route.connect_timeout;
     let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
     let info = request_info(route, head, &buf[..], authority, Headers::Raw { buf: &buf[..], fields: &head.fields }, &l.shared.zone);
-    let connected = connect_with_retries(&l.shared, route, info, |t: &Target| pools.h1(t.address, timeout)).await;
+    let connected = connect_with_retries(&l.shared, route, info, |t: Arc<Target>| async move { pools.h1(route, &t, timeout).await }).await;
     let (target, mut up) = match connected {
         Ok(c) => c,
         Err(e) => {
@@ -200,7 +200,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
         let attempt = exchange_head(&mut up, client, buf, head, &out, is_head, request_timeout, addr).await;
         match attempt {
             Err(ProxyError::UpstreamIo { .. }) if up.reused && head.body == BodyKind::Empty && idempotent && up.buf.is_empty() => {
-                let stream = super::pool::connect_tcp(addr, timeout).await.map_err(|e| (e, None))?;
+                let stream = pools.connect(route, &target, timeout).await.map_err(|e| (e, None))?;
                 up = Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false };
             }
             Err(e) => {
@@ -244,7 +244,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     })?;
     let reusable = body_done && !resp.close && resp.body != BodyKind::UntilClose && up.buf.is_empty();
     if reusable {
-        l.shared.pools.checkin_h1(addr, up);
+        l.shared.pools.checkin_h1(super::conn::dest(&target), up);
     }
     Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }))
 }

@@ -1,0 +1,290 @@
+//! The gossip task: the one place the sans-IO gossip core meets the world. It feeds the core
+//! what the transport receives, the catalog's own writes and timer expiries, and carries out
+//! what the core asks (datagrams, messages, timers); it publishes membership to routing and the
+//! admin API and persists it. Nothing in the loop waits on the network.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{MemberReport, MeshView};
+use crate::catalog::{Body, Catalog, Key, Record};
+use crate::gossip::{Core, Input, MemberState, MemberView, Output, Replica, Role, TimerId};
+use crate::proxy::{Peer, PeerState, Peers};
+use crate::transport::{Incoming, Transport};
+
+const MEMBERS_BLOB: &str = "members";
+
+pub fn role_str(r: Role) -> &'static str {
+    match r {
+        Role::Registry => "registry",
+        Role::Proxy => "proxy",
+        Role::Combined => "combined",
+    }
+}
+
+/// The catalog as the gossip core's replica. Merges enforce the part of the authority rules that
+/// needs the record being replaced, and a node re-asserts its own endpoints if a peer removed
+/// them while it was unreachable (it is alive, so they are not stale).
+pub struct CatalogReplica {
+    pub catalog: Arc<Catalog>,
+}
+
+impl Replica for CatalogReplica {
+    fn digest(&self) -> crate::gossip::Digest {
+        let mut all = Vec::new();
+        self.catalog.for_each_record(|r| all.push(r.clone()));
+        crate::gossip::summarize(all.iter())
+    }
+
+    fn records_by(&self, writer: &str, above: u64) -> Vec<Record> {
+        self.catalog.records_by(writer, above)
+    }
+
+    fn merge(&mut self, records: Vec<Record>, authority: &dyn Fn(&str) -> Option<Role>) -> Vec<Record> {
+        let me = self.catalog.node().to_string();
+        let reassert = std::cell::RefCell::new(Vec::new());
+        let accept = |r: &Record, current: Option<&Record>| {
+            let (Key::Endpoint(..), None) = (&r.key, &r.body) else { return true };
+            let Some(Body::Endpoint(owned)) = current.and_then(|c| c.body.as_ref()) else { return true };
+            if owned.node == r.version.writer {
+                return true;
+            }
+            // Only a registry removes another node's endpoint (its node stayed down too long).
+            let ok = authority(&r.version.writer).is_some_and(|role| role.writes_definitions());
+            if ok && owned.node == me {
+                reassert.borrow_mut().push(owned.clone());
+            }
+            ok
+        };
+        let merged = match self.catalog.merge_many(records, accept) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store replicated records");
+                return Vec::new();
+            }
+        };
+        // We are alive, so our own endpoints are not stale: write them back (a newer version).
+        for ep in reassert.into_inner() {
+            tracing::info!(endpoint = %ep.id, "re-registering an endpoint a registry removed while this node looked down");
+            if let Err(e) = self.catalog.write(Body::Endpoint(ep), crate::catalog::Origin::Api) {
+                tracing::warn!(error = %e, "cannot re-register endpoint");
+            }
+        }
+        merged
+    }
+}
+
+fn millis(start: Instant) -> u64 {
+    start.elapsed().as_millis() as u64
+}
+
+pub struct MeshParts {
+    /// This node as `weft members` lists it.
+    pub me: MemberView,
+    pub core: Core<CatalogReplica>,
+    pub transport: Arc<Transport>,
+    pub incoming: mpsc::Receiver<Incoming>,
+    pub catalog: Arc<Catalog>,
+    pub seeds: Vec<SocketAddr>,
+    pub peers: watch::Sender<Peers>,
+    pub view: watch::Sender<MeshView>,
+    pub start: Instant,
+    pub endpoint_grace: Duration,
+    pub shutdown: CancellationToken,
+}
+
+/// Members saved by a previous run, to announce to at start (static stability: a node that comes
+/// back with no seed reachable still knows where everyone was).
+pub fn restore_members(catalog: &Catalog) -> Vec<MemberView> {
+    match catalog.load_blob(MEMBERS_BLOB) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "saved member list unreadable; starting from the seeds");
+            Vec::new()
+        }),
+        _ => Vec::new(),
+    }
+}
+
+/// Routing and the admin API see the restored membership before the first listener binds.
+pub fn publish_initial(p: &MeshParts) {
+    publish_peers(p);
+    publish_members(p);
+}
+
+pub async fn run(mut p: MeshParts) {
+    let mut timers: BinaryHeap<Reverse<(Instant, TimerId)>> = BinaryHeap::new();
+    let mut local = p.catalog.local_changes();
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+    let mut down_since: HashMap<String, Instant> = HashMap::new();
+    let mut members_dirty = true;
+    p.core.handle(Input::Join(p.seeds.clone()), millis(p.start));
+    loop {
+        let next_timer = timers.peek().map(|Reverse((at, _))| *at);
+        let now;
+        tokio::select! {
+            _ = p.shutdown.cancelled() => {
+                p.core.handle(Input::Leave, millis(p.start));
+                carry_out(&mut p, &mut timers, &mut members_dirty);
+                // Give the leave notice a moment to go out before the endpoint closes.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                save_members(&p);
+                return;
+            }
+            Some(inc) = p.incoming.recv() => {
+                now = millis(p.start);
+                let input = match inc {
+                    Incoming::Datagram { peer, from, bytes } => Input::Datagram { peer, from, bytes },
+                    Incoming::Message { peer, from, bytes } => Input::Message { peer, from, bytes },
+                };
+                p.core.handle(input, now);
+            }
+            Some(first) = local.recv() => {
+                let mut batch = vec![first];
+                while let Ok(r) = local.try_recv() {
+                    batch.push(r);
+                }
+                p.core.handle(Input::LocalChange(batch), millis(p.start));
+            }
+            _ = async { tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)).await }, if next_timer.is_some() => {
+                now = millis(p.start);
+                let due = Instant::now();
+                while let Some(Reverse((at, id))) = timers.peek().cloned() {
+                    if at > due {
+                        break;
+                    }
+                    timers.pop();
+                    p.core.handle(Input::Timer(id), now);
+                }
+            }
+            _ = housekeeping.tick() => {
+                publish_members(&p);
+                remove_stale_endpoints(&p, &mut down_since);
+                if members_dirty {
+                    save_members(&p);
+                    members_dirty = false;
+                }
+            }
+        }
+        carry_out(&mut p, &mut timers, &mut members_dirty);
+    }
+}
+
+fn carry_out(p: &mut MeshParts, timers: &mut BinaryHeap<Reverse<(Instant, TimerId)>>, dirty: &mut bool) {
+    let mut changed = false;
+    for out in p.core.drain() {
+        match out {
+            Output::Datagram { to, bytes } => p.transport.send_datagram(to, bytes),
+            Output::Message { to, bytes } => p.transport.send_message(to, bytes),
+            Output::Timer { after, id } => timers.push(Reverse((Instant::now() + after, id))),
+            Output::MembersChanged => changed = true,
+            Output::Merged(n) => tracing::debug!(records = n, "merged records from peers"),
+        }
+    }
+    if changed {
+        *dirty = true;
+        publish_peers(p);
+        publish_members(p);
+    }
+}
+
+fn peer_state(s: MemberState) -> PeerState {
+    match s {
+        MemberState::Alive => PeerState::Alive,
+        MemberState::Suspect => PeerState::Suspect,
+        MemberState::Down => PeerState::Down,
+    }
+}
+
+fn publish_peers(p: &MeshParts) {
+    let me = p.catalog.node();
+    let peers: HashMap<String, Peer> = p
+        .core
+        .members()
+        .into_iter()
+        .filter(|m| m.name != me)
+        .map(|m| (m.name.clone(), Peer { addr: m.addr, state: peer_state(m.state) }))
+        .collect();
+    let registries: Vec<String> = p.core.members().into_iter().chain(std::iter::once(p.me.clone())).filter(|m| m.role == Role::Registry || m.role == Role::Combined).filter(|m| m.state == MemberState::Alive).map(|m| format!("{} ({})", m.name, m.addr)).collect();
+    p.catalog.update_registries(registries);
+    p.peers.send_replace(Some(Arc::new(peers)));
+}
+
+fn publish_members(p: &MeshParts) {
+    let me = p.catalog.node();
+    let list = std::iter::once(p.me.clone())
+        .chain(p.core.members())
+        .map(|m| MemberReport {
+            state: match m.state {
+                MemberState::Alive => "alive",
+                MemberState::Suspect => "suspect",
+                MemberState::Down => "down",
+            },
+            address: m.addr,
+            generation: m.generation,
+            role: role_str(m.role),
+            rtt_ms: (m.name != me).then(|| p.transport.rtt(m.addr)).flatten().map(|d| (d.as_secs_f64() * 100_000.0).round() / 100.0),
+            myself: m.name == me,
+            name: m.name,
+        })
+        .collect();
+    let t = &p.transport.stats;
+    let c = p.core.stats();
+    let counters = [
+        ("handshakes_rejected", t.handshakes_rejected.load(Relaxed)),
+        ("bad_streams", t.bad_streams.load(Relaxed)),
+        ("datagrams_dropped", t.dropped_datagrams.load(Relaxed)),
+        ("relayed_streams", t.relayed_streams.load(Relaxed)),
+        ("bad_datagrams", c.bad_datagrams),
+        ("bad_messages", c.bad_messages),
+        ("rejected_records", c.rejected_records),
+        ("records_merged", c.records_merged),
+    ];
+    p.view.send_replace(MeshView { members: list, counters: counters.into_iter().collect() });
+}
+
+fn save_members(p: &MeshParts) {
+    let me = p.catalog.node();
+    let list: Vec<MemberView> = p.core.members().into_iter().filter(|m| m.name != me).collect();
+    match serde_json::to_vec(&list) {
+        Ok(bytes) => {
+            if let Err(e) = p.catalog.save_blob(MEMBERS_BLOB, &bytes) {
+                tracing::warn!(error = %e, "cannot save the member list");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode the member list"),
+    }
+}
+
+/// On registry nodes: endpoints of a node down longer than the grace period are removed (as
+/// tombstones that replicate). Until then they only get no traffic, so a node that comes back
+/// quickly keeps its registrations.
+fn remove_stale_endpoints(p: &MeshParts, down_since: &mut HashMap<String, Instant>) {
+    let members = p.core.members();
+    down_since.retain(|name, _| members.iter().any(|m| &m.name == name && m.state == MemberState::Down));
+    for m in members.iter().filter(|m| m.state == MemberState::Down) {
+        down_since.entry(m.name.clone()).or_insert_with(Instant::now);
+    }
+    if !p.me.role.writes_definitions() {
+        return;
+    }
+    let expired: Vec<&String> = down_since.iter().filter(|(_, since)| since.elapsed() >= p.endpoint_grace).map(|(n, _)| n).collect();
+    if expired.is_empty() {
+        return;
+    }
+    let snap = p.catalog.snapshot();
+    for ep in snap.endpoints.values().flatten().filter(|e| expired.contains(&&e.node)) {
+        let key = Key::Endpoint(ep.namespace.clone(), ep.service.clone(), ep.id.clone());
+        match p.catalog.delete(&key) {
+            Ok(()) => tracing::info!(%key, node = %ep.node, "removed: its node has been down longer than the grace period"),
+            Err(e) => tracing::warn!(%key, error = %e, "cannot remove endpoint of a down node"),
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The composition root: opens the store, restores the catalog, applies the config, binds the
+//! mesh transport, admin API, DNS and alias listeners, and runs until SIGTERM/SIGINT. Mode
+//! changes the wiring, never the code of a subsystem.
+
+mod mesh;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState, NodeInfo};
+use crate::catalog::{Body, Catalog, CatalogError, Endpoint, Key, Namespace, Origin, VipRange};
+use crate::config::{Config, DEFAULT_NAMESPACE, Mode, Problem};
+use crate::dns::{DnsResponder, HostsBlock, NameTable, system_upstreams};
+use crate::gossip::{Core, GossipConfig, MemberState, MemberView, NodeId, Role};
+use crate::proxy::Peers;
+use crate::transport::{LocalEndpoints, RelayRequest, Transport};
+use crate::policy::Builtin;
+use crate::proxy::{Proxy, ProxyParts};
+use crate::store::{Store, StoreError};
+use crate::telemetry::Stats;
+
+/// How long open connections may finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("configuration does not fit the catalog:\n{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<Problem>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("cannot listen for the admin API on {addr}: {source}")]
+    Admin { addr: SocketAddr, source: std::io::Error },
+    #[error("DNS responder: {0}")]
+    Dns(#[from] crate::dns::DnsError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
+    #[error("[gossip] {0}")]
+    Gossip(String),
+}
+
+/// Writes what the config declares through the same path as the API, and retires records that a
+/// previous config declared but this one no longer does.
+fn apply_config(catalog: &Catalog, config: &Config) -> Result<Vec<Endpoint>, NodeError> {
+    let in_mesh = config.tls_files().is_some();
+    let mut pending = Vec::new();
+    let mut problems = Vec::new();
+    let mut desired = HashSet::new();
+    let defines = config.node.mode != Mode::Proxy;
+    if defines && !catalog.snapshot().namespaces.contains_key(DEFAULT_NAMESPACE) {
+        let ns = Namespace { name: DEFAULT_NAMESPACE.into(), description: "created by weft".into() };
+        catalog.write(Body::Namespace(ns), Origin::Api)?;
+    }
+    let mut put = |at: &crate::config::Origin, body: Body| {
+        desired.insert(body.key());
+        match catalog.write(body.clone(), Origin::Config) {
+            // In a mesh the service may be defined by a registry we have not heard from yet.
+            Err(CatalogError::NotFound(Key::Service(..))) if in_mesh => {
+                if let Body::Endpoint(ep) = body {
+                    pending.push(ep);
+                }
+            }
+            Err(e) => problems.push(Problem { at: at.clone(), message: e.to_string() }),
+            Ok(_) => {}
+        }
+    };
+    if defines {
+        for n in &config.namespaces {
+            put(&n.at, Body::Namespace(n.value.clone()));
+        }
+        for s in &config.services {
+            put(&s.at, Body::Service(s.value.clone()));
+        }
+    }
+    for e in &config.endpoints {
+        put(&e.at, Body::Endpoint(e.value.to_endpoint(&config.node)));
+    }
+    if !problems.is_empty() {
+        return Err(NodeError::Config(problems));
+    }
+    let mut stale: Vec<Key> = catalog.config_owned().into_iter().filter(|k| !desired.contains(k)).collect();
+    // Children before parents: endpoints, then services, then namespaces.
+    stale.sort_by_key(|k| match k {
+        Key::Endpoint(..) => 0,
+        Key::Service(..) => 1,
+        Key::Namespace(..) => 2,
+    });
+    for key in stale {
+        match catalog.delete(&key) {
+            Ok(()) => tracing::info!(%key, "removed: no longer in the config"),
+            Err(e) => tracing::warn!(%key, error = %e, "left in place although no longer in the config"),
+        }
+    }
+    for ep in &pending {
+        tracing::warn!(endpoint = %ep.id, service = %format!("{}/{}", ep.namespace, ep.service), "service not known yet; the endpoint registers once a registry's definition arrives");
+    }
+    Ok(pending)
+}
+
+/// Registers config endpoints that waited for their service's definition to replicate here.
+async fn register_pending(catalog: Arc<Catalog>, mut pending: Vec<Endpoint>, shutdown: CancellationToken) {
+    let mut rx = catalog.subscribe();
+    while !pending.is_empty() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
+        pending.retain(|ep| match catalog.write(Body::Endpoint(ep.clone()), Origin::Config) {
+            Ok(_) => {
+                tracing::info!(endpoint = %ep.id, "registered now that its service is known");
+                false
+            }
+            Err(CatalogError::NotFound(_)) => true,
+            Err(e) => {
+                tracing::error!(endpoint = %ep.id, error = %e, "cannot register config endpoint");
+                false
+            }
+        });
+    }
+}
+
+/// This node's own endpoints, for the relay side of the cross-host data path.
+struct OwnEndpoints {
+    catalog: Arc<Catalog>,
+    stats: Arc<Stats>,
+}
+
+impl LocalEndpoints for OwnEndpoints {
+    fn resolve(&self, req: &RelayRequest) -> Option<(SocketAddr, Duration, Arc<crate::telemetry::EndpointStats>)> {
+        let snap = self.catalog.snapshot();
+        let svc = snap.services.get(&(req.namespace.clone(), req.service.clone()))?;
+        let ep = snap.endpoints_of(&req.namespace, &req.service).iter().find(|e| e.id == req.endpoint && e.node == self.catalog.node())?;
+        let timeout = Duration::from_millis(svc.timeouts.connect_ms());
+        Some((ep.address, timeout, self.stats.endpoint(&ep.namespace, &ep.service, &ep.id)))
+    }
+}
+
+/// The mesh part of a node, when `[tls]` is configured.
+struct Mesh {
+    transport: Arc<Transport>,
+    advertise: SocketAddr,
+    peers: watch::Receiver<Peers>,
+    view: watch::Receiver<crate::admin::MeshView>,
+}
+
+async fn resolve_seeds(config: &Config) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for seed in &config.gossip.join {
+        let Ok((host, port)) = crate::config::parse_seed(seed) else { continue };
+        match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(addrs) => out.extend(addrs),
+            Err(e) => tracing::warn!(%seed, error = %e, "cannot resolve seed"),
+        }
+    }
+    out
+}
+
+/// Where peers reach us: `advertise`, else a specific `listen` address, else the local address
+/// that routes to the first seed (right for hosts in different networks without NAT).
+fn advertise_addr(config: &Config, bound: SocketAddr, seeds: &[SocketAddr]) -> Result<SocketAddr, NodeError> {
+    if let Some(a) = config.gossip.advertise {
+        return Ok(a);
+    }
+    if !bound.ip().is_unspecified() {
+        return Ok(bound);
+    }
+    let via_seed = seeds.first().and_then(|seed| {
+        let probe = std::net::UdpSocket::bind((if seed.is_ipv4() { "0.0.0.0" } else { "::" }, 0)).ok()?;
+        probe.connect(seed).ok()?;
+        probe.local_addr().ok()
+    });
+    match via_seed {
+        Some(local) => Ok(SocketAddr::new(local.ip(), bound.port())),
+        None => Err(NodeError::Gossip(format!(
+            "`listen` is a wildcard ({bound}) and there is no seed to route to: set `advertise` to the address other nodes reach this one at"
+        ))),
+    }
+}
+
+fn me_view(config: &Config, generation: u64, addr: SocketAddr, role: Role) -> MemberView {
+    MemberView { name: config.node.name.clone(), generation, addr, role, state: MemberState::Alive, since: 0, renewal: 0, incarnation: 0 }
+}
+
+fn role_of(mode: Mode) -> Role {
+    match mode {
+        Mode::Registry => Role::Registry,
+        Mode::Proxy => Role::Proxy,
+        Mode::Combined => Role::Combined,
+    }
+}
+
+pub async fn run(config: Config) -> Result<(), NodeError> {
+    let data_dir: PathBuf = config.node.data_dir();
+    let store = Store::open(&data_dir)?;
+    let vip_range = VipRange::parse(&config.dns.vip_cidr)
+        .map_err(|e| CatalogError::Invalid { field: "dns.vip_cidr".into(), message: e })?;
+    let catalog = Arc::new(Catalog::open(store, &config.node.name, vip_range)?);
+    let mode = config.node.mode;
+    if mode == Mode::Proxy {
+        catalog.set_read_only(Vec::new());
+    }
+    let pending = apply_config(&catalog, &config)?;
+
+    let shutdown = CancellationToken::new();
+    let stats = Arc::new(Stats::default());
+    let table = Arc::new(ArcSwap::from_pointee(Default::default()));
+    let listener_errors = Arc::new(Mutex::new(Default::default()));
+    let names: NameTable = Arc::new(ArcSwap::from_pointee(Default::default()));
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // The mesh first: its port is bound and its membership restored before any listener, so
+    // routes to other hosts work from the first request (static stability after a restart).
+    let mut mesh = None;
+    let mut mesh_core = None;
+    if let Some(files) = config.tls_files() {
+        let own = Arc::new(OwnEndpoints { catalog: catalog.clone(), stats: stats.clone() });
+        let (transport, incoming) = Transport::bind(config.gossip.listen, files, &config.node.name, own, shutdown.clone())?;
+        let seeds = resolve_seeds(&config).await;
+        let advertise = advertise_addr(&config, transport.local_addr(), &seeds)?;
+        let (peers_tx, peers) = watch::channel(Some(Arc::new(Default::default())));
+        let (view_tx, view) = watch::channel(Default::default());
+        mesh = Some(Mesh { transport: transport.clone(), advertise, peers, view });
+        mesh_core = Some((transport, incoming, seeds, peers_tx, view_tx));
+    }
+    let peers = mesh.as_ref().map(|m| m.peers.clone()).unwrap_or_else(|| watch::channel(None).1);
+
+    let admin_listener = admin::bind(config.admin.listen).await.map_err(|source| NodeError::Admin { addr: config.admin.listen, source })?;
+    let admin_addr = admin_listener.local_addr().unwrap_or(config.admin.listen);
+
+    let mut dns_addr = None;
+    if mode.runs_proxy() && config.dns.enabled {
+        let upstream = config.dns.upstream.clone().unwrap_or_else(|| system_upstreams(config.dns.listen));
+        let dns = DnsResponder::bind(config.dns.listen, upstream, config.dns.ttl, names.clone()).await?;
+        dns_addr = Some(dns.local_addr());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = dns.run(stop).await {
+                tracing::error!(error = %e, "DNS responder stopped");
+            }
+        });
+    }
+
+    let generation = catalog.next_generation()?;
+    if let (Some((transport, incoming, seeds, peers_tx, view_tx)), Some(m)) = (mesh_core, &mesh) {
+        let me = NodeId::new(config.node.name.clone(), generation, m.advertise, role_of(mode));
+        let gossip = GossipConfig { remove_down_after: Duration::from_secs(config.gossip.remove_down_after_s), ..GossipConfig::default() };
+        let seed = rand::random::<u64>();
+        let start = tokio::time::Instant::now();
+        let mut core = Core::new(me.clone(), gossip, mesh::CatalogReplica { catalog: catalog.clone() }, seed, 0);
+        core.restore(mesh::restore_members(&catalog), 0);
+        let parts = mesh::MeshParts {
+            me: me_view(&config, generation, m.advertise, role_of(mode)),
+            core,
+            transport,
+            incoming,
+            catalog: catalog.clone(),
+            seeds,
+            peers: peers_tx,
+            view: view_tx,
+            start,
+            endpoint_grace: Duration::from_secs(config.gossip.endpoint_grace_s),
+            shutdown: shutdown.clone(),
+        };
+        mesh::publish_initial(&parts);
+        tasks.spawn(mesh::run(parts));
+    }
+    if !pending.is_empty() {
+        tasks.spawn(register_pending(catalog.clone(), pending, shutdown.clone()));
+    }
+
+    let hosts_file = config.dns.hosts_file.clone().filter(|_| mode.runs_proxy());
+    if mode.runs_proxy() {
+        let clients: HashSet<String> = config.clients.iter().map(|c| c.value.namespace.clone()).collect();
+        let mut proxy = Proxy::new(ProxyParts {
+            policy: Arc::new(Builtin::default()),
+            stats: stats.clone(),
+            table: table.clone(),
+            zone: config.node.zone.clone(),
+            clients,
+            names: names.clone(),
+            hosts: hosts_file.clone().map(HostsBlock::new),
+            errors: listener_errors.clone(),
+            shutdown: shutdown.clone(),
+            mesh: mesh.as_ref().map(|m| m.transport.clone()),
+            me: config.node.name.clone(),
+            peers,
+        });
+        let rx = catalog.subscribe();
+        // Listeners are bound before the node reports ready.
+        proxy.apply(&catalog.snapshot()).await;
+        tasks.spawn(proxy.run(rx, SHUTDOWN_GRACE));
+    }
+
+    let info = NodeInfo {
+        name: config.node.name.clone(),
+        mode,
+        generation,
+        zone: config.node.zone.clone(),
+        admin: admin_addr,
+        dns: dns_addr,
+        hosts_file: hosts_file.clone(),
+        gossip: mesh.as_ref().map(|m| m.advertise),
+        data_dir: data_dir.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let state = Arc::new(AdminState {
+        catalog: catalog.clone(),
+        stats,
+        table,
+        listener_errors,
+        info,
+        started: std::time::Instant::now(),
+        mesh: mesh.as_ref().map(|m| m.view.clone()),
+    });
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = admin::serve(admin_listener, state, stop).await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+
+    let dns_note = dns_addr.map(|a| format!(", DNS on {a}")).unwrap_or_default();
+    let hosts_note = hosts_file.map(|p| format!(", aliases in {}", p.display())).unwrap_or_default();
+    let mesh_note = mesh.as_ref().map(|m| format!(", mesh on {} (UDP, advertised as {})", m.transport.local_addr(), m.advertise)).unwrap_or_default();
+    eprintln!(
+        "weft ready: {} node `{}` (generation {generation}); admin API and dashboard at http://{admin_addr}/{dns_note}{hosts_note}{mesh_note}; data in {}",
+        mode.as_str(),
+        config.node.name,
+        data_dir.display()
+    );
+
+    wait_for_signal().await.map_err(NodeError::Signals)?;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    drop(mesh);
+    // Dropping the last catalog handle closes the store cleanly.
+    drop(catalog);
+    eprintln!("weft stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

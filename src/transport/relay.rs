@@ -1,0 +1,181 @@
+//! The cross-host data path. A caller whose chosen endpoint lives on another host opens a QUIC bi
+//! stream to that host's weft, names the endpoint in a short preface, and gets one status byte
+//! back once the far side has connected to it; from then on the stream is that TCP connection.
+//! So a stream stands in for a socket: the caller runs its HTTP/1.1, HTTP/2, gRPC or TCP code
+//! over it unchanged (per-request retries and endpoint choice stay with the caller, and every
+//! header, trailer and status is the endpoint's own), and the far side only splices bytes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::TransportError;
+use crate::telemetry::EndpointStats;
+
+/// Bi-stream kind byte: a data-path preface follows.
+const KIND_RELAY: u8 = 2;
+const MAX_PREFACE: usize = 1024;
+/// A caller that opens a stream and says nothing is not allowed to hold it.
+const PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which endpoint a data-path stream is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRequest {
+    pub namespace: String,
+    pub service: String,
+    pub endpoint: String,
+}
+
+/// The far side's answer, one byte on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    Ok = 0,
+    /// No such endpoint on this node (gone, or never ours).
+    NotHere = 1,
+    ConnectFailed = 2,
+    ConnectTimeout = 3,
+    BadPreface = 4,
+}
+
+impl Status {
+    fn from_byte(b: u8) -> Option<Status> {
+        [Status::Ok, Status::NotHere, Status::ConnectFailed, Status::ConnectTimeout, Status::BadPreface].into_iter().find(|s| *s as u8 == b)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Transport(TransportError),
+    #[error("stream to the endpoint's node failed: {0}")]
+    Stream(String),
+    #[error("the endpoint's node refused: {0:?}")]
+    Refused(Status),
+}
+
+/// The node's own endpoints, as the relay may reach them: address, connect timeout and the
+/// figures to record target-side.
+pub trait LocalEndpoints: Send + Sync {
+    fn resolve(&self, req: &RelayRequest) -> Option<(SocketAddr, Duration, Arc<EndpointStats>)>;
+}
+
+/// One data-path stream, readable and writable like a socket; shutdown finishes the send half.
+pub struct RelayStream {
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+}
+
+impl AsyncRead for RelayStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().recv).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for RelayStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.get_mut().send), cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().send), cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.get_mut().send), cx)
+    }
+}
+
+impl RelayStream {
+    /// True when the far side already closed or sent something unasked: not safe to reuse for a
+    /// new request. Never waits.
+    pub fn is_stale(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut buf = ReadBuf::new(&mut probe);
+        !matches!(Pin::new(&mut self.recv).poll_read(&mut cx, &mut buf), Poll::Pending)
+    }
+}
+
+/// Caller side: opens the stream, sends the preface, waits for the far side's connect.
+pub async fn open(conn: &quinn::Connection, req: &RelayRequest) -> Result<RelayStream, RelayError> {
+    let err = |e: &dyn std::fmt::Display| RelayError::Stream(e.to_string());
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| err(&e))?;
+    let body = postcard::to_stdvec(req).map_err(|e| err(&e))?;
+    let mut preface = Vec::with_capacity(3 + body.len());
+    preface.push(KIND_RELAY);
+    preface.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    preface.extend_from_slice(&body);
+    send.write_all(&preface).await.map_err(|e| err(&e))?;
+    let mut status = [0u8; 1];
+    recv.read_exact(&mut status).await.map_err(|e| err(&e))?;
+    match Status::from_byte(status[0]) {
+        Some(Status::Ok) => Ok(RelayStream { send, recv }),
+        Some(s) => Err(RelayError::Refused(s)),
+        None => Err(RelayError::Stream(format!("unknown status byte {}", status[0]))),
+    }
+}
+
+async fn read_preface(recv: &mut quinn::RecvStream) -> Option<RelayRequest> {
+    let mut head = [0u8; 3];
+    recv.read_exact(&mut head).await.ok()?;
+    let len = u16::from_be_bytes([head[1], head[2]]) as usize;
+    if head[0] != KIND_RELAY || len > MAX_PREFACE {
+        return None;
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.ok()?;
+    postcard::from_bytes(&body).ok()
+}
+
+/// Far side: connects to the named local endpoint and splices. Only this node's own endpoints
+/// can be named, so an authenticated peer cannot use a node as an open relay.
+pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, local: Arc<dyn LocalEndpoints>, peer: &str) {
+    let req = match tokio::time::timeout(PREFACE_TIMEOUT, read_preface(&mut recv)).await {
+        Ok(Some(r)) => r,
+        _ => {
+            tracing::warn!(%peer, "dropped a data-path stream with a bad preface");
+            let _ = send.write_all(&[Status::BadPreface as u8]).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let Some((addr, timeout, stats)) = local.resolve(&req) else {
+        let _ = send.write_all(&[Status::NotHere as u8]).await;
+        let _ = send.finish();
+        return;
+    };
+    let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            stats.failures.fetch_add(1, Relaxed);
+            tracing::debug!(%peer, %addr, error = %e, "relay connect failed");
+            let _ = send.write_all(&[Status::ConnectFailed as u8]).await;
+            let _ = send.finish();
+            return;
+        }
+        Err(_) => {
+            stats.failures.fetch_add(1, Relaxed);
+            let _ = send.write_all(&[Status::ConnectTimeout as u8]).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    stats.connections.fetch_add(1, Relaxed);
+    if send.write_all(&[Status::Ok as u8]).await.is_err() {
+        return;
+    }
+    let mut stream = RelayStream { send, recv };
+    let mut tcp = tcp;
+    if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, 32 * 1024, 32 * 1024).await {
+        tracing::debug!(%peer, %addr, error = %e, "relayed connection ended with an error");
+    }
+    let _ = stream.shutdown().await;
+}

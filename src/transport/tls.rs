@@ -1,0 +1,156 @@
+//! Mutual TLS between nodes: both sides present a certificate signed by the cluster CA and both
+//! verify the other's against it. Node names live in the certificates (`weft ca issue --node`),
+//! so the name a peer claims in gossip is checked against the name its certificate proves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// ALPN of node-to-node QUIC; a version bump changes it so mismatched nodes fail the handshake
+/// with a clear reason instead of misreading each other.
+pub const ALPN: &[u8] = b"weft/1";
+
+/// The server name a client asks for when it dials a seed whose node name it does not know yet:
+/// the chain is verified against the CA and the name is then read from the certificate.
+pub const ANY_NODE: &str = "any.weft.invalid";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("TLS setup: {0}")]
+    Verifier(String),
+}
+
+/// Where the cluster CA and this node's certificate and key are.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
+}
+
+fn pem_err(path: &Path) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError + '_ {
+    move |e| TlsError::Pem { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Both halves of a node's TLS: what it serves and what it dials with.
+pub struct Configs {
+    pub server: rustls::ServerConfig,
+    pub client: rustls::ClientConfig,
+    /// The node name in our own certificate.
+    pub name: String,
+}
+
+/// Loads the files and builds both configs; called at start and on every reload.
+pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
+    let ca_pem = read(&files.ca)?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+        roots.add(cert.map_err(pem_err(&files.ca))?).map_err(TlsError::Rustls)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Pem { path: files.ca.clone(), message: "no certificate in the file".into() });
+    }
+    let roots = Arc::new(roots);
+    let cert_pem = read(&files.cert)?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<_, _>>().map_err(pem_err(&files.cert))?;
+    let Some(leaf) = chain.first() else {
+        return Err(TlsError::Pem { path: files.cert.clone(), message: "no certificate in the file".into() });
+    };
+    let name = node_name(leaf).ok_or_else(|| TlsError::Pem { path: files.cert.clone(), message: "the certificate names no node (issue it with `weft ca issue --node NAME`)".into() })?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(pem_err(&files.key))?;
+    let provider = provider();
+
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain.clone(), key.clone_key())?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    server.max_early_data_size = 0;
+
+    let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NodeVerifier { inner: server_verifier }))
+        .with_client_auth_cert(chain, key)?;
+    client.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Configs { server, client, name })
+}
+
+/// The node name a certificate was issued for: its common name (also its first DNS SAN).
+pub fn node_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    (!cn.is_empty()).then(|| cn.to_string())
+}
+
+/// The node name of an authenticated QUIC peer.
+pub fn peer_name(conn: &quinn::Connection) -> Option<String> {
+    let certs = conn.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    node_name(certs.first()?)
+}
+
+/// Verifies the chain against the cluster CA like any web PKI verifier, and the name too when
+/// the dialer knows which node it expects; a seed dialed by address ([`ANY_NODE`]) is held to
+/// the name in its own certificate, which is then what the gossip layer trusts.
+#[derive(Debug)]
+struct NodeVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for NodeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let expected = match server_name {
+            ServerName::DnsName(d) if d.as_ref() == ANY_NODE => {
+                let name = node_name(end_entity).ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+                ServerName::try_from(name).map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?
+            }
+            other => other.to_owned(),
+        };
+        self.inner.verify_server_cert(end_entity, intermediates, &expected, ocsp, now)
+    }
+
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
