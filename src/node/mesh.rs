@@ -71,6 +71,9 @@ impl Replica for CatalogReplica {
                 return Vec::new();
             }
         };
+        for r in &merged {
+            tracing::debug!(key = %r.key, writer = %r.version.writer, hlc = r.version.hlc, "merged");
+        }
         // We are alive, so our own endpoints are not stale: write them back (a newer version).
         for ep in reassert.into_inner() {
             tracing::info!(endpoint = %ep.id, "re-registering an endpoint a registry removed while this node looked down");
