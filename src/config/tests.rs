@@ -64,3 +64,21 @@ fn field_errors_point_at_the_key_inside_the_entry() {
     assert!(err.contains("f.toml:8:14: service `shop/db`: `timeouts.request_s`"), "{err}");
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn mesh_sections_are_checked_where_they_are() {
+    let d = dir("mesh", &[("a.toml", "[node]\nname = \"n1\"\n\n[gossip]\njoin = [\"10.0.0.1:notaport\", \"seed.example\"]\n")]);
+    let msg = load(&d).unwrap_err().to_string();
+    assert!(msg.contains("a.toml:4:1: [gossip] needs [tls]"), "{msg}");
+    assert!(msg.contains("`join`[0] `10.0.0.1:notaport`: port `notaport`"), "{msg}");
+    assert!(!msg.contains("seed.example"), "a bare host name is a valid seed: {msg}");
+    std::fs::write(d.join("a.toml"), "[tls]\nca = \"ca.pem\"\n").unwrap();
+    let msg = load(&d).unwrap_err().to_string();
+    assert!(msg.contains("a.toml:1:1: [tls] needs `ca`, `cert` and `key` together; missing cert, key"), "{msg}");
+    std::fs::write(d.join("a.toml"), "[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n-key.pem\"\n[gossip]\nlisten = \"10.1.2.3:7000\"\n").unwrap();
+    let c = load(&d).unwrap();
+    assert_eq!(c.tls_files().unwrap().cert, PathBuf::from("n.pem"));
+    assert_eq!(c.gossip.listen.port(), 7000);
+    assert_eq!(validate::parse_seed("db-1").unwrap(), ("db-1".to_string(), DEFAULT_GOSSIP_PORT));
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -166,6 +166,7 @@ mod tests {
             node: "n".into(),
             zone: String::new(),
             address: "127.0.0.1:1".parse().unwrap(),
+            via: None,
             attributes: BTreeMap::new(),
             healthy,
             stats: Default::default(),
