@@ -144,7 +144,14 @@ impl Policy for Builtin {
             return None;
         }
         let start = c.cursor.fetch_add(1, Relaxed);
-        (0..n).map(|k| (start + k) % n).find(|&i| c.eligible(i)).map(|i| c.targets[i].index)
+        let order = || (0..n).map(|k| (start + k) % n);
+        // Healthy first; when none is left, any endpoint not tried yet (like Cloud Map's
+        // HEALTHY_OR_ELSE_ALL and Envoy's panic mode): a suspect node or a failing health check
+        // may be wrong, while an empty choice is a certain failure.
+        order()
+            .find(|&i| c.eligible(i))
+            .or_else(|| order().find(|&i| !c.excluded.contains(&c.targets[i].index)))
+            .map(|i| c.targets[i].index)
     }
 
     fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, _elapsed: Duration) -> RetryDecision {
@@ -187,7 +194,9 @@ mod tests {
             .collect();
         assert_eq!(picks, vec![0, 2, 2, 0]);
         let only = Candidates { targets: &targets, excluded: &[0, 2], cursor: &cursor };
-        assert_eq!(p.pick_endpoint(&req(2), &only), None);
+        assert_eq!(p.pick_endpoint(&req(2), &only), Some(1), "an unhealthy endpoint beats none");
+        let none = Candidates { targets: &targets, excluded: &[0, 1, 2], cursor: &cursor };
+        assert_eq!(p.pick_endpoint(&req(3), &none), None);
     }
 
     #[test]
