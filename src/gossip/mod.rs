@@ -1,3 +1,169 @@
-//! Membership and record dissemination between nodes (SWIM over QUIC) arrive here in the next
-//! milestone. The seam is already in place: the catalog merges versioned records last-writer-wins
-//! ([`crate::catalog::Catalog::merge`]), which is all the gossip layer needs to replicate them.
+//! Multi-host replication, sans-IO: SWIM membership (foca 2) plus our own record dissemination
+//! (delta push + pull anti-entropy). The [`Core`] never reads a clock, opens a socket or touches a
+//! global RNG: inputs are messages and the current time, outputs are messages and timer requests.
+//! One driver task feeds it from the QUIC endpoint; [`sim`] feeds it in memory, deterministically.
+//!
+//! Channels: SWIM rides unreliable QUIC datagrams ([`Input::Datagram`]); deltas and anti-entropy
+//! ride reliable streams, one message per stream ([`Input::Message`]). Records are never put in
+//! foca's custom broadcasts: those share a ~1.2 KB datagram with membership updates and have no
+//! repair path, whereas our streams have no size cap and anti-entropy repairs every loss.
+
+mod authority;
+mod core;
+mod identity;
+mod members;
+mod plumbing;
+mod replica;
+pub mod sim;
+mod sync;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Record;
+
+pub use self::core::Core;
+pub use authority::admit;
+pub use identity::NodeId;
+pub use replica::{Digest, MemReplica, Replica, WriterSummary, record_hash, summarize};
+pub use wire::WireError;
+
+/// What a node does in the mesh; it decides which records the node may write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Writes namespaces and services, proxies nothing.
+    Registry,
+    /// Proxies traffic and owns its own endpoints only.
+    Proxy,
+    Combined,
+}
+
+impl Role {
+    pub fn writes_definitions(self) -> bool {
+        matches!(self, Role::Registry | Role::Combined)
+    }
+}
+
+/// Mesh timings (not foca's WAN preset: 90 s to declare a node down is far too slow for routing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GossipConfig {
+    pub probe_period: Duration,
+    pub probe_rtt: Duration,
+    /// With the defaults a dead host is declared down cluster-wide within ~3 s.
+    pub suspect_to_down: Duration,
+    /// Short retention: renewable identities make a long one unnecessary.
+    pub remove_down_after: Duration,
+    /// Delta push fanout; 6 reaches ≥ 99 % of 1000 nodes by push alone (1 − e^-6).
+    pub fanout: usize,
+    /// One anti-entropy pull to one random alive member this often.
+    pub anti_entropy_every: Duration,
+    /// Announce to a random member, to down members and to seeds not in the cluster this often,
+    /// so a healed partition rejoins even after its members were forgotten.
+    pub periodic_announce: Duration,
+    /// foca's periodic gossip of membership updates (faster spread of Suspect/Down).
+    pub swim_gossip_every: Duration,
+    /// Largest datagram we send or accept (1178 fits QUIC's minimum datagram size).
+    pub max_datagram: usize,
+    /// How many restored members `restore` announces to (bounded: a restart must not storm).
+    pub restore_announce: usize,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        GossipConfig {
+            probe_period: Duration::from_millis(500),
+            probe_rtt: Duration::from_millis(200),
+            suspect_to_down: Duration::from_secs(1),
+            remove_down_after: Duration::from_secs(60),
+            fanout: 6,
+            anti_entropy_every: Duration::from_secs(1),
+            periodic_announce: Duration::from_secs(5),
+            swim_gossip_every: Duration::from_millis(200),
+            max_datagram: 1178,
+            restore_announce: 5,
+        }
+    }
+}
+
+/// Milliseconds since an arbitrary epoch, supplied by the caller (sim time or Instant-based).
+pub type Millis = u64;
+
+/// Handle of a timer the core asked for; give it back in [`Input::Timer`] when it is due.
+pub type TimerId = u64;
+
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A QUIC datagram (SWIM). `peer` = node name from the peer's verified certificate.
+    Datagram { peer: String, from: SocketAddr, bytes: Bytes },
+    /// One reliable message (its own QUIC uni stream): deltas, digests, record batches.
+    Message { peer: String, from: SocketAddr, bytes: Bytes },
+    /// A timer the core asked for came due.
+    Timer(TimerId),
+    /// Records this node just wrote itself (already committed locally): push them.
+    LocalChange(Vec<Record>),
+    /// Announce to these addresses (config `join`, and on boot). Idempotent.
+    Join(Vec<SocketAddr>),
+    /// Graceful shutdown: tell the cluster we are leaving.
+    Leave,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Datagram { to: SocketAddr, bytes: Bytes },
+    Message { to: SocketAddr, bytes: Bytes },
+    Timer { after: Duration, id: TimerId },
+    /// Membership changed (up / suspect / down / removed): update routing, persist `members()`.
+    MembersChanged,
+    /// This many records from peers were merged into the replica.
+    Merged(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberState {
+    Alive,
+    Suspect,
+    Down,
+}
+
+/// One peer as this node sees it (never this node itself). `renewal` and `incarnation` are
+/// foca's bookkeeping, kept so `restore` can rebuild the exact identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub name: String,
+    pub generation: u64,
+    pub addr: SocketAddr,
+    pub role: Role,
+    pub state: MemberState,
+    /// When this node last saw the state change (or first saw the member).
+    pub since: Millis,
+    pub renewal: u32,
+    pub incarnation: u16,
+}
+
+/// Counters for metrics and tests; inputs that were refused never change any other state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Datagrams that did not decode (ours or foca's layer).
+    pub bad_datagrams: u64,
+    /// Messages that did not decode.
+    pub bad_messages: u64,
+    /// Datagrams or messages whose claimed sender is not the certificate's name.
+    pub impersonations: u64,
+    /// Records refused by the authority check (before `Replica::merge`).
+    pub rejected_records: u64,
+    pub deltas_sent: u64,
+    pub deltas_forwarded: u64,
+    pub pulls_sent: u64,
+    pub pushes_sent: u64,
+    pub records_merged: u64,
+    /// foca refused an operation (stale timer, not connected, ...): expected now and then.
+    pub swim_errors: u64,
+}

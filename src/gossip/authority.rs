@@ -1,0 +1,29 @@
+//! Who may write what: checked on every record from a peer before it reaches the replica.
+//!
+//! Roles come from SWIM identities, which nodes declare themselves; this stops a misconfigured
+//! proxy from overwriting definitions, not a hostile node holding a valid certificate.
+
+use super::Role;
+use crate::catalog::{Body, Key, Record};
+
+/// Whether the core lets `r` through to [`super::Replica::merge`]. `role_of` is the writer's
+/// role if membership knows it.
+///
+/// - An endpoint is written only by the node that owns it (`version.writer == endpoint.node`).
+/// - Namespaces, services and tombstones need a writer whose role writes definitions. An
+///   unknown role is refused now; anti-entropy offers the record again once membership knows it.
+/// - Exception: an endpoint tombstone from any writer is let through; the replica accepts it only
+///   if it replaces a record of the same writer (only the replica knows that record).
+/// - A body stored under another record's key is refused (it would dodge the checks above).
+pub fn admit(r: &Record, role_of: &dyn Fn(&str) -> Option<Role>) -> bool {
+    let writer = r.version.writer.as_str();
+    if writer.is_empty() {
+        return false;
+    }
+    match &r.body {
+        Some(body) if body.key() != r.key => false,
+        Some(Body::Endpoint(ep)) => ep.node == writer,
+        Some(Body::Namespace(_) | Body::Service(_)) => role_of(writer).is_some_and(Role::writes_definitions),
+        None => matches!(r.key, Key::Endpoint(..)) || role_of(writer).is_some_and(Role::writes_definitions),
+    }
+}

@@ -1,0 +1,105 @@
+//! What the core remembers about peers beside foca's member table: the latest identity seen per
+//! name (roles for the authority check, addresses for replies), when each member's state last
+//! changed, and which members are currently suspect (foca does not notify Alive ⇄ Suspect).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+use foca::{Member, State};
+
+use super::{MemberState, MemberView, Millis, NodeId, Role};
+
+#[derive(Default)]
+pub(super) struct Book {
+    /// Never forgotten (bounded by distinct names): a record written by a registry that has since
+    /// left must still pass the authority check on nodes that knew the registry.
+    known: HashMap<String, NodeId>,
+    since: HashMap<String, Millis>,
+    pub suspects: BTreeSet<String>,
+}
+
+impl Book {
+    /// Remembers `id` unless a newer identity with that name is already known.
+    pub fn learn(&mut self, id: &NodeId) {
+        match self.known.get_mut(&id.name) {
+            Some(k) if (k.generation, k.renewal) > (id.generation, id.renewal) => {}
+            Some(k) => *k = id.clone(),
+            None => {
+                self.known.insert(id.name.clone(), id.clone());
+            }
+        }
+    }
+
+    pub fn role(&self, name: &str) -> Option<Role> {
+        self.known.get(name).map(|k| k.role)
+    }
+
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.known.get(name).map(|k| k.addr)
+    }
+
+    pub fn touch(&mut self, name: &str, now: Millis) {
+        self.since.insert(name.to_string(), now);
+    }
+
+    pub fn set_since(&mut self, name: &str, since: Millis) {
+        self.since.insert(name.to_string(), since);
+    }
+
+    /// Reconciles the suspect set with foca's table for `names` (and current suspects);
+    /// returns whether any member entered or left Suspect.
+    pub fn refresh<'a>(&mut self, table: impl Iterator<Item = &'a Member<NodeId>>, names: &BTreeSet<String>, now: Millis) -> bool {
+        let mut changed = false;
+        let mut still = BTreeSet::new();
+        let mut found = 0;
+        for m in table {
+            let name = &m.id().name;
+            let was = self.suspects.contains(name);
+            if !was && !names.contains(name) {
+                continue;
+            }
+            found += usize::from(was);
+            let is = m.state() == State::Suspect;
+            if is {
+                still.insert(name.clone());
+            }
+            if is != was {
+                self.touch(name, now);
+                changed = true;
+            }
+        }
+        // A suspect missing from the table was removed: that is a change too.
+        changed |= found < self.suspects.len();
+        self.suspects = still;
+        changed
+    }
+
+    pub fn view(&self, m: &Member<NodeId>) -> MemberView {
+        let id = m.id();
+        MemberView {
+            name: id.name.clone(),
+            generation: id.generation,
+            addr: id.addr,
+            role: id.role,
+            state: match m.state() {
+                State::Alive => MemberState::Alive,
+                State::Suspect => MemberState::Suspect,
+                State::Down => MemberState::Down,
+            },
+            since: self.since.get(&id.name).copied().unwrap_or(0),
+            renewal: id.renewal,
+            incarnation: m.incarnation(),
+        }
+    }
+}
+
+pub(super) fn member_of(v: &MemberView) -> Member<NodeId> {
+    let mut id = NodeId::new(v.name.clone(), v.generation, v.addr, v.role);
+    id.renewal = v.renewal;
+    let state = match v.state {
+        MemberState::Alive => State::Alive,
+        MemberState::Suspect => State::Suspect,
+        MemberState::Down => State::Down,
+    };
+    Member::new(id, v.incarnation, state)
+}

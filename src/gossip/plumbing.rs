@@ -1,0 +1,158 @@
+//! The core's helpers: turning foca's accumulated effects into outputs, merging with the authority
+//! check, fanout, timers and seeded random choices.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use foca::{Codec, Header, OwnedNotification, PostcardCodec, State, Timer};
+use rand_pcg::rand_core::Rng;
+
+use super::core::{Core, Pending, max_transmissions, ms};
+use super::wire::{self, Datagram, Message};
+use super::{NodeId, Output, Replica, admit};
+use crate::catalog::Record;
+
+impl<R: Replica> Core<R> {
+    /// Turns what foca accumulated into outputs. `check` names members that may have become
+    /// Suspect (foca has no notification for Alive ⇄ Suspect, so we look them up).
+    pub(super) fn pump(&mut self, mut check: BTreeSet<String>) {
+        let now = self.now;
+        let mut changed = false;
+        while let Some((to, data)) = self.rt.to_send() {
+            let bytes = wire::encode_datagram(&Datagram::Swim(&data));
+            self.out.push(Output::Datagram { to: to.addr, bytes });
+        }
+        while let Some((after, timer)) = self.rt.to_schedule() {
+            if let Timer::ChangeSuspectToDown { member_id, .. } = &timer {
+                check.insert(member_id.name.clone());
+            }
+            self.schedule(after, Pending::Swim { due: now.saturating_add(ms(after)), timer });
+        }
+        while let Some(n) = self.rt.to_notify() {
+            match n {
+                OwnedNotification::MemberUp(id) | OwnedNotification::MemberDown(id) | OwnedNotification::Rename(_, id) => {
+                    self.book.learn(&id);
+                    self.book.touch(&id.name, now);
+                    changed = true;
+                }
+                OwnedNotification::Rejoin(id) => {
+                    tracing::info!(renewal = id.renewal, "declared down while alive; rejoined with a renewed identity");
+                }
+                OwnedNotification::Defunct => tracing::warn!("declared down and cannot rejoin"),
+                other => tracing::debug!(?other, "membership"),
+            }
+        }
+        if !check.is_empty() || !self.book.suspects.is_empty() {
+            changed |= self.book.refresh(self.swim.iter_membership_state(), &check, now);
+        }
+        if changed {
+            self.out.push(Output::MembersChanged);
+            self.retune();
+        }
+    }
+
+    /// Updates foca's retransmit limit to the cluster size (allowed at runtime, unlike timings).
+    fn retune(&mut self) {
+        let mt = max_transmissions(self.swim.num_members() + 1);
+        if mt != self.swim_cfg.max_transmissions {
+            self.swim_cfg.max_transmissions = mt;
+            if self.swim.set_config(self.swim_cfg.clone()).is_err() {
+                self.stats.swim_errors += 1;
+            }
+        }
+    }
+
+    /// Authority check, then last-writer-wins merge; returns the records new here.
+    pub(super) fn merge(&mut self, records: Vec<Record>) -> Vec<Record> {
+        let book = &self.book;
+        let role_of = |w: &str| book.role(w);
+        let total = records.len();
+        let admitted: Vec<Record> = records.into_iter().filter(|r| admit(r, &role_of)).collect();
+        self.stats.rejected_records += (total - admitted.len()) as u64;
+        let new = self.replica.merge(admitted, &role_of);
+        if !new.is_empty() {
+            self.stats.records_merged += new.len() as u64;
+            self.out.push(Output::Merged(new.len()));
+        }
+        new
+    }
+
+    /// Pushes a delta to `fanout` random active members (not `exclude`); returns how many.
+    pub(super) fn spread(&mut self, records: Vec<Record>, exclude: Option<&str>) -> u64 {
+        let targets = self.pick_alive(self.cfg.fanout, exclude);
+        let bytes = wire::encode_message(&self.swim.identity().name, &Message::Delta(records));
+        for &to in &targets {
+            self.out.push(Output::Message { to, bytes: bytes.clone() });
+        }
+        targets.len() as u64
+    }
+
+    pub(super) fn send(&mut self, to: SocketAddr, m: &Message) {
+        let bytes = wire::encode_message(&self.swim.identity().name, m);
+        self.out.push(Output::Message { to, bytes });
+    }
+
+    pub(super) fn schedule(&mut self, after: Duration, p: Pending) {
+        let id = self.next_timer;
+        self.next_timer += 1;
+        self.timers.insert(id, p);
+        self.out.push(Output::Timer { after, id });
+    }
+
+    /// A uniform delay in (0, d].
+    pub(super) fn jitter(&mut self, d: Duration) -> Duration {
+        Duration::from_millis(1 + self.below(ms(d).max(1)))
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.rng.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// `k` distinct indices out of `0..n` (Floyd's algorithm: O(k), no O(n) buffer).
+    pub(super) fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut chosen = BTreeSet::new();
+        for j in n.saturating_sub(k)..n {
+            let t = self.below(j as u64 + 1) as usize;
+            if !chosen.insert(t) {
+                chosen.insert(j);
+            }
+        }
+        chosen.into_iter().collect()
+    }
+
+    /// Addresses of up to `k` random active members other than `exclude`.
+    pub(super) fn pick_alive(&mut self, k: usize, exclude: Option<&str>) -> Vec<SocketAddr> {
+        let n = self.swim.num_members();
+        let idx: BTreeSet<usize> = self.sample(n, k + usize::from(exclude.is_some())).into_iter().collect();
+        let mut out: Vec<SocketAddr> = self
+            .swim
+            .iter_members()
+            .enumerate()
+            .filter(|(i, m)| idx.contains(i) && Some(m.id().name.as_str()) != exclude)
+            .map(|(_, m)| m.id().addr)
+            .collect();
+        out.truncate(k);
+        out
+    }
+}
+
+/// Reads a foca packet's sender and the members its updates call Suspect, without touching
+/// foca's state (the sender check must come before foca sees the packet). None = undecodable.
+pub(super) fn peek_swim(pkt: &[u8]) -> Option<(String, BTreeSet<String>)> {
+    let mut codec = PostcardCodec;
+    let mut buf = pkt;
+    let header: Header<NodeId> = codec.decode_header(&mut buf).ok()?;
+    let mut suspects = BTreeSet::new();
+    if buf.len() >= 2 && header.message != foca::Message::Broadcast {
+        let n = u16::from_be_bytes([buf[0], buf[1]]);
+        buf = &buf[2..];
+        for _ in 0..n {
+            let Ok(m) = Codec::<NodeId>::decode_member(&mut codec, &mut buf) else { break };
+            if m.state() == State::Suspect {
+                suspects.insert(m.id().name.clone());
+            }
+        }
+    }
+    Some((header.src.name, suspects))
+}

@@ -1,0 +1,178 @@
+//! Gossip core in the deterministic simulator: dissemination at 1000 nodes under loss, partition
+//! and heal, crash detection and restart without ghosts, hostile input.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use weft::catalog::{Body, Endpoint, Health, Key, Namespace, Origin, Protocol, Record, Service, Timeouts, Version};
+use weft::gossip::sim::{Micros, Sim, SimConfig};
+use weft::gossip::{MemberState, Replica, Role};
+
+const S: Micros = 1_000_000;
+
+fn record(key: Key, body: Option<Body>, writer: &str, hlc: u64) -> Record {
+    Record { key, body, version: Version { hlc, writer: writer.into() }, origin: Origin::Api, registered: hlc }
+}
+
+fn namespace(writer: &str, hlc: u64) -> Record {
+    let ns = Namespace { name: "shop".into(), description: String::new() };
+    record(Key::Namespace("shop".into()), Some(Body::Namespace(ns)), writer, hlc)
+}
+
+fn service(writer: &str, hlc: u64) -> Record {
+    let svc = Service {
+        namespace: "shop".into(),
+        name: "web".into(),
+        protocol: Protocol::Http,
+        aliases: vec![],
+        timeouts: Timeouts::default(),
+    };
+    record(Key::Service("shop".into(), "web".into()), Some(Body::Service(svc)), writer, hlc)
+}
+
+fn endpoint(node: &str, id: &str, hlc: u64) -> Record {
+    let ep = Endpoint {
+        namespace: "shop".into(),
+        service: "web".into(),
+        id: id.into(),
+        node: node.into(),
+        address: "127.0.0.1:8080".parse().unwrap(),
+        zone: String::new(),
+        attributes: BTreeMap::new(),
+        health: Health::Healthy,
+        draining: false,
+    };
+    record(Key::Endpoint("shop".into(), "web".into(), id.into()), Some(Body::Endpoint(ep)), node, hlc)
+}
+
+/// Every up node holds the definitions written by registry n0.
+fn seed_definitions(sim: &mut Sim) {
+    for n in sim.nodes.iter_mut() {
+        if let Some(core) = n.core.as_mut() {
+            core.replica_mut().put(namespace("n0", 10));
+            core.replica_mut().put(service("n0", 11));
+        }
+    }
+}
+
+fn secs(us: Micros) -> f64 {
+    us as f64 / S as f64
+}
+
+#[test]
+fn thousand_nodes_one_change_reaches_99_percent_within_a_second() {
+    let wall = Instant::now();
+    let mut cfg = SimConfig { datagram_loss: 0.01, message_loss: 0.01, ..SimConfig::default() };
+    // The membership is converged by construction: no restore announces (they would only teach
+    // every node the members outside its view, an O(n²) storm of foca table scans).
+    cfg.gossip.restore_announce = 0;
+    let mut sim = Sim::new(1000, cfg, 7, |i| if i == 0 { Role::Registry } else { Role::Proxy });
+    seed_definitions(&mut sim);
+    // Each node restores 64 random peers, not 999: building 1000 full foca tables is O(n²)
+    // linear scans (~75 s in a debug build); a random 64-peer view is as good for a fanout of 6.
+    sim.converge_membership(Some(std::env::var("VIEW").ok().map_or(64, |v| v.parse().unwrap())));
+    println!("restore: {:?} wall", wall.elapsed());
+    sim.run_for(S / 2);
+
+    let t0 = sim.now;
+    let r = endpoint("n17", "web-1", 1_000);
+    sim.write(17, r.clone());
+    sim.watch_record(r.key.clone(), 1_000);
+    let count = |s: &Sim| s.reached.iter().filter(|r| r.is_some()).count();
+    assert!(sim.run_until(t0 + S, |s| count(s) >= 990), "only {} of 1000 nodes within 1 s", count(&sim));
+    let t99 = sim.now - t0;
+    println!("99 % of 1000 nodes after {:.4} simulated s (push only), {:?} wall", secs(t99), wall.elapsed());
+    assert!(t99 <= S);
+
+    assert!(sim.run_until(t0 + 10 * S, |s| count(s) == 1000), "only {} of 1000 nodes after 10 s", count(&sim));
+    println!("100 % after {:.3} simulated s (anti-entropy), {:?} wall", secs(sim.now - t0), wall.elapsed());
+    assert!(sim.nodes.iter().all(|n| n.core.as_ref().unwrap().stats().rejected_records == 0));
+    assert!(converged(&sim));
+}
+
+/// Every up node holds the same records.
+fn converged(sim: &Sim) -> bool {
+    let mut digests = sim.nodes.iter().filter_map(|n| n.core.as_ref()).map(|c| c.replica().digest());
+    let first = digests.next();
+    digests.all(|d| Some(d) == first)
+}
+
+/// Every up node other than `name` sees exactly one member `name`, in `state`, at `generation`.
+fn all_see(sim: &Sim, name: &str, state: MemberState, generation: u64) -> bool {
+    sim.nodes.iter().filter(|n| n.id.name != name).filter_map(|n| n.core.as_ref()).all(|c| {
+        let m: Vec<_> = c.members().into_iter().filter(|m| m.name == name).collect();
+        m.len() == 1 && m[0].state == state && m[0].generation == generation
+    })
+}
+
+/// Every up node sees every other up node Alive, once.
+fn full_mesh(sim: &Sim) -> bool {
+    let up: Vec<&str> = sim.nodes.iter().filter(|n| n.core.is_some()).map(|n| n.id.name.as_str()).collect();
+    sim.nodes.iter().filter_map(|n| n.core.as_ref()).all(|c| {
+        let alive: Vec<String> = c.members().into_iter().filter(|m| m.state == MemberState::Alive).map(|m| m.name).collect();
+        alive.len() == up.len() - 1 && up.iter().all(|u| *u == c.identity().name || alive.iter().any(|a| a == u))
+    })
+}
+
+#[test]
+fn crashed_node_is_down_everywhere_within_3_s_and_restarts_without_ghost() {
+    let mut sim = Sim::new(32, SimConfig::default(), 11, |i| if i == 0 { Role::Registry } else { Role::Combined });
+    seed_definitions(&mut sim);
+    sim.converge_membership(None);
+    sim.run_for(3 * S);
+    for victim in [5usize, 12, 23] {
+        let name = format!("n{victim}");
+        let t0 = sim.now;
+        sim.watch_member(&name, MemberState::Down);
+        sim.crash(victim);
+        sim.run_for(5 * S);
+        let worst = (0..32).filter(|&i| i != victim).map(|i| sim.member_seen[i].map(|t| t - t0)).max().flatten();
+        let worst = worst.unwrap_or_else(|| panic!("{name}: some node never marked it down"));
+        println!("{name} crashed: down on every node after {:.3} simulated s", secs(worst));
+        assert!(worst <= 3 * S, "{name} down everywhere only after {:.3} s", secs(worst));
+
+        // Restart on another address with the next generation: replaces the old member.
+        let t1 = sim.now;
+        sim.restart(victim, Some(weft::gossip::sim::addr_of(victim, 8000)));
+        assert!(sim.run_until(t1 + 20 * S, |s| all_see(s, &name, MemberState::Alive, 2) && full_mesh(s)), "{name} did not rejoin cleanly");
+        println!("{name} restarted: alive once everywhere after {:.3} simulated s", secs(sim.now - t1));
+    }
+}
+
+#[test]
+fn partition_keeps_both_sides_working_and_heals() {
+    let mut sim = Sim::new(20, SimConfig::default(), 3, |i| if i % 10 == 0 { Role::Combined } else { Role::Proxy });
+    seed_definitions(&mut sim);
+    sim.converge_membership(None);
+    let seeds = vec![weft::gossip::sim::addr_of(0, 7946), weft::gossip::sim::addr_of(10, 7946)];
+    for i in 0..20 {
+        sim.handle(i, weft::gossip::Input::Join(seeds.clone()));
+    }
+    sim.run_for(3 * S);
+    // First a short partition (down members still remembered), then one longer than
+    // remove_down_after (60 s: members forgotten, only the seeds bring the halves back).
+    for (round, length) in [(0u64, 10 * S), (1, 70 * S)] {
+        let side = |i: usize| u32::from(i >= 10);
+        sim.partition(side);
+        let hlc = 1_000 + round * 10;
+        sim.write(3, endpoint("n3", &format!("a{round}"), hlc));
+        sim.write(13, endpoint("n13", &format!("b{round}"), hlc + 1));
+        sim.run_for(5 * S);
+        for i in 0..20 {
+            let c = sim.core(i);
+            for j in (0..20).filter(|&j| side(j) != side(i)) {
+                let m = c.member(&format!("n{j}")).map(|m| m.state);
+                assert_eq!(m, Some(MemberState::Down), "round {round}: n{i} sees n{j} as {m:?}");
+            }
+            let mine = if side(i) == 0 { ("n3", format!("a{round}")) } else { ("n13", format!("b{round}")) };
+            let key = Key::Endpoint("shop".into(), "web".into(), mine.1.clone());
+            assert!(c.replica().get(&key).is_some(), "round {round}: n{i} lacks its own side's write {}", mine.1);
+        }
+        sim.run_for(length - 5 * S);
+        let t0 = sim.now;
+        sim.heal();
+        assert!(sim.run_until(t0 + 60 * S, |s| full_mesh(s) && converged(s)), "round {round}: no heal within 60 s");
+        println!("partition of {} s healed: full membership and equal replicas after {:.3} simulated s", length / S, secs(sim.now - t0));
+    }
+}
+
