@@ -55,7 +55,7 @@ pub async fn dial(mesh: Option<&Arc<Transport>>, route: &ServiceRoute, t: &Targe
         Ok(Ok(s)) => Ok(Conn::Relay(Box::new(s))),
         Ok(Err(e)) => {
             let message = match e {
-                RelayError::Refused(status) => format!("node {} ({via}) answered {status:?}", t.node),
+                RelayError::Refused(status) => format!("via node {} ({via}): {status}", t.node),
                 other => format!("via node {} ({via}): {other}", t.node),
             };
             Err(ProxyError::Connect { addr, source: io::Error::other(message) })

@@ -45,6 +45,18 @@ pub enum Status {
     BadPreface = 4,
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Ok => "connected",
+            Status::NotHere => "no such endpoint on that node",
+            Status::ConnectFailed => "it could not connect to the endpoint",
+            Status::ConnectTimeout => "its connect to the endpoint timed out",
+            Status::BadPreface => "it could not read our request",
+        })
+    }
+}
+
 impl Status {
     fn from_byte(b: u8) -> Option<Status> {
         [Status::Ok, Status::NotHere, Status::ConnectFailed, Status::ConnectTimeout, Status::BadPreface].into_iter().find(|s| *s as u8 == b)
@@ -57,7 +69,7 @@ pub enum RelayError {
     Transport(TransportError),
     #[error("stream to the endpoint's node failed: {0}")]
     Stream(String),
-    #[error("the endpoint's node refused: {0:?}")]
+    #[error("the endpoint's node refused: {0}")]
     Refused(Status),
 }
 
