@@ -56,7 +56,17 @@ pub struct TransportStats {
     pub relayed_streams: AtomicU64,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
+/// A peer's connection, or when the last attempt failed: senders to a dead peer fail fast for
+/// [`RETRY_AFTER`] instead of queueing a handshake each.
+#[derive(Default)]
+struct Peer {
+    conn: Option<quinn::Connection>,
+    failed: Option<(std::time::Instant, String)>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Peer>>;
+
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Transport {
     endpoint: quinn::Endpoint,
@@ -218,20 +228,33 @@ impl Transport {
             let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
             conns.entry(addr).or_default().clone()
         };
-        let mut guard = slot.lock().await;
-        if let Some(c) = guard.as_ref().filter(|c| c.close_reason().is_none()) {
+        let mut peer = slot.lock().await;
+        if let Some(c) = peer.conn.as_ref().filter(|c| c.close_reason().is_none()) {
             return Ok(c.clone());
         }
         let err = |e: &dyn std::fmt::Display| TransportError::Connect { addr, message: e.to_string() };
+        if let Some((at, why)) = peer.failed.as_ref().filter(|(at, _)| at.elapsed() < RETRY_AFTER) {
+            return Err(err(&format!("{why} ({} ms ago)", at.elapsed().as_millis())));
+        }
         let client = (**self.client.load()).clone();
-        let connecting = self.endpoint.connect_with(client, addr, expect.unwrap_or(tls::ANY_NODE)).map_err(|e| err(&e))?;
-        let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
-            .await
-            .map_err(|_| err(&"handshake timed out"))?
-            .map_err(|e| err(&e))?;
-        self.serve(conn.clone());
-        *guard = Some(conn.clone());
-        Ok(conn)
+        let attempt = async {
+            let connecting = self.endpoint.connect_with(client, addr, expect.unwrap_or(tls::ANY_NODE)).map_err(|e| e.to_string())?;
+            match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+                Err(_) => Err("handshake timed out".to_string()),
+                Ok(r) => r.map_err(|e| e.to_string()),
+            }
+        };
+        match attempt.await {
+            Ok(conn) => {
+                self.serve(conn.clone());
+                *peer = Peer { conn: Some(conn.clone()), failed: None };
+                Ok(conn)
+            }
+            Err(why) => {
+                peer.failed = Some((std::time::Instant::now(), why.clone()));
+                Err(err(&why))
+            }
+        }
     }
 
     /// Fire and forget: a datagram to a peer, connecting first if needed (off the caller's task).
@@ -277,8 +300,8 @@ impl Transport {
     fn cached(&self, addr: SocketAddr) -> Option<quinn::Connection> {
         let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         let slot = conns.get(&addr)?;
-        let guard = slot.try_lock().ok()?;
-        guard.as_ref().filter(|c| c.close_reason().is_none()).cloned()
+        let peer = slot.try_lock().ok()?;
+        peer.conn.as_ref().filter(|c| c.close_reason().is_none()).cloned()
     }
 
     /// Smoothed round-trip time to a peer we hold a connection to.
