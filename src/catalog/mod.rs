@@ -353,9 +353,10 @@ impl Catalog {
         Ok(fresh)
     }
 
-    /// Calls `f` with every record held, tombstones included (for gossip digests).
-    pub fn for_each_record(&self, mut f: impl FnMut(&Record)) {
-        self.lock().records.values().for_each(|r| f(r));
+    /// Runs `f` over every record held, tombstones included (for gossip digests), under the
+    /// lock and without copying them.
+    pub fn with_records<T>(&self, f: impl FnOnce(std::collections::btree_map::Values<'_, Key, Record>) -> T) -> T {
+        f(self.lock().records.values())
     }
 
     /// Every record whose version was written by `writer`, above clock `above`.

@@ -39,9 +39,7 @@ pub struct CatalogReplica {
 
 impl Replica for CatalogReplica {
     fn digest(&self) -> crate::gossip::Digest {
-        let mut all = Vec::new();
-        self.catalog.for_each_record(|r| all.push(r.clone()));
-        crate::gossip::summarize(all.iter())
+        self.catalog.with_records(crate::gossip::summarize)
     }
 
     fn records_by(&self, writer: &str, above: u64) -> Vec<Record> {
