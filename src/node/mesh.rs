@@ -39,7 +39,7 @@ pub struct CatalogReplica {
 
 impl Replica for CatalogReplica {
     fn digest(&self) -> crate::gossip::Digest {
-        self.catalog.with_records(crate::gossip::summarize)
+        self.catalog.with_records(|records| crate::gossip::summarize(records))
     }
 
     fn records_by(&self, writer: &str, above: u64) -> Vec<Record> {
