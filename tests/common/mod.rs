@@ -964,3 +964,311 @@ impl Drop for Netns {
         let _ = fs::remove_dir_all(self.etc_dir());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// multi-host mesh (tests/mesh.rs, tests/mesh_vpc.rs): a cluster CA, node configs with [tls] and
+// [gossip], and reads of the mesh's admin views
+// ---------------------------------------------------------------------------------------------
+
+/// A node's certificate files, as `[tls]` names them.
+#[derive(Clone, Debug)]
+pub struct NodeTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A cluster CA made with `weft ca init` (in its own temp dir); `issue` signs node certificates
+/// with `weft ca issue`.
+pub struct MeshCa {
+    pub tmp: TempDir,
+    pub dir: PathBuf,
+}
+
+impl MeshCa {
+    pub fn new(cluster: &str) -> MeshCa {
+        let tmp = TempDir::new(&format!("ca-{cluster}"));
+        let dir = tmp.join("ca");
+        weft_cmd(&["ca", "init", "--dir", dir.to_str().unwrap(), "--cluster", cluster]).expect_ok();
+        assert!(dir.join("ca.pem").exists() && dir.join("ca-key.pem").exists(), "weft ca init wrote no ca.pem/ca-key.pem in {}", dir.display());
+        MeshCa { tmp, dir }
+    }
+
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// `weft ca issue --dir CA --node NAME --out CA/nodes` → the node's `[tls]` files.
+    pub fn issue(&self, node: &str) -> NodeTls {
+        let out = self.tmp.join("nodes");
+        weft_cmd(&["ca", "issue", "--dir", self.dir.to_str().unwrap(), "--node", node, "--out", out.to_str().unwrap()]).expect_ok();
+        let t = NodeTls { ca: self.ca_pem(), cert: out.join(format!("{node}.pem")), key: out.join(format!("{node}-key.pem")) };
+        assert!(t.cert.exists() && t.key.exists(), "weft ca issue wrote no {} / {}", t.cert.display(), t.key.display());
+        t
+    }
+}
+
+/// A UDP port free on `ip` right now (for a node's gossip listen address).
+pub fn free_udp_port(ip: &str) -> u16 {
+    let s = UdpSocket::bind((ip, 0)).unwrap_or_else(|e| panic!("bind UDP {ip}:0: {e}"));
+    s.local_addr().unwrap().port()
+}
+
+/// One node of a mesh: its name (= its certificate's), mode, gossip address and seeds.
+#[derive(Clone, Debug)]
+pub struct MeshNode {
+    pub name: String,
+    /// registry | proxy | combined
+    pub mode: String,
+    /// VIP /24 of this node: 127.255.N.0/24 (each node of a loopback mesh binds its own VIPs)
+    pub vip_net: u8,
+    /// gossip (QUIC, UDP) listen IP
+    pub ip: String,
+    /// gossip port; None = a free UDP port on `ip`, picked at each start attempt
+    pub port: Option<u16>,
+    pub join: Vec<String>,
+    pub tls: NodeTls,
+    pub netns: Option<String>,
+    /// extra lines for the [gossip] table
+    pub gossip_extra: String,
+    /// TOML appended after the generated tables ([[service]], [[endpoint]] ...)
+    pub extra: String,
+}
+
+impl MeshNode {
+    pub fn new(name: &str, mode: &str, vip_net: u8, ip: &str, tls: NodeTls) -> MeshNode {
+        MeshNode {
+            name: name.into(),
+            mode: mode.into(),
+            vip_net,
+            ip: ip.into(),
+            port: None,
+            join: Vec::new(),
+            tls,
+            netns: None,
+            gossip_extra: String::new(),
+            extra: String::new(),
+        }
+    }
+    pub fn join(mut self, seed: &str) -> MeshNode {
+        self.join.push(seed.to_string());
+        self
+    }
+    pub fn port(mut self, port: u16) -> MeshNode {
+        self.port = Some(port);
+        self
+    }
+    pub fn netns(mut self, ns: &str) -> MeshNode {
+        self.netns = Some(ns.to_string());
+        self
+    }
+    pub fn extra(mut self, toml: &str) -> MeshNode {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+}
+
+/// The TOML of a mesh node (DNS responder off: the tests call VIPs directly).
+pub fn mesh_toml(n: &MeshNode, listen: &str, data_dir: &Path, admin_port: u16) -> String {
+    let join: Vec<String> = n.join.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[node]\nname = \"{}\"\nmode = \"{}\"\ndata_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n\
+         [dns]\nenabled = false\nvip_cidr = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
+         [gossip]\nlisten = \"{listen}\"\njoin = [{}]\n{}\n\n{}",
+        n.name,
+        n.mode,
+        data_dir.display(),
+        vip_cidr(n.vip_net),
+        n.tls.ca.display(),
+        n.tls.cert.display(),
+        n.tls.key.display(),
+        join.join(", "),
+        n.gossip_extra,
+        n.extra
+    )
+}
+
+impl Weft {
+    /// Start one mesh node and wait until it is ready (retrying with fresh ports, like `start`,
+    /// when a picked port was taken meanwhile).
+    pub fn start_mesh(n: &MeshNode) -> Weft {
+        for attempt in 1..=3 {
+            let mut w = Weft::spawn_mesh(n);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && w.try_exit().is_none() && w.get("/v1/status").map(|r| r.status != 200).unwrap_or(true) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if attempt < 3 && w.try_exit().is_some() && w.log().contains("Address already in use") {
+                loud(&format!("mesh node {} start attempt {attempt}: a port picked for it was taken meanwhile; retrying", n.name));
+                continue;
+            }
+            w.wait_ready();
+            return w;
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Write a mesh node's config and start it without waiting.
+    pub fn spawn_mesh(n: &MeshNode) -> Weft {
+        let mut opts = WeftOpts::new(n.vip_net);
+        opts.netns = n.netns.clone();
+        opts.dns_enabled = false;
+        let dir = TempDir::new(&format!("mesh-{}", n.name));
+        let data_dir = dir.join("data");
+        let admin_port = free_port();
+        let port = n.port.unwrap_or_else(|| free_udp_port(&n.ip));
+        let listen = format!("{}:{port}", n.ip);
+        let config = dir.join("weft.toml");
+        fs::write(&config, mesh_toml(n, &listen, &data_dir, admin_port)).unwrap();
+        let mut w = Weft {
+            opts,
+            dir,
+            config,
+            data_dir,
+            admin: format!("127.0.0.1:{admin_port}"),
+            admin_port,
+            dns_listen: String::new(),
+            child: None,
+            runs: 0,
+        };
+        w.spawn();
+        w
+    }
+
+    /// Is the process still running?
+    pub fn running(&mut self) -> bool {
+        self.child.is_some() && self.try_exit().is_none()
+    }
+
+    /// The gossip address this node advertises (GET /v1/status `mesh.address`).
+    pub fn gossip_addr(&self) -> String {
+        let st = self.get_json("/v1/status");
+        st["mesh"]["address"].as_str().unwrap_or_else(|| panic!("GET /v1/status has no mesh.address: {st}")).to_string()
+    }
+
+    /// GET /v1/status `node.generation`.
+    pub fn generation(&self) -> u64 {
+        let st = self.get_json("/v1/status");
+        st["node"]["generation"].as_u64().unwrap_or_else(|| panic!("GET /v1/status has no node.generation: {st}"))
+    }
+
+    /// GET /v1/members, or None when the node does not answer 200 (yet).
+    pub fn try_members(&self) -> Option<Vec<Value>> {
+        let r = self.get("/v1/members").ok().filter(|r| r.status == 200)?;
+        serde_json::from_slice::<Value>(&r.body).ok().map(|v| as_list(&v))
+    }
+
+    pub fn members(&self) -> Vec<Value> {
+        as_list(&self.get_json("/v1/members"))
+    }
+
+    /// The entries named `name` in this node's member list (a healthy mesh has exactly one).
+    pub fn member_entries(&self, name: &str) -> Vec<Value> {
+        self.try_members().unwrap_or_default().into_iter().filter(|m| m["name"].as_str() == Some(name)).collect()
+    }
+
+    /// `state` of member `name` as this node sees it (None: not listed, or no answer).
+    pub fn member_state(&self, name: &str) -> Option<String> {
+        let e = self.member_entries(name);
+        e.first().and_then(|m| m["state"].as_str()).map(|s| s.to_string())
+    }
+
+    /// True when this node lists exactly `names`, each once and alive.
+    pub fn sees_all_alive(&self, names: &[&str]) -> bool {
+        let Some(list) = self.try_members() else { return false };
+        let mut got: Vec<(String, String)> =
+            list.iter().map(|m| (m["name"].as_str().unwrap_or("").to_string(), m["state"].as_str().unwrap_or("").to_string())).collect();
+        got.sort();
+        let mut want: Vec<(String, String)> = names.iter().map(|n| (n.to_string(), "alive".to_string())).collect();
+        want.sort();
+        got == want
+    }
+
+    /// A `mesh.counters` figure from GET /v1/status.
+    pub fn mesh_counter(&self, counter: &str) -> u64 {
+        let st = self.get_json("/v1/status");
+        st["mesh"]["counters"][counter].as_u64().unwrap_or_else(|| panic!("GET /v1/status has no mesh.counters.{counter}: {st}"))
+    }
+
+    /// `namespace/name` of every service this node knows, sorted.
+    pub fn service_names(&self) -> Vec<String> {
+        let Some(r) = self.get("/v1/services").ok().filter(|r| r.status == 200) else { return Vec::new() };
+        let mut v: Vec<String> = as_list(&r.json())
+            .iter()
+            .map(|s| format!("{}/{}", s["namespace"].as_str().unwrap_or("?"), s["name"].as_str().unwrap_or("?")))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Endpoints of one service as this node knows them.
+    pub fn endpoints_of(&self, ns: &str, svc: &str) -> Vec<Value> {
+        let Some(r) = self.get(&format!("/v1/endpoints?namespace={ns}&service={svc}")).ok().filter(|r| r.status == 200) else {
+            return Vec::new();
+        };
+        as_list(&r.json())
+    }
+
+    /// Sorted ids of a service's endpoints as this node knows them.
+    pub fn endpoint_ids(&self, ns: &str, svc: &str) -> Vec<String> {
+        let mut v: Vec<String> = self.endpoints_of(ns, svc).iter().filter_map(|e| e["id"].as_str().map(|s| s.to_string())).collect();
+        v.sort();
+        v
+    }
+
+    /// A figure of one endpoint in GET /v1/stats (`connections`, `requests`, `failures`); 0 when
+    /// the endpoint has no figures yet.
+    pub fn endpoint_stat(&self, ns: &str, svc: &str, id: &str, field: &str) -> u64 {
+        let stats = self.get_json("/v1/stats");
+        stats[format!("{ns}/{svc}")]["endpoints"]
+            .as_array()
+            .and_then(|eps| eps.iter().find(|e| e["id"].as_str() == Some(id)))
+            .and_then(|e| e[field].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// The route of alias `dns_name:port` right now, if any.
+    pub fn route_now(&self, dns_name: &str, port: u16) -> Option<Value> {
+        let r = self.get("/v1/routes").ok().filter(|r| r.status == 200)?;
+        as_list(&r.json()).into_iter().find(|r| r["dns_name"].as_str() == Some(dns_name) && r["port"].as_u64() == Some(port as u64))
+    }
+
+    /// `healthy_endpoints` of alias `dns_name:port` right now (None: no such route).
+    pub fn healthy_endpoints(&self, dns_name: &str, port: u16) -> Option<u64> {
+        self.route_now(dns_name, port).and_then(|r| r["healthy_endpoints"].as_u64())
+    }
+}
+
+/// Polls `f` for the whole of `period` and panics (with `what` and the last detail `f` gave) the
+/// first time it does not hold: for "X stays true / never happens" checks.
+pub fn holds_for(what: &str, period: Duration, mut f: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + period;
+    loop {
+        if let Err(detail) = f() {
+            panic!("{what} stopped holding: {detail}");
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Weft {
+    /// The `[gossip] listen` address written in this node's config file.
+    pub fn gossip_addr_from_config(&self) -> String {
+        let config = fs::read_to_string(&self.config).unwrap();
+        let gossip = config.split("[gossip]").nth(1).unwrap_or_else(|| panic!("no [gossip] table in {}", self.config.display()));
+        let line = gossip.lines().find(|l| l.trim_start().starts_with("listen")).expect("[gossip] listen");
+        line.split('"').nth(1).expect("quoted listen address").to_string()
+    }
+
+    /// Rewrite `[gossip] listen` (for the next `restart`).
+    pub fn set_gossip_listen(&self, old: &str, new: &str) {
+        let config = fs::read_to_string(&self.config).unwrap();
+        let (from, to) = (format!("listen = \"{old}\""), format!("listen = \"{new}\""));
+        assert!(config.contains(&from), "{} has no `{from}`:\n{config}", self.config.display());
+        fs::write(&self.config, config.replace(&from, &to)).unwrap();
+    }
+}
