@@ -123,7 +123,7 @@ fn crashed_node_is_down_everywhere_within_3_s_and_restarts_without_ghost() {
     for victim in [5usize, 12, 23] {
         let name = format!("n{victim}");
         let t0 = sim.now;
-        sim.watch_member(&name, MemberState::Down);
+        sim.watch_member(&name, &[MemberState::Down]);
         sim.crash(victim);
         sim.run_for(5 * S);
         let worst = (0..32).filter(|&i| i != victim).map(|i| sim.member_seen[i].map(|t| t - t0)).max().flatten();
@@ -176,3 +176,72 @@ fn partition_keeps_both_sides_working_and_heals() {
     }
 }
 
+
+#[test]
+fn hostile_input_is_counted_and_changes_nothing() {
+    use bytes::Bytes;
+    use weft::gossip::sim::{addr_of, alive_view};
+    use weft::gossip::{Core, GossipConfig, Input, MemReplica, NodeId, Output};
+
+    let ids: Vec<NodeId> = ["a", "b", "c"].iter().enumerate().map(|(i, n)| NodeId::new(*n, 1, addr_of(i, 7946), Role::Combined)).collect();
+    let core = |i: usize| {
+        let mut c = Core::new(ids[i].clone(), GossipConfig::default(), MemReplica::default(), i as u64, 0);
+        c.restore(ids.iter().filter(|x| x.name != ids[i].name).map(alive_view).collect(), 0);
+        c
+    };
+    let (mut a, mut b) = (core(0), core(1));
+    // Genuine traffic from a: a SWIM datagram (its restore announce) and a delta.
+    let dgram = a.drain().into_iter().find_map(|o| if let Output::Datagram { bytes, .. } = o { Some(bytes) } else { None }).unwrap();
+    let rec = endpoint("a", "x", 100);
+    a.replica_mut().put(rec.clone());
+    a.handle(Input::LocalChange(vec![rec.clone()]), 1);
+    let msg = a.drain().into_iter().find_map(|o| if let Output::Message { bytes, .. } = o { Some(bytes) } else { None }).unwrap();
+    b.drain();
+
+    let from = ids[0].addr;
+    let dg = |peer: &str, bytes: &[u8]| Input::Datagram { peer: peer.into(), from, bytes: Bytes::copy_from_slice(bytes) };
+    let ms = |peer: &str, bytes: &[u8]| Input::Message { peer: peer.into(), from, bytes: Bytes::copy_from_slice(bytes) };
+    let mut wrong_version = msg.to_vec();
+    wrong_version[0] = 7;
+    let junk: Vec<&[u8]> = vec![b"", b"\x01", b"\x01\xff\xff\xff\xff\x0f", b"\x01 garbage that is not postcard", &dgram[..dgram.len() / 2], &msg[..msg.len() - 1], &wrong_version];
+    for j in &junk {
+        b.handle(dg("a", j), 2);
+        b.handle(ms("a", j), 2);
+    }
+    assert_eq!((b.stats().bad_datagrams, b.stats().bad_messages), (junk.len() as u64, junk.len() as u64));
+    // Genuine bytes relayed by another peer: a node may not speak for another.
+    b.handle(dg("c", &dgram), 3);
+    b.handle(ms("c", &msg), 3);
+    assert_eq!(b.stats().impersonations, 2);
+    assert!(b.replica().records.is_empty(), "refused input changed the replica");
+
+    // Mutations of genuine bytes: errors or harmless, never a panic.
+    for src in [&dgram, &msg] {
+        for i in 0..src.len() {
+            let mut v = src.to_vec();
+            v[i] ^= 0x5a;
+            b.handle(dg("a", &v), 4);
+            b.handle(ms("a", &v), 4);
+            b.handle(dg("a", &src[..i]), 4);
+            b.handle(ms("a", &src[..i]), 4);
+        }
+    }
+    b.drain();
+
+    // The genuine delta merges once and is forwarded (to c, not back to a); its replay does
+    // neither, and a replayed datagram is harmless.
+    let mut b = core(1);
+    b.drain();
+    b.handle(ms("a", &msg), 5);
+    assert_eq!(b.replica().get(&rec.key).map(|r| r.version.hlc), Some(100));
+    let forwarded: Vec<_> = b.drain().into_iter().filter_map(|o| if let Output::Message { to, .. } = o { Some(to) } else { None }).collect();
+    assert_eq!(forwarded, vec![ids[2].addr]);
+    let before = b.replica().clone();
+    for _ in 0..3 {
+        b.handle(ms("a", &msg), 6);
+        b.handle(dg("a", &dgram), 6);
+    }
+    assert!(!b.drain().iter().any(|o| matches!(o, Output::Message { .. } | Output::Merged(_))));
+    assert_eq!(b.replica(), &before);
+    assert_eq!(b.stats().records_merged, 1);
+}

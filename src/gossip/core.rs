@@ -303,10 +303,8 @@ impl<R: Replica> Core<R> {
                         self.stats.swim_errors += 1;
                     }
                 }
-                if self.swim.iter_membership_state().len() != before {
-                    self.out.push(Output::MembersChanged);
-                }
-                self.pump(BTreeSet::new());
+                let removed = self.swim.iter_membership_state().len() != before;
+                self.pump_with(BTreeSet::new(), removed);
             }
             Pending::AntiEntropy => {
                 if let Some(&to) = self.pick_alive(1, None).first() {

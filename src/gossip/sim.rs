@@ -83,9 +83,9 @@ pub struct Sim {
     /// First time each node held the watched record version.
     pub reached: Vec<Option<Micros>>,
     watched: Option<(Key, u64)>,
-    /// First time each node saw the watched member in the watched state.
+    /// First time each node saw the watched member in one of the watched states.
     pub member_seen: Vec<Option<Micros>>,
-    member_watch: Option<(String, MemberState)>,
+    member_watch: Option<(String, Vec<MemberState>)>,
     pub sent: u64,
     pub dropped: u64,
 }
@@ -178,8 +178,8 @@ impl Sim {
         }
     }
 
-    pub fn watch_member(&mut self, name: &str, state: MemberState) {
-        self.member_watch = Some((name.to_string(), state));
+    pub fn watch_member(&mut self, name: &str, states: &[MemberState]) {
+        self.member_watch = Some((name.to_string(), states.to_vec()));
         self.member_seen = vec![None; self.nodes.len()];
     }
 
@@ -298,9 +298,9 @@ impl Sim {
 
     fn members_changed(&mut self, i: usize) {
         let Some(core) = self.nodes[i].core.as_ref() else { return };
-        if let Some((name, state)) = &self.member_watch
+        if let Some((name, states)) = &self.member_watch
             && self.member_seen[i].is_none()
-            && core.member(name).is_some_and(|m| m.state == *state)
+            && core.member(name).is_some_and(|m| states.contains(&m.state))
         {
             self.member_seen[i] = Some(self.now);
         }

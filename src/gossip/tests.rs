@@ -1,1 +1,180 @@
+//! Unit tests: anti-entropy gap logic, authority rules, wire robustness.
 
+use std::collections::BTreeMap;
+
+use super::sync::offer;
+use super::wire::{self, Message, WireError};
+use super::*;
+use crate::catalog::{Body, Endpoint, Health, Key, Namespace, Origin, Record, Version};
+
+fn ep(node: &str, id: &str, writer: &str, hlc: u64) -> Record {
+    let e = Endpoint {
+        namespace: "ns".into(),
+        service: "svc".into(),
+        id: id.into(),
+        node: node.into(),
+        address: "127.0.0.1:80".parse().unwrap(),
+        zone: String::new(),
+        attributes: BTreeMap::new(),
+        health: Health::Healthy,
+        draining: false,
+    };
+    Record { key: Key::Endpoint("ns".into(), "svc".into(), id.into()), body: Some(Body::Endpoint(e)), version: Version { hlc, writer: writer.into() }, origin: Origin::Api, registered: hlc }
+}
+
+fn tomb(id: &str, writer: &str, hlc: u64) -> Record {
+    Record { key: Key::Endpoint("ns".into(), "svc".into(), id.into()), body: None, version: Version { hlc, writer: writer.into() }, origin: Origin::Api, registered: hlc }
+}
+
+fn ns(writer: &str, hlc: u64) -> Record {
+    let body = Body::Namespace(Namespace { name: "ns".into(), description: String::new() });
+    Record { key: Key::Namespace("ns".into()), body: Some(body), version: Version { hlc, writer: writer.into() }, origin: Origin::Api, registered: hlc }
+}
+
+fn replica(records: &[Record]) -> MemReplica {
+    let mut r = MemReplica::default();
+    for x in records {
+        r.put(x.clone());
+    }
+    r
+}
+
+fn anyone(_: &str) -> Option<Role> {
+    Some(Role::Combined)
+}
+
+/// One anti-entropy exchange as the core runs it: `a` pulls from `b`, `b` answers, `a` answers
+/// `b`'s need list. Returns how many records travelled.
+fn exchange(a: &mut MemReplica, b: &mut MemReplica) -> usize {
+    let answer = offer(b, &b.digest(), &a.digest(), false);
+    let mut moved = answer.records.len();
+    a.merge(answer.records, &anyone);
+    if !answer.need.is_empty() {
+        let back = offer(a, &a.digest(), &answer.need, true);
+        moved += back.records.len();
+        b.merge(back.records, &anyone);
+    }
+    moved
+}
+
+#[test]
+fn behind_cleanly_gets_only_what_is_above_its_max() {
+    let all = [ep("w", "1", "w", 1), ep("w", "2", "w", 2), ep("w", "3", "w", 3)];
+    let (a, b) = (replica(&all[..2]), replica(&all));
+    let o = offer(&b, &b.digest(), &a.digest(), false);
+    assert_eq!(o.records, vec![all[2].clone()]);
+    assert!(o.need.is_empty(), "b lacks nothing");
+}
+
+#[test]
+fn out_of_order_arrival_is_repaired() {
+    // a received w's hlc 1 and 3 but lost hlc 2: a max-only digest would call a up to date.
+    let all = [ep("w", "1", "w", 1), ep("w", "2", "w", 2), ep("w", "3", "w", 3)];
+    let mut a = replica(&[all[0].clone(), all[2].clone()]);
+    let mut b = replica(&all);
+    assert_eq!(a.digest()["w"].max_hlc, b.digest()["w"].max_hlc);
+    assert!(exchange(&mut a, &mut b) > 0);
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(exchange(&mut a, &mut b), 0, "converged: nothing travels");
+}
+
+#[test]
+fn gaps_on_both_sides_and_missing_writers_converge() {
+    let mut a = replica(&[ep("w", "1", "w", 1), ep("w", "3", "w", 3), ep("x", "9", "x", 9)]);
+    let mut b = replica(&[ep("w", "2", "w", 2), ep("y", "7", "y", 7)]);
+    exchange(&mut a, &mut b);
+    exchange(&mut b, &mut a);
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(a.records.len(), 5);
+}
+
+#[test]
+fn a_key_overwritten_by_another_writer_converges() {
+    // Same key: a still has w's version, b has z's newer one.
+    let mut a = replica(&[ep("w", "1", "w", 1)]);
+    let mut b = replica(&[ep("z", "1", "z", 5)]);
+    exchange(&mut a, &mut b);
+    exchange(&mut b, &mut a);
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(a.get(&ep("z", "1", "z", 5).key).unwrap().version.writer, "z");
+}
+
+#[test]
+fn authority_rules() {
+    let roles = |w: &str| match w {
+        "reg" => Some(Role::Registry),
+        "px" => Some(Role::Proxy),
+        _ => None,
+    };
+    assert!(admit(&ep("px", "1", "px", 1), &roles), "owner writes its endpoint");
+    assert!(!admit(&ep("px", "1", "reg", 1), &roles), "nobody else writes it, not even a registry");
+    assert!(admit(&ns("reg", 1), &roles));
+    assert!(!admit(&ns("px", 1), &roles), "a proxy does not write definitions");
+    assert!(!admit(&ns("stranger", 1), &roles), "unknown role: refused until membership knows it");
+    assert!(admit(&tomb("1", "px", 2), &roles), "endpoint tombstones are left to the replica");
+    let mut moved = ep("px", "1", "px", 1);
+    moved.key = Key::Endpoint("ns".into(), "svc".into(), "other".into());
+    assert!(!admit(&moved, &roles), "a body under another key");
+    let mut ns_tomb = ns("px", 3);
+    ns_tomb.body = None;
+    assert!(!admit(&ns_tomb, &roles));
+
+    // The replica's half: an endpoint tombstone must come from the writer it replaces.
+    let mut r = replica(&[ep("px", "1", "px", 1)]);
+    assert!(r.merge(vec![tomb("1", "other", 2)], &roles).is_empty());
+    assert_eq!(r.merge(vec![tomb("1", "reg", 2)], &roles).len(), 1, "a registry may remove it");
+    let mut r = replica(&[ep("px", "1", "px", 1)]);
+    assert_eq!(r.merge(vec![tomb("1", "px", 2)], &roles).len(), 1);
+    assert!(r.merge(vec![tomb("1", "px", 2)], &roles).is_empty(), "replay");
+    assert!(r.merge(vec![ep("px", "1", "px", 1)], &roles).is_empty(), "older version");
+}
+
+#[test]
+fn wire_roundtrip_and_refusals() {
+    let mut d = Digest::new();
+    d.insert("w".into(), WriterSummary { max_hlc: 5, count: 2, hash: 77 });
+    let msgs = [
+        Message::Delta(vec![ep("w", "1", "w", 1), tomb("2", "w", 2)]),
+        Message::Pull(d.clone()),
+        Message::Push { records: vec![ns("reg", 3)], digest: Some(d) },
+    ];
+    for m in &msgs {
+        let bytes = wire::encode_message("me", m);
+        // What a receiver stores is marked Remote (origin does not travel).
+        let m = &match m.clone() {
+            Message::Delta(rs) => Message::Delta(rs.into_iter().map(|r| Record { origin: Origin::Remote, ..r }).collect()),
+            Message::Push { records, digest } => {
+                Message::Push { records: records.into_iter().map(|r| Record { origin: Origin::Remote, ..r }).collect(), digest }
+            }
+            pull => pull,
+        };
+        let (from, back) = wire::decode_message(&bytes).unwrap();
+        assert_eq!((from.as_str(), &back), ("me", m));
+        // Every truncation is an error, never a panic.
+        for n in 0..bytes.len() {
+            assert!(wire::decode_message(&bytes[..n]).is_err(), "prefix {n} of {m:?}");
+        }
+        let mut v = bytes.to_vec();
+        v[0] = 2;
+        assert!(matches!(wire::decode_message(&v), Err(WireError::Version(2))));
+        let mut v = bytes.to_vec();
+        v.push(0);
+        assert!(matches!(wire::decode_message(&v), Err(WireError::Trailing(1))));
+    }
+    assert!(matches!(wire::decode_datagram(&[]), Err(WireError::Empty)));
+    // A length prefix claiming 4 GB allocates nothing: the input is 6 bytes.
+    assert!(wire::decode_message(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+}
+
+#[test]
+fn record_hash_is_pinned() {
+    // Nodes on different builds must agree: this value may never change.
+    assert_eq!(record_hash(&ep("w", "1", "w", 42)), record_hash(&tomb("1", "other", 42)));
+    assert_eq!(record_hash(&ep("w", "1", "w", 42)), 0x445c_c9ba_dfaa_03b0);
+}
+
+#[test]
+fn retransmissions_follow_cluster_size() {
+    let mt = |n| super::core::max_transmissions(n).get();
+    assert_eq!((mt(1), mt(9), mt(10), mt(99), mt(100), mt(999), mt(1000)), (4, 4, 8, 8, 12, 12, 16));
+}
