@@ -11,7 +11,7 @@ use rand_pcg::rand_core::SeedableRng;
 
 use super::members::{Book, member_of};
 use super::plumbing::peek_swim;
-use super::wire::{self, DATAGRAM_OVERHEAD, Datagram, Message};
+use super::wire::{self, DATAGRAM_OVERHEAD, Datagram};
 use super::{CoreStats, GossipConfig, Input, MemberView, Millis, NodeId, Output, Replica, TimerId};
 
 pub(super) type Swim = Foca<NodeId, PostcardCodec, Pcg64Mcg, NoCustomBroadcast>;
@@ -33,10 +33,13 @@ pub struct Core<R: Replica> {
     pub(super) out: Vec<Output>,
     pub(super) timers: BTreeMap<TimerId, Pending>,
     pub(super) next_timer: TimerId,
-    pub(super) seeds: Vec<SocketAddr>,
+    /// Join addresses, with the name of the node that answered there once known.
+    pub(super) seeds: BTreeMap<SocketAddr, Option<String>>,
     pub(super) book: Book,
     pub(super) stats: CoreStats,
     pub(super) left: bool,
+    /// foca's current timer token, from the timers it submits (see `suspicion_timers`).
+    pub(super) swim_token: Option<foca::TimerToken>,
 }
 
 pub(super) fn ms(d: Duration) -> Millis {
@@ -87,10 +90,11 @@ impl<R: Replica> Core<R> {
             out: Vec::new(),
             timers: BTreeMap::new(),
             next_timer: 1,
-            seeds: Vec::new(),
+            seeds: BTreeMap::new(),
             book,
             stats: CoreStats::default(),
             left: false,
+            swim_token: None,
         };
         // Random first offsets, so nodes started together do not pull in lockstep.
         let ae = core.jitter(core.cfg.anti_entropy_every);
@@ -142,9 +146,7 @@ impl<R: Replica> Core<R> {
             }
             Input::Join(addrs) => {
                 for a in addrs {
-                    if !self.seeds.contains(&a) {
-                        self.seeds.push(a);
-                    }
+                    self.seeds.entry(a).or_default();
                     self.hello(a);
                 }
             }
@@ -224,61 +226,20 @@ impl<R: Replica> Core<R> {
                 }
             }
             Datagram::Hello(id) => {
+                // Answer where the Hello came from (it got through, NAT or not).
                 self.book.learn(&id);
                 let welcome = wire::encode_datagram(&Datagram::Welcome(self.swim.identity().clone()));
-                self.out.push(Output::Datagram { to: id.addr, bytes: welcome });
+                self.out.push(Output::Datagram { to: from, bytes: welcome });
             }
             Datagram::Welcome(id) => {
                 self.book.learn(&id);
+                if let Some(name) = self.seeds.get_mut(&from) {
+                    *name = Some(id.name.clone());
+                }
                 let _ = self.swim.announce(id, &mut self.rt);
             }
         }
         self.pump(suspects);
-    }
-
-    fn on_message(&mut self, peer: &str, from: SocketAddr, bytes: &[u8]) {
-        let (claimed, msg) = match wire::decode_message(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(peer, %from, error = %e, "bad gossip message");
-                self.stats.bad_messages += 1;
-                return;
-            }
-        };
-        if claimed != peer {
-            tracing::warn!(peer, claimed, %from, "message claims another sender; dropped");
-            self.stats.impersonations += 1;
-            return;
-        }
-        // Reply to the advertised address: `from` may be an ephemeral client port.
-        let reply_to = self.book.addr(peer).unwrap_or(from);
-        match msg {
-            Message::Delta(records) => {
-                let new = self.merge(records);
-                if !new.is_empty() {
-                    let sent = self.spread(new, Some(peer));
-                    self.stats.deltas_forwarded += sent;
-                }
-            }
-            Message::Pull(theirs) => {
-                let offer = super::sync::offer(&self.replica, &self.replica.digest(), &theirs, false);
-                if !offer.records.is_empty() || !offer.need.is_empty() {
-                    let need = (!offer.need.is_empty()).then_some(offer.need);
-                    self.send(reply_to, &Message::Push { records: offer.records, digest: need });
-                    self.stats.pushes_sent += 1;
-                }
-            }
-            Message::Push { records, digest } => {
-                self.merge(records);
-                if let Some(need) = digest {
-                    let offer = super::sync::offer(&self.replica, &self.replica.digest(), &need, true);
-                    if !offer.records.is_empty() {
-                        self.send(reply_to, &Message::Push { records: offer.records, digest: None });
-                        self.stats.pushes_sent += 1;
-                    }
-                }
-            }
-        }
     }
 
     fn on_timer(&mut self, id: TimerId) {
@@ -307,11 +268,7 @@ impl<R: Replica> Core<R> {
                 self.pump_with(BTreeSet::new(), removed);
             }
             Pending::AntiEntropy => {
-                if let Some(&to) = self.pick_alive(1, None).first() {
-                    let digest = self.replica.digest();
-                    self.send(to, &Message::Pull(digest));
-                    self.stats.pulls_sent += 1;
-                }
+                self.pull();
                 self.schedule(self.cfg.anti_entropy_every, Pending::AntiEntropy);
             }
             Pending::Announce => {
@@ -325,12 +282,19 @@ impl<R: Replica> Core<R> {
     /// has an active member, and forgets down members after `remove_down_after`. Seeds not in
     /// the cluster get a Hello; an isolated node announces to the members it still remembers.
     fn announce_round(&mut self) {
-        let mut active: BTreeSet<SocketAddr> = self.swim.iter_members().map(|m| m.id().addr).collect();
-        active.insert(self.swim.identity().addr);
-        for s in self.seeds.clone() {
-            if !active.contains(&s) {
-                self.hello(s);
-            }
+        let me = self.swim.identity();
+        let mut addrs: BTreeSet<SocketAddr> = self.swim.iter_members().map(|m| m.id().addr).collect();
+        let mut names: BTreeSet<&str> = self.swim.iter_members().map(|m| m.id().name.as_str()).collect();
+        addrs.insert(me.addr);
+        names.insert(&me.name);
+        let lost: Vec<SocketAddr> = self
+            .seeds
+            .iter()
+            .filter(|(a, name)| !addrs.contains(*a) && !name.as_deref().is_some_and(|n| names.contains(n)))
+            .map(|(a, _)| *a)
+            .collect();
+        for s in lost {
+            self.hello(s);
         }
         if self.swim.num_members() == 0 {
             let down: Vec<NodeId> = self.swim.iter_membership_state().map(|m| m.id().clone()).collect();

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
-use foca::{Member, State};
+use foca::{Incarnation, Member, State};
 
 use super::{MemberState, MemberView, Millis, NodeId, Role};
 
@@ -46,10 +46,16 @@ impl Book {
         self.since.insert(name.to_string(), since);
     }
 
-    /// Reconciles the suspect set with foca's table for `names` (and current suspects);
-    /// returns whether any member entered or left Suspect.
-    pub fn refresh<'a>(&mut self, table: impl Iterator<Item = &'a Member<NodeId>>, names: &BTreeSet<String>, now: Millis) -> bool {
+    /// Reconciles the suspect set with foca's table for `names` (and current suspects).
+    /// Returns whether any member entered or left Suspect, and those that entered it.
+    pub fn refresh<'a>(
+        &mut self,
+        table: impl Iterator<Item = &'a Member<NodeId>>,
+        names: &BTreeSet<String>,
+        now: Millis,
+    ) -> (bool, Vec<(NodeId, Incarnation)>) {
         let mut changed = false;
+        let mut entered = Vec::new();
         let mut still = BTreeSet::new();
         let mut found = 0;
         for m in table {
@@ -62,6 +68,9 @@ impl Book {
             let is = m.state() == State::Suspect;
             if is {
                 still.insert(name.clone());
+                if !was {
+                    entered.push((m.id().clone(), m.incarnation()));
+                }
             }
             if is != was {
                 self.touch(name, now);
@@ -71,7 +80,7 @@ impl Book {
         // A suspect missing from the table was removed: that is a change too.
         changed |= found < self.suspects.len();
         self.suspects = still;
-        changed
+        (changed, entered)
     }
 
     pub fn view(&self, m: &Member<NodeId>) -> MemberView {
@@ -96,9 +105,10 @@ impl Book {
 pub(super) fn member_of(v: &MemberView) -> Member<NodeId> {
     let mut id = NodeId::new(v.name.clone(), v.generation, v.addr, v.role);
     id.renewal = v.renewal;
+    // A persisted suspicion is stale: restored as Alive, the probes will judge again (restoring
+    // it as Suspect would declare a live member down, since it never hears of the suspicion).
     let state = match v.state {
-        MemberState::Alive => State::Alive,
-        MemberState::Suspect => State::Suspect,
+        MemberState::Alive | MemberState::Suspect => State::Alive,
         MemberState::Down => State::Down,
     };
     Member::new(id, v.incarnation, state)

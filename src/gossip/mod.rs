@@ -13,6 +13,7 @@ mod core;
 mod identity;
 mod members;
 mod plumbing;
+mod records;
 mod replica;
 pub mod sim;
 mod sync;

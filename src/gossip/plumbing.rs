@@ -1,17 +1,16 @@
-//! The core's helpers: turning foca's accumulated effects into outputs, merging with the authority
-//! check, fanout, timers and seeded random choices.
+//! The core's helpers: turning foca's accumulated effects into outputs, timers, seeded random
+//! choices, and a look at a foca packet before foca sees it.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use foca::{Codec, Header, OwnedNotification, PostcardCodec, State, Timer};
+use foca::{Codec, Header, OwnedNotification, PostcardCodec, State, Timer, TimerToken};
 use rand_pcg::rand_core::Rng;
 
 use super::core::{Core, Pending, max_transmissions, ms};
-use super::wire::{self, Datagram, Message};
-use super::{NodeId, Output, Replica, admit};
-use crate::catalog::Record;
+use super::wire::{self, Datagram};
+use super::{NodeId, Output, Replica};
 
 impl<R: Replica> Core<R> {
     /// Turns what foca accumulated into outputs. `check` names members that may have become
@@ -24,6 +23,7 @@ impl<R: Replica> Core<R> {
     pub(super) fn pump_with(&mut self, mut check: BTreeSet<String>, mut changed: bool) {
         let now = self.now;
         let mut gossiped = false;
+        let mut own = BTreeSet::new();
         loop {
             let mut urgent = false;
             while let Some((to, data)) = self.rt.to_send() {
@@ -33,6 +33,10 @@ impl<R: Replica> Core<R> {
             while let Some((after, timer)) = self.rt.to_schedule() {
                 if let Timer::ChangeSuspectToDown { member_id, .. } = &timer {
                     check.insert(member_id.name.clone());
+                    own.insert(member_id.name.clone());
+                }
+                if let Some(t) = token(&timer) {
+                    self.swim_token = Some(t);
                 }
                 self.schedule(after, Pending::Swim { due: now.saturating_add(ms(after)), timer });
             }
@@ -52,10 +56,11 @@ impl<R: Replica> Core<R> {
                 }
             }
             if !check.is_empty() || !self.book.suspects.is_empty() {
-                let moved = self.book.refresh(self.swim.iter_membership_state(), &check, now);
+                let (moved, entered) = self.book.refresh(self.swim.iter_membership_state(), &check, now);
                 urgent |= moved;
                 changed |= moved;
                 check.clear();
+                self.suspicion_timers(entered, &own);
             }
             // Failure news (Suspect, Down, refuted suspicion) is passed on at once instead of
             // waiting for the next gossip round: each hop costs a network latency, not 200 ms.
@@ -78,6 +83,20 @@ impl<R: Replica> Core<R> {
         }
     }
 
+    /// foca starts the Suspect → Down timer only on the node whose probe failed; if that node's
+    /// Down announcement is lost (or it dies) the others keep the member Suspect until their own
+    /// round-robin probe reaches it. As in the SWIM paper, every node that hears of a suspicion
+    /// runs the timer too: foca's own `ChangeSuspectToDown`, which does nothing if the member
+    /// refuted meanwhile (higher incarnation) or if foca reset its timers (token changed).
+    fn suspicion_timers(&mut self, entered: Vec<(NodeId, foca::Incarnation)>, own: &BTreeSet<String>) {
+        let Some(token) = self.swim_token else { return };
+        let after = self.swim_cfg.suspect_to_down_after;
+        for (member_id, incarnation) in entered.into_iter().filter(|(id, _)| !own.contains(&id.name)) {
+            let timer = Timer::ChangeSuspectToDown { member_id, incarnation, token };
+            self.schedule(after, Pending::Swim { due: self.now.saturating_add(ms(after)), timer });
+        }
+    }
+
     /// Updates foca's retransmit limit to the cluster size (allowed at runtime, unlike timings).
     fn retune(&mut self) {
         let mt = max_transmissions(self.swim.num_members() + 1);
@@ -87,36 +106,6 @@ impl<R: Replica> Core<R> {
                 self.stats.swim_errors += 1;
             }
         }
-    }
-
-    /// Authority check, then last-writer-wins merge; returns the records new here.
-    pub(super) fn merge(&mut self, records: Vec<Record>) -> Vec<Record> {
-        let book = &self.book;
-        let role_of = |w: &str| book.role(w);
-        let total = records.len();
-        let admitted: Vec<Record> = records.into_iter().filter(|r| admit(r, &role_of)).collect();
-        self.stats.rejected_records += (total - admitted.len()) as u64;
-        let new = self.replica.merge(admitted, &role_of);
-        if !new.is_empty() {
-            self.stats.records_merged += new.len() as u64;
-            self.out.push(Output::Merged(new.len()));
-        }
-        new
-    }
-
-    /// Pushes a delta to `fanout` random active members (not `exclude`); returns how many.
-    pub(super) fn spread(&mut self, records: Vec<Record>, exclude: Option<&str>) -> u64 {
-        let targets = self.pick_alive(self.cfg.fanout, exclude);
-        let bytes = wire::encode_message(&self.swim.identity().name, &Message::Delta(records));
-        for &to in &targets {
-            self.out.push(Output::Message { to, bytes: bytes.clone() });
-        }
-        targets.len() as u64
-    }
-
-    pub(super) fn send(&mut self, to: SocketAddr, m: &Message) {
-        let bytes = wire::encode_message(&self.swim.identity().name, m);
-        self.out.push(Output::Message { to, bytes });
     }
 
     pub(super) fn schedule(&mut self, after: Duration, p: Pending) {
@@ -160,6 +149,14 @@ impl<R: Replica> Core<R> {
             .collect();
         out.truncate(k);
         out
+    }
+}
+
+fn token(t: &Timer<NodeId>) -> Option<TimerToken> {
+    match t {
+        Timer::ProbeRandomMember(t) | Timer::PeriodicAnnounce(t) | Timer::PeriodicAnnounceDown(t) | Timer::PeriodicGossip(t) => Some(*t),
+        Timer::SendIndirectProbe { token, .. } | Timer::ChangeSuspectToDown { token, .. } => Some(*token),
+        Timer::RemoveDown(_) => None,
     }
 }
 

@@ -2,8 +2,7 @@
 //! simulated time in microseconds, a priority queue of deliveries with random latency, datagram
 //! and message loss, partitions, crashes and restarts. Same seed, same run.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -47,34 +46,12 @@ enum Event {
     Timer { node: usize, epoch: u32, id: TimerId },
 }
 
-struct Queued {
-    at: Micros,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
-}
-
 pub struct Sim {
     pub now: Micros,
     pub nodes: Vec<SimNode>,
     pub cfg: SimConfig,
-    queue: BinaryHeap<Reverse<Queued>>,
+    /// Pending events by (time, sequence): a BTreeMap pops the earliest, ties in send order.
+    queue: BTreeMap<(Micros, u64), Event>,
     seq: u64,
     rng: Pcg64Mcg,
     by_addr: HashMap<SocketAddr, usize>,
@@ -83,9 +60,11 @@ pub struct Sim {
     /// First time each node held the watched record version.
     pub reached: Vec<Option<Micros>>,
     watched: Option<(Key, u64)>,
-    /// First time each node saw the watched member in one of the watched states.
-    pub member_seen: Vec<Option<Micros>>,
-    member_watch: Option<(String, Vec<MemberState>)>,
+    /// First time each node saw the watched member Suspect or Down (no longer routable).
+    pub suspected_at: Vec<Option<Micros>>,
+    /// First time each node saw the watched member Down.
+    pub down_at: Vec<Option<Micros>>,
+    member_watch: Option<String>,
     pub sent: u64,
     pub dropped: u64,
 }
@@ -101,14 +80,15 @@ impl Sim {
             now: 0,
             nodes: Vec::with_capacity(n),
             cfg,
-            queue: BinaryHeap::new(),
+            queue: BTreeMap::new(),
             seq: 0,
             rng: Pcg64Mcg::seed_from_u64(seed),
             by_addr: HashMap::new(),
             group: vec![0; n],
             reached: vec![None; n],
             watched: None,
-            member_seen: vec![None; n],
+            suspected_at: vec![None; n],
+            down_at: vec![None; n],
             member_watch: None,
             sent: 0,
             dropped: 0,
@@ -135,16 +115,33 @@ impl Sim {
         self.nodes[i].core.as_ref().expect("node is up")
     }
 
-    /// Gives every up node a converged membership through `restore`: all other nodes, or `view`
-    /// random ones (restoring all 999 peers into each of 1000 foca tables is O(n²) in foca).
+    /// Gives every node a converged membership through `restore`: all other nodes, or a random
+    /// *symmetric* view of about `view` peers (if a knows b, b knows a). Restoring all 999 peers
+    /// into each of 1000 foca tables is O(n²) scans, too slow for a debug build; a one-way
+    /// partial view would make every probe teach its target a new member, and foca broadcasts
+    /// each one: an O(n²) learning storm that also skews who is in whose view.
+    /// The restores are spread over one probe period, so probe cycles are not in lockstep.
     pub fn converge_membership(&mut self, view: Option<usize>) {
-        let all: Vec<MemberView> = self.nodes.iter().map(|n| alive_view(&n.id)).collect();
-        for i in 0..self.nodes.len() {
-            let mut members: Vec<MemberView> = match view {
-                None => all.clone(),
-                Some(k) => (0..k).map(|_| all[self.below(all.len())].clone()).collect(),
-            };
-            members.retain(|m| m.name != self.nodes[i].id.name);
+        let n = self.nodes.len();
+        let mut peers: Vec<std::collections::BTreeSet<usize>> = vec![Default::default(); n];
+        for i in 0..n {
+            match view {
+                None => peers[i] = (0..n).filter(|&j| j != i).collect(),
+                Some(k) => {
+                    for _ in 0..k / 2 {
+                        let j = self.below(n);
+                        if j != i {
+                            peers[i].insert(j);
+                            peers[j].insert(i);
+                        }
+                    }
+                }
+            }
+        }
+        let step = self.cfg.gossip.probe_period.as_micros() as Micros / n.max(1) as Micros;
+        for (i, mine) in peers.into_iter().enumerate() {
+            self.run_for(step);
+            let members = mine.into_iter().map(|j| alive_view(&self.nodes[j].id)).collect();
             let now = self.now / 1000;
             if let Some(core) = self.nodes[i].core.as_mut() {
                 core.restore(members, now);
@@ -178,9 +175,10 @@ impl Sim {
         }
     }
 
-    pub fn watch_member(&mut self, name: &str, states: &[MemberState]) {
-        self.member_watch = Some((name.to_string(), states.to_vec()));
-        self.member_seen = vec![None; self.nodes.len()];
+    pub fn watch_member(&mut self, name: &str) {
+        self.member_watch = Some(name.to_string());
+        self.suspected_at = vec![None; self.nodes.len()];
+        self.down_at = vec![None; self.nodes.len()];
     }
 
     /// Drops all of node `i`'s state but its replica and persisted members.
@@ -227,13 +225,13 @@ impl Sim {
     /// Runs events up to `end`, or until `stop` says so (checked after each event); returns
     /// whether `stop` fired.
     pub fn run_until(&mut self, end: Micros, mut stop: impl FnMut(&Sim) -> bool) -> bool {
-        while let Some(Reverse(q)) = self.queue.peek() {
-            if q.at > end {
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > end {
                 break;
             }
-            let Some(Reverse(q)) = self.queue.pop() else { break };
-            self.now = q.at;
-            match q.event {
+            let ((at, _), event) = entry.remove_entry();
+            self.now = at;
+            match event {
                 Event::Deliver { to, input } => {
                     self.handle(to, input);
                     self.check_record(to);
@@ -262,7 +260,7 @@ impl Sim {
 
     fn push(&mut self, at: Micros, event: Event) {
         self.seq += 1;
-        self.queue.push(Reverse(Queued { at, seq: self.seq, event }));
+        self.queue.insert((at, self.seq), event);
     }
 
     fn flush(&mut self, i: usize) {
@@ -298,11 +296,12 @@ impl Sim {
 
     fn members_changed(&mut self, i: usize) {
         let Some(core) = self.nodes[i].core.as_ref() else { return };
-        if let Some((name, states)) = &self.member_watch
-            && self.member_seen[i].is_none()
-            && core.member(name).is_some_and(|m| states.contains(&m.state))
-        {
-            self.member_seen[i] = Some(self.now);
+        let Some(state) = self.member_watch.as_ref().and_then(|name| core.member(name)).map(|m| m.state) else { return };
+        if state != MemberState::Alive {
+            self.suspected_at[i].get_or_insert(self.now);
+        }
+        if state == MemberState::Down {
+            self.down_at[i].get_or_insert(self.now);
         }
     }
 

@@ -1,0 +1,95 @@
+//! Record dissemination: delta push with one forward per new record, and push-pull
+//! anti-entropy over per-writer summaries (see `sync`).
+
+use std::net::SocketAddr;
+
+use super::sync::offer;
+use super::wire::{self, Message};
+use super::{Core, Output, Replica, admit};
+use crate::catalog::Record;
+
+impl<R: Replica> Core<R> {
+    pub(super) fn on_message(&mut self, peer: &str, from: SocketAddr, bytes: &[u8]) {
+        let (claimed, msg) = match wire::decode_message(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(peer, %from, error = %e, "bad gossip message");
+                self.stats.bad_messages += 1;
+                return;
+            }
+        };
+        if claimed != peer {
+            tracing::warn!(peer, claimed, %from, "message claims another sender; dropped");
+            self.stats.impersonations += 1;
+            return;
+        }
+        // Reply to the advertised address: `from` may be an ephemeral client port.
+        let reply_to = self.book.addr(peer).unwrap_or(from);
+        match msg {
+            Message::Delta(records) => {
+                let new = self.merge(records);
+                if !new.is_empty() {
+                    let sent = self.spread(new, Some(peer));
+                    self.stats.deltas_forwarded += sent;
+                }
+            }
+            Message::Pull(theirs) => {
+                let offer = offer(&self.replica, &self.replica.digest(), &theirs, false);
+                if !offer.records.is_empty() || !offer.need.is_empty() {
+                    let need = (!offer.need.is_empty()).then_some(offer.need);
+                    self.send(reply_to, &Message::Push { records: offer.records, digest: need });
+                    self.stats.pushes_sent += 1;
+                }
+            }
+            Message::Push { records, digest } => {
+                self.merge(records);
+                if let Some(need) = digest {
+                    let offer = offer(&self.replica, &self.replica.digest(), &need, true);
+                    if !offer.records.is_empty() {
+                        self.send(reply_to, &Message::Push { records: offer.records, digest: None });
+                        self.stats.pushes_sent += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The anti-entropy tick: my digest to one random active member.
+    pub(super) fn pull(&mut self) {
+        if let Some(&to) = self.pick_alive(1, None).first() {
+            let digest = self.replica.digest();
+            self.send(to, &Message::Pull(digest));
+            self.stats.pulls_sent += 1;
+        }
+    }
+
+    /// Authority check, then last-writer-wins merge; returns the records new here.
+    pub(super) fn merge(&mut self, records: Vec<Record>) -> Vec<Record> {
+        let book = &self.book;
+        let role_of = |w: &str| book.role(w);
+        let total = records.len();
+        let admitted: Vec<Record> = records.into_iter().filter(|r| admit(r, &role_of)).collect();
+        self.stats.rejected_records += (total - admitted.len()) as u64;
+        let new = self.replica.merge(admitted, &role_of);
+        if !new.is_empty() {
+            self.stats.records_merged += new.len() as u64;
+            self.out.push(Output::Merged(new.len()));
+        }
+        new
+    }
+
+    /// Pushes a delta to `fanout` random active members (not `exclude`); returns how many.
+    pub(super) fn spread(&mut self, records: Vec<Record>, exclude: Option<&str>) -> u64 {
+        let targets = self.pick_alive(self.cfg.fanout, exclude);
+        let bytes = wire::encode_message(&self.swim.identity().name, &Message::Delta(records));
+        for &to in &targets {
+            self.out.push(Output::Message { to, bytes: bytes.clone() });
+        }
+        targets.len() as u64
+    }
+
+    pub(super) fn send(&mut self, to: SocketAddr, m: &Message) {
+        let bytes = wire::encode_message(&self.swim.identity().name, m);
+        self.out.push(Output::Message { to, bytes });
+    }
+}
