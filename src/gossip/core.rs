@@ -113,7 +113,8 @@ impl<R: Replica> Core<R> {
         for v in members.iter().filter(|v| v.name != me) {
             let m = member_of(v);
             self.book.learn(m.id());
-            self.book.set_since(&v.name, v.since);
+            // `since` of the old run is in another run's clock: restart it from now.
+            self.book.touch(&v.name, now);
             if m.state() != State::Down {
                 alive.push(m.id().clone());
             }

@@ -42,10 +42,6 @@ impl Book {
         self.since.insert(name.to_string(), now);
     }
 
-    pub fn set_since(&mut self, name: &str, since: Millis) {
-        self.since.insert(name.to_string(), since);
-    }
-
     /// Reconciles the suspect set with foca's table for `names` (and current suspects).
     /// Returns whether any member entered or left Suspect, and those that entered it.
     pub fn refresh<'a>(

@@ -7,6 +7,12 @@
 //! ride reliable streams, one message per stream ([`Input::Message`]). Records are never put in
 //! foca's custom broadcasts: those share a ~1.2 KB datagram with membership updates and have no
 //! repair path, whereas our streams have no size cap and anti-entropy repairs every loss.
+//!
+//! Beyond plain foca: seeds are bare addresses, so a joiner sends `Hello` and announces to the
+//! identity in the `Welcome`; Suspect and Down are gossiped at once (not on the next round), and
+//! every node that hears a suspicion runs the Suspect → Down timer, not only the prober; a node
+//! declared down while alive renews its identity and rejoins. Every sender is checked against
+//! the certificate name the driver reports, before foca or the replica sees anything.
 
 mod authority;
 mod core;
