@@ -338,7 +338,7 @@ fn wait_listed_once(nodes: &[&Weft], name: &str, generation: u64, addr: &str) {
         if e.len() == 1 && e[0]["state"] == "alive" && e[0]["generation"].as_u64() == Some(generation) && e[0]["address"] == addr {
             Ok(())
         } else {
-            Err(format!("{} lists {name} as {e:?} (want once, alive, generation {generation}, address {addr})", w.admin))
+            Err(format!("{} lists {name} as {e:?} (want once, alive, generation {generation}, address {addr})", w.node_name()))
         }
     };
     let ok = wait_until(Duration::from_secs(15), Duration::from_millis(100), || nodes.iter().all(|w| once_alive(w).is_ok()));
@@ -478,7 +478,7 @@ fn garbage_from_an_authenticated_peer() {
     });
     let after: Vec<u64> = counters.iter().map(|c| g1.mesh_counter(c)).collect();
     assert!(ok, "garbage must be counted: {counters:?} before {before:?} after {after:?}");
-    eprintln!("counters {counters:?}: before {before:?} after {after:?}");
+    eprintln!("counters {counters:?}: before {before:?} after {after:?}; relayed_streams {}", g1.mesh_counter("relayed_streams"));
 
     // still serving, nothing changed
     holds_for("g1's members and routes unchanged after garbage", Duration::from_secs(2), || {

@@ -140,7 +140,9 @@ fn two_vpcs_partition_and_heal() {
     b1.post_ok("/v1/endpoints", &endpoint_json("home-b", "home-b-2", pb_home));
     assert_eq!(a1.endpoint_ids("default", "home-a"), vec!["home-a-1", "home-a-2"]);
     assert_eq!(b1.endpoint_ids("default", "home-b"), vec!["home-b-1", "home-b-2"]);
-    holds_for("writes stay on their side of the partition", Duration::from_secs(3), || {
+    // 12 s: longer than the nodes' QUIC idle timeout (10 s), so the connections between the
+    // sides are gone and healing needs fresh handshakes, as after any real outage
+    holds_for("writes stay on their side of the partition", Duration::from_secs(12), || {
         let (seen_by_b, seen_by_a) = (b1.endpoint_ids("default", "home-a"), a1.endpoint_ids("default", "home-b"));
         if seen_by_b.contains(&"home-a-2".to_string()) || seen_by_a.contains(&"home-b-2".to_string()) {
             return Err(format!("b1 sees home-a {seen_by_b:?}, a1 sees home-b {seen_by_a:?}"));

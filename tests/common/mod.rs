@@ -1272,3 +1272,11 @@ impl Weft {
         fs::write(&self.config, config.replace(&from, &to)).unwrap();
     }
 }
+
+impl Weft {
+    /// `node.name` from GET /v1/status, with the admin address (for messages).
+    pub fn node_name(&self) -> String {
+        let name = self.get("/v1/status").ok().and_then(|r| r.json()["node"]["name"].as_str().map(|s| s.to_string()));
+        format!("{} ({})", name.unwrap_or_else(|| "?".into()), self.admin)
+    }
+}
