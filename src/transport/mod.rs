@@ -80,6 +80,25 @@ pub struct Transport {
     shutdown: CancellationToken,
 }
 
+/// Random 8-byte connection ids that any process of this node accepts as plausibly its own.
+/// quinn's default generator tags ids with a per-process key, so a restarted node would silently
+/// drop packets for its previous process's connections instead of answering them with the
+/// stateless reset (keyed by the node's private key, see `tls::Configs::reset_secret`) that
+/// makes the peer drop that connection and dial again.
+struct RandomCids;
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        quinn::ConnectionId::new(&rand::random::<[u8; 8]>())
+    }
+    fn cid_len(&self) -> usize {
+        8
+    }
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     // Keep-alive well inside the idle timeout, so a quiet but healthy peer never looks dead and
@@ -92,14 +111,14 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-fn quic_configs(files: &TlsFiles) -> Result<(quinn::ServerConfig, quinn::ClientConfig, String), TlsError> {
+fn quic_configs(files: &TlsFiles) -> Result<(quinn::ServerConfig, quinn::ClientConfig, String, [u8; 32]), TlsError> {
     let c = tls::load(files)?;
     let bad = |e: quinn::crypto::rustls::NoInitialCipherSuite| TlsError::Verifier(e.to_string());
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(c.server).map_err(bad)?));
     server.transport_config(transport_config());
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(c.client).map_err(bad)?));
     client.transport_config(transport_config());
-    Ok((server, client, c.name))
+    Ok((server, client, c.name, c.reset_secret))
 }
 
 impl Transport {
@@ -112,7 +131,7 @@ impl Transport {
         local: Arc<dyn LocalEndpoints>,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Transport>, mpsc::Receiver<Incoming>), TransportError> {
-        let (server, client, name) = quic_configs(&files)?;
+        let (server, client, name, reset_secret) = quic_configs(&files)?;
         if name != node_name {
             return Err(TlsError::Pem {
                 path: files.cert.clone(),
@@ -120,7 +139,12 @@ impl Transport {
             }
             .into());
         }
-        let endpoint = quinn::Endpoint::server(server, listen).map_err(|source| TransportError::Bind { addr: listen, source })?;
+        let bind_err = |source| TransportError::Bind { addr: listen, source };
+        let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
+        let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_secret);
+        let mut config = quinn::EndpointConfig::new(Arc::new(reset_key));
+        config.cid_generator(|| Box::new(RandomCids));
+        let endpoint = quinn::Endpoint::new(config, Some(server), socket, Arc::new(quinn::TokioRuntime)).map_err(bind_err)?;
         let (tx, rx) = mpsc::channel(4096);
         let t = Arc::new(Transport {
             endpoint,
@@ -334,10 +358,10 @@ impl Transport {
             }
             last = now;
             match quic_configs(&self.files) {
-                Ok((_, _, name)) if name != self.name => {
+                Ok((_, _, name, _)) if name != self.name => {
                     tracing::error!(cert = %self.files.cert.display(), %name, "new certificate is for another node; keeping the old one");
                 }
-                Ok((server, client, _)) => {
+                Ok((server, client, _, _)) => {
                     self.endpoint.set_server_config(Some(server));
                     self.client.store(Arc::new(client));
                     tracing::info!("reloaded TLS certificates");

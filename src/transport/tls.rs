@@ -57,6 +57,10 @@ pub struct Configs {
     pub client: rustls::ClientConfig,
     /// The node name in our own certificate.
     pub name: String,
+    /// Secret for QUIC stateless resets, derived from the node's private key so it survives a
+    /// restart: a node restarted at the same address can then reset the connections peers still
+    /// hold to its previous process, instead of them sending into the void until the idle timeout.
+    pub reset_secret: [u8; 32],
 }
 
 /// Loads the files and builds both configs; called at start and on every reload.
@@ -78,6 +82,9 @@ pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
     };
     let name = node_name(leaf).ok_or_else(|| TlsError::Pem { path: files.cert.clone(), message: "the certificate names no node (issue it with `weft ca issue --node NAME`)".into() })?;
     let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(pem_err(&files.key))?;
+    let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.secret_der());
+    let mut reset_secret = [0u8; 32];
+    reset_secret.copy_from_slice(ring::hmac::sign(&derive, b"weft quic stateless reset v1").as_ref());
     let provider = provider();
 
     let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
@@ -99,7 +106,7 @@ pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
         .with_custom_certificate_verifier(Arc::new(NodeVerifier { inner: server_verifier }))
         .with_client_auth_cert(chain, key)?;
     client.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(Configs { server, client, name })
+    Ok(Configs { server, client, name, reset_secret })
 }
 
 /// The node name a certificate was issued for: its common name (also its first DNS SAN).
