@@ -177,7 +177,7 @@ service = "backend"
 id = "nginx-1"
 address = "127.0.0.1:$BACKEND_PORT"
 CONF
-RUST_LOG=warn XDG_STATE_HOME="$TMP/xdg" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/weft.toml" >"$TMP/weft.log" 2>&1 &
+WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/weft.toml" >"$TMP/weft.log" 2>&1 &
 WEFT_PID=$!
 PIDS+=($WEFT_PID)
 wait_http "http://127.0.0.1:$WEFT_ADMIN_PORT/v1/status"

@@ -57,6 +57,8 @@ pub struct Catalog {
     tx: watch::Sender<Arc<Snapshot>>,
     /// Records this node writes itself, for the gossip task to push to peers.
     local: Mutex<Option<mpsc::UnboundedSender<Record>>>,
+    /// Replicated records committed without waiting for the disk, not flushed yet.
+    unflushed: std::sync::atomic::AtomicBool,
     /// Set on proxy nodes: where namespaces and services are written instead (shown in errors).
     read_only: Mutex<Option<Vec<String>>>,
 }
@@ -77,6 +79,7 @@ impl Catalog {
             tx,
             local: Mutex::new(None),
             read_only: Mutex::new(None),
+            unflushed: Default::default(),
         })
     }
 
@@ -344,13 +347,22 @@ impl Catalog {
             return Ok(fresh);
         }
         let vip_refs = new_vips.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
-        self.store.commit(&Batch { records: fresh.iter().collect(), vips: vip_refs })?;
+        self.store.commit_lazy(&Batch { records: fresh.iter().collect(), vips: vip_refs })?;
+        self.unflushed.store(true, std::sync::atomic::Ordering::Relaxed);
         state.vips.extend(new_vips);
         for r in &fresh {
             state.records.insert(r.key.clone(), r.clone());
         }
         self.publish(&mut state);
         Ok(fresh)
+    }
+
+    /// Makes replicated records durable (called about once a second, off the gossip task).
+    pub fn flush(&self) -> Result<(), CatalogError> {
+        if self.unflushed.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.store.flush()?;
+        }
+        Ok(())
     }
 
     /// Runs `f` over every record held, tombstones included (for gossip digests), under the

@@ -51,6 +51,8 @@ impl<R: Replica> Core<R> {
                     OwnedNotification::Rejoin(id) => {
                         tracing::info!(renewal = id.renewal, "declared down while alive; rejoined with a renewed identity");
                     }
+                    // After our own leave this is expected; otherwise it is worth a warning.
+                    OwnedNotification::Defunct if self.left => tracing::debug!("left the cluster"),
                     OwnedNotification::Defunct => tracing::warn!("declared down and cannot rejoin"),
                     other => tracing::debug!(?other, "membership"),
                 }

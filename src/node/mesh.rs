@@ -166,6 +166,12 @@ pub async fn run(mut p: MeshParts) {
                 }
             }
             _ = housekeeping.tick() => {
+                let catalog = p.catalog.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = catalog.flush() {
+                        tracing::error!(error = %e, "cannot flush replicated records to disk");
+                    }
+                });
                 publish_members(&p);
                 remove_stale_endpoints(&p, &mut down_since);
                 if members_dirty {

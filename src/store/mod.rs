@@ -72,7 +72,14 @@ impl Store {
     }
 
     fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>) -> Result<T, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.write_with(true, f)
+    }
+
+    fn write_with<T>(&self, durable: bool, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>) -> Result<T, StoreError> {
+        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        if !durable {
+            tx.set_durability(redb::Durability::None).map_err(|e| StoreError::Db { path: self.path.clone(), source: redb::Error::from(redb::StorageError::from(std::io::Error::other(e.to_string()))) })?;
+        }
         let out = f(&tx).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(out)
@@ -97,12 +104,27 @@ impl Store {
     }
 
     pub fn commit(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        self.commit_with(batch, true)
+    }
+
+    /// Commits without waiting for the disk: what peers sent us can be fetched again, so it need
+    /// not hold up the gossip task; [`Store::flush`] makes it durable a moment later.
+    pub fn commit_lazy(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
+        self.commit_with(batch, false)
+    }
+
+    /// Makes every earlier lazy commit durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.write(|_| Ok(()))
+    }
+
+    fn commit_with(&self, batch: &Batch<'_>, durable: bool) -> Result<(), StoreError> {
         let encoded: Vec<(String, Vec<u8>)> = batch
             .records
             .iter()
             .map(|r| (r.key.encode(), serde_json::to_vec(r).expect("records always serialize")))
             .collect();
-        self.write(|tx| {
+        self.write_with(durable, |tx| {
             let mut records = tx.open_table(RECORDS)?;
             for (k, v) in &encoded {
                 records.insert(k.as_str(), v.as_slice())?;

@@ -105,8 +105,10 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     // a dead one is noticed in seconds (SWIM decides membership; this only frees resources).
     t.keep_alive_interval(Some(Duration::from_secs(2)));
     t.max_idle_timeout(Some(Duration::from_secs(10).try_into().expect("small duration")));
-    t.max_concurrent_bidi_streams(4096u32.into());
-    t.max_concurrent_uni_streams(1024u32.into());
+    // Each bi stream is one upstream connection of the data path; uni streams are short-lived
+    // gossip messages.
+    t.max_concurrent_bidi_streams(1024u32.into());
+    t.max_concurrent_uni_streams(256u32.into());
     t.datagram_receive_buffer_size(Some(4 << 20));
     Arc::new(t)
 }
@@ -180,7 +182,10 @@ impl Transport {
             tokio::spawn(async move {
                 let from = incoming.remote_address();
                 match incoming.await {
-                    Ok(conn) => me.serve(conn),
+                    Ok(conn) => {
+                        me.adopt(&conn);
+                        me.serve(conn)
+                    }
                     Err(e) => {
                         me.stats.handshakes_rejected.fetch_add(1, Relaxed);
                         tracing::warn!(%from, error = %e, "rejected a node connection (not signed by the cluster CA?)");
@@ -319,6 +324,17 @@ impl Transport {
                 tracing::debug!(error = %e, "gossip message not sent");
             }
         });
+    }
+
+    /// Uses a connection a peer opened to us for our own sends too when we hold none to its
+    /// address, so a pair of nodes usually shares one connection instead of dialling two.
+    fn adopt(&self, conn: &quinn::Connection) {
+        let slot = self.conns.lock().unwrap_or_else(|p| p.into_inner()).entry(conn.remote_address()).or_default().clone();
+        if let Ok(mut peer) = slot.try_lock() {
+            if peer.conn.as_ref().is_none_or(|c| c.close_reason().is_some()) {
+                *peer = Peer { conn: Some(conn.clone()), failed: None };
+            }
+        }
     }
 
     fn cached(&self, addr: SocketAddr) -> Option<quinn::Connection> {
