@@ -18,34 +18,14 @@ set -euo pipefail
 
 NODES="${NODES:-50}"
 WRITES="${WRITES:-100}"
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TMP="$(mktemp -d -t weft-bench-conv.XXXXXX)"
-PIDS=()
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-  done
-  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT INT TERM
+BENCH=convergence
+source "$(dirname "$0")/lib.sh"
 
 command -v python3 >/dev/null 2>&1 || { echo "benches/convergence.sh: needs python3" >&2; exit 1; }
 command -v curl >/dev/null 2>&1 || { echo "benches/convergence.sh: needs curl" >&2; exit 1; }
 [ "$NODES" -ge 3 ] && [ "$NODES" -le 200 ] || { echo "benches/convergence.sh: NODES must be 3..200" >&2; exit 1; }
 
-if [ -n "${WEFT_BIN:-}" ]; then
-  WEFT="$WEFT_BIN"   # a prebuilt binary (skips the build)
-else
-  PROFILE="${PROFILE:-release}"
-  echo "building weft (cargo build --profile $PROFILE) ..." >&2
-  (cd "$ROOT" && cargo build --quiet --profile "$PROFILE" --bin weft)
-  WEFT="$ROOT/target/$PROFILE/weft"
-fi
+weft_binary
 
 # Ports: admin on 127.0.0.1, gossip (UDP) on the node's own 127.0.1.x (127.0.0.x is left to the tests), both picked free here.
 # The picking is done in one python process for speed; a port taken between the pick and the

@@ -19,30 +19,15 @@ DURATION="${DURATION:-10s}"
 ROUNDS="${ROUNDS:-3}"
 WARMUP="${WARMUP:-3s}"
 CONNS="${CONNS:-50}"
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TMP="$(mktemp -d -t weft-bench-http1.XXXXXX)"
-PIDS=()
+BENCH=http1
+source "$(dirname "$0")/lib.sh"
 
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-  done
-  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT INT TERM
-
-need() { command -v "$1" >/dev/null 2>&1 || { echo "benches/http1.sh: needs $1 on PATH (apt-get install $2)" >&2; exit 1; }; }
 need wrk wrk
 need nginx nginx-light
 need haproxy haproxy
 need python3 python3
 need curl curl
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 CORES="$(nproc)"
 if [ "$CORES" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
@@ -55,15 +40,6 @@ else
   PIN_NOTE="no pinning ($CORES core(s))"
 fi
 
-wait_http() { # url
-  local i
-  for i in $(seq 1 200); do
-    if curl -fsS --noproxy '*' -o /dev/null --max-time 1 "$1" 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "benches/http1.sh: $1 did not answer" >&2
-  return 1
-}
 
 # ---------------------------------------------------------------- backend: nginx, fixed body
 # An nginx config with one worker and every temp path inside DIR; the http block's own lines follow.
@@ -139,15 +115,7 @@ nginx_conf "$TMP/proxy" "
 PIDS+=($!)
 
 # ---------------------------------------------------------------- weft
-if [ -n "${WEFT_BIN:-}" ]; then
-  WEFT="$WEFT_BIN"   # a prebuilt binary (skips the build)
-else
-  # The release profile is what operators run; PROFILE=quick-release builds faster.
-  PROFILE="${PROFILE:-release}"
-  echo "building weft (cargo build --profile $PROFILE) ..." >&2
-  (cd "$ROOT" && cargo build --quiet --profile "$PROFILE" --bin weft)
-  WEFT="$ROOT/target/$PROFILE/weft"
-fi
+weft_binary
 WEFT_ADMIN_PORT="$(free_port)"
 WEFT_DNS_PORT="$(free_port)"
 cat >"$TMP/weft.toml" <<CONF

@@ -27,29 +27,14 @@ CONNS="${CONNS:-20}"
 DURATION="${DURATION:-10}"   # seconds measured per target and round
 WARMUP="${WARMUP:-2}"        # seconds of the same load before each measurement, not counted
 ROUNDS="${ROUNDS:-5}"
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TMP="$(mktemp -d -t weft-bench-mesh.XXXXXX)"
-PIDS=()
+BENCH=mesh_latency
+source "$(dirname "$0")/lib.sh"
 
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-  done
-  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT INT TERM
-
-need() { command -v "$1" >/dev/null 2>&1 || { echo "benches/mesh_latency.sh: needs $1 on PATH (apt-get install $2)" >&2; exit 1; }; }
 need nginx nginx-light
 need haproxy haproxy
 need python3 python3
 need curl curl
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 free_udp_port() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
 
 CORES="$(nproc)"
@@ -74,15 +59,6 @@ if [ "${PRIO:-}" = rt ]; then
   PIN_NOTE="$PIN_NOTE; all of them SCHED_FIFO (PRIO=rt)"
 fi
 
-wait_http() { # url
-  local i
-  for i in $(seq 1 200); do
-    if curl -fsS --noproxy '*' -o /dev/null --max-time 1 "$1" 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "benches/mesh_latency.sh: $1 did not answer" >&2
-  return 1
-}
 
 # ---------------------------------------------------------------- backend: nginx, fixed body
 BACKEND_PORT="$(free_port)"
@@ -135,14 +111,7 @@ CONF
 PIDS+=($!)
 
 # ---------------------------------------------------------------- weft mesh: r, p1, p2
-if [ -n "${WEFT_BIN:-}" ]; then
-  WEFT="$WEFT_BIN"   # a prebuilt binary (skips the build)
-else
-  PROFILE="${PROFILE:-release}"
-  echo "building weft (cargo build --profile $PROFILE) ..." >&2
-  (cd "$ROOT" && cargo build --quiet --profile "$PROFILE" --bin weft)
-  WEFT="$ROOT/target/$PROFILE/weft"
-fi
+weft_binary
 
 "$WEFT" ca init --dir "$TMP/ca" --cluster bench >/dev/null
 declare -A ADMIN GOSSIP

@@ -1,0 +1,45 @@
+# Shared by the benchmark scripts: temp dir and process cleanup, tool checks, free ports, waiting
+# for HTTP, and the weft binary (built, or WEFT_BIN). Source it after setting BENCH (the script's
+# short name, used in messages and the temp dir).
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TMP="$(mktemp -d -t "weft-bench-$BENCH.XXXXXX")"
+PIDS=()
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT INT TERM
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "benches/$BENCH.sh: needs $1 on PATH (apt-get install $2)" >&2; exit 1; }; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_http() { # url
+  local i
+  for i in $(seq 1 200); do
+    if curl -fsS --noproxy '*' -o /dev/null --max-time 1 "$1" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "benches/$BENCH.sh: $1 did not answer" >&2
+  return 1
+}
+
+# Sets WEFT: WEFT_BIN if given, else a build with PROFILE (release by default: what operators run;
+# PROFILE=quick-release builds faster).
+weft_binary() {
+  if [ -n "${WEFT_BIN:-}" ]; then
+    WEFT="$WEFT_BIN"
+  else
+    PROFILE="${PROFILE:-release}"
+    echo "building weft (cargo build --profile $PROFILE) ..." >&2
+    (cd "$ROOT" && cargo build --quiet --profile "$PROFILE" --bin weft)
+    WEFT="$ROOT/target/$PROFILE/weft"
+  fi
+}
