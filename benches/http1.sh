@@ -77,27 +77,7 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
 
 # ---------------------------------------------------------------- HAProxy
-HAPROXY_PORT="$(free_port)"
-cat >"$TMP/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:$HAPROXY_PORT
-  default_backend be
-backend be
-  server s1 127.0.0.1:$BACKEND_PORT
-CONF
-"${PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-HAPROXY_PID=$!
-PIDS+=($HAPROXY_PID)
+start_haproxy "$BACKEND_PORT"
 
 # ---------------------------------------------------------------- nginx reverse proxy
 NGINX_PORT="$(free_port)"

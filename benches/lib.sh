@@ -43,3 +43,29 @@ weft_binary() {
     WEFT="$ROOT/target/$PROFILE/weft"
   fi
 }
+
+# HAProxy in front of 127.0.0.1:$1 (one thread, keep-alive both sides, connection reuse), pinned
+# like the proxy under test (PROXY_CPU); sets HAPROXY_PORT and HAPROXY_PID.
+start_haproxy() { # backend-port
+  HAPROXY_PORT="$(free_port)"
+  cat >"$TMP/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend be
+backend be
+  server s1 127.0.0.1:$1
+CONF
+  "${PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+  HAPROXY_PID=$!
+  PIDS+=($HAPROXY_PID)
+}

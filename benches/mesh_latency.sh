@@ -89,26 +89,7 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
 
 # ---------------------------------------------------------------- HAProxy (one-hop peer)
-HAPROXY_PORT="$(free_port)"
-cat >"$TMP/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:$HAPROXY_PORT
-  default_backend be
-backend be
-  server s1 127.0.0.1:$BACKEND_PORT
-CONF
-"${PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-PIDS+=($!)
+start_haproxy "$BACKEND_PORT"
 
 # ---------------------------------------------------------------- weft mesh: r, p1, p2
 weft_binary
