@@ -130,11 +130,11 @@ fn redis_through_tcp_alias_matches_direct_access() {
     let mut sub_direct = Subscriber::start("sub direct", direct.0, direct.1, "news");
     sub_alias.expect_lines(&["subscribe", "news", "1"]);
     sub_direct.expect_lines(&["subscribe", "news"]);
-    let receivers = wait_for("both subscribers registered", Duration::from_secs(10), || {
+    wait_for("both subscribers registered", Duration::from_secs(10), || {
         let n = redis_cli(direct.0, direct.1, &["PUBSUB", "NUMSUB", "news"], None).stdout();
         (n.lines().nth(1).map(|l| l.trim()) == Some("2")).then_some(())
     });
-    let _ = receivers;
+    ();
     let pubd = redis_cli(alias.0, alias.1, &["PUBLISH", "news", "hello-through-weft"], None);
     assert_eq!(pubd.stdout().trim(), "2", "PUBLISH via alias must reach both subscribers");
     sub_alias.expect_lines(&["message", "news", "hello-through-weft"]);

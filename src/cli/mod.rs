@@ -422,7 +422,7 @@ fn ca(cli: &Cli, cmd: &CaCmd) -> ExitCode {
     };
     match result {
         Ok(msg) => {
-            say(format!("{msg}"));
+            say(msg.to_string());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -53,16 +53,14 @@ fn section_key(sources: &[Source], section: &str, key: &str) -> Option<Origin> {
 pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
     let mut out = Vec::new();
     let file_start = || sources.first().map(|s| s.origin(0));
-    if let Err(e) = VipRange::parse(&config.dns.vip_cidr) {
-        if let Some(at) = section_key(sources, "dns", "vip_cidr").or_else(file_start) {
+    if let Err(e) = VipRange::parse(&config.dns.vip_cidr)
+        && let Some(at) = section_key(sources, "dns", "vip_cidr").or_else(file_start) {
             out.push(problem(&at, format!("`vip_cidr`: {e}")));
         }
-    }
-    if config.dns.enabled && config.dns.listen == config.admin.listen {
-        if let Some(at) = section_key(sources, "dns", "listen").or_else(file_start) {
+    if config.dns.enabled && config.dns.listen == config.admin.listen
+        && let Some(at) = section_key(sources, "dns", "listen").or_else(file_start) {
             out.push(problem(&at, format!("`listen`: DNS and admin both want {}", config.admin.listen)));
         }
-    }
     let tls = &config.tls;
     let tls_keys = [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)];
     let set = tls_keys.iter().filter(|(_, v)| v.is_some()).count();
@@ -72,17 +70,15 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
             out.push(problem(&at, format!("[tls] needs `ca`, `cert` and `key` together; missing {}", missing.join(", "))));
         }
     }
-    if config.gossip_set && set == 0 {
-        if let Some(at) = sources.iter().rev().find_map(|s| super::locate::find_section(&s.text, "gossip").map(|o| s.origin(o))).or_else(file_start) {
+    if config.gossip_set && set == 0
+        && let Some(at) = sources.iter().rev().find_map(|s| super::locate::find_section(&s.text, "gossip").map(|o| s.origin(o))).or_else(file_start) {
             out.push(problem(&at, "[gossip] needs [tls] `ca`, `cert` and `key`: nodes talk only mutual TLS (make them with `weft ca init` and `weft ca issue --node NAME`)".into()));
         }
-    }
     for (i, seed) in config.gossip.join.iter().enumerate() {
-        if let Err(e) = parse_seed(seed) {
-            if let Some(at) = section_key(sources, "gossip", "join").or_else(file_start) {
+        if let Err(e) = parse_seed(seed)
+            && let Some(at) = section_key(sources, "gossip", "join").or_else(file_start) {
                 out.push(problem(&at, format!("`join`[{i}] `{seed}`: {e}")));
             }
-        }
     }
     // Proxy nodes may name namespaces and services that a registry defines; elsewhere the config
     // is the authority and must be complete.

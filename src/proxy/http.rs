@@ -63,11 +63,10 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
     });
     let authority = authority.unwrap_or_default();
     let info = request_info(&route, &req, &authority, &l.shared.zone);
-    if let Some(alt) = l.shared.policy.route(&info) {
-        if let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt)) {
+    if let Some(alt) = l.shared.policy.route(&info)
+        && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt)) {
             route = r.clone();
         }
-    }
     let stats = route.stats.clone();
     stats.requests.fetch_add(1, Relaxed);
     if grpc {

@@ -330,11 +330,10 @@ impl Transport {
     /// address, so a pair of nodes usually shares one connection instead of dialling two.
     fn adopt(&self, conn: &quinn::Connection) {
         let slot = self.conns.lock().unwrap_or_else(|p| p.into_inner()).entry(conn.remote_address()).or_default().clone();
-        if let Ok(mut peer) = slot.try_lock() {
-            if peer.conn.as_ref().is_none_or(|c| c.close_reason().is_some()) {
+        if let Ok(mut peer) = slot.try_lock()
+            && peer.conn.as_ref().is_none_or(|c| c.close_reason().is_some()) {
                 *peer = Peer { conn: Some(conn.clone()), failed: None };
             }
-        }
     }
 
     fn cached(&self, addr: SocketAddr) -> Option<quinn::Connection> {

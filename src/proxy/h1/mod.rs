@@ -107,11 +107,10 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     let headers = Headers::Raw { buf: &buf[..], fields: &head.fields };
     let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
     let info = request_info(&route, &head, &buf[..], authority, headers, &l.shared.zone);
-    if let Some(alt) = l.shared.policy.route(&info) {
-        if let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt)) {
+    if let Some(alt) = l.shared.policy.route(&info)
+        && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt)) {
             route = r.clone();
         }
-    }
     let stats = route.stats.clone();
     stats.requests.fetch_add(1, Relaxed);
     let result = forward(l, &route, client, buf, &head, activity).await;
