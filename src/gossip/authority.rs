@@ -27,3 +27,14 @@ pub fn admit(r: &Record, role_of: &dyn Fn(&str) -> Option<Role>) -> bool {
         None => matches!(r.key, Key::Endpoint(..)) || role_of(writer).is_some_and(Role::writes_definitions),
     }
 }
+
+/// The replica's half of [`admit`], for a record that passed it: may `r` replace `current`? An
+/// endpoint tombstone from a writer that does not write definitions only removes a record of its
+/// own (or lands where there is none yet, so a late joiner still converges); a registry may
+/// remove any endpoint (its node stayed down past the grace period).
+pub fn may_replace(r: &Record, current: Option<&Record>, role_of: &dyn Fn(&str) -> Option<Role>) -> bool {
+    let endpoint_tombstone = r.body.is_none() && matches!(r.key, Key::Endpoint(..));
+    !endpoint_tombstone
+        || current.is_none_or(|c| c.version.writer == r.version.writer)
+        || role_of(&r.version.writer).is_some_and(Role::writes_definitions)
+}

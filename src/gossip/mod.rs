@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::Record;
 
 pub use self::core::Core;
-pub use authority::admit;
+pub use authority::{admit, may_replace};
 pub use identity::NodeId;
 pub use replica::{Digest, MemReplica, Replica, WriterSummary, record_hash, summarize};
 pub use wire::WireError;

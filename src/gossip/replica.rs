@@ -106,9 +106,7 @@ impl Replica for MemReplica {
             if old.is_some_and(|o| o.version >= r.version) {
                 continue;
             }
-            let definer = authority(&r.version.writer).is_some_and(Role::writes_definitions);
-            let endpoint_tombstone = r.body.is_none() && matches!(r.key, Key::Endpoint(..));
-            if endpoint_tombstone && !definer && old.is_some_and(|o| o.version.writer != r.version.writer) {
+            if !super::may_replace(&r, old, authority) {
                 continue;
             }
             r.origin = Origin::Remote;

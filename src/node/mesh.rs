@@ -50,17 +50,17 @@ impl Replica for CatalogReplica {
         let me = self.catalog.node().to_string();
         let reassert = std::cell::RefCell::new(Vec::new());
         let accept = |r: &Record, current: Option<&Record>| {
-            let (Key::Endpoint(..), None) = (&r.key, &r.body) else { return true };
-            let Some(Body::Endpoint(owned)) = current.and_then(|c| c.body.as_ref()) else { return true };
-            if owned.node == r.version.writer {
-                return true;
+            if !crate::gossip::may_replace(r, current, authority) {
+                return false;
             }
-            // Only a registry removes another node's endpoint (its node stayed down too long).
-            let ok = authority(&r.version.writer).is_some_and(|role| role.writes_definitions());
-            if ok && owned.node == me {
+            // A registry removing our own live endpoint: we are alive, so write it back below.
+            if let (None, Some(Body::Endpoint(owned))) = (&r.body, current.and_then(|c| c.body.as_ref()))
+                && owned.node == me
+                && r.version.writer != me
+            {
                 reassert.borrow_mut().push(owned.clone());
             }
-            ok
+            true
         };
         let merged = match self.catalog.merge_many(records, accept) {
             Ok(m) => m,
@@ -212,15 +212,16 @@ fn peer_state(s: MemberState) -> PeerState {
 
 fn publish_peers(p: &MeshParts) {
     let me = p.catalog.node();
-    let peers: HashMap<String, Peer> = p
-        .core
-        .members()
-        .into_iter()
-        .filter(|m| m.name != me)
-        .map(|m| (m.name.clone(), Peer { addr: m.addr, state: peer_state(m.state) }))
+    let members = p.core.members();
+    let registries: Vec<String> = members
+        .iter()
+        .chain(std::iter::once(&p.me))
+        .filter(|m| m.role.writes_definitions() && m.state == MemberState::Alive)
+        .map(|m| format!("{} ({})", m.name, m.addr))
         .collect();
-    let registries: Vec<String> = p.core.members().into_iter().chain(std::iter::once(p.me.clone())).filter(|m| m.role == Role::Registry || m.role == Role::Combined).filter(|m| m.state == MemberState::Alive).map(|m| format!("{} ({})", m.name, m.addr)).collect();
     p.catalog.update_registries(registries);
+    let peers: HashMap<String, Peer> =
+        members.into_iter().filter(|m| m.name != me).map(|m| (m.name, Peer { addr: m.addr, state: peer_state(m.state) })).collect();
     p.peers.send_replace(Some(Arc::new(peers)));
 }
 
