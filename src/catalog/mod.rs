@@ -296,21 +296,10 @@ impl Catalog {
         Ok(())
     }
 
-    /// Merges a record from another replica: the higher version wins, so every replica that has
-    /// seen the same records holds the same state whatever the order they arrived in.
-    pub fn merge(&self, mut record: Record) -> Result<bool, CatalogError> {
-        let mut state = self.lock();
-        if !state.clock.observe(record.version.hlc) {
-            return Ok(false);
-        }
-        if state.records.get(&record.key).is_some_and(|r| r.version >= record.version) {
-            return Ok(false);
-        }
-        record.origin = Origin::Remote;
-        self.store.commit(&Batch { records: vec![&record], vips: vec![] })?;
-        state.records.insert(record.key.clone(), record);
-        self.publish(&mut state);
-        Ok(true)
+    /// Merges one record from another replica: the higher version wins, so every replica that
+    /// has seen the same records holds the same state whatever the order they arrived in.
+    pub fn merge(&self, record: Record) -> Result<bool, CatalogError> {
+        Ok(!self.merge_many(vec![record], |_, _| true)?.is_empty())
     }
 
     /// Merges a batch from peers in one commit. `accept` sees each record with the one it would
