@@ -4,6 +4,7 @@
 #   bash benches/http1.sh            # DURATION=10s CONNS=50 by default
 #   DURATION=30s CONNS=100 bash benches/http1.sh
 #   WEFT_BIN=/path/to/weft bash benches/http1.sh   # skip the build, use this binary
+#   RSS_RATE=2000 RSS_CONNS=50 RSS_DURATION=10     # the memory phase (below); RSS_RATE=0 skips it
 #
 # One backend (nginx, 1 worker, fixed small body) and, in turn, each proxy in front of it:
 # HAProxy (nbthread 1), nginx as reverse proxy (1 worker, keepalive upstream), and weft (one `http`
@@ -11,6 +12,12 @@
 # same `wrk -t1 -cCONNS -dDURATION --latency`. With 2+ cores the proxy under test is pinned to core 1
 # and wrk + backend to core 0, so every proxy gets the same single core. Absolute numbers on a shared
 # machine are noise; the ratios from one run are the figure (see BENCHMARKS.md).
+#
+# Before the throughput rounds, a memory phase: each proxy in turn serves a fixed RSS_RATE req/s
+# (benches/fixed_rate.py, open loop, RSS_CONNS keep-alive connections) for RSS_DURATION s while its
+# VmRSS is sampled every 0.2 s; the table shows the largest sample and VmHWM right after (before the
+# saturating wrk load, so the high-water mark is that of the fixed rate). Issue-4 goals: weft's
+# throughput >= 1.2x HAProxy's on one core, weft's RSS <= 25 MB at 2,000 req/s.
 set -euo pipefail
 
 DURATION="${DURATION:-10s}"
@@ -19,6 +26,9 @@ DURATION="${DURATION:-10s}"
 ROUNDS="${ROUNDS:-3}"
 WARMUP="${WARMUP:-3s}"
 CONNS="${CONNS:-50}"
+RSS_RATE="${RSS_RATE:-2000}"
+RSS_CONNS="${RSS_CONNS:-50}"
+RSS_DURATION="${RSS_DURATION:-10}"
 BENCH=http1
 source "$(dirname "$0")/lib.sh"
 
@@ -73,7 +83,8 @@ nginx_conf "$TMP/backend" "
     location / { default_type text/plain; return 200 \"hello from the benchmark backend\\n\"; }
   }"
 "${LOAD_CPU[@]}" nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" &
-PIDS+=($!)
+BACKEND_PID=$!
+PIDS+=($BACKEND_PID)
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
 
 # ---------------------------------------------------------------- HAProxy
@@ -92,7 +103,8 @@ nginx_conf "$TMP/proxy" "
     }
   }"
 "${PROXY_CPU[@]}" nginx -p "$TMP/proxy" -e "$TMP/proxy/error.log" -c "$TMP/proxy/nginx.conf" &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
 
 # ---------------------------------------------------------------- weft
 weft_binary
@@ -140,11 +152,38 @@ TARGETS=(
 )
 for t in "${TARGETS[@]}"; do wait_http "${t#*|}"; done
 
+# ---------------------------------------------------------------- memory at a fixed rate
+# nginx's proxy is a master and one worker: the worker is the one that serves.
+NGINX_WORKER="$(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null | awk '{print $1}')"
+: "${NGINX_WORKER:=$NGINX_PID}"
+if [ "$RSS_RATE" != 0 ]; then
+  echo "memory: $RSS_RATE req/s over $RSS_CONNS connections for ${RSS_DURATION}s per proxy (VmRSS sampled every 0.2 s)" >&2
+  for t in "weft|$WEFT_PID|http://$WEFT_VIP:8080/" "haproxy|$HAPROXY_PID|http://127.0.0.1:$HAPROXY_PORT/" \
+           "nginx|$NGINX_WORKER|http://127.0.0.1:$NGINX_PORT/"; do
+    IFS='|' read -r name pid url <<<"$t"
+    echo "  memory: $name ..." >&2
+    rss_while "$pid" "$TMP/mem-$name.txt" "${LOAD_CPU[@]}" python3 "$ROOT/benches/fixed_rate.py" --url "$url" \
+      --rate "$RSS_RATE" --conns "$RSS_CONNS" --duration "$RSS_DURATION" --warmup 2 --json "$TMP/memrate-$name.json" >/dev/null
+  done
+fi
+
 # ---------------------------------------------------------------- measure
+# CPU time (utime + stime, clock ticks, all threads) of the process that does the target's work:
+# the proxy under test; for `direct`, the backend's worker. Busy share of its core = ticks / wall.
+# With wrk and the backend sharing core 0, the load side can saturate before the proxy does (then
+# direct's req/s is the ceiling for everyone and the proxy's core is not 100 % busy); req/s divided
+# by the proxy's busy share estimates what one fully used core would carry, independent of that.
+BACKEND_WORKER="$(awk '{print $1}' "/proc/$BACKEND_PID/task/$BACKEND_PID/children" 2>/dev/null)"
+: "${BACKEND_WORKER:=$BACKEND_PID}"
+declare -A WORK_PID=([direct]="$BACKEND_WORKER" [haproxy]="$HAPROXY_PID" [nginx]="$NGINX_WORKER" [weft]="$WEFT_PID")
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 run_wrk() { # name url round
-  local name="$1" url="$2" round="$3"
+  local name="$1" url="$2" round="$3" c0 c1 t0 t1
   "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null
+  c0="$(ticks "${WORK_PID[$name]}")"; t0="$(date +%s.%N)"
   "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$TMP/wrk-$name-$round.txt"
+  c1="$(ticks "${WORK_PID[$name]}")"; t1="$(date +%s.%N)"
+  echo "$c0 $c1 $t0 $t1" >"$TMP/cpu-$name-$round.txt"
 }
 echo "wrk -t1 -c$CONNS -d$DURATION --latency (warm-up $WARMUP), $ROUNDS rounds; $PIN_NOTE; $CORES cores" >&2
 for round in $(seq 1 "$ROUNDS"); do
@@ -156,11 +195,11 @@ done
 
 # Resident memory of each proxy after the load (the high-water mark, as the kernel reports it).
 rss() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
-echo "peak RSS after load: weft $(rss "$WEFT_PID"), haproxy $(rss "$HAPROXY_PID")" >"$TMP/rss.txt"
+echo "peak RSS (VmHWM) after the saturating load: weft $(rss "$WEFT_PID"), haproxy $(rss "$HAPROXY_PID"), nginx worker $(rss "$NGINX_WORKER")" >"$TMP/rss.txt"
 
-python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" <<'PY'
-import re, statistics, sys
-tmp, conns, duration, pin, rounds = sys.argv[1:6]
+python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" "$RSS_RATE" "$RSS_CONNS" "$RSS_DURATION" <<'PY'
+import json, os, re, statistics, sys
+tmp, conns, duration, pin, rounds, rss_rate, rss_conns, rss_dur = sys.argv[1:9]
 rounds = int(rounds)
 names = ["direct", "haproxy", "nginx", "weft"]
 
@@ -183,20 +222,53 @@ def parse(path):
         errs.append("socket errors:" + m.group(1).strip())
     return rps, p50, p99, "; ".join(errs)
 
+hz = os.sysconf("SC_CLK_TCK")
+def busy(n, r):  # share of one core the target's worker process used while measured
+    c0, c1, t0, t1 = map(float, open(f"{tmp}/cpu-{n}-{r}.txt").read().split())
+    return (c1 - c0) / hz / (t1 - t0)
 runs = {n: [parse(f"{tmp}/wrk-{n}-{r}.txt") for r in range(1, rounds + 1)] for n in names}
+cpu = {n: [busy(n, r) for r in range(1, rounds + 1)] for n in names}
+# req/s per fully busy core: each round's req/s over its busy share, median of rounds
+per_core = {n: statistics.median([runs[n][r][0] / max(cpu[n][r], 1e-3) for r in range(rounds)]) for n in names}
 med = lambda xs: statistics.median(xs)
 res = {n: (med([x[0] for x in v]), med([x[1] for x in v]), med([x[2] for x in v]), "; ".join(x[3] for x in v if x[3]) or "-") for n, v in runs.items()}
 print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration} --latency, 1 backend (nginx), {pin}; medians of {rounds} rounds\n")
-print(f"| {'target':8} | {'req/s':>10} | {'p50 ms':>8} | {'p99 ms':>8} | errors |")
-print(f"|{'-'*10}|{'-'*12}|{'-'*10}|{'-'*10}|--------|")
+print(f"| {'target':8} | {'req/s':>10} | {'p50 ms':>8} | {'p99 ms':>8} | {'CPU':>5} | {'req/s per core':>14} | errors |")
+print(f"|{'-'*10}|{'-'*12}|{'-'*10}|{'-'*10}|{'-'*7}|{'-'*16}|--------|")
 for n in names:
     rps, p50, p99, e = res[n]
-    print(f"| {n:8} | {rps:>10.0f} | {p50:>8.3f} | {p99:>8.3f} | {e} |")
+    print(f"| {n:8} | {rps:>10.0f} | {p50:>8.3f} | {p99:>8.3f} | {statistics.median(cpu[n]):>5.0%} | {per_core[n]:>14.0f} | {e} |")
+print("\nCPU = busy share of its core of the process doing the work (the proxy; for direct: the backend's")
+print("worker); req/s per core = req/s / CPU (what one fully busy core would carry at this efficiency)")
 w = res["weft"]
 print()
 for peer in ("haproxy", "nginx"):
     p = res[peer]
     per_round = [runs["weft"][r][0] / runs[peer][r][0] for r in range(rounds)]
     print(f"weft/{peer}: throughput {w[0]/p[0]:.2f}x (per round: {', '.join(f'{x:.2f}' for x in per_round)}), p50 {w[1]/p[1]:.2f}x, p99 {w[2]/p[2]:.2f}x")
+for peer in ("haproxy", "nginx"):
+    per_round = [(runs["weft"][r][0] / cpu["weft"][r]) / (runs[peer][r][0] / cpu[peer][r]) for r in range(rounds)]
+    print(f"weft/{peer}: req/s per busy core {per_core['weft']/per_core[peer]:.2f}x (per round: {', '.join(f'{x:.2f}' for x in per_round)})")
+for n in ("haproxy", "nginx", "weft"):
+    print(f"{n}/direct: throughput {res[n][0]/res['direct'][0]:.2f}x")
+ratio = res["weft"][0] / res["haproxy"][0]
+eff = per_core["weft"] / per_core["haproxy"]
+print(f"\ngoal weft >= 1.2x HAProxy throughput on one core: measured req/s {ratio:.2f}x, {'met' if ratio >= 1.2 else 'NOT met'}; "
+      f"req/s per busy core {eff:.2f}x, {'met' if eff >= 1.2 else 'NOT met'}")
+if max(cpu["weft"]) < 0.9 or max(cpu["haproxy"]) < 0.9:
+    print(f"  (a proxy's core was not saturated: weft {statistics.median(cpu['weft']):.0%}, haproxy {statistics.median(cpu['haproxy']):.0%} busy; "
+          f"the load side (wrk + backend on one core) capped the measured req/s at about direct's {res['direct'][0]:.0f})")
+if rss_rate != "0":
+    print(f"\nmemory while serving a fixed {rss_rate} req/s over {rss_conns} keep-alive connections for {rss_dur} s:\n")
+    print(f"| {'proxy':8} | {'req/s':>6} | {'p50 ms':>7} | {'p99 ms':>7} | errors | max VmRSS | VmHWM |")
+    print(f"|{'-'*10}|{'-'*8}|{'-'*9}|{'-'*9}|--------|-----------|-------|")
+    for n in ("haproxy", "nginx", "weft"):
+        if not os.path.exists(f"{tmp}/mem-{n}.txt"):
+            continue
+        mx, hwm = (int(x) / 1024 for x in open(f"{tmp}/mem-{n}.txt").read().split())
+        r = json.load(open(f"{tmp}/memrate-{n}.json"))
+        print(f"| {n:8} | {r['rate']:>6.0f} | {r['p50_us']/1000:>7.3f} | {r['p99_us']/1000:>7.3f} | {r['errors']:>6} | {mx:>6.1f} MB | {hwm:.1f} MB |")
+    mx = int(open(f"{tmp}/mem-weft.txt").read().split()[0]) / 1024
+    print(f"(nginx: its worker process.)\ngoal weft RSS <= 25 MB at {rss_rate} req/s: {mx:.1f} MB, {'met' if mx <= 25 else 'NOT met'}")
 print(open(f"{tmp}/rss.txt").read().strip())
 PY

@@ -69,3 +69,21 @@ CONF
   HAPROXY_PID=$!
   PIDS+=($HAPROXY_PID)
 }
+
+# Samples a process's resident memory every 0.2 s while a command runs; after it, prints
+# "max_VmRSS_kB VmHWM_kB" (the largest sample, and the kernel's high-water mark at the end) to the
+# file given. The command's own exit status is returned.
+rss_while() { # pid out-file command...
+  local pid="$1" out="$2" max=0 v rc
+  shift 2
+  "$@" &
+  local cmd=$!
+  while kill -0 "$cmd" 2>/dev/null; do
+    v="$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
+    [ "${v:-0}" -gt "$max" ] && max="$v"
+    sleep 0.2
+  done
+  wait "$cmd" && rc=0 || rc=$?
+  echo "$max $(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)" >"$out"
+  return "$rc"
+}
