@@ -7,6 +7,9 @@
 //! Nothing here sleeps as an assertion: waits are bounded polls (`wait_until`).
 #![allow(dead_code)]
 
+/// The HTTP/1.1 load client of the zero-dropped-requests tests (std only; benches include it by path).
+pub mod load;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
