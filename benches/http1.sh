@@ -52,28 +52,6 @@ fi
 
 
 # ---------------------------------------------------------------- backend: nginx, fixed body
-# An nginx config with one worker and every temp path inside DIR; the http block's own lines follow.
-nginx_conf() { # dir http-block-lines
-  local dir="$1" body="$2"
-  mkdir -p "$dir"
-  cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-  keepalive_requests 1000000;
-$body
-}
-CONF
-}
 
 BACKEND_PORT="$(free_port)"
 nginx_conf "$TMP/backend" "

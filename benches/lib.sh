@@ -87,3 +87,28 @@ rss_while() { # pid out-file command...
   echo "$max $(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)" >"$out"
   return "$rc"
 }
+
+# An nginx config with one worker and every temp path inside DIR; the http block's own lines follow
+# (and, optionally, more lines for the main context, e.g. "master_process off;").
+nginx_conf() { # dir http-block-lines [main-lines]
+  local dir="$1" body="$2" main="${3:-}"
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CONF
+$main
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 1000000;
+$body
+}
+CONF
+}
