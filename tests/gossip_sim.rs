@@ -26,6 +26,7 @@ fn service(writer: &str, hlc: u64) -> Record {
         protocol: Protocol::Http,
         aliases: vec![],
         timeouts: Timeouts::default(),
+        ..Default::default()
     };
     record(Key::Service("shop".into(), "web".into()), Some(Body::Service(svc)), writer, hlc)
 }

@@ -5,6 +5,7 @@
 
 mod discover;
 mod hlc;
+mod settings;
 mod snapshot;
 mod types;
 pub mod validate;
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use discover::{DiscoverQuery, DiscoverResult, HealthFilter, discover};
 pub use hlc::Hlc;
+pub use settings::{CheckKind, HealthCheck, LbKind, OutlierConfig, RetryConfig};
 pub use snapshot::Snapshot;
 pub use types::*;
 pub use vip::VipRange;

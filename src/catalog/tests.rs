@@ -24,6 +24,7 @@ fn svc(name: &str, alias: &str, port: u16) -> Body {
         protocol: Protocol::Http,
         aliases: vec![Alias { dns_name: alias.into(), port }],
         timeouts: Timeouts::default(),
+        ..Default::default()
     })
 }
 

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::settings::{HealthCheck, LbKind, OutlierConfig, RetryConfig, is_default};
+
 /// The application protocol of a service; it decides how the proxy carries its traffic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -89,7 +91,7 @@ pub struct Namespace {
     pub description: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     pub namespace: String,
@@ -100,6 +102,14 @@ pub struct Service {
     pub aliases: Vec<Alias>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub lb: LbKind,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub health_check: HealthCheck,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub retry: RetryConfig,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub outlier: OutlierConfig,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

@@ -1,6 +1,7 @@
 //! Field checks shared by every writer (config file, admin API, CLI), so each path rejects the same
 //! input with the same message naming the field.
 
+use super::settings::CheckKind;
 use super::types::{Endpoint, Namespace, Protocol, Service};
 use super::CatalogError;
 
@@ -58,6 +59,44 @@ pub fn service(s: &Service) -> Result<(), CatalogError> {
     }
     if s.timeouts.connect_ms == Some(0) {
         return Err(invalid("timeouts.connect_ms", "must be at least 1"));
+    }
+    traffic(s)
+}
+
+fn at_least(field: &str, value: u64, min: u64) -> Result<(), CatalogError> {
+    if value < min {
+        return Err(invalid(field, format!("is {value}; the minimum is {min}")));
+    }
+    Ok(())
+}
+
+fn traffic(s: &Service) -> Result<(), CatalogError> {
+    let h = &s.health_check;
+    at_least("health_check.interval_ms", h.interval_ms, 10)?;
+    at_least("health_check.timeout_ms", h.timeout_ms, 1)?;
+    at_least("health_check.healthy_threshold", h.healthy_threshold.into(), 1)?;
+    at_least("health_check.unhealthy_threshold", h.unhealthy_threshold.into(), 1)?;
+    if h.kind == CheckKind::Http && !h.path.starts_with('/') {
+        return Err(invalid("health_check.path", format!("`{}` must start with '/'", h.path)));
+    }
+    if let Some(code) = h.expect_status
+        && !(100..=599).contains(&code) {
+            return Err(invalid("health_check.expect_status", format!("{code} is not an HTTP status")));
+        }
+    let r = &s.retry;
+    if r.max_retries > 10 {
+        return Err(invalid("retry.max_retries", format!("is {}; the maximum is 10", r.max_retries)));
+    }
+    if r.backoff_base_ms > r.backoff_max_ms {
+        return Err(invalid("retry.backoff_base_ms", format!("({}) is above retry.backoff_max_ms ({})", r.backoff_base_ms, r.backoff_max_ms)));
+    }
+    let o = &s.outlier;
+    if o.max_ejected_percent > 100 {
+        return Err(invalid("outlier.max_ejected_percent", format!("is {}; it is a percentage (0 to 100)", o.max_ejected_percent)));
+    }
+    if o.consecutive_failures > 0 {
+        at_least("outlier.base_ejection_s", o.base_ejection_s, 1)?;
+        at_least("outlier.max_ejection_s", o.max_ejection_s, o.base_ejection_s)?;
     }
     Ok(())
 }

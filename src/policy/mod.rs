@@ -8,7 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::telemetry::EndpointStats;
+use crate::catalog::{LbKind, RetryConfig};
+use crate::telemetry::{EndpointStats, now_us};
+
+mod builtin;
+pub use builtin::Builtin;
 
 /// What a hook knows about the request. Borrowed, so the built-in path allocates nothing.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +28,8 @@ pub struct RequestInfo<'a> {
     pub attempt: u32,
     pub idempotent: bool,
     pub source_zone: &'a str,
+    /// The service's retry settings, for the built-in `should_retry` (not shown to plugins).
+    pub retry: &'a RetryConfig,
 }
 
 /// Request headers as the data plane holds them: hyper's map (HTTP/2) or field positions in the
@@ -80,6 +86,16 @@ impl Target {
     pub fn in_flight(&self) -> u32 {
         self.stats.in_flight.load(Relaxed)
     }
+
+    /// Passive outlier detection has taken it out of rotation for now.
+    pub fn ejected(&self, now_us: u64) -> bool {
+        self.stats.ejection.ejected(now_us)
+    }
+
+    /// The peak-EWMA latency estimate in µs, `None` before the first response.
+    pub fn latency_us(&self) -> Option<f64> {
+        self.stats.load.estimate_us()
+    }
 }
 
 /// The endpoints a hook may choose from, minus those this request already tried.
@@ -88,23 +104,46 @@ pub struct Candidates<'a> {
     pub excluded: &'a [u32],
     /// Per-service round-robin position, kept across routing-table rebuilds.
     pub cursor: &'a AtomicUsize,
+    /// The service's load-balancing setting.
+    pub lb: LbKind,
 }
 
 impl Candidates<'_> {
+    /// Not tried yet by this request.
+    pub fn untried(&self, i: usize) -> bool {
+        self.targets.get(i).is_some_and(|t| !self.excluded.contains(&t.index))
+    }
+
+    /// Healthy, not ejected and not tried yet: the endpoints a request should go to.
     pub fn eligible(&self, i: usize) -> bool {
-        self.targets.get(i).is_some_and(|t| t.healthy && !self.excluded.contains(&t.index))
+        self.untried(i) && self.targets[i].healthy && !self.targets[i].ejected(now_us())
     }
 }
 
 /// How an attempt ended, as `should_retry` sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// No connection: nothing was sent.
     ConnectFailed,
+    /// The endpoint refused the request before processing it (HTTP/2 REFUSED_STREAM or GOAWAY).
+    Refused,
+    /// The connection broke after the request went out.
     Reset,
     Timeout,
     Status(u16),
     GrpcStatus(u32),
 }
+
+impl Outcome {
+    /// Whether the application may have processed the request: then only an idempotent request
+    /// may be sent again.
+    pub fn may_have_reached_app(self) -> bool {
+        !matches!(self, Outcome::ConnectFailed | Outcome::Refused)
+    }
+}
+
+/// gRPC's UNAVAILABLE status: the server asks the caller to try again.
+pub const GRPC_UNAVAILABLE: u32 = 14;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetryDecision {
@@ -118,92 +157,4 @@ pub trait Policy: Send + Sync {
     /// Index of the chosen target, or `None` when no candidate is acceptable.
     fn pick_endpoint(&self, req: &RequestInfo<'_>, candidates: &Candidates<'_>) -> Option<u32>;
     fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, elapsed: Duration) -> RetryDecision;
-}
-
-/// The defaults: round robin over healthy endpoints, and retries on connect failure only — a
-/// request that never reached an endpoint is always safe to send elsewhere.
-#[derive(Debug, Clone)]
-pub struct Builtin {
-    pub max_retries: u32,
-}
-
-impl Default for Builtin {
-    fn default() -> Self {
-        Builtin { max_retries: 2 }
-    }
-}
-
-impl Policy for Builtin {
-    fn route(&self, _req: &RequestInfo<'_>) -> Option<String> {
-        None
-    }
-
-    fn pick_endpoint(&self, _req: &RequestInfo<'_>, c: &Candidates<'_>) -> Option<u32> {
-        let n = c.targets.len();
-        if n == 0 {
-            return None;
-        }
-        let start = c.cursor.fetch_add(1, Relaxed);
-        let order = || (0..n).map(|k| (start + k) % n);
-        // Healthy first; when none is left, any endpoint not tried yet (like Cloud Map's
-        // HEALTHY_OR_ELSE_ALL and Envoy's panic mode): a suspect node or a failing health check
-        // may be wrong, while an empty choice is a certain failure.
-        order()
-            .find(|&i| c.eligible(i))
-            .or_else(|| order().find(|&i| !c.excluded.contains(&c.targets[i].index)))
-            .map(|i| c.targets[i].index)
-    }
-
-    fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, _elapsed: Duration) -> RetryDecision {
-        match outcome {
-            Outcome::ConnectFailed if req.attempt <= self.max_retries => RetryDecision::Retry { backoff_ms: 0 },
-            _ => RetryDecision::GiveUp,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn target(i: u32, healthy: bool) -> Arc<Target> {
-        Arc::new(Target {
-            index: i,
-            id: format!("e{i}"),
-            node: "n".into(),
-            zone: String::new(),
-            address: "127.0.0.1:1".parse().unwrap(),
-            via: None,
-            attributes: BTreeMap::new(),
-            healthy,
-            stats: Default::default(),
-        })
-    }
-
-    fn req(attempt: u32) -> RequestInfo<'static> {
-        RequestInfo { namespace: "n", service: "s", method: "GET", authority: "a", path: "/", headers: Headers::None, attempt, idempotent: true, source_zone: "" }
-    }
-
-    #[test]
-    fn round_robin_skips_unhealthy_and_tried() {
-        let targets = vec![target(0, true), target(1, false), target(2, true)];
-        let cursor = AtomicUsize::new(0);
-        let p = Builtin::default();
-        let picks: Vec<_> = (0..4)
-            .map(|_| p.pick_endpoint(&req(1), &Candidates { targets: &targets, excluded: &[], cursor: &cursor }).unwrap())
-            .collect();
-        assert_eq!(picks, vec![0, 2, 2, 0]);
-        let only = Candidates { targets: &targets, excluded: &[0, 2], cursor: &cursor };
-        assert_eq!(p.pick_endpoint(&req(2), &only), Some(1), "an unhealthy endpoint beats none");
-        let none = Candidates { targets: &targets, excluded: &[0, 1, 2], cursor: &cursor };
-        assert_eq!(p.pick_endpoint(&req(3), &none), None);
-    }
-
-    #[test]
-    fn retries_connect_failures_twice() {
-        let p = Builtin::default();
-        assert_eq!(p.should_retry(&req(1), Outcome::ConnectFailed, Duration::ZERO), RetryDecision::Retry { backoff_ms: 0 });
-        assert_eq!(p.should_retry(&req(3), Outcome::ConnectFailed, Duration::ZERO), RetryDecision::GiveUp);
-        assert_eq!(p.should_retry(&req(1), Outcome::Status(503), Duration::ZERO), RetryDecision::GiveUp);
-    }
 }

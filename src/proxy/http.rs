@@ -20,9 +20,12 @@ use super::body::{InFlight, ProxyBody, UpstreamBody, strip_hop_by_hop};
 use super::error::ProxyError;
 use super::io::{Activity, Metered};
 use super::table::ServiceRoute;
-use super::{HttpListener, connect_with_retries};
+use super::HttpListener;
+use super::attempt::{self, Attempts};
+use super::replay::{Replay, UpBody};
+use super::h1::try_limit;
 use crate::catalog::Protocol;
-use crate::policy::{Headers, RequestInfo, Target};
+use crate::policy::{GRPC_UNAVAILABLE, Headers, Outcome, RequestInfo, Target};
 
 pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: CancellationToken) {
     let route = l.slot.load_full();
@@ -62,7 +65,8 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
         req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string)
     });
     let authority = authority.unwrap_or_default();
-    let info = request_info(&route, &req, &authority, &l.shared.zone);
+    let (parts, body) = req.into_parts();
+    let info = request_info(&route, &parts, &authority, &l.shared.zone);
     if let Some(alt) = l.shared.policy.route(&info)
         && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt)) {
             route = r.clone();
@@ -72,11 +76,12 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
     if grpc {
         stats.grpc_requests.fetch_add(1, Relaxed);
     }
+    let req = Request::from_parts(parts, body);
     let resp = match forward(&l, &route, &authority, req).await {
         Ok(r) => r,
         Err(e) => {
-            // Failed connects were counted attempt by attempt where they happened.
-            if !e.retryable() {
+            // Endpoint failures were counted try by try where they happened.
+            if e.side() != super::Side::Upstream {
                 stats.failure(e.kind());
             }
             tracing::debug!(service = %route.label(), error = %e, side = ?e.side(), "request failed");
@@ -89,41 +94,102 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
 }
 
 async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
-    let info = request_info(route, &req, authority, &l.shared.zone);
     let pools = &l.shared.pools;
-    let (target, mut conn) = connect_with_retries(&l.shared, route, info, |t: Arc<Target>| async move { pools.h2(route, &t, route.connect_timeout).await }).await?;
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let addr = target.address;
-    target.stats.requests.fetch_add(1, Relaxed);
-    let in_flight = InFlight::new(target.clone());
-    let sent = Instant::now();
-    let timeout = route.request_timeout.unwrap_or(Duration::MAX);
-    let timed_out = || ProxyError::RequestTimeout { addr, after: timeout };
     parts.version = http::Version::HTTP_2;
-    let resp = tokio::time::timeout(timeout, conn.send_request(Request::from_parts(parts, body))).await.map_err(|_| timed_out())?;
-    let resp = resp.map_err(|source| {
-        target.stats.failures.fetch_add(1, Relaxed);
-        ProxyError::Upstream { addr, source }
-    })?;
-    target.stats.response_time.record(sent.elapsed());
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let body = ProxyBody::Upstream(UpstreamBody { inner: body, _in_flight: in_flight });
-    Ok(Response::from_parts(parts, body))
+    let replay = Replay::default();
+    let mut unsent = Some(replay.tee(body));
+    let info = request_info(route, &parts, authority, &l.shared.zone);
+    let deadline = route.request_timeout.map(|t| Instant::now() + t);
+    let mut attempts = Attempts::new(&l.shared, route, info);
+    loop {
+        let (target, mut conn) = attempt::connect(&mut attempts, |t: Arc<Target>| async move { pools.h2(route, &t, route.connect_timeout).await }).await?;
+        let Some(body) = unsent.take().or_else(|| replay.again()) else {
+            return Err(attempts.error());
+        };
+        let addr = target.address;
+        target.stats.requests.fetch_add(1, Relaxed);
+        let in_flight = InFlight::new(target.clone());
+        let sent = Instant::now();
+        let limit = try_limit(route, deadline);
+        let outcome = match tokio::time::timeout(limit, conn.try_send_request(rebuild(&parts, body))).await {
+            Ok(Ok(resp)) => {
+                target.stats.response_time.record(sent.elapsed());
+                let grpc_status = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<u32>().ok());
+                let unavailable = grpc_status == Some(GRPC_UNAVAILABLE);
+                attempt::record(route, &target, resp.status().as_u16() < 500 && !unavailable, Some(sent.elapsed()));
+                let retry_on = match (resp.status().as_u16(), unavailable) {
+                    (503, _) => Some(Outcome::Status(503)),
+                    (_, true) => Some(Outcome::GrpcStatus(GRPC_UNAVAILABLE)),
+                    _ => None,
+                };
+                if let Some(o) = retry_on
+                    && attempts.again(&target, o, replay.ready()).await {
+                        continue;
+                    }
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                let body = ProxyBody::Upstream(UpstreamBody { inner: body, _in_flight: in_flight });
+                return Ok(Response::from_parts(parts, body));
+            }
+            Err(_) => {
+                attempts.failed(&target, ProxyError::RequestTimeout { addr, after: limit });
+                (Outcome::Timeout, replay.ready())
+            }
+            Ok(Err(mut e)) => {
+                // hyper hands back a request it never sent: it goes elsewhere untouched.
+                let returned = e.take_message();
+                let outcome = if returned.is_some() { Outcome::Refused } else { classify(e.error()) };
+                let replayable = returned.is_some() || replay.ready();
+                unsent = returned.map(|r| r.into_body());
+                attempts.failed(&target, ProxyError::Upstream { addr, source: e.into_error() });
+                (outcome, replayable)
+            }
+        };
+        if !attempts.again(&target, outcome.0, outcome.1).await {
+            return Err(attempts.error());
+        }
+    }
 }
 
-fn request_info<'a>(route: &'a ServiceRoute, req: &'a Request<Incoming>, authority: &'a str, zone: &'a str) -> RequestInfo<'a> {
+/// A refused stream (REFUSED_STREAM, or cut off by a GOAWAY) was not processed by the endpoint
+/// (RFC 9113 §8.7), so any request may go elsewhere; other stream errors may come after it ran.
+fn classify(e: &hyper::Error) -> Outcome {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) || (h2.is_go_away() && h2.is_remote()) {
+                return Outcome::Refused;
+            }
+            break;
+        }
+        source = s.source();
+    }
+    Outcome::Reset
+}
+
+fn rebuild(parts: &http::request::Parts, body: UpBody) -> Request<UpBody> {
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}
+
+fn request_info<'a>(route: &'a ServiceRoute, req: &'a http::request::Parts, authority: &'a str, zone: &'a str) -> RequestInfo<'a> {
     RequestInfo {
         namespace: &route.namespace,
         service: &route.service,
-        method: req.method().as_str(),
+        method: req.method.as_str(),
         authority,
-        path: req.uri().path(),
-        headers: Headers::Map(req.headers()),
+        path: req.uri.path(),
+        headers: Headers::Map(&req.headers),
         attempt: 1,
-        idempotent: req.method().is_idempotent(),
+        idempotent: req.method.is_idempotent(),
         source_zone: zone,
+        retry: &route.retry,
     }
 }
 

@@ -1,26 +1,26 @@
 //! The data plane: turns catalog snapshots into a routing table, keeps one listener per alias
 //! (`VIP:port`) in step with it, and publishes alias names to DNS and the hosts file.
 
+mod attempt;
 mod body;
+mod budget;
 mod conn;
 pub mod error;
 mod h1;
 mod http;
 mod io;
 mod pool;
+mod replay;
 pub mod table;
 mod tcp;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,7 +29,7 @@ pub use table::{ListenerSpec, Peer, PeerState, Peers, RoutingTable, ServiceRoute
 
 use crate::catalog::{Protocol, Snapshot};
 use crate::dns::{HostsBlock, NameTable};
-use crate::policy::{Candidates, Outcome, Policy, RequestInfo, RetryDecision, Target};
+use crate::policy::Policy;
 use crate::telemetry::Stats;
 use pool::Pools;
 use table::TableBuilder;
@@ -40,46 +40,8 @@ pub struct Shared {
     pools: Arc<Pools>,
     pub table: Arc<ArcSwap<RoutingTable>>,
     pub zone: String,
-}
-
-/// Asks the policy for endpoints until one accepts a connection, retrying only where the policy
-/// allows and the failure proves nothing was sent; each try goes to an endpoint not tried yet.
-pub async fn connect_with_retries<'a, C, F, Fut>(shared: &Shared, route: &'a ServiceRoute, mut info: RequestInfo<'a>, mut connect: F) -> Result<(Arc<Target>, C), ProxyError>
-where
-    F: FnMut(Arc<Target>) -> Fut,
-    Fut: Future<Output = Result<C, ProxyError>>,
-{
-    let start = Instant::now();
-    let mut excluded = Vec::new();
-    let mut last_err = None;
-    loop {
-        let candidates = Candidates { targets: &route.targets, excluded: &excluded, cursor: &route.cursor };
-        let Some(target) = shared.policy.pick_endpoint(&info, &candidates).and_then(|i| route.targets.get(i as usize)) else {
-            return Err(last_err.unwrap_or_else(|| ProxyError::NoEndpoint(route.label())));
-        };
-        // A retry is counted when it actually goes somewhere.
-        if last_err.is_some() {
-            route.stats.retries.fetch_add(1, Relaxed);
-        }
-        let e = match connect(target.clone()).await {
-            Ok(c) => return Ok((target.clone(), c)),
-            Err(e) => e,
-        };
-        target.stats.failures.fetch_add(1, Relaxed);
-        route.stats.failure(e.kind());
-        tracing::debug!(service = %route.label(), endpoint = %target.id, error = %e, "connect failed");
-        match shared.policy.should_retry(&info, Outcome::ConnectFailed, start.elapsed()) {
-            RetryDecision::Retry { backoff_ms } if e.retryable() => {
-                excluded.push(target.index);
-                info.attempt += 1;
-                last_err = Some(e);
-                if backoff_ms > 0 {
-                    tokio::time::sleep(Duration::from_millis(backoff_ms as u64)).await;
-                }
-            }
-            _ => return Err(e),
-        }
-    }
+    /// Cancelled when the node begins to drain: responses then ask clients to reconnect.
+    pub draining: CancellationToken,
 }
 
 /// What one HTTP listener's connections share.
@@ -137,7 +99,7 @@ pub struct ProxyParts {
 
 impl Proxy {
     pub fn new(p: ProxyParts) -> Proxy {
-        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(p.mesh), table: p.table, zone: p.zone });
+        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(p.mesh), table: p.table, zone: p.zone, draining: p.shutdown.clone() });
         Proxy {
             shared,
             stats: p.stats,

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use bytes::BytesMut;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -18,7 +17,7 @@ use super::table::ServiceRoute;
 use crate::policy::Target;
 use crate::transport::Transport;
 
-pub type H2 = http2::SendRequest<Incoming>;
+pub type H2 = http2::SendRequest<super::replay::UpBody>;
 
 /// Idle connections kept per endpoint; beyond this they are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use crate::catalog::{Protocol, Snapshot};
+use super::budget::RetryBudget;
+use crate::catalog::{LbKind, Protocol, RetryConfig, Snapshot};
 use crate::policy::Target;
-use crate::telemetry::{ServiceStats, Stats};
+use crate::telemetry::{EjectionRule, ServiceStats, Stats, now_us};
 
 type ServiceKey = (String, String);
 
@@ -25,11 +26,25 @@ pub struct ServiceRoute {
     pub targets: Vec<Arc<Target>>,
     pub cursor: Arc<AtomicUsize>,
     pub stats: Arc<ServiceStats>,
+    pub lb: LbKind,
+    pub retry: RetryConfig,
+    pub ejection: EjectionRule,
+    pub max_ejected_percent: u32,
+    pub budget: Arc<RetryBudget>,
 }
 
 impl ServiceRoute {
     pub fn label(&self) -> String {
         format!("{}/{}", self.namespace, self.service)
+    }
+
+    /// Whether one more endpoint may be ejected: at most `max_ejected_percent` of them (but at
+    /// least one, as in Envoy), so detection cannot empty a service.
+    pub fn may_eject(&self) -> bool {
+        let now = now_us();
+        let ejected = self.targets.iter().filter(|t| t.ejected(now)).count();
+        let cap = (self.targets.len() * self.max_ejected_percent as usize / 100).max(usize::from(self.max_ejected_percent > 0));
+        ejected < cap
     }
 }
 
@@ -73,10 +88,17 @@ fn secs(s: u64) -> Option<Duration> {
     (s > 0).then(|| Duration::from_secs(s))
 }
 
-/// Builds tables and keeps what must outlive one table (round-robin positions).
+/// What a service's route keeps across table rebuilds.
+#[derive(Default)]
+struct Kept {
+    cursor: Arc<AtomicUsize>,
+    budget: Arc<RetryBudget>,
+}
+
+/// Builds tables and keeps what must outlive one table (round-robin positions, retry budgets).
 #[derive(Default)]
 pub struct TableBuilder {
-    cursors: HashMap<ServiceKey, Arc<AtomicUsize>>,
+    kept: HashMap<ServiceKey, Kept>,
 }
 
 impl TableBuilder {
@@ -115,6 +137,8 @@ impl TableBuilder {
                     })
                 })
                 .collect();
+            let kept = self.kept.entry(key.clone()).or_default();
+            let o = &svc.outlier;
             let route = ServiceRoute {
                 namespace: svc.namespace.clone(),
                 service: svc.name.clone(),
@@ -123,8 +147,17 @@ impl TableBuilder {
                 request_timeout: secs(svc.timeouts.request_s(svc.protocol)),
                 idle_timeout: secs(svc.timeouts.idle_s(svc.protocol)),
                 targets,
-                cursor: self.cursors.entry(key.clone()).or_default().clone(),
+                cursor: kept.cursor.clone(),
                 stats: stats.service(&svc.namespace, &svc.name),
+                lb: svc.lb,
+                retry: svc.retry.clone(),
+                ejection: EjectionRule {
+                    consecutive_failures: o.consecutive_failures,
+                    base: Duration::from_secs(o.base_ejection_s),
+                    max: Duration::from_secs(o.max_ejection_s),
+                },
+                max_ejected_percent: o.max_ejected_percent,
+                budget: kept.budget.clone(),
             };
             table.services.insert(key.clone(), Arc::new(route));
             if !clients.is_empty() && !clients.contains(&svc.namespace) {
@@ -137,7 +170,7 @@ impl TableBuilder {
                 table.listeners.insert(addr, ListenerSpec { dns_name: a.dns_name.clone(), service: key.clone(), protocol: svc.protocol });
             }
         }
-        self.cursors.retain(|k, _| table.services.contains_key(k));
+        self.kept.retain(|k, _| table.services.contains_key(k));
         table
     }
 }

@@ -9,7 +9,8 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, connect_with_retries};
+use super::Shared;
+use super::attempt::{self, Attempts};
 use super::body::InFlight;
 use super::error::ProxyError;
 use super::io::{Activity, Metered};
@@ -25,7 +26,7 @@ pub struct TcpListener {
     pub shared: Arc<Shared>,
 }
 
-fn connect<'a>(l: &'a TcpListener, route: &'a ServiceRoute) -> impl Future<Output = Result<(Arc<Target>, Conn), ProxyError>> + 'a {
+async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, Conn), ProxyError> {
     let info = RequestInfo {
         namespace: &route.namespace,
         service: &route.service,
@@ -36,8 +37,12 @@ fn connect<'a>(l: &'a TcpListener, route: &'a ServiceRoute) -> impl Future<Outpu
         attempt: 1,
         idempotent: false,
         source_zone: &l.shared.zone,
+        retry: &route.retry,
     };
-    connect_with_retries(&l.shared, route, info, move |t: Arc<Target>| async move { l.shared.pools.connect(route, &t, route.connect_timeout).await })
+    let mut attempts = Attempts::new(&l.shared, route, info);
+    let (target, conn) = attempt::connect(&mut attempts, |t: Arc<Target>| async move { l.shared.pools.connect(route, &t, route.connect_timeout).await }).await?;
+    attempt::record(route, &target, true, None);
+    Ok((target, conn))
 }
 
 pub async fn serve(client: TcpStream, l: Arc<TcpListener>, shutdown: CancellationToken) {
@@ -47,6 +52,9 @@ pub async fn serve(client: TcpStream, l: Arc<TcpListener>, shutdown: Cancellatio
     let _ = client.set_nodelay(true);
     match connect(&l, &route).await {
         Err(e) => {
+            if e.side() != super::Side::Upstream {
+                stats.failure(e.kind());
+            }
             // Closing is all a TCP client can be told; the reason goes to the log and figures.
             tracing::info!(service = %route.label(), error = %e, "no upstream for tcp connection");
         }

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod live;
+pub use live::{Ejection, EjectionRule, PeakEwma, now_us};
+
 /// Upper bounds in microseconds; the last bucket catches the rest.
 const BUCKETS_US: [u64; 14] = [250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000, u64::MAX];
 
@@ -67,6 +70,10 @@ pub struct ServiceStats {
     /// Responses by class 1xx..5xx (index 1..=5); index 0 counts anything else.
     pub responses: [AtomicU64; 6],
     pub retries: AtomicU64,
+    /// Retries the policy wanted but the retry budget refused.
+    pub retry_budget_exhausted: AtomicU64,
+    /// Endpoints ejected by passive outlier detection (each ejection counts once).
+    pub ejections: AtomicU64,
     pub no_endpoint: AtomicU64,
     pub connect_failures: AtomicU64,
     pub timeouts: AtomicU64,
@@ -118,6 +125,9 @@ pub struct EndpointStats {
     pub failures: AtomicU64,
     pub connections: AtomicU64,
     pub response_time: Histogram,
+    /// Latency estimate and outlier record, read when choosing an endpoint.
+    pub load: PeakEwma,
+    pub ejection: Ejection,
 }
 
 type ServiceKey = (String, String);
@@ -163,6 +173,8 @@ impl Stats {
                     .filter(|(_, v)| *v > 0)
                     .collect(),
                 retries: s.retries.load(Relaxed),
+                retry_budget_exhausted: s.retry_budget_exhausted.load(Relaxed),
+                ejections: s.ejections.load(Relaxed),
                 no_endpoint: s.no_endpoint.load(Relaxed),
                 connect_failures: s.connect_failures.load(Relaxed),
                 timeouts: s.timeouts.load(Relaxed),
@@ -178,6 +190,9 @@ impl Stats {
                         requests: e.requests.load(Relaxed),
                         connections: e.connections.load(Relaxed),
                         failures: e.failures.load(Relaxed),
+                        in_flight: e.in_flight.load(Relaxed),
+                        ejected: e.ejection.ejected(now_us()),
+                        ewma_latency_us: e.load.estimate_us().map(|c| c.round() as u64),
                         response_time_p50_us: e.response_time.quantile_us(0.5),
                     })
                     .collect(),
@@ -198,6 +213,8 @@ pub struct ServiceReport {
     pub grpc_requests: u64,
     pub responses: BTreeMap<String, u64>,
     pub retries: u64,
+    pub retry_budget_exhausted: u64,
+    pub ejections: u64,
     pub no_endpoint: u64,
     pub connect_failures: u64,
     pub timeouts: u64,
@@ -214,6 +231,9 @@ pub struct EndpointReport {
     pub requests: u64,
     pub connections: u64,
     pub failures: u64,
+    pub in_flight: u32,
+    pub ejected: bool,
+    pub ewma_latency_us: Option<u64>,
     pub response_time_p50_us: Option<u64>,
 }
 

@@ -23,8 +23,10 @@ use super::error::ProxyError;
 use super::io::{Activity, Metered};
 use super::pool::Upstream;
 use super::table::ServiceRoute;
-use super::{HttpListener, connect_with_retries};
-use crate::policy::{Headers, RequestInfo, Target};
+use super::HttpListener;
+use super::attempt::{self, Attempts};
+use super::body::InFlight;
+use crate::policy::{Headers, Outcome, RequestInfo, Target};
 
 type Client = Metered<TcpStream>;
 
@@ -120,8 +122,8 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
             next
         }
         Err((e, answered)) => {
-            // Failed connects were counted attempt by attempt where they happened.
-            if !e.retryable() {
+            // Endpoint failures were counted try by try where they happened.
+            if e.side() != super::Side::Upstream {
                 stats.failure(e.kind());
             }
             tracing::debug!(service = %route.label(), error = %e, side = ?e.side(), "request failed");
@@ -158,66 +160,191 @@ fn request_info<'a>(route: &'a ServiceRoute, head: &Head, buf: &'a [u8], authori
         attempt: 1,
         idempotent: head::idempotent(method),
         source_zone: zone,
+        retry: &route.retry,
     }
 }
 
 /// Error plus, when the client had already been sent a response head, its status.
 type Failed = (ProxyError, Option<u16>);
 
+/// Request bodies up to this size are read before the first try and kept, so the request can go
+/// to another endpoint after a try that may have reached the first. Larger and chunked bodies
+/// stream through and are retried only when connecting fails (nothing was sent then).
+const REPLAY_LIMIT: u64 = 64 * 1024;
+
+fn replay_len(head: &Head) -> Option<usize> {
+    match head.body {
+        BodyKind::Empty => Some(0),
+        // A client that sent `Expect: 100-continue` waits for the endpoint before sending the body.
+        BodyKind::Length(n) if n <= REPLAY_LIMIT && !head.expect_continue => Some(n as usize),
+        _ => None,
+    }
+}
+
+/// A try that got a response head, ready to be delivered to the client.
+struct Answer {
+    target: Arc<Target>,
+    up: Upstream,
+    resp: Head,
+    /// The whole request body went out (false when the endpoint answered early).
+    body_done: bool,
+    _in_flight: InFlight,
+}
+
 async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head, activity: &Arc<Activity>) -> Result<(u16, Next), Failed> {
+    // While the response head is awaited nothing may move for a long time (the request timeout
+    // governs that wait); bodies and tunnels that stall fall to the idle timeout.
+    let busy = activity.begin();
+    let answer = match replay_len(head) {
+        Some(n) => {
+            if n > 0 {
+                read_to(client, buf, head.len + n).await.map_err(|e| (e, None))?;
+            }
+            let r = replayable(l, route, client, buf, head, n).await;
+            buf.advance(head.len + n);
+            r
+        }
+        None => streaming(l, route, client, buf, head).await,
+    };
+    let answer = answer.map_err(|e| (e, None))?;
+    drop(busy);
+    deliver(l, route, client, buf, head, answer).await
+}
+
+/// Reads from the client until `buf` holds `want` bytes (a head and its whole small body).
+async fn read_to(client: &mut Client, buf: &mut BytesMut, want: usize) -> Result<(), ProxyError> {
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    while buf.len() < want {
+        match tokio::time::timeout_at(deadline, fill(client, buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) => return Err(ProxyError::Downstream("client closed before sending the whole body".into())),
+            Ok(Err(e)) => return Err(ProxyError::Downstream(e.to_string())),
+            Err(_) => return Err(ProxyError::Downstream("request body not received in time".into())),
+        }
+    }
+    Ok(())
+}
+
+/// The wait for one try's response head: the per-try timeout, within what is left of the
+/// request timeout.
+pub(super) fn try_limit(route: &ServiceRoute, deadline: Option<Instant>) -> Duration {
+    let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+    match route.retry.per_try_timeout_ms {
+        0 => left,
+        ms => left.min(Duration::from_millis(ms)),
+    }
+}
+
+/// A request whose body is in `buf`: sent whole on each try, so a failed try (broken connection,
+/// timeout, 503) can be repeated on another endpoint when the policy deems it safe.
+async fn replayable(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &BytesMut, head: &Head, n: usize) -> Result<Answer, ProxyError> {
     let pools = &l.shared.pools;
-    let timeout = route.connect_timeout;
     let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
     let info = request_info(route, head, &buf[..], authority, Headers::Raw { buf: &buf[..], fields: &head.fields }, &l.shared.zone);
-    let connected = connect_with_retries(&l.shared, route, info, |t: Arc<Target>| async move { pools.h1(route, &t, timeout).await }).await;
+    let mut out = Vec::with_capacity(head.len + n + 64);
+    head.write_to(buf, &mut out, true, &[]);
+    out.extend_from_slice(&buf[head.len..head.len + n]);
+    let is_head = head.method(buf) == "HEAD";
+    let deadline = route.request_timeout.map(|t| Instant::now() + t);
+    let mut attempts = Attempts::new(&l.shared, route, info);
+    loop {
+        let (target, mut up) = attempt::connect(&mut attempts, |t: Arc<Target>| async move { pools.h1(route, &t, route.connect_timeout).await }).await?;
+        target.stats.requests.fetch_add(1, Relaxed);
+        let in_flight = InFlight::new(target.clone());
+        let addr = target.address;
+        let sent = Instant::now();
+        let limit = try_limit(route, deadline);
+        let mut r = send(&mut up, client, &out, is_head, head.minor > 0, limit, addr).await;
+        // A pooled connection the endpoint closed a moment ago fails before any byte comes back:
+        // an idempotent request goes once more over a fresh connection to the same endpoint
+        // (a repeat is harmless even if the first got through).
+        if matches!(r, Err(ProxyError::UpstreamIo { .. })) && up.reused && up.buf.is_empty() && attempts.info.idempotent {
+            r = match pools.connect(route, &target, route.connect_timeout).await {
+                Ok(stream) => {
+                    up = Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false };
+                    send(&mut up, client, &out, is_head, head.minor > 0, limit, addr).await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        match r {
+            Ok(resp) => {
+                target.stats.response_time.record(sent.elapsed());
+                attempt::record(route, &target, resp.status < 500, Some(sent.elapsed()));
+                if resp.status == 503 && attempts.again(&target, Outcome::Status(503), true).await {
+                    continue;
+                }
+                return Ok(Answer { target, up, resp, body_done: true, _in_flight: in_flight });
+            }
+            Err(e) => {
+                let outcome = if matches!(e, ProxyError::RequestTimeout { .. }) { Outcome::Timeout } else { Outcome::Reset };
+                attempts.failed(&target, e);
+                if !attempts.again(&target, outcome, true).await {
+                    return Err(attempts.error());
+                }
+            }
+        }
+    }
+}
+
+/// A request whose body streams from the client to the endpoint as it arrives: only connect
+/// failures are retried, since after that the body is gone.
+async fn streaming(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head) -> Result<Answer, ProxyError> {
+    let pools = &l.shared.pools;
+    let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
+    let info = request_info(route, head, &buf[..], authority, Headers::Raw { buf: &buf[..], fields: &head.fields }, &l.shared.zone);
+    let mut attempts = Attempts::new(&l.shared, route, info);
+    let connected = attempt::connect(&mut attempts, |t: Arc<Target>| async move { pools.h1(route, &t, route.connect_timeout).await }).await;
+    drop(attempts);
     let (target, mut up) = match connected {
         Ok(c) => c,
         Err(e) => {
             // The request is answered here: consume its head so the next one can be read.
             buf.advance(head.len);
-            return Err((e, None));
+            return Err(e);
         }
     };
     target.stats.requests.fetch_add(1, Relaxed);
-    let _in_flight = super::body::InFlight::new(target.clone());
+    let in_flight = InFlight::new(target.clone());
     let is_head = head.method(buf) == "HEAD";
-    let idempotent = head::idempotent(head.method(buf));
     let mut out = Vec::with_capacity(head.len + 64);
     head.write_to(buf, &mut out, true, &[]);
     buf.advance(head.len);
-
-    let request_timeout = route.request_timeout.unwrap_or(Duration::MAX);
     let addr = target.address;
     let sent = Instant::now();
-    // Send the request and read the response head. A pooled connection the endpoint closed in
-    // the meantime fails before any byte comes back; a body-less idempotent request then goes
-    // once more over a fresh connection (a repeat is harmless even if the first got through).
-    // While the response head is awaited nothing may move for a long time (the request timeout
-    // governs that wait); bodies and tunnels that stall fall to the idle timeout.
-    let busy = activity.begin();
-    let (resp, body_done) = loop {
-        let attempt = exchange_head(&mut up, client, buf, head, &out, is_head, request_timeout, addr).await;
-        match attempt {
-            Err(ProxyError::UpstreamIo { .. }) if up.reused && head.body == BodyKind::Empty && idempotent && up.buf.is_empty() => {
-                let stream = pools.connect(route, &target, timeout).await.map_err(|e| (e, None))?;
-                up = Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false };
-            }
-            Err(e) => {
-                target.stats.failures.fetch_add(1, Relaxed);
-                return Err((e, None));
-            }
-            Ok(r) => break r,
+    let limit = try_limit(route, route.request_timeout.map(|t| sent + t));
+    match exchange_head(&mut up, client, buf, head, &out, is_head, limit, addr).await {
+        Ok((resp, body_done)) => {
+            target.stats.response_time.record(sent.elapsed());
+            attempt::record(route, &target, resp.status < 500, Some(sent.elapsed()));
+            Ok(Answer { target, up, resp, body_done, _in_flight: in_flight })
         }
-    };
-    target.stats.response_time.record(sent.elapsed());
-    drop(busy);
+        Err(e) => {
+            if e.side() == super::Side::Upstream {
+                route.stats.failure(e.kind());
+                attempt::record(route, &target, false, None);
+            }
+            Err(e)
+        }
+    }
+}
 
+/// Sends the response head and body to the client, and keeps both connections when that is safe.
+async fn deliver(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head, a: Answer) -> Result<(u16, Next), Failed> {
+    let Answer { target, mut up, resp, body_done, _in_flight } = a;
+    let addr = target.address;
+    let upstream_failed = |e: ProxyError| {
+        route.stats.failure(e.kind());
+        attempt::record(route, &target, false, None);
+        e
+    };
     if resp.status == 101 && !head.upgrade {
-        target.stats.failures.fetch_add(1, Relaxed);
-        return Err((ProxyError::BadResponse { addr, detail: "101 Switching Protocols to a request that asked for no upgrade".into() }, None));
+        let e = ProxyError::BadResponse { addr, detail: "101 Switching Protocols to a request that asked for no upgrade".into() };
+        return Err((upstream_failed(e), None));
     }
     let upgraded = resp.status == 101;
-    let keep_client = body_done && !head.close && resp.body != BodyKind::UntilClose && !upgraded;
+    // A draining node tells its clients to reconnect (to a node that is staying).
+    let keep_client = body_done && !head.close && resp.body != BodyKind::UntilClose && !upgraded && !l.shared.draining.is_cancelled();
     let mut extra: Vec<&str> = Vec::new();
     if !keep_client && !upgraded {
         extra.push("connection: close");
@@ -236,9 +363,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     let copied = copy_body(resp.body, &mut up.buf, &mut up.stream, client, out).await;
     copied.map_err(|e| {
         let e = e.into_proxy(addr);
-        if e.side() == super::Side::Upstream {
-            target.stats.failures.fetch_add(1, Relaxed);
-        }
+        let e = if e.side() == super::Side::Upstream { upstream_failed(e) } else { e };
         (e, Some(status))
     })?;
     let reusable = body_done && !resp.close && resp.body != BodyKind::UntilClose && up.buf.is_empty();
@@ -248,7 +373,14 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }))
 }
 
-/// Writes the request (head, then body concurrently with reading the response, so an
+/// Writes a whole request and reads the final response head.
+async fn send(up: &mut Upstream, client: &mut Client, out: &[u8], is_head: bool, interim: bool, limit: Duration, addr: std::net::SocketAddr) -> Result<Head, ProxyError> {
+    up.stream.write_all(out).await.map_err(|source| ProxyError::UpstreamIo { addr, source })?;
+    let read = read_response_head(&mut up.stream, &mut up.buf, is_head, interim, client, addr);
+    tokio::time::timeout(limit, read).await.map_err(|_| ProxyError::RequestTimeout { addr, after: limit })?
+}
+
+/// Writes the request head, then its body concurrently with reading the response, so an
 /// `Expect: 100-continue` or an early error response flows back at once) and returns the final
 /// response head and whether the whole request body went out.
 #[allow(clippy::too_many_arguments)]
@@ -262,14 +394,7 @@ async fn exchange_head(
     limit: Duration,
     addr: std::net::SocketAddr,
 ) -> Result<(Head, bool), ProxyError> {
-    let io = |source| ProxyError::UpstreamIo { addr, source };
     let timed_out = ProxyError::RequestTimeout { addr, after: limit };
-    if head.body == BodyKind::Empty {
-        up.stream.write_all(out).await.map_err(io)?;
-        let read = read_response_head(&mut up.stream, &mut up.buf, is_head, head.minor > 0, client, addr);
-        let resp = tokio::time::timeout(limit, read).await.map_err(|_| timed_out)??;
-        return Ok((resp, true));
-    }
     let (mut up_r, mut up_w) = up.stream.split();
     let (mut cl_r, mut cl_w) = tokio::io::split(&mut *client);
     let send = async {

@@ -1,0 +1,234 @@
+//! The built-in policy: what every service gets unless a plugin replaces a hook.
+//!
+//! Endpoint choice goes tier by tier — available (healthy, not ejected), then ejected ones (panic
+//! mode: outlier detection may be wrong, an empty choice is a certain failure), then unhealthy
+//! ones (Cloud Map's HEALTHY_OR_ELSE_ALL) — and inside a tier prefers the caller's zone while
+//! enough of that zone is available. Then the service's balancer picks.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use super::{Candidates, GRPC_UNAVAILABLE, Outcome, Policy, RequestInfo, RetryDecision};
+use crate::catalog::LbKind;
+use crate::telemetry::now_us;
+
+#[derive(Debug, Clone, Default)]
+pub struct Builtin;
+
+/// The caller's zone keeps all traffic while at least this share of its endpoints is available
+/// (Envoy's overprovisioning factor 1.4 → 1/1.4 ≈ 72 %); below it, every zone shares the load.
+const ZONE_AVAILABLE_PERCENT: usize = 72;
+
+impl Policy for Builtin {
+    fn route(&self, _req: &RequestInfo<'_>) -> Option<String> {
+        None
+    }
+
+    fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Option<u32> {
+        let now = now_us();
+        let tiers: [&dyn Fn(usize) -> bool; 3] = [
+            &|i| c.eligible(i),
+            &|i| c.untried(i) && c.targets[i].healthy,
+            &|i| c.untried(i),
+        ];
+        let tier = tiers.into_iter().find(|ok| (0..c.targets.len()).any(ok))?;
+        let zone = req.source_zone;
+        let local = |i: usize| c.targets[i].zone == zone;
+        let in_zone = |i: usize| tier(i) && local(i);
+        let pick = if !zone.is_empty() && zone_has_enough(c, zone, now) && (0..c.targets.len()).any(in_zone) {
+            choose(c, &in_zone)
+        } else {
+            choose(c, tier)
+        };
+        pick.map(|i| c.targets[i].index)
+    }
+
+    fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, _elapsed: Duration) -> RetryDecision {
+        let cfg = req.retry;
+        if req.attempt > cfg.max_retries {
+            return RetryDecision::GiveUp;
+        }
+        let safe = match outcome {
+            Outcome::ConnectFailed | Outcome::Refused => true,
+            // gRPC calls are all POSTs; UNAVAILABLE is the server's own "try elsewhere".
+            Outcome::GrpcStatus(GRPC_UNAVAILABLE) => true,
+            Outcome::Status(503) | Outcome::Reset | Outcome::Timeout => req.idempotent || cfg.non_idempotent,
+            _ => false,
+        };
+        if !safe {
+            return RetryDecision::GiveUp;
+        }
+        // Nothing reached the failed endpoint and the next try goes elsewhere: no reason to wait.
+        if !outcome.may_have_reached_app() {
+            return RetryDecision::Retry { backoff_ms: 0 };
+        }
+        // Exponential with "equal jitter": half fixed, half random, so synchronized failures
+        // do not come back in step.
+        let ceiling = (cfg.backoff_base_ms.saturating_mul(1 << (req.attempt - 1).min(16))).min(cfg.backoff_max_ms);
+        let half = ceiling / 2;
+        let backoff_ms = half + if ceiling > half { rand::random_range(0..=ceiling - half) } else { 0 };
+        RetryDecision::Retry { backoff_ms }
+    }
+}
+
+fn zone_has_enough(c: &Candidates<'_>, zone: &str, now: u64) -> bool {
+    let (mut total, mut available) = (0, 0);
+    for t in c.targets.iter().filter(|t| t.zone == zone) {
+        total += 1;
+        if t.healthy && !t.ejected(now) {
+            available += 1;
+        }
+    }
+    available > 0 && available * 100 >= total * ZONE_AVAILABLE_PERCENT
+}
+
+fn choose(c: &Candidates<'_>, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
+    let n = c.targets.len();
+    let start = c.cursor.fetch_add(1, Relaxed);
+    let order = (0..n).map(|k| (start + k) % n).filter(|&i| ok(i));
+    match c.lb {
+        LbKind::RoundRobin => order.into_iter().next(),
+        LbKind::LeastRequest => order.min_by_key(|&i| c.targets[i].in_flight()),
+        LbKind::P2c => p2c(c, ok),
+    }
+}
+
+/// Power of two choices: two distinct random candidates, the cheaper wins. The cost is the
+/// latency estimate × (requests in flight + 1); an endpoint with no estimate yet is priced at
+/// the mean of the others, so a new one gets its fair share rather than all or nothing.
+fn p2c(c: &Candidates<'_>, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
+    let (mut count, mut known, mut sum) = (0usize, 0usize, 0.0);
+    for i in (0..c.targets.len()).filter(|&i| ok(i)) {
+        count += 1;
+        if let Some(l) = c.targets[i].latency_us() {
+            known += 1;
+            sum += l;
+        }
+    }
+    let nth = |k: usize| (0..c.targets.len()).filter(|&i| ok(i)).nth(k);
+    match count {
+        0 => None,
+        1 => nth(0),
+        _ => {
+            let a = rand::random_range(0..count);
+            let b = (a + 1 + rand::random_range(0..count - 1)) % count;
+            let (a, b) = (nth(a)?, nth(b)?);
+            let default = if known > 0 { sum / known as f64 } else { 1_000.0 };
+            let cost = |i: usize| {
+                let t = &c.targets[i];
+                t.latency_us().unwrap_or(default) * (t.in_flight() as f64 + 1.0)
+            };
+            Some(if cost(b) < cost(a) { b } else { a })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::catalog::RetryConfig;
+    use crate::policy::{Headers, Target};
+    use crate::telemetry::EjectionRule;
+
+    fn target(i: u32, healthy: bool, zone: &str) -> Arc<Target> {
+        Arc::new(Target {
+            index: i,
+            id: format!("e{i}"),
+            node: "n".into(),
+            zone: zone.into(),
+            address: "127.0.0.1:1".parse().unwrap(),
+            via: None,
+            attributes: BTreeMap::new(),
+            healthy,
+            stats: Default::default(),
+        })
+    }
+
+    static RETRY: RetryConfig = RetryConfig {
+        max_retries: 2,
+        non_idempotent: false,
+        backoff_base_ms: 25,
+        backoff_max_ms: 250,
+        per_try_timeout_ms: 0,
+        budget_percent: 20,
+        budget_min_per_s: 3,
+    };
+
+    fn req(attempt: u32, idempotent: bool, zone: &'static str) -> RequestInfo<'static> {
+        RequestInfo { namespace: "n", service: "s", method: "GET", authority: "a", path: "/", headers: Headers::None, attempt, idempotent, source_zone: zone, retry: &RETRY }
+    }
+
+    fn picks(targets: &[Arc<Target>], lb: LbKind, zone: &'static str, n: usize) -> Vec<u32> {
+        let cursor = AtomicUsize::new(0);
+        (0..n).map(|_| Builtin.pick_endpoint(&req(1, true, zone), &Candidates { targets, excluded: &[], cursor: &cursor, lb }).unwrap()).collect()
+    }
+
+    #[test]
+    fn round_robin_skips_unhealthy_and_tried() {
+        let targets = vec![target(0, true, ""), target(1, false, ""), target(2, true, "")];
+        assert_eq!(picks(&targets, LbKind::RoundRobin, "", 4), vec![0, 2, 2, 0]);
+        let cursor = AtomicUsize::new(0);
+        let only = Candidates { targets: &targets, excluded: &[0, 2], cursor: &cursor, lb: LbKind::RoundRobin };
+        assert_eq!(Builtin.pick_endpoint(&req(2, true, ""), &only), Some(1), "an unhealthy endpoint beats none");
+        let none = Candidates { targets: &targets, excluded: &[0, 1, 2], cursor: &cursor, lb: LbKind::RoundRobin };
+        assert_eq!(Builtin.pick_endpoint(&req(3, true, ""), &none), None);
+    }
+
+    #[test]
+    fn p2c_avoids_the_slow_and_the_busy() {
+        let targets = vec![target(0, true, ""), target(1, true, ""), target(2, true, "")];
+        targets[0].stats.load.observe(Duration::from_millis(50));
+        targets[1].stats.load.observe(Duration::from_millis(1));
+        targets[2].stats.load.observe(Duration::from_millis(1));
+        targets[2].stats.in_flight.store(100, Relaxed);
+        let got = picks(&targets, LbKind::P2c, "", 300);
+        let ones = got.iter().filter(|&&i| i == 1).count();
+        // Endpoint 1 wins every pair it is in (2 of 3 pairs); the other pair goes to 2 or 0.
+        assert!(ones > 150, "fast idle endpoint got {ones} of 300");
+        assert!(got.iter().filter(|&&i| i == 0).count() < 30 + 100, "slow endpoint wins only against the busy one");
+    }
+
+    #[test]
+    fn least_request_and_ejection() {
+        let targets = vec![target(0, true, ""), target(1, true, "")];
+        targets[0].stats.in_flight.store(3, Relaxed);
+        assert!(picks(&targets, LbKind::LeastRequest, "", 10).iter().all(|&i| i == 1));
+        let rule = EjectionRule { consecutive_failures: 1, base: Duration::from_secs(30), max: Duration::from_secs(300) };
+        assert!(targets[1].stats.ejection.failure(&rule, || true));
+        assert!(picks(&targets, LbKind::LeastRequest, "", 10).iter().all(|&i| i == 0), "ejected endpoint is skipped");
+        assert!(targets[0].stats.ejection.failure(&rule, || true));
+        assert_eq!(picks(&targets, LbKind::RoundRobin, "", 4).len(), 4, "all ejected: panic mode still picks");
+    }
+
+    #[test]
+    fn prefers_own_zone_while_enough_is_available() {
+        let targets = vec![target(0, true, "a"), target(1, true, "a"), target(2, true, "b"), target(3, true, "b")];
+        assert!(picks(&targets, LbKind::RoundRobin, "a", 20).iter().all(|&i| i < 2));
+        let half_down = vec![target(0, true, "a"), target(1, false, "a"), target(2, true, "b"), target(3, true, "b")];
+        let got = picks(&half_down, LbKind::RoundRobin, "a", 20);
+        assert!(got.contains(&2) && got.contains(&0), "zone a at 50 % spills over: {got:?}");
+        assert!(picks(&targets, LbKind::RoundRobin, "", 20).contains(&3), "no zone, no preference");
+    }
+
+    #[test]
+    fn retries_only_what_is_safe() {
+        let p = Builtin;
+        let retry = |attempt, idem, o| p.should_retry(&req(attempt, idem, ""), o, Duration::ZERO);
+        assert_eq!(retry(1, false, Outcome::ConnectFailed), RetryDecision::Retry { backoff_ms: 0 });
+        assert_eq!(retry(3, true, Outcome::ConnectFailed), RetryDecision::GiveUp, "two retries at most");
+        assert!(matches!(retry(1, true, Outcome::Status(503)), RetryDecision::Retry { backoff_ms } if (12..=25).contains(&backoff_ms)));
+        assert!(matches!(retry(2, true, Outcome::Reset), RetryDecision::Retry { backoff_ms } if (25..=50).contains(&backoff_ms)));
+        assert_eq!(retry(1, false, Outcome::Status(503)), RetryDecision::GiveUp, "a POST that may have run is not repeated");
+        assert_eq!(retry(1, false, Outcome::Reset), RetryDecision::GiveUp);
+        assert!(matches!(retry(1, false, Outcome::GrpcStatus(14)), RetryDecision::Retry { .. }));
+        assert!(matches!(retry(1, false, Outcome::Refused), RetryDecision::Retry { .. }));
+        assert_eq!(retry(1, true, Outcome::Status(500)), RetryDecision::GiveUp);
+        let lenient = RetryConfig { non_idempotent: true, ..RETRY.clone() };
+        let post = RequestInfo { retry: &lenient, ..req(1, false, "") };
+        assert!(matches!(p.should_retry(&post, Outcome::Status(503), Duration::ZERO), RetryDecision::Retry { .. }));
+    }
+}

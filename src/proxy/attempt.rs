@@ -1,0 +1,121 @@
+//! One request's tries: endpoint choice through the policy, the outcome of each try fed to outlier
+//! detection and the latency estimate, and the decision to try again — which needs the policy's
+//! yes, a request that can be sent again as it was, and a retry budget that is not spent.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::{ProxyError, Side};
+use super::table::ServiceRoute;
+use super::Shared;
+use crate::policy::{Candidates, Outcome, RequestInfo, RetryDecision, Target};
+
+pub struct Attempts<'a> {
+    shared: &'a Shared,
+    route: &'a ServiceRoute,
+    pub info: RequestInfo<'a>,
+    excluded: Vec<u32>,
+    start: Instant,
+    /// The last try's error, reported when no endpoint is left to try.
+    last: Option<ProxyError>,
+}
+
+impl<'a> Attempts<'a> {
+    pub fn new(shared: &'a Shared, route: &'a ServiceRoute, info: RequestInfo<'a>) -> Attempts<'a> {
+        route.budget.request();
+        Attempts { shared, route, info, excluded: Vec::new(), start: Instant::now(), last: None }
+    }
+
+    /// The endpoint for the next try.
+    pub fn pick(&mut self) -> Result<Arc<Target>, ProxyError> {
+        let route = self.route;
+        let c = Candidates { targets: &route.targets, excluded: &self.excluded, cursor: &route.cursor, lb: route.lb };
+        match self.shared.policy.pick_endpoint(&self.info, &c).and_then(|i| route.targets.get(i as usize)) {
+            Some(t) => Ok(t.clone()),
+            None => Err(self.last.take().unwrap_or_else(|| ProxyError::NoEndpoint(route.label()))),
+        }
+    }
+
+    /// A try that failed with an error: counted, and remembered in case it is the last.
+    pub fn failed(&mut self, target: &Target, e: ProxyError) {
+        tracing::debug!(service = %self.route.label(), endpoint = %target.id, error = %e, "try failed");
+        self.route.stats.failure(e.kind());
+        record(self.route, target, false, None);
+        self.last = Some(e);
+    }
+
+    /// Whether to try again after `outcome`, having waited the backoff. `replayable`: the request
+    /// can be sent again exactly as it was (its body is kept, or none of it was sent).
+    pub async fn again(&mut self, target: &Target, outcome: Outcome, replayable: bool) -> bool {
+        self.excluded.push(target.index);
+        let route = self.route;
+        // Each try goes to an endpoint not tried yet; with none left, the last answer stands.
+        if !replayable || route.targets.iter().all(|t| self.excluded.contains(&t.index)) {
+            return false;
+        }
+        let RetryDecision::Retry { backoff_ms } = self.shared.policy.should_retry(&self.info, outcome, self.start.elapsed()) else {
+            return false;
+        };
+        if !route.budget.try_retry(&route.retry) {
+            route.stats.retry_budget_exhausted.fetch_add(1, Relaxed);
+            tracing::debug!(service = %route.label(), "retry budget spent; not retrying");
+            return false;
+        }
+        route.stats.retries.fetch_add(1, Relaxed);
+        self.info.attempt += 1;
+        if backoff_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(backoff_ms.into())).await;
+        }
+        true
+    }
+
+    /// The error the client hears about once trying stops: the last try's.
+    pub fn error(&mut self) -> ProxyError {
+        self.last.take().unwrap_or_else(|| ProxyError::NoEndpoint(self.route.label()))
+    }
+}
+
+/// Feeds a try's result to the latency estimate and outlier detection. A failure is a connect
+/// failure, a broken exchange, a 5xx or gRPC UNAVAILABLE.
+pub fn record(route: &ServiceRoute, t: &Target, ok: bool, elapsed: Option<Duration>) {
+    let s = &t.stats;
+    if ok {
+        if let Some(d) = elapsed {
+            s.load.observe(d);
+        }
+        s.ejection.success(&route.ejection);
+        return;
+    }
+    s.failures.fetch_add(1, Relaxed);
+    s.load.penalize();
+    if s.ejection.failure(&route.ejection, || route.may_eject()) {
+        route.stats.ejections.fetch_add(1, Relaxed);
+        tracing::warn!(service = %route.label(), endpoint = %t.id, node = %t.node, times = s.ejection.times(), "endpoint ejected after consecutive failures");
+    }
+}
+
+/// Connects to an endpoint the policy picks, trying others while connecting fails (nothing was
+/// sent, so that is always safe).
+pub async fn connect<C, F, Fut>(attempts: &mut Attempts<'_>, mut connect: F) -> Result<(Arc<Target>, C), ProxyError>
+where
+    F: FnMut(Arc<Target>) -> Fut,
+    Fut: Future<Output = Result<C, ProxyError>>,
+{
+    loop {
+        let target = attempts.pick()?;
+        match connect(target.clone()).await {
+            Ok(c) => return Ok((target, c)),
+            Err(e) if e.side() == Side::Upstream && e.retryable() => {
+                attempts.failed(&target, e);
+                if !attempts.again(&target, Outcome::ConnectFailed, true).await {
+                    return Err(attempts.error());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

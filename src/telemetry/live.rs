@@ -1,0 +1,180 @@
+//! Live per-endpoint state that endpoint choice reads: a peak-EWMA latency estimate and the
+//! outlier-ejection record. Both live with the endpoint's figures, so they survive routing-table
+//! rebuilds the way counters do.
+
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Microseconds since the first call: a cheap monotonic clock that fits in an atomic.
+pub fn now_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// How fast old latency observations fade (Finagle's and Linkerd's default decay is 10 s).
+const DECAY_US: f64 = 10_000_000.0;
+
+/// Peak-EWMA latency: a slower observation replaces the estimate at once, faster ones pull it
+/// down gradually, and without observations it decays. A choice made on it reacts to an endpoint
+/// slowing down within one request, and recovers over seconds.
+#[derive(Debug, Default)]
+pub struct PeakEwma {
+    /// (estimate in µs, time of the last update in µs); estimate 0 = nothing observed yet.
+    state: Mutex<(f64, u64)>,
+}
+
+impl PeakEwma {
+    pub fn observe(&self, rtt: Duration) {
+        let rtt = rtt.as_secs_f64() * 1e6;
+        let now = now_us();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (cost, at) = *s;
+        let decayed = cost * (-((now.saturating_sub(at)) as f64) / DECAY_US).exp();
+        let next = if cost == 0.0 || rtt > decayed {
+            rtt
+        } else {
+            let w = (-((now.saturating_sub(at)) as f64) / DECAY_US).exp();
+            cost * w + rtt * (1.0 - w)
+        };
+        *s = (next.max(1.0), now);
+    }
+
+    /// A failure counts as twice the current estimate (at least 1 ms): an endpoint that fails
+    /// fast must not look like the fastest one.
+    pub fn penalize(&self) {
+        let cost = self.estimate_us().unwrap_or(0.0);
+        self.observe(Duration::from_secs_f64((cost * 2.0).max(1_000.0) / 1e6));
+    }
+
+    /// The current estimate in µs, decayed since the last observation; `None` before the first.
+    pub fn estimate_us(&self) -> Option<f64> {
+        let (cost, at) = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (cost > 0.0).then(|| cost * (-((now_us().saturating_sub(at)) as f64) / DECAY_US).exp()).map(|c| c.max(1.0))
+    }
+}
+
+/// The passive outlier record of one endpoint, as one calling node sees it.
+#[derive(Debug, Default)]
+pub struct Ejection {
+    consecutive: AtomicU32,
+    /// Ejected until this time (µs, [`now_us`]); 0 = never ejected.
+    until_us: AtomicU64,
+    /// How many times it was ejected since it last proved healthy for a while.
+    times: AtomicU32,
+    /// Back after an ejection: the next outcome decides, a failure ejects it again at once.
+    probation: AtomicBool,
+}
+
+/// What an ejection check needs from the service's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct EjectionRule {
+    pub consecutive_failures: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Ejection {
+    pub fn ejected(&self, now_us: u64) -> bool {
+        self.until_us.load(Relaxed) > now_us
+    }
+
+    pub fn times(&self) -> u32 {
+        self.times.load(Relaxed)
+    }
+
+    /// A good outcome: the run of failures ends, and an endpoint on probation is back for good.
+    /// The ejection count resets once it has stayed healthy for the longest ejection.
+    pub fn success(&self, rule: &EjectionRule) {
+        if self.consecutive.load(Relaxed) != 0 {
+            self.consecutive.store(0, Relaxed);
+        }
+        if self.probation.swap(false, Relaxed) {
+            tracing::info!("endpoint re-admitted after its probe succeeded");
+        }
+        let until = self.until_us.load(Relaxed);
+        if until != 0 && now_us() > until + rule.max.as_micros() as u64 {
+            self.times.store(0, Relaxed);
+            self.until_us.store(0, Relaxed);
+        }
+    }
+
+    /// A failure. Returns true when it ejected the endpoint; `allowed` says whether the service
+    /// may have one more endpoint ejected (the panic threshold).
+    pub fn failure(&self, rule: &EjectionRule, allowed: impl FnOnce() -> bool) -> bool {
+        if rule.consecutive_failures == 0 {
+            return false;
+        }
+        let now = now_us();
+        if self.ejected(now) {
+            return false;
+        }
+        let on_probation = self.probation.load(Relaxed);
+        let run = self.consecutive.fetch_add(1, Relaxed) + 1;
+        if !(on_probation || run >= rule.consecutive_failures) || !allowed() {
+            return false;
+        }
+        let n = self.times.fetch_add(1, Relaxed) + 1;
+        let length = rule.base.saturating_mul(n).min(rule.max);
+        self.until_us.store(now + length.as_micros() as u64, Relaxed);
+        self.consecutive.store(0, Relaxed);
+        self.probation.store(true, Relaxed);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: EjectionRule = EjectionRule { consecutive_failures: 3, base: Duration::from_millis(30), max: Duration::from_millis(70) };
+
+    #[test]
+    fn ejects_after_a_run_of_failures_and_lengthens_each_time() {
+        let e = Ejection::default();
+        assert!(!e.failure(&RULE, || true));
+        assert!(!e.failure(&RULE, || true));
+        e.success(&RULE);
+        assert!(!e.failure(&RULE, || true), "a success ends the run");
+        assert!(!e.failure(&RULE, || true));
+        assert!(e.failure(&RULE, || true));
+        assert!(e.ejected(now_us()));
+        std::thread::sleep(Duration::from_millis(35));
+        assert!(!e.ejected(now_us()), "back after 30 ms");
+        assert!(e.failure(&RULE, || true), "on probation one failure ejects again");
+        let until = e.until_us.load(Relaxed);
+        assert!(until >= now_us() + 55_000, "second ejection lasts 60 ms");
+    }
+
+    #[test]
+    fn respects_the_panic_threshold_and_probes_back_in() {
+        let e = Ejection::default();
+        for _ in 0..5 {
+            assert!(!e.failure(&RULE, || false));
+        }
+        assert!(!e.ejected(now_us()));
+        let e = Ejection::default();
+        for _ in 0..3 {
+            e.failure(&RULE, || true);
+        }
+        std::thread::sleep(Duration::from_millis(35));
+        e.success(&RULE);
+        assert!(!e.failure(&RULE, || true), "a passed probe ends probation");
+    }
+
+    #[test]
+    fn peak_ewma_jumps_up_and_decays_down() {
+        let p = PeakEwma::default();
+        assert_eq!(p.estimate_us(), None);
+        p.observe(Duration::from_micros(100));
+        p.observe(Duration::from_micros(5_000));
+        assert!(p.estimate_us().unwrap() > 4_900.0, "a slow response counts at once");
+        for _ in 0..10 {
+            p.observe(Duration::from_micros(100));
+        }
+        assert!(p.estimate_us().unwrap() > 1_000.0, "fast ones pull it down only gradually");
+        p.penalize();
+        assert!(p.estimate_us().unwrap() > 9_000.0);
+    }
+}
