@@ -387,6 +387,31 @@ pub fn http_backend(netns: Option<&str>, name: &str, port: u16) -> Bg {
     bg
 }
 
+/// Start tests/support/counter_backend.py NAME on 127.0.0.1:PORT with extra `args` (`--mode …`,
+/// `--healthz-fail-s …`) and wait until its `/_count` answers. Its log goes to `log`.
+pub fn counter_backend(name: &str, port: u16, args: &[&str], log: Option<PathBuf>) -> Bg {
+    let mut c = Command::new("python3");
+    c.arg(support_path("support/counter_backend.py")).arg(name).arg(port.to_string()).args(args);
+    let mut bg = Bg::spawn(&format!("counter backend {name}"), &mut c, log);
+    let ok = wait_until(Duration::from_secs(15), Duration::from_millis(25), || {
+        http("127.0.0.1", port, "GET", "/_count", None).map(|r| r.status == 200).unwrap_or(false)
+    });
+    assert!(ok && bg.alive(), "counter backend {name} on port {port} did not come up: {}", bg.log_text());
+    bg
+}
+
+/// `GET /_count` of a counter backend (requests, by_method, requests_while_healthz_failing …).
+pub fn backend_counts(port: u16) -> Value {
+    let r = http("127.0.0.1", port, "GET", "/_count", None).unwrap_or_else(|e| panic!("GET /_count on 127.0.0.1:{port}: {e}"));
+    assert_eq!(r.status, 200, "GET /_count on 127.0.0.1:{port}: {}", r.text());
+    r.json()
+}
+
+/// Requests a counter backend has seen (control paths excluded).
+pub fn backend_requests(port: u16) -> u64 {
+    backend_counts(port)["requests"].as_u64().unwrap_or(0)
+}
+
 // ---------------------------------------------------------------------------------------------
 // a tiny HTTP/1.1 client (std only)
 // ---------------------------------------------------------------------------------------------
@@ -1030,6 +1055,8 @@ pub struct MeshNode {
     pub netns: Option<String>,
     /// extra lines for the [gossip] table
     pub gossip_extra: String,
+    /// extra lines for the [node] table (e.g. `drain_timeout_s = 3`)
+    pub node_extra: String,
     /// TOML appended after the generated tables ([[service]], [[endpoint]] ...)
     pub extra: String,
 }
@@ -1046,8 +1073,15 @@ impl MeshNode {
             tls,
             netns: None,
             gossip_extra: String::new(),
+            node_extra: String::new(),
             extra: String::new(),
         }
+    }
+    /// Lines for the `[node]` table.
+    pub fn node_extra(mut self, toml: &str) -> MeshNode {
+        self.node_extra.push_str(toml);
+        self.node_extra.push('\n');
+        self
     }
     pub fn join(mut self, seed: &str) -> MeshNode {
         self.join.push(seed.to_string());
@@ -1072,12 +1106,13 @@ impl MeshNode {
 pub fn mesh_toml(n: &MeshNode, listen: &str, data_dir: &Path, admin_port: u16) -> String {
     let join: Vec<String> = n.join.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
-        "[node]\nname = \"{}\"\nmode = \"{}\"\ndata_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n\
+        "[node]\nname = \"{}\"\nmode = \"{}\"\ndata_dir = \"{}\"\n{}\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n\
          [dns]\nenabled = false\nvip_cidr = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
          [gossip]\nlisten = \"{listen}\"\njoin = [{}]\n{}\n\n{}",
         n.name,
         n.mode,
         data_dir.display(),
+        n.node_extra,
         vip_cidr(n.vip_net),
         n.tls.ca.display(),
         n.tls.cert.display(),
