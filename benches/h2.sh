@@ -173,6 +173,7 @@ run_h2load() { # name url round
   c1="$(ticks "${WORK_PID[$name]}")"; t1="$(date +%s.%N)"
   echo "$c0 $c1 $t0 $t1" >"$TMP/cpu-$name-$round.txt"
 }
+MACHINE_START="$(machine_note)"; echo "$MACHINE_START (start)" >&2
 echo "h2load -t1 -c$CONNS -m$STREAMS -D $DURATION --warm-up-time=$WARMUP, $ROUNDS rounds; $PIN_NOTE; $CORES cores" >&2
 for round in $(seq 1 "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
@@ -184,6 +185,8 @@ done
 rss() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 echo "peak RSS (VmHWM) after the load: weft $(rss "$WEFT_PID"), haproxy $(rss "$HAPROXY_PID"), nghttpx worker $(rss "$NGHTTPX_WORKER")" >"$TMP/rss.txt"
 
+MACHINE_END="$(machine_note)"
+{ echo "$MACHINE_START (start)"; echo "$MACHINE_END (end)"; } >"$TMP/machine.txt"
 python3 - "$TMP" "$CONNS" "$STREAMS" "$DURATION" "$PIN_NOTE" "$ROUNDS" <<'PY'
 import os, re, statistics, sys
 tmp, conns, streams, duration, pin, rounds = sys.argv[1:7]
@@ -233,4 +236,5 @@ for peer in ("nghttpx", "haproxy"):
 for n in ("nghttpx", "haproxy", "weft"):
     print(f"{n}/direct: throughput {res[n]['rps']/res['direct']['rps']:.2f}x, p50 +{res[n]['p50']-res['direct']['p50']:.3f} ms")
 print(open(f"{tmp}/rss.txt").read().strip())
+print(open(f"{tmp}/machine.txt").read().strip())
 PY

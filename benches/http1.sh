@@ -130,6 +130,7 @@ TARGETS=(
 )
 for t in "${TARGETS[@]}"; do wait_http "${t#*|}"; done
 
+MACHINE_START="$(machine_note)"; echo "$MACHINE_START (start)" >&2
 # ---------------------------------------------------------------- memory at a fixed rate
 # nginx's proxy is a master and one worker: the worker is the one that serves.
 NGINX_WORKER="$(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null | awk '{print $1}')"
@@ -175,6 +176,8 @@ done
 rss() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 echo "peak RSS (VmHWM) after the saturating load: weft $(rss "$WEFT_PID"), haproxy $(rss "$HAPROXY_PID"), nginx worker $(rss "$NGINX_WORKER")" >"$TMP/rss.txt"
 
+MACHINE_END="$(machine_note)"
+{ echo "$MACHINE_START (start)"; echo "$MACHINE_END (end)"; } >"$TMP/machine.txt"
 python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" "$RSS_RATE" "$RSS_CONNS" "$RSS_DURATION" <<'PY'
 import json, os, re, statistics, sys
 tmp, conns, duration, pin, rounds, rss_rate, rss_conns, rss_dur = sys.argv[1:9]
@@ -249,4 +252,5 @@ if rss_rate != "0":
     mx = int(open(f"{tmp}/mem-weft.txt").read().split()[0]) / 1024
     print(f"(nginx: its worker process.)\ngoal weft RSS <= 25 MB at {rss_rate} req/s: {mx:.1f} MB, {'met' if mx <= 25 else 'NOT met'}")
 print(open(f"{tmp}/rss.txt").read().strip())
+print(open(f"{tmp}/machine.txt").read().strip())
 PY

@@ -112,3 +112,11 @@ $body
 }
 CONF
 }
+
+# One line about the machine's other load: the load average and any compiler running (a benchmark
+# measured next to a build measures the build). Printed at the start and the end of a run.
+machine_note() {
+  local busy
+  busy="$(pgrep -x 'cargo|rustc|cc1|cc1plus|ld|ld.lld|mold' 2>/dev/null | wc -l)"
+  echo "machine: load average $(cut -d' ' -f1-3 /proc/loadavg), $busy compiler/linker processes running$([ "$busy" -gt 0 ] && echo ' (figures are not quiet-machine figures)')"
+}
