@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod gossip;
+pub mod health;
 pub mod node;
 pub mod policy;
 pub mod proxy;

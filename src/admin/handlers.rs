@@ -216,6 +216,21 @@ pub async fn delete_endpoint(State(s): St, Path((ns, svc, id)): Path<(String, St
     remove(&s, Key::Endpoint(ns, svc, id)).await
 }
 
+/// Marks one of this node's endpoints draining (peers stop sending it new requests; requests in
+/// flight finish) or back in service.
+async fn set_draining(s: &AdminState, key: Key, draining: bool) -> ApiResult {
+    let catalog = s.catalog.clone();
+    to_json(blocking(move || catalog.update_endpoint(&key, |e| e.draining = draining)).await?)
+}
+
+pub async fn drain_endpoint(State(s): St, Path((ns, svc, id)): Path<(String, String, String)>) -> ApiResult {
+    set_draining(&s, Key::Endpoint(ns, svc, id), true).await
+}
+
+pub async fn undrain_endpoint(State(s): St, Path((ns, svc, id)): Path<(String, String, String)>) -> ApiResult {
+    set_draining(&s, Key::Endpoint(ns, svc, id), false).await
+}
+
 pub async fn discover(State(s): St, body: Bytes) -> ApiResult {
     let q: DiscoverQuery = parse(&body)?;
     to_json(run_discover(&s.catalog.snapshot(), &q)?)

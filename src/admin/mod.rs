@@ -77,6 +77,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/services/{ns}/{name}", get(get_service).delete(delete_service))
         .route("/v1/endpoints", get(list_endpoints).post(put_endpoint))
         .route("/v1/endpoints/{ns}/{svc}/{id}", get(get_endpoint).delete(delete_endpoint))
+        .route("/v1/endpoints/{ns}/{svc}/{id}/drain", post(drain_endpoint))
+        .route("/v1/endpoints/{ns}/{svc}/{id}/undrain", post(undrain_endpoint))
         .route("/v1/discover", post(discover))
         .route("/v1/routes", get(routes))
         .route("/v1/stats", get(stats))

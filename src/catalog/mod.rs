@@ -26,6 +26,17 @@ pub use vip::VipRange;
 
 use crate::store::{Batch, Store, StoreError};
 
+/// How a local write treats what is already there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Create or replace (a registration).
+    Write,
+    /// Create only.
+    Create,
+    /// Change fields of an existing record (health, draining); no registration rules.
+    Update,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("`{field}` {message}")]
@@ -163,18 +174,35 @@ impl Catalog {
 
     /// Creates or replaces one record after checking it against the rest of the catalog.
     pub fn write(&self, body: Body, origin: Origin) -> Result<Body, CatalogError> {
-        self.write_with(body, origin, false)
+        self.write_with(body, origin, Mode::Write)
     }
 
     /// Creates a record that must not exist yet (Cloud Map's CreateService / CreateNamespace).
     pub fn create(&self, body: Body, origin: Origin) -> Result<Body, CatalogError> {
-        self.write_with(body, origin, true)
+        self.write_with(body, origin, Mode::Create)
     }
 
-    fn write_with(&self, mut body: Body, origin: Origin, create_only: bool) -> Result<Body, CatalogError> {
+    /// Changes this node's own endpoint in place (health from its checks, draining), keeping its
+    /// origin; returns the endpoint as written.
+    pub fn update_endpoint(&self, key: &Key, change: impl FnOnce(&mut Endpoint)) -> Result<Endpoint, CatalogError> {
+        let (mut ep, origin) = {
+            let state = self.lock();
+            match state.records.get(key) {
+                Some(Record { body: Some(Body::Endpoint(ep)), origin, .. }) => (ep.clone(), *origin),
+                _ => return Err(CatalogError::NotFound(key.clone())),
+            }
+        };
+        change(&mut ep);
+        match self.write_with(Body::Endpoint(ep), origin, Mode::Update)? {
+            Body::Endpoint(ep) => Ok(ep),
+            _ => unreachable!("an endpoint write returns the endpoint"),
+        }
+    }
+
+    fn write_with(&self, mut body: Body, origin: Origin, mode: Mode) -> Result<Body, CatalogError> {
         self.check_writable(&body.key())?;
         let mut state = self.lock();
-        if create_only && Self::live(&state, &body.key()).is_some() {
+        if mode == Mode::Create && Self::live(&state, &body.key()).is_some() {
             return Err(CatalogError::Conflict(format!("{} already exists", body.key())));
         }
         let mut new_vips = Vec::new();
@@ -201,8 +229,17 @@ impl Catalog {
                     });
                 }
                 let svc = Key::Service(ep.namespace.clone(), ep.service.clone());
-                if Self::live(&state, &svc).is_none() {
+                let Some(Body::Service(def)) = Self::live(&state, &svc) else {
                     return Err(CatalogError::NotFound(svc));
+                };
+                // With an active check, health is the check's to say: a new registration starts
+                // UNKNOWN and gets no traffic until it passes; a repeated one keeps what the
+                // check found.
+                if mode != Mode::Update && def.health_check.kind != CheckKind::None {
+                    ep.health = match Self::live(&state, &Key::Endpoint(ep.namespace.clone(), ep.service.clone(), ep.id.clone())) {
+                        Some(Body::Endpoint(old)) if Self::same_registration(ep, old) => old.health,
+                        _ => Health::Unknown,
+                    };
                 }
             }
         }

@@ -65,7 +65,7 @@ pub fn client_command(cli: &Cli) -> ExitCode {
 
 const NS_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("DESCRIPTION", "/description")];
 const SVC_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("NAME", "/name"), ("PROTOCOL", "/protocol"), ("ALIASES", "/aliases"), ("HEALTHY", "/healthy_endpoints"), ("ENDPOINTS", "/endpoints")];
-const EP_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("NODE", "/node"), ("ATTRIBUTES", "/attributes")];
+const EP_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("DRAINING", "/draining"), ("NODE", "/node"), ("ATTRIBUTES", "/attributes")];
 const ROUTE_COLS: &[(&str, &str)] = &[("ALIAS", "/dns_name"), ("VIP", "/vip"), ("PORT", "/port"), ("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("PROTOCOL", "/protocol"), ("HEALTHY", "/healthy_endpoints"), ("ENDPOINTS", "/endpoints"), ("LISTENING", "/listening")];
 const STATS_COLS: &[(&str, &str)] = &[
     ("SERVICE", "/name"), ("REQUESTS", "/requests"), ("2XX", "/responses/2xx"), ("4XX", "/responses/4xx"), ("5XX", "/responses/5xx"),
@@ -149,6 +149,11 @@ fn execute(cli: &Cli) -> Result<(), String> {
                 let v = call("POST", "/v1/endpoints", Some(body))?;
                 let was = before.map(|b| format!(" (updated; was {})", cell(&b["address"]))).unwrap_or_default();
                 (v, Shown::Message(format!("endpoint {}/{service}/{id} registered at {address}{was}", ns.namespace)))
+            }
+            EndpointCmd::Drain { id, service, ns } | EndpointCmd::Undrain { id, service, ns } => {
+                let (verb, done) = if matches!(cmd, EndpointCmd::Drain { .. }) { ("drain", "draining: no new requests") } else { ("undrain", "back in service") };
+                let path = format!("/v1/endpoints/{}/{}/{}/{verb}", enc(&ns.namespace), enc(service), enc(id));
+                (call("POST", &path, None)?, Shown::Message(format!("endpoint {}/{service}/{id} {done}", ns.namespace)))
             }
             EndpointCmd::Delete { id, service, ns } => (
                 call("DELETE", &format!("/v1/endpoints/{}/{}/{}", enc(&ns.namespace), enc(service), enc(id)), None)?,

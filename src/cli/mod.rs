@@ -207,9 +207,26 @@ pub enum EndpointCmd {
         /// Attribute KEY=VALUE; repeat for several.
         #[arg(long = "attr")]
         attributes: Vec<String>,
-        /// Health to register with (default HEALTHY; health checks arrive in a later release).
+        /// Health to register with, for services without an active check (`health_check.kind =
+        /// "none"`); with a check, a new endpoint starts UNKNOWN and the check decides.
         #[arg(long, value_enum)]
         health: Option<EndpointHealthArg>,
+    },
+    /// Stop sending new requests to an instance of this node; requests in flight finish.
+    Drain {
+        id: String,
+        #[arg(long, short = 's')]
+        service: String,
+        #[command(flatten)]
+        ns: ServiceRef,
+    },
+    /// Put a drained instance back into service.
+    Undrain {
+        id: String,
+        #[arg(long, short = 's')]
+        service: String,
+        #[command(flatten)]
+        ns: ServiceRef,
     },
     /// Deregister an instance.
     Delete {

@@ -56,11 +56,14 @@ pub struct NodeConfig {
     /// Where the store lives; defaults to `$XDG_STATE_HOME/weft` (or `~/.local/state/weft`).
     pub data_dir: Option<PathBuf>,
     pub zone: String,
+    /// On SIGTERM: how long requests in flight and open connections may take to finish after
+    /// this node's endpoints are marked draining (ECS's default, 20 s).
+    pub drain_timeout_s: u64,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { name: default_node_name(), mode: Mode::Combined, data_dir: None, zone: String::new() }
+        NodeConfig { name: default_node_name(), mode: Mode::Combined, data_dir: None, zone: String::new(), drain_timeout_s: 20 }
     }
 }
 

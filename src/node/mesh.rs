@@ -222,6 +222,13 @@ fn publish_peers(p: &MeshParts) {
     p.catalog.update_registries(registries);
     let peers: HashMap<String, Peer> =
         members.into_iter().filter(|m| m.name != me).map(|m| (m.name, Peer { addr: m.addr, state: peer_state(m.state) })).collect();
+    let before = p.peers.borrow().clone();
+    for (name, peer) in peers.iter().filter(|(_, peer)| peer.state == PeerState::Down) {
+        let was_down = before.as_ref().and_then(|b| b.get(name)).is_some_and(|b| b.state == PeerState::Down);
+        if !was_down {
+            p.transport.disconnect(peer.addr);
+        }
+    }
     p.peers.send_replace(Some(Arc::new(peers)));
 }
 

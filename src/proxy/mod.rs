@@ -185,7 +185,7 @@ impl Proxy {
                         tracker.spawn(http::serve(s, l.clone(), shutdown.clone()));
                     }
                     (Ok((s, _)), Listener::Tcp(l)) => {
-                        tracker.spawn(tcp::serve(s, l.clone(), shutdown.clone()));
+                        tracker.spawn(tcp::serve(s, l.clone()));
                     }
                     (Err(e), _) => {
                         // Usually out of file descriptors: back off instead of spinning.

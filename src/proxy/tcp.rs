@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::attempt::{self, Attempts};
@@ -45,7 +44,8 @@ async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, 
     Ok((target, conn))
 }
 
-pub async fn serve(client: TcpStream, l: Arc<TcpListener>, shutdown: CancellationToken) {
+/// A draining node lets the connection run on: the node's drain timeout bounds it.
+pub async fn serve(client: TcpStream, l: Arc<TcpListener>) {
     let route = l.slot.load_full();
     let stats = route.stats.clone();
     let _connection = stats.open_connection();
@@ -74,7 +74,6 @@ pub async fn serve(client: TcpStream, l: Arc<TcpListener>, shutdown: Cancellatio
                 _ = activity.idle(idle) => {
                     tracing::debug!(service = %route.label(), "closing idle tcp connection");
                 }
-                _ = shutdown.cancelled() => {}
             }
         }
     }

@@ -54,6 +54,8 @@ pub struct TransportStats {
     pub bad_streams: AtomicU64,
     pub dropped_datagrams: AtomicU64,
     pub relayed_streams: AtomicU64,
+    /// Relayed streams open right now; a draining node waits for them to finish.
+    pub active_relays: std::sync::atomic::AtomicI64,
 }
 
 /// A peer's connection, or when the last attempt failed: senders to a dead peer fail fast for
@@ -224,8 +226,12 @@ impl Transport {
         tokio::spawn(async move {
             while let Ok((send, recv)) = conn.accept_bi().await {
                 me.stats.relayed_streams.fetch_add(1, Relaxed);
-                let (local, p) = (me.local.clone(), peer.clone());
-                tokio::spawn(async move { relay::serve(send, recv, local, &p).await });
+                me.stats.active_relays.fetch_add(1, Relaxed);
+                let (me, local, p) = (me.clone(), me.local.clone(), peer.clone());
+                tokio::spawn(async move {
+                    relay::serve(send, recv, local, &p).await;
+                    me.stats.active_relays.fetch_sub(1, Relaxed);
+                });
             }
         });
     }
@@ -341,6 +347,16 @@ impl Transport {
         let slot = conns.get(&addr)?;
         let peer = slot.try_lock().ok()?;
         peer.conn.as_ref().filter(|c| c.close_reason().is_none()).cloned()
+    }
+
+    /// Closes the connection to a peer that membership declared down, so streams waiting on it
+    /// (requests relayed to a frozen host) fail now and are retried elsewhere, instead of
+    /// hanging until the idle timeout.
+    pub fn disconnect(&self, addr: SocketAddr) {
+        if let Some(c) = self.cached(addr) {
+            tracing::info!(%addr, "closing the connection to a node declared down");
+            c.close(2u32.into(), b"declared down");
+        }
     }
 
     /// Smoothed round-trip time to a peer we hold a connection to.

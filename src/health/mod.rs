@@ -1,0 +1,133 @@
+//! Active health checks. Each node checks only the endpoints it owns — it is next to them, and
+//! it is the only writer of their records — and publishes each change of health through the
+//! catalog, so every node in the mesh stops (or starts) routing to the endpoint.
+//!
+//! A new registration starts UNKNOWN and gets no traffic until its first check passes (one pass
+//! at start, as in Envoy, so a fresh endpoint is not held back for two intervals); afterwards it
+//! takes `unhealthy_threshold` failures in a row to go UNHEALTHY and `healthy_threshold` passes
+//! to come back.
+
+mod probe;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, CheckKind, Health, HealthCheck, Key, Protocol, Snapshot};
+
+/// What one endpoint's check loop runs; a change restarts the loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Spec {
+    address: SocketAddr,
+    protocol: Protocol,
+    check: HealthCheck,
+}
+
+fn own_checks(snap: &Snapshot, me: &str) -> HashMap<Key, Spec> {
+    let mut out = HashMap::new();
+    for ((ns, name), svc) in &snap.services {
+        if svc.health_check.kind == CheckKind::None {
+            continue;
+        }
+        for ep in snap.endpoints_of(ns, name).iter().filter(|e| e.node == me) {
+            let spec = Spec { address: ep.address, protocol: svc.protocol, check: svc.health_check.clone() };
+            out.insert(Key::Endpoint(ns.clone(), name.clone(), ep.id.clone()), spec);
+        }
+    }
+    out
+}
+
+/// Keeps one check loop per own endpoint in step with the catalog, until shutdown.
+pub async fn run(catalog: Arc<Catalog>, shutdown: CancellationToken) {
+    let mut rx = catalog.subscribe();
+    let mut loops: HashMap<Key, (Spec, JoinHandle<()>)> = HashMap::new();
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        let mut want = own_checks(&snap, catalog.node());
+        loops.retain(|key, (spec, task)| {
+            let keep = want.get(key) == Some(spec);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (key, spec) in want.drain() {
+            if !loops.contains_key(&key) {
+                let task = tokio::spawn(check_loop(catalog.clone(), key.clone(), spec.clone()));
+                loops.insert(key, (spec, task));
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = rx.changed() => if r.is_err() { break },
+        }
+    }
+    for (_, (_, task)) in loops {
+        task.abort();
+    }
+}
+
+/// The health after one more check result, given the current health and the run of results.
+fn next_health(current: Health, passes: u32, failures: u32, c: &HealthCheck) -> Health {
+    match current {
+        Health::Unknown if passes >= 1 => Health::Healthy,
+        Health::Unhealthy if passes >= c.healthy_threshold => Health::Healthy,
+        Health::Unknown | Health::Healthy if failures >= c.unhealthy_threshold => Health::Unhealthy,
+        h => h,
+    }
+}
+
+async fn check_loop(catalog: Arc<Catalog>, key: Key, spec: Spec) {
+    let c = &spec.check;
+    let mut tick = tokio::time::interval(Duration::from_millis(c.interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut passes, mut failures) = (0u32, 0u32);
+    loop {
+        tick.tick().await;
+        let result = match tokio::time::timeout(Duration::from_millis(c.timeout_ms), probe::probe(&spec.check, spec.protocol, spec.address)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {} ms", c.timeout_ms)),
+        };
+        match &result {
+            Ok(()) => (passes, failures) = (passes.saturating_add(1), 0),
+            Err(_) => (passes, failures) = (0, failures.saturating_add(1)),
+        }
+        let current = match catalog.record(&key) {
+            Some(crate::catalog::Record { body: Some(crate::catalog::Body::Endpoint(ep)), .. }) => ep.health,
+            // Deregistered: the supervisor stops this loop on the next snapshot.
+            _ => continue,
+        };
+        let next = next_health(current, passes, failures, c);
+        if next == current {
+            continue;
+        }
+        match &result {
+            Ok(()) => tracing::info!(endpoint = %key, address = %spec.address, "health check passed: now {}", next.as_str()),
+            Err(why) => tracing::warn!(endpoint = %key, address = %spec.address, reason = %why, "health check failed {failures} times: now {}", next.as_str()),
+        }
+        if let Err(e) = catalog.update_endpoint(&key, |ep| ep.health = next) {
+            tracing::warn!(endpoint = %key, error = %e, "cannot record health");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pass_admits_a_new_endpoint_then_thresholds_apply() {
+        let c = HealthCheck::default();
+        assert_eq!(next_health(Health::Unknown, 1, 0, &c), Health::Healthy);
+        assert_eq!(next_health(Health::Unknown, 0, 1, &c), Health::Unknown);
+        assert_eq!(next_health(Health::Unknown, 0, 2, &c), Health::Unhealthy);
+        assert_eq!(next_health(Health::Healthy, 0, 1, &c), Health::Healthy);
+        assert_eq!(next_health(Health::Healthy, 0, 2, &c), Health::Unhealthy);
+        assert_eq!(next_health(Health::Unhealthy, 1, 0, &c), Health::Unhealthy);
+        assert_eq!(next_health(Health::Unhealthy, 2, 0, &c), Health::Healthy);
+    }
+}
