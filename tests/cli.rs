@@ -4,6 +4,7 @@ mod common;
 use common::*;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
+use std::time::Duration;
 
 /// A port that accepts TCP connections for the rest of the test process (a "live" endpoint for
 /// active health checks).
@@ -169,8 +170,8 @@ fn discover_follows_cloud_map_semantics() {
     let w = Weft::start(WeftOpts::new(81));
     let live = format!("127.0.0.1:{}", live_port());
     let dead = format!("127.0.0.1:{}", free_port()); // nothing listens here
-    w.cli(&["service", "create", "disc"]).expect_ok();
-    // declared health agrees with what an active TCP health check would find
+    w.cli(&["service", "create", "disc", "--check-interval-ms", "100"]).expect_ok();
+    // declared health agrees with what the active TCP health check finds (the check decides)
     for (id, attrs, addr, health) in [
         ("e1", ["version=v1", "stage=prod"], &live, "HEALTHY"),
         ("e2", ["version=v2", "stage=prod"], &live, "HEALTHY"),
@@ -188,6 +189,10 @@ fn discover_follows_cloud_map_semantics() {
         a.extend_from_slice(&["-o", "json"]);
         w.cli(&a).expect_ok().json()
     };
+    // New endpoints start UNKNOWN; one passed check admits e1 and e2, two failed ones mark e3.
+    wait_for("health checks to settle", Duration::from_secs(10), || {
+        (ids(&disc(&["--health", "HEALTHY"])) == set(&["e1", "e2"]) && ids(&disc(&["--health", "UNHEALTHY"])) == set(&["e3"])).then_some(())
+    });
 
     let all = disc(&["--health", "ALL"]);
     assert_eq!(ids(&all), set(&["e1", "e2", "e3"]), "{all}");
@@ -295,7 +300,8 @@ fn healthy_or_else_all_falls_back_when_nothing_is_healthy() {
     let dead1 = format!("127.0.0.1:{}", free_port());
     let dead2 = format!("127.0.0.1:{}", free_port());
     w.cli(&["namespace", "create", "sick.test"]).expect_ok();
-    w.cli(&["service", "create", "sick", "--namespace", "sick.test", "--protocol", "tcp"]).expect_ok();
+    // No active check: the registered health is what discovery answers (Cloud Map custom health).
+    w.cli(&["service", "create", "sick", "--namespace", "sick.test", "--protocol", "tcp", "--check", "none"]).expect_ok();
     for (id, a) in [("s1", &dead1), ("s2", &dead2)] {
         w.cli(&["endpoint", "create", id, "--service", "sick", "--namespace", "sick.test", "--address", a, "--health", "UNHEALTHY"])
             .expect_ok();

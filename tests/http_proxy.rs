@@ -26,12 +26,10 @@ fn get_backend(vip: &str, port: u16, path: &str) -> (u16, Option<String>, Resp) 
 fn spreads_over_three_backends_and_keeps_client_connections_alive() {
     let ports = [free_port(), free_port(), free_port()];
     let _b: Vec<Bg> = ports.iter().enumerate().map(|(i, p)| http_backend(None, &format!("b{}", i + 1), *p)).collect();
-    let w = Weft::start(WeftOpts::new(70).extra(&http_service(
-        "web",
-        "web.test",
-        8080,
-        &[("b1", ports[0]), ("b2", ports[1]), ("b3", ports[2])],
-    )));
+    // Round robin, so "roughly equal" is a fair expectation; the default (P2C over latency)
+    // spreads by speed instead.
+    let toml = http_service("web", "web.test", 8080, &[("b1", ports[0]), ("b2", ports[1]), ("b3", ports[2])]);
+    let w = Weft::start(WeftOpts::new(70).extra(&toml.replace("protocol = \"http\"\n", "protocol = \"http\"\nlb = \"round-robin\"\n")));
     let vip = w.vip("web.test", 8080);
     let route = w.wait_route("web.test", 8080, Duration::from_secs(5));
     assert_eq!(route["endpoints"].as_u64(), Some(3), "route should count 3 endpoints: {route}");

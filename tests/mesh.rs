@@ -243,7 +243,8 @@ fn five_nodes() {
 #[test]
 fn kill9_and_restart() {
     let ca = MeshCa::new("kill9");
-    let svc = "[[service]]\nnamespace = \"default\"\nname = \"api\"\nprotocol = \"http\"\naliases = [{ dns_name = \"api.mesh\", port = 8080 }]\n";
+    // Round robin: the test checks that both endpoints serve, request by request.
+    let svc = "[[service]]\nnamespace = \"default\"\nname = \"api\"\nprotocol = \"http\"\nlb = \"round-robin\"\naliases = [{ dns_name = \"api.mesh\", port = 8080 }]\n";
     let r = Weft::start_mesh(&node(&ca, "r", "registry", 115).extra(svc));
     let seed = r.gossip_addr();
     let p1 = Weft::start_mesh(&node(&ca, "p1", "proxy", 116).join(&seed));

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How an endpoint is chosen among the available ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum LbKind {
     /// Power of two choices over peak-EWMA latency × (in-flight + 1): load-aware, and it reacts
@@ -17,7 +17,7 @@ pub enum LbKind {
     LeastRequest,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     /// A TCP connect that succeeds within the timeout.

@@ -108,7 +108,19 @@ fn execute(cli: &Cli) -> Result<(), String> {
             ServiceCmd::Create(spec) | ServiceCmd::Update(spec) => {
                 let create = matches!(cmd, ServiceCmd::Create(_));
                 let timeouts = Timeouts { connect_ms: spec.connect_timeout_ms, request_s: spec.request_timeout, idle_s: spec.idle_timeout };
-                let body = json!({ "namespace": spec.ns.namespace, "name": spec.name, "protocol": Protocol::from(spec.protocol), "aliases": aliases(&spec.aliases)?, "timeouts": timeouts });
+                let mut body = json!({ "namespace": spec.ns.namespace, "name": spec.name, "protocol": Protocol::from(spec.protocol), "aliases": aliases(&spec.aliases)?, "timeouts": timeouts });
+                if let Some(lb) = spec.lb {
+                    body["lb"] = json!(lb);
+                }
+                let mut check = crate::catalog::HealthCheck::default();
+                check.kind = spec.check.unwrap_or(check.kind);
+                check.path = spec.check_path.clone().unwrap_or(check.path);
+                check.interval_ms = spec.check_interval_ms.unwrap_or(check.interval_ms);
+                body["health_check"] = json!(check);
+                let mut retry = crate::catalog::RetryConfig::default();
+                retry.max_retries = spec.retries.unwrap_or(retry.max_retries);
+                retry.non_idempotent = spec.retry_non_idempotent;
+                body["retry"] = json!(retry);
                 let path = if create { "/v1/services?create_only=true" } else { "/v1/services" };
                 let v = call("POST", path, Some(body)).map_err(|e| if create && e.contains("already exists") { format!("{e}; change it with `weft service update`") } else { e })?;
                 let names: Vec<String> = v["aliases"]

@@ -159,6 +159,24 @@ pub struct ServiceSpec {
     /// Seconds of silence before a connection is closed (default 300, tcp 3600; 0 disables).
     #[arg(long)]
     pub idle_timeout: Option<u64>,
+    /// Load balancing (default p2c: power of two choices over latency × load).
+    #[arg(long, value_enum)]
+    pub lb: Option<crate::catalog::LbKind>,
+    /// Active health check run by each endpoint's node (default tcp).
+    #[arg(long, value_enum)]
+    pub check: Option<crate::catalog::CheckKind>,
+    /// Path the http check GETs (default /).
+    #[arg(long)]
+    pub check_path: Option<String>,
+    /// Milliseconds between checks (default 5000).
+    #[arg(long)]
+    pub check_interval_ms: Option<u64>,
+    /// Retries per request, each on another endpoint (default 2).
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Also retry POST/PATCH requests that may have reached the application.
+    #[arg(long)]
+    pub retry_non_idempotent: bool,
 }
 
 #[derive(Subcommand, Debug)]

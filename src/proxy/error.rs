@@ -36,6 +36,8 @@ pub enum ProxyError {
     BadResponse { addr: SocketAddr, detail: String },
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
     #[error("client connection: {0}")]
     Downstream(String),
 }
@@ -43,7 +45,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::Downstream(_) | ProxyError::BadRequest(_) => Side::Downstream,
+            ProxyError::Downstream(_) | ProxyError::BadRequest(_) | ProxyError::BodyTimeout(_) => Side::Downstream,
             ProxyError::NoEndpoint(_) => Side::Internal,
             _ => Side::Upstream,
         }
@@ -59,6 +61,7 @@ impl ProxyError {
             ProxyError::NoEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RequestTimeout { .. } | ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Downstream(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -69,7 +72,7 @@ impl ProxyError {
             ProxyError::NoEndpoint(_) => "no-healthy-endpoint",
             ProxyError::Connect { .. } => "connect-failed",
             ProxyError::ConnectTimeout { .. } => "connect-timeout",
-            ProxyError::RequestTimeout { .. } => "request-timeout",
+            ProxyError::RequestTimeout { .. } | ProxyError::BodyTimeout(_) => "request-timeout",
             ProxyError::Upstream { .. } | ProxyError::UpstreamIo { .. } => "upstream-error",
             ProxyError::BadResponse { .. } => "bad-upstream-response",
             ProxyError::BadRequest(_) => "bad-request",
@@ -83,7 +86,7 @@ impl ProxyError {
             ProxyError::Connect { .. } => FailureKind::Connect,
             ProxyError::ConnectTimeout { .. } | ProxyError::RequestTimeout { .. } => FailureKind::Timeout,
             ProxyError::Upstream { .. } | ProxyError::UpstreamIo { .. } | ProxyError::BadResponse { .. } => FailureKind::Upstream,
-            ProxyError::Downstream(_) | ProxyError::BadRequest(_) => FailureKind::Downstream,
+            ProxyError::Downstream(_) | ProxyError::BadRequest(_) | ProxyError::BodyTimeout(_) => FailureKind::Downstream,
         }
     }
 }

@@ -198,7 +198,8 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     let answer = match replay_len(head) {
         Some(n) => {
             if n > 0 {
-                read_to(client, buf, head.len + n).await.map_err(|e| (e, None))?;
+                let limit = route.request_timeout.unwrap_or(HEAD_TIMEOUT).min(HEAD_TIMEOUT);
+                read_to(client, buf, head.len + n, limit).await.map_err(|e| (e, None))?;
             }
             let r = replayable(l, route, client, buf, head, n).await;
             buf.advance(head.len + n);
@@ -212,14 +213,14 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
 }
 
 /// Reads from the client until `buf` holds `want` bytes (a head and its whole small body).
-async fn read_to(client: &mut Client, buf: &mut BytesMut, want: usize) -> Result<(), ProxyError> {
-    let deadline = Instant::now() + HEAD_TIMEOUT;
+async fn read_to(client: &mut Client, buf: &mut BytesMut, want: usize, limit: Duration) -> Result<(), ProxyError> {
+    let deadline = Instant::now() + limit;
     while buf.len() < want {
         match tokio::time::timeout_at(deadline, fill(client, buf)).await {
             Ok(Ok(n)) if n > 0 => {}
             Ok(Ok(_)) => return Err(ProxyError::Downstream("client closed before sending the whole body".into())),
             Ok(Err(e)) => return Err(ProxyError::Downstream(e.to_string())),
-            Err(_) => return Err(ProxyError::Downstream("request body not received in time".into())),
+            Err(_) => return Err(ProxyError::BodyTimeout(limit)),
         }
     }
     Ok(())
