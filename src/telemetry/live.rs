@@ -2,7 +2,6 @@
 //! outlier-ejection record. Both live with the endpoint's figures, so they survive routing-table
 //! rebuilds the way counters do.
 
-use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -19,26 +18,36 @@ const DECAY_US: f64 = 10_000_000.0;
 /// Peak-EWMA latency: a slower observation replaces the estimate at once, faster ones pull it
 /// down gradually, and without observations it decays. A choice made on it reacts to an endpoint
 /// slowing down within one request, and recovers over seconds.
+///
+/// Two relaxed atomics rather than a lock: concurrent updates may lose one observation, which an
+/// estimate tolerates, and the request path never waits.
 #[derive(Debug, Default)]
 pub struct PeakEwma {
-    /// (estimate in µs, time of the last update in µs); estimate 0 = nothing observed yet.
-    state: Mutex<(f64, u64)>,
+    /// The estimate in µs as f64 bits; 0 = nothing observed yet.
+    cost: AtomicU64,
+    /// Time of the last update ([`now_us`]).
+    at: AtomicU64,
+}
+
+fn decay(cost: f64, since_us: u64) -> f64 {
+    cost * (-(since_us as f64) / DECAY_US).exp()
 }
 
 impl PeakEwma {
     pub fn observe(&self, rtt: Duration) {
         let rtt = rtt.as_secs_f64() * 1e6;
         let now = now_us();
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (cost, at) = *s;
-        let decayed = cost * (-((now.saturating_sub(at)) as f64) / DECAY_US).exp();
+        let cost = f64::from_bits(self.cost.load(Relaxed));
+        let since = now.saturating_sub(self.at.load(Relaxed));
+        let decayed = decay(cost, since);
         let next = if cost == 0.0 || rtt > decayed {
             rtt
         } else {
-            let w = (-((now.saturating_sub(at)) as f64) / DECAY_US).exp();
+            let w = decayed / cost;
             cost * w + rtt * (1.0 - w)
         };
-        *s = (next.max(1.0), now);
+        self.cost.store(next.max(1.0).to_bits(), Relaxed);
+        self.at.store(now, Relaxed);
     }
 
     /// A failure counts as twice the current estimate (at least 1 ms): an endpoint that fails
@@ -50,8 +59,8 @@ impl PeakEwma {
 
     /// The current estimate in µs, decayed since the last observation; `None` before the first.
     pub fn estimate_us(&self) -> Option<f64> {
-        let (cost, at) = *self.state.lock().unwrap_or_else(|p| p.into_inner());
-        (cost > 0.0).then(|| cost * (-((now_us().saturating_sub(at)) as f64) / DECAY_US).exp()).map(|c| c.max(1.0))
+        let cost = f64::from_bits(self.cost.load(Relaxed));
+        (cost > 0.0).then(|| decay(cost, now_us().saturating_sub(self.at.load(Relaxed))).max(1.0))
     }
 }
 
