@@ -69,7 +69,7 @@ const EP_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("SERVICE", "/se
 const ROUTE_COLS: &[(&str, &str)] = &[("ALIAS", "/dns_name"), ("VIP", "/vip"), ("PORT", "/port"), ("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("PROTOCOL", "/protocol"), ("HEALTHY", "/healthy_endpoints"), ("ENDPOINTS", "/endpoints"), ("LISTENING", "/listening")];
 const STATS_COLS: &[(&str, &str)] = &[
     ("SERVICE", "/name"), ("REQUESTS", "/requests"), ("2XX", "/responses/2xx"), ("4XX", "/responses/4xx"), ("5XX", "/responses/5xx"),
-    ("CONNS", "/active_connections"), ("RETRIES", "/retries"), ("CONNECT_FAILS", "/connect_failures"), ("P50_US", "/latency_p50_us"), ("P99_US", "/latency_p99_us"),
+    ("CONNS", "/active_connections"), ("RETRIES", "/retries"), ("EJECTIONS", "/ejections"), ("CONNECT_FAILS", "/connect_failures"), ("P50_US", "/latency_p50_us"), ("P99_US", "/latency_p99_us"),
 ];
 const MEMBER_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("STATE", "/state"), ("ADDRESS", "/address"), ("GENERATION", "/generation"), ("ROLE", "/role"), ("RTT_MS", "/rtt_ms")];
 const DISCOVER_COLS: &[(&str, &str)] = &[("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("ATTRIBUTES", "/attributes")];
