@@ -64,7 +64,7 @@ impl Policy for Builtin {
         }
         // Exponential with "equal jitter": half fixed, half random, so synchronized failures
         // do not come back in step.
-        let ceiling = (cfg.backoff_base_ms.saturating_mul(1 << (req.attempt - 1).min(16))).min(cfg.backoff_max_ms);
+        let ceiling = (cfg.backoff_base_ms.saturating_mul(1 << req.attempt.saturating_sub(1).min(16))).min(cfg.backoff_max_ms);
         let half = ceiling / 2;
         let backoff_ms = half + if ceiling > half { rand::random_range(0..=ceiling - half) } else { 0 };
         RetryDecision::Retry { backoff_ms }

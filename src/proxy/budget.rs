@@ -59,7 +59,7 @@ impl RetryBudget {
                 retries += s.retries.load(Relaxed);
             }
         }
-        let seconds = (now - self.born_s + 1).min(WINDOW_S);
+        let seconds = (now.saturating_sub(self.born_s) + 1).min(WINDOW_S);
         let allowed = requests * u64::from(cfg.budget_percent) / 100 + u64::from(cfg.budget_min_per_s) * seconds;
         if retries >= allowed {
             return false;

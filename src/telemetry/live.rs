@@ -15,6 +15,9 @@ pub fn now_us() -> u64 {
 /// How fast old latency observations fade (Finagle's and Linkerd's default decay is 10 s).
 const DECAY_US: f64 = 10_000_000.0;
 
+/// No estimate goes above 10 s, however many failures double it.
+const MAX_ESTIMATE_US: f64 = 10_000_000.0;
+
 /// Peak-EWMA latency: a slower observation replaces the estimate at once, faster ones pull it
 /// down gradually, and without observations it decays. A choice made on it reacts to an endpoint
 /// slowing down within one request, and recovers over seconds.
@@ -35,7 +38,11 @@ fn decay(cost: f64, since_us: u64) -> f64 {
 
 impl PeakEwma {
     pub fn observe(&self, rtt: Duration) {
-        let rtt = rtt.as_secs_f64() * 1e6;
+        self.observe_us(rtt.as_secs_f64() * 1e6);
+    }
+
+    fn observe_us(&self, rtt: f64) {
+        let rtt = rtt.clamp(1.0, MAX_ESTIMATE_US);
         let now = now_us();
         let cost = f64::from_bits(self.cost.load(Relaxed));
         let since = now.saturating_sub(self.at.load(Relaxed));
@@ -50,11 +57,11 @@ impl PeakEwma {
         self.at.store(now, Relaxed);
     }
 
-    /// A failure counts as twice the current estimate (at least 1 ms): an endpoint that fails
-    /// fast must not look like the fastest one.
+    /// A failure counts as twice the current estimate (at least 1 ms, at most 10 s): an endpoint
+    /// that fails fast must not look like the fastest one.
     pub fn penalize(&self) {
         let cost = self.estimate_us().unwrap_or(0.0);
-        self.observe(Duration::from_secs_f64((cost * 2.0).max(1_000.0) / 1e6));
+        self.observe_us((cost * 2.0).max(1_000.0));
     }
 
     /// The current estimate in µs, decayed since the last observation; `None` before the first.
@@ -185,5 +192,9 @@ mod tests {
         assert!(p.estimate_us().unwrap() > 1_000.0, "fast ones pull it down only gradually");
         p.penalize();
         assert!(p.estimate_us().unwrap() > 9_000.0);
+        for _ in 0..2_000 {
+            p.penalize();
+        }
+        assert!(p.estimate_us().unwrap() <= MAX_ESTIMATE_US, "a run of failures stays bounded");
     }
 }
