@@ -153,9 +153,10 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Endpoints the data plane may send new traffic to.
+    /// Endpoints the data plane may send new traffic to: healthy (an UNKNOWN one has not passed
+    /// its first check yet) and not draining.
     pub fn routable(&self) -> bool {
-        !self.draining && self.health != Health::Unhealthy
+        !self.draining && self.health == Health::Healthy
     }
 }
 
