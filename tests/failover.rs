@@ -87,10 +87,15 @@ fn draining(w: &Weft, id: &str) -> bool {
     view(w, id).map(|e| e["draining"] == true).unwrap_or(false)
 }
 
+/// The service: HTTP health check every 200 ms. Outlier ejections last 3 s instead of 30: a
+/// killed backend is ejected by A (5 failures in a row) and, restarted and HEALTHY again, would
+/// otherwise get no traffic from A for 30 s, longer than the phases here (ejection is passive and
+/// per caller; a passing active check does not lift it).
 fn service_toml() -> String {
     format!(
         "[[service]]\nnamespace = \"default\"\nname = \"{SVC}\"\nprotocol = \"http\"\naliases = [{{ dns_name = \"{DNS}\", port = {PORT} }}]\n\
-         [service.health_check]\nkind = \"http\"\npath = \"/healthz\"\ninterval_ms = 200\n"
+         [service.health_check]\nkind = \"http\"\npath = \"/healthz\"\ninterval_ms = 200\n\
+         [service.outlier]\nbase_ejection_s = 3\n"
     )
 }
 
@@ -212,6 +217,16 @@ impl Fo {
         t0.elapsed()
     }
 
+    /// A's live view of endpoint `id` for the log: ejected, latency estimate, in flight.
+    fn live(&self, id: &str) -> String {
+        let s = self.a.get_json("/v1/stats");
+        let e = s[format!("default/{SVC}")]["endpoints"].as_array().and_then(|a| a.iter().find(|e| e["id"] == id).cloned());
+        match e {
+            Some(e) => format!("ejected={} ewma_latency_us={} in_flight={} failures={}", e["ejected"], e["ewma_latency_us"], e["in_flight"], e["failures"]),
+            None => "no figures".into(),
+        }
+    }
+
     fn spec(&self, duration: Duration) -> Spec {
         let target = format!("{}:{PORT}", self.vip);
         let mut s = Spec::new(&[target.as_str()]).workers(CLIENTS).duration(duration).path("/fo").tally("x-backend");
@@ -252,7 +267,10 @@ fn kill_phase(fo: &mut Fo, load: &Load, id: &str, run: u32) {
     load.sleep_until(load.elapsed() + Duration::from_secs(3));
     fo.restart_backend(id, run);
     let back = fo.wait_serving(id, Duration::from_secs(10));
-    let traffic = fo.wait_traffic(id, Duration::from_secs(10));
+    eprintln!("[{:>5.1}s] {id} HEALTHY again; A's live view: {}", load.elapsed().as_secs_f64(), fo.live(id));
+    // Bounded generously: after an ejection, A's latency estimate of the endpoint (penalised per
+    // failure) has to decay before its endpoint choice picks it again.
+    let traffic = fo.wait_traffic(id, Duration::from_secs(30));
     eprintln!("[{:>5.1}s] {id} restarted: HEALTHY on A after {back:?}, traffic again {traffic:?} later", load.elapsed().as_secs_f64());
 }
 
@@ -261,11 +279,14 @@ fn kill_phase(fo: &mut Fo, load: &Load, id: &str, run: u32) {
 fn kill_endpoint_backends() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut fo = Fo::start("kill", 140, 141, "");
-    let load = Load::start(fo.spec(Duration::from_secs(24)));
+    // Long enough for both phases; stopped once they are done (and ≥ 20 s have passed).
+    let load = Load::start(fo.spec(Duration::from_secs(120)));
     load.sleep_until(Duration::from_secs(3));
     kill_phase(&mut fo, &load, "e2", 1);
-    load.sleep_until(Duration::from_secs(12));
+    load.sleep_until(load.elapsed() + Duration::from_secs(2));
     kill_phase(&mut fo, &load, "e1", 1);
+    load.sleep_until(Duration::from_secs(20).max(load.elapsed() + Duration::from_secs(2)));
+    load.stop();
     let r = load.join();
     eprintln!("endpoints after: {}", fo.endpoint_figures());
     check("failover (a) SIGKILL e2 (host B) then e1 (host A)", &r, 20);

@@ -78,13 +78,15 @@ fn non_idempotent_requests_are_not_replayed() {
     let _g = counter_backend("good", good, &[], Some(tmp.join("good.log")));
     let _d = counter_backend("dying", dying, &["--mode", "die-after-read"], Some(tmp.join("dying.log")));
     // Round robin makes every other request land on `dying`; health checks off (kind none: the
-    // endpoints stay HEALTHY) and outlier ejection out of reach, so only the retry rule decides.
+    // endpoints stay HEALTHY), outlier ejection out of reach, and a retry budget that a dozen
+    // requests cannot spend (the default reserve of a service a second old is 3 retries), so only
+    // the replay rule decides.
     let common = "lb = \"round-robin\"\n[service.health_check]\nkind = \"none\"\n[service.outlier]\nconsecutive_failures = 1000\n";
     let toml = [
-        service("ctr", "http", "ctr.res", 8080, common),
+        service("ctr", "http", "ctr.res", 8080, &format!("{common}[service.retry]\nbudget_min_per_s = 100\n")),
         endpoint("ctr", "good", good),
         endpoint("ctr", "dying", dying),
-        service("ctrni", "http", "ctrni.res", 8080, &format!("{common}[service.retry]\nnon_idempotent = true\n")),
+        service("ctrni", "http", "ctrni.res", 8080, &format!("{common}[service.retry]\nnon_idempotent = true\nbudget_min_per_s = 100\n")),
         endpoint("ctrni", "good", good),
         endpoint("ctrni", "dying", dying),
     ]
@@ -277,8 +279,11 @@ fn grpc_unavailable_is_retried_and_the_endpoint_ejected() {
     };
     let _good = spawn("grpc-good", gp, "good");
     let _flaky = spawn("grpc-flaky", fp, "flaky");
-    // round robin: the flaky endpoint gets every other call until it is ejected
-    let body = "lb = \"round-robin\"\n[service.health_check]\nkind = \"tcp\"\ninterval_ms = 200\n[service.outlier]\nconsecutive_failures = 5\n";
+    // Round robin: the flaky endpoint gets every other call until it is ejected. The retry
+    // budget gets a reserve the 5 retries fit in: by default a service a second old may retry 3
+    // times plus 20 % of its requests, and the 60 calls take well under a second.
+    let body = "lb = \"round-robin\"\n[service.health_check]\nkind = \"tcp\"\ninterval_ms = 200\n\
+                [service.outlier]\nconsecutive_failures = 5\n[service.retry]\nbudget_min_per_s = 100\n";
     let toml = [service("g", "grpc", "g.res", 50051, body), endpoint("g", "good", gp), endpoint("g", "flaky", fp)].concat();
     let w = Weft::start(WeftOpts::new(149).extra(&toml));
     let vip = ready_alias(&w, "g.res", 50051, 2);
