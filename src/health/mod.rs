@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CheckKind, Health, HealthCheck, Key, Protocol, Snapshot};
+use crate::telemetry::Stats;
 
 /// What one endpoint's check loop runs; a change restarts the loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +43,7 @@ fn own_checks(snap: &Snapshot, me: &str) -> HashMap<Key, Spec> {
 }
 
 /// Keeps one check loop per own endpoint in step with the catalog, until shutdown.
-pub async fn run(catalog: Arc<Catalog>, shutdown: CancellationToken) {
+pub async fn run(catalog: Arc<Catalog>, stats: Arc<Stats>, shutdown: CancellationToken) {
     let mut rx = catalog.subscribe();
     let mut loops: HashMap<Key, (Spec, JoinHandle<()>)> = HashMap::new();
     loop {
@@ -57,7 +58,7 @@ pub async fn run(catalog: Arc<Catalog>, shutdown: CancellationToken) {
         });
         for (key, spec) in want.drain() {
             if !loops.contains_key(&key) {
-                let task = tokio::spawn(check_loop(catalog.clone(), key.clone(), spec.clone()));
+                let task = tokio::spawn(check_loop(catalog.clone(), stats.clone(), key.clone(), spec.clone()));
                 loops.insert(key, (spec, task));
             }
         }
@@ -81,7 +82,7 @@ fn next_health(current: Health, passes: u32, failures: u32, c: &HealthCheck) -> 
     }
 }
 
-async fn check_loop(catalog: Arc<Catalog>, key: Key, spec: Spec) {
+async fn check_loop(catalog: Arc<Catalog>, stats: Arc<Stats>, key: Key, spec: Spec) {
     let c = &spec.check;
     let mut tick = tokio::time::interval(Duration::from_millis(c.interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,6 +109,9 @@ async fn check_loop(catalog: Arc<Catalog>, key: Key, spec: Spec) {
         match &result {
             Ok(()) => tracing::info!(endpoint = %key, address = %spec.address, "health check passed: now {}", next.as_str()),
             Err(why) => tracing::warn!(endpoint = %key, address = %spec.address, reason = %why, "health check failed {failures} times: now {}", next.as_str()),
+        }
+        if let Key::Endpoint(ns, svc, _) = &key {
+            stats.service(ns, svc).health_transitions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if let Err(e) = catalog.update_endpoint(&key, |ep| ep.health = next) {
             tracing::warn!(endpoint = %key, error = %e, "cannot record health");

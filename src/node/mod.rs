@@ -320,7 +320,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         tasks.spawn(register_pending(catalog.clone(), pending, shutdown.clone()));
     }
 
-    tasks.spawn(crate::health::run(catalog.clone(), shutdown.clone()));
+    tasks.spawn(crate::health::run(catalog.clone(), stats.clone(), shutdown.clone()));
 
     // The data plane stops on its own token: on SIGTERM it drains before the rest shuts down.
     let draining = CancellationToken::new();

@@ -66,6 +66,15 @@ impl<'a> Attempts<'a> {
             return false;
         }
         route.stats.retries.fetch_add(1, Relaxed);
+        let reason = match outcome {
+            Outcome::ConnectFailed => 0,
+            Outcome::Refused => 1,
+            Outcome::Reset => 2,
+            Outcome::Timeout => 3,
+            Outcome::Status(_) => 4,
+            Outcome::GrpcStatus(_) => 5,
+        };
+        route.stats.retry_reasons[reason].fetch_add(1, Relaxed);
         self.info.attempt += 1;
         if backoff_ms > 0 {
             tokio::time::sleep(Duration::from_millis(backoff_ms.into())).await;

@@ -70,10 +70,14 @@ pub struct ServiceStats {
     /// Responses by class 1xx..5xx (index 1..=5); index 0 counts anything else.
     pub responses: [AtomicU64; 6],
     pub retries: AtomicU64,
+    /// Retries by what the failed try ran into, in [`RETRY_REASONS`] order.
+    pub retry_reasons: [AtomicU64; 6],
     /// Retries the policy wanted but the retry budget refused.
     pub retry_budget_exhausted: AtomicU64,
     /// Endpoints ejected by passive outlier detection (each ejection counts once).
     pub ejections: AtomicU64,
+    /// Changes of health found by this node's active checks of its own endpoints.
+    pub health_transitions: AtomicU64,
     pub no_endpoint: AtomicU64,
     pub connect_failures: AtomicU64,
     pub timeouts: AtomicU64,
@@ -82,6 +86,9 @@ pub struct ServiceStats {
     /// Client-side latency: from request arrival to response headers sent.
     pub latency: Histogram,
 }
+
+/// Why a retry happened; the names match the policy's outcomes (and the WIT world's).
+pub const RETRY_REASONS: [&str; 6] = ["connect-failed", "refused", "reset", "timeout", "status", "grpc-status"];
 
 /// Counts a client connection as active while it lives (also when its task is cancelled).
 pub struct ConnectionGuard(Arc<ServiceStats>);
@@ -173,8 +180,15 @@ impl Stats {
                     .filter(|(_, v)| *v > 0)
                     .collect(),
                 retries: s.retries.load(Relaxed),
+                retry_reasons: RETRY_REASONS
+                    .iter()
+                    .zip(&s.retry_reasons)
+                    .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
+                    .filter(|(_, v)| *v > 0)
+                    .collect(),
                 retry_budget_exhausted: s.retry_budget_exhausted.load(Relaxed),
                 ejections: s.ejections.load(Relaxed),
+                health_transitions: s.health_transitions.load(Relaxed),
                 no_endpoint: s.no_endpoint.load(Relaxed),
                 connect_failures: s.connect_failures.load(Relaxed),
                 timeouts: s.timeouts.load(Relaxed),
@@ -213,8 +227,10 @@ pub struct ServiceReport {
     pub grpc_requests: u64,
     pub responses: BTreeMap<String, u64>,
     pub retries: u64,
+    pub retry_reasons: BTreeMap<String, u64>,
     pub retry_budget_exhausted: u64,
     pub ejections: u64,
+    pub health_transitions: u64,
     pub no_endpoint: u64,
     pub connect_failures: u64,
     pub timeouts: u64,
