@@ -156,9 +156,10 @@ fn new_endpoint_gets_no_traffic_before_its_first_passing_check() {
     let load = Load::start(Spec::new(&[target.as_str()]).workers(10).rate(300.0).duration(Duration::from_secs(30)).tally("x-backend"));
     assert!(load.wait_total(100, Duration::from_secs(10)), "steady traffic did not start");
 
-    // `late` fails /healthz for its first 5 s; it is registered right away
-    let _l = counter_backend("late", late, &["--healthz-fail-s", "5"], Some(tmp.join("late.log")));
+    // `late` fails /healthz for its first 5 s (counted from its own start, which is after
+    // `started`); it is registered right away
     let started = Instant::now();
+    let _l = counter_backend("late", late, &["--healthz-fail-s", "5"], Some(tmp.join("late.log")));
     w.post_ok("/v1/endpoints", &json!({"namespace": "default", "service": "slow", "id": "late", "address": format!("127.0.0.1:{late}")}));
     let mut seen: Vec<(f64, String)> = Vec::new();
     let ok = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
@@ -171,7 +172,7 @@ fn new_endpoint_gets_no_traffic_before_its_first_passing_check() {
     load.stop();
     let r = load.join();
     let counts = backend_counts(late);
-    eprintln!("late's health as weft showed it (seconds after registration): {seen:?}");
+    eprintln!("late's health as weft showed it (seconds after its start): {seen:?}");
     eprintln!("late's own counts: {counts}");
     r.print("slow start: steady traffic while `late` comes up");
     assert!(ok, "late never got 30 requests within 15 s of registering: counts {counts}; health seen {seen:?}");
@@ -181,7 +182,7 @@ fn new_endpoint_gets_no_traffic_before_its_first_passing_check() {
     );
     assert!(counts["healthz"].as_u64().unwrap_or(0) >= 2, "late's /healthz was not polled: {counts}");
     assert!(
-        !seen.iter().any(|(t, h)| h == "HEALTHY" && *t < 4.9),
+        !seen.iter().any(|(t, h)| h == "HEALTHY" && *t < 5.0),
         "weft showed late HEALTHY before its check could pass (5 s): {seen:?}"
     );
     assert_eq!(r.failed, 0, "requests failed while late came up: {}", r.summary("slow start"));
