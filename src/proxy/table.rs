@@ -124,6 +124,17 @@ impl TableBuilder {
                 })
                 .enumerate()
                 .map(|(i, (e, via, reachable))| {
+                    let stats = stats.endpoint(&e.namespace, &e.service, &e.id);
+                    let healthy = e.routable() && reachable;
+                    // Back in service (healthy again, node back, drain undone): it starts afresh,
+                    // not ejected and priced like the others, instead of paying for the failures
+                    // that took it out.
+                    if healthy && !stats.routable.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        stats.ejection.clear();
+                        stats.load.clear();
+                    } else if !healthy {
+                        stats.routable.store(false, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Arc::new(Target {
                         index: i as u32,
                         id: e.id.clone(),
@@ -132,8 +143,8 @@ impl TableBuilder {
                         address: e.address,
                         via,
                         attributes: e.attributes.clone(),
-                        healthy: e.routable() && reachable,
-                        stats: stats.endpoint(&e.namespace, &e.service, &e.id),
+                        healthy,
+                        stats,
                     })
                 })
                 .collect();

@@ -64,6 +64,12 @@ impl PeakEwma {
         self.observe_us((cost * 2.0).max(1_000.0));
     }
 
+    /// Forgets the estimate: an endpoint coming back (from ejection, or healthy again) is then
+    /// priced at the mean of the others, not at the failures that took it out.
+    pub fn clear(&self) {
+        self.cost.store(0, Relaxed);
+    }
+
     /// The current estimate in µs, decayed since the last observation; `None` before the first.
     pub fn estimate_us(&self) -> Option<f64> {
         let cost = f64::from_bits(self.cost.load(Relaxed));
@@ -98,6 +104,15 @@ impl Ejection {
 
     pub fn times(&self) -> u32 {
         self.times.load(Relaxed)
+    }
+
+    /// Ends an ejection and its record early: the endpoint's own node found it healthy again
+    /// (Envoy does the same on a passed active health check).
+    pub fn clear(&self) {
+        self.until_us.store(0, Relaxed);
+        self.consecutive.store(0, Relaxed);
+        self.probation.store(false, Relaxed);
+        self.times.store(0, Relaxed);
     }
 
     /// A good outcome: the run of failures ends, and an endpoint on probation is back for good.

@@ -135,6 +135,8 @@ pub struct EndpointStats {
     /// Latency estimate and outlier record, read when choosing an endpoint.
     pub load: PeakEwma,
     pub ejection: Ejection,
+    /// Whether the last routing table had it routable (healthy, reachable, not draining).
+    pub routable: std::sync::atomic::AtomicBool,
 }
 
 type ServiceKey = (String, String);
