@@ -237,8 +237,9 @@ eff = per_core["weft"] / per_core["haproxy"]
 print(f"\ngoal weft >= 1.2x HAProxy throughput on one core: measured req/s {ratio:.2f}x, {'met' if ratio >= 1.2 else 'NOT met'}; "
       f"req/s per busy core {eff:.2f}x, {'met' if eff >= 1.2 else 'NOT met'}")
 if max(cpu["weft"]) < 0.9 or max(cpu["haproxy"]) < 0.9:
-    print(f"  (a proxy's core was not saturated: weft {statistics.median(cpu['weft']):.0%}, haproxy {statistics.median(cpu['haproxy']):.0%} busy; "
-          f"the load side (wrk + backend on one core) capped the measured req/s at about direct's {res['direct'][0]:.0f})")
+    print(f"  (a proxy's core was not saturated: weft {statistics.median(cpu['weft']):.0%}, haproxy {statistics.median(cpu['haproxy']):.0%} busy, so its "
+          f"req/s was limited elsewhere: by the load side (wrk + backend share core 0; direct gave {res['direct'][0]:.0f} req/s) "
+          f"or by other processes on the machine; req/s per busy core is then the better figure)")
 if rss_rate != "0":
     print(f"\nmemory while serving a fixed {rss_rate} req/s over {rss_conns} keep-alive connections for {rss_dur} s:\n")
     print(f"| {'proxy':8} | {'req/s':>6} | {'p50 ms':>7} | {'p99 ms':>7} | errors | max VmRSS | VmHWM |")
