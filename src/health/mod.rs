@@ -57,10 +57,10 @@ pub async fn run(catalog: Arc<Catalog>, stats: Arc<Stats>, shutdown: Cancellatio
             keep
         });
         for (key, spec) in want.drain() {
-            if !loops.contains_key(&key) {
-                let task = tokio::spawn(check_loop(catalog.clone(), stats.clone(), key.clone(), spec.clone()));
-                loops.insert(key, (spec, task));
-            }
+            loops.entry(key.clone()).or_insert_with(|| {
+                let task = tokio::spawn(check_loop(catalog.clone(), stats.clone(), key, spec.clone()));
+                (spec, task)
+            });
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -330,7 +330,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     if mode.runs_proxy() {
         let clients: HashSet<String> = config.clients.iter().map(|c| c.value.namespace.clone()).collect();
         let mut proxy = Proxy::new(ProxyParts {
-            policy: Arc::new(Builtin::default()),
+            policy: Arc::new(Builtin),
             stats: stats.clone(),
             table: table.clone(),
             zone: config.node.zone.clone(),
