@@ -87,15 +87,13 @@ fn draining(w: &Weft, id: &str) -> bool {
     view(w, id).map(|e| e["draining"] == true).unwrap_or(false)
 }
 
-/// The service: HTTP health check every 200 ms. Outlier ejections last 3 s instead of 30: a
-/// killed backend is ejected by A (5 failures in a row) and, restarted and HEALTHY again, would
-/// otherwise get no traffic from A for 30 s, longer than the phases here (ejection is passive and
-/// per caller; a passing active check does not lift it).
+/// The service: HTTP health check every 200 ms; everything else at its defaults. A killed backend
+/// is ejected by A (5 failures in a row) for 30 s, and its node's check marks it UNHEALTHY; once the
+/// restarted backend passes its check again, A lifts the ejection and starts it afresh.
 fn service_toml() -> String {
     format!(
         "[[service]]\nnamespace = \"default\"\nname = \"{SVC}\"\nprotocol = \"http\"\naliases = [{{ dns_name = \"{DNS}\", port = {PORT} }}]\n\
-         [service.health_check]\nkind = \"http\"\npath = \"/healthz\"\ninterval_ms = 200\n\
-         [service.outlier]\nbase_ejection_s = 3\n"
+         [service.health_check]\nkind = \"http\"\npath = \"/healthz\"\ninterval_ms = 200\n"
     )
 }
 
@@ -268,9 +266,9 @@ fn kill_phase(fo: &mut Fo, load: &Load, id: &str, run: u32) {
     fo.restart_backend(id, run);
     let back = fo.wait_serving(id, Duration::from_secs(10));
     eprintln!("[{:>5.1}s] {id} HEALTHY again; A's live view: {}", load.elapsed().as_secs_f64(), fo.live(id));
-    // Bounded generously: after an ejection, A's latency estimate of the endpoint (penalised per
-    // failure) has to decay before its endpoint choice picks it again.
-    let traffic = fo.wait_traffic(id, Duration::from_secs(30));
+    // Back in service on A means traffic within moments: the ejection is lifted and the latency
+    // estimate starts afresh when the endpoint turns HEALTHY again.
+    let traffic = fo.wait_traffic(id, Duration::from_secs(5));
     eprintln!("[{:>5.1}s] {id} restarted: HEALTHY on A after {back:?}, traffic again {traffic:?} later", load.elapsed().as_secs_f64());
 }
 
