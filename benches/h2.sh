@@ -169,7 +169,7 @@ run_h2load() { # name url round
   # The CPU window is the whole h2load run, warm-up included (same load throughout).
   c0="$(ticks "${WORK_PID[$name]}")"; t0="$(date +%s.%N)"
   "${LOAD_CPU[@]}" h2load -t1 -c"$CONNS" -m"$STREAMS" -D "$DURATION" --warm-up-time="$WARMUP" \
-    --log-file="$TMP/log-$name-$round.txt" "$url" >"$TMP/h2load-$name-$round.txt"
+    --log-file="$TMP/log-$name-$round.txt" "$url" >"$TMP/h2load-$name-$round.txt" 2>&1
   c1="$(ticks "${WORK_PID[$name]}")"; t1="$(date +%s.%N)"
   echo "$c0 $c1 $t0 $t1" >"$TMP/cpu-$name-$round.txt"
 }
@@ -234,7 +234,13 @@ for peer in ("nghttpx", "haproxy"):
     print(f"weft/{peer}: throughput {w['rps']/p['rps']:.2f}x (per round: {', '.join(f'{x:.2f}' for x in per_round)}), "
           f"p50 {w['p50']/p['p50']:.2f}x, p99 {w['p99']/p['p99']:.2f}x, req/s per busy core {w['per_core']/p['per_core']:.2f}x")
 for n in ("nghttpx", "haproxy", "weft"):
-    print(f"{n}/direct: throughput {res[n]['rps']/res['direct']['rps']:.2f}x, p50 +{res[n]['p50']-res['direct']['p50']:.3f} ms")
+    print(f"{n}/direct: throughput {res[n]['rps']/res['direct']['rps']:.2f}x, p50 {res[n]['p50']-res['direct']['p50']:+.3f} ms")
+for n in names:
+    for r in range(1, rounds + 1):
+        if runs[n][r - 1]["errors"]:
+            text = open(f"{tmp}/h2load-{n}-{r}.txt").read()
+            lines = [l.strip() for l in text.splitlines() if l.startswith(("requests:", "status codes:")) or "error" in l.lower() or "fail" in l.lower()]
+            print(f"errors of {n}, round {r}: " + " | ".join(dict.fromkeys(lines)))
 print(open(f"{tmp}/rss.txt").read().strip())
 print(open(f"{tmp}/machine.txt").read().strip())
 PY
