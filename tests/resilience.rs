@@ -338,3 +338,34 @@ fn timeouts_and_empty_services_map_to_statuses() {
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.header("x-weft-error"), Some("no-healthy-endpoint"), "{:?}", r.headers);
 }
+
+/// An HTTP/2 endpoint that closes its connection every 50 requests (nginx's
+/// `keepalive_requests`, default 1000, sends GOAWAY) loses no request: streams the GOAWAY cut off
+/// were not processed, so weft sends them again over a new connection — here to the only
+/// endpoint there is.
+#[test]
+fn http2_goaway_from_the_endpoint_loses_no_request() {
+    if !require_program("http2_goaway_from_the_endpoint_loses_no_request", "nginx") || !require_program("http2_goaway_from_the_endpoint_loses_no_request", "h2load") {
+        return;
+    }
+    let tmp = TempDir::new("h2-goaway");
+    let port = free_port();
+    let conf = format!(
+        "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir};\n  keepalive_requests 50;\n  http2_max_concurrent_streams 128;\n\
+         server {{ listen 127.0.0.1:{port} http2; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n",
+        dir = tmp.path().display()
+    );
+    std::fs::write(tmp.join("nginx.conf"), conf).unwrap();
+    let _nginx = Bg::spawn("nginx", Command::new("nginx").args(["-c", &tmp.join("nginx.conf").display().to_string(), "-p", &tmp.path().display().to_string()]), Some(tmp.join("nginx.out")));
+    wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(10));
+    let toml = service("h2g", "http2", "h2g.res", 8080, "") + &endpoint("h2g", "n1", port);
+    let w = Weft::start(WeftOpts::new(151).extra(&toml));
+    let vip = ready_alias(&w, "h2g.res", 8080, 1);
+    let out = run_cmd(Command::new("h2load").args(["-n", "3000", "-c", "4", "-m", "10", &format!("http://{vip}:8080/")]), None, Duration::from_secs(60));
+    let text = out.stdout();
+    eprintln!("{}", text.lines().filter(|l| l.starts_with("requests:") || l.starts_with("status codes:")).collect::<Vec<_>>().join("\n"));
+    assert!(text.contains("3000 succeeded, 0 failed, 0 errored"), "h2load through weft: {text}");
+    assert!(text.contains("status codes: 3000 2xx"), "every request answered 2xx: {text}");
+    assert_eq!(service_stat(&w, "h2g", "upstream_errors"), 0, "no endpoint error counted: {}", w.get_json("/v1/stats"));
+}

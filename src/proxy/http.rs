@@ -103,8 +103,25 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     let info = request_info(route, &parts, authority, &l.shared.zone);
     let deadline = route.request_timeout.map(|t| Instant::now() + t);
     let mut attempts = Attempts::new(&l.shared, route, info);
+    // A connection that went away under an unprocessed request (GOAWAY: the endpoint closing
+    // it after N requests, or restarting) says nothing about the endpoint: the request goes
+    // once more to the same endpoint over a new connection, outside the retry count.
+    let mut same_again: Option<Arc<Target>> = None;
+    let mut went_away = false;
     loop {
-        let (target, mut conn) = attempt::connect(&mut attempts, |t: Arc<Target>| async move { pools.h2(route, &t, route.connect_timeout).await }).await?;
+        let (target, mut conn) = match same_again.take() {
+            Some(t) => match pools.h2(route, &t, route.connect_timeout).await {
+                Ok(c) => (t, c),
+                Err(e) => {
+                    attempts.failed(&t, e);
+                    if !attempts.again(&t, Outcome::ConnectFailed, true).await {
+                        return Err(attempts.error());
+                    }
+                    continue;
+                }
+            },
+            None => attempt::connect(&mut attempts, |t: Arc<Target>| async move { pools.h2(route, &t, route.connect_timeout).await }).await?,
+        };
         let Some(body) = unsent.take().or_else(|| replay.again()) else {
             return Err(attempts.error());
         };
@@ -138,11 +155,17 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
                 (Outcome::Timeout, replay.ready())
             }
             Ok(Err(mut e)) => {
-                // hyper hands back a request it never sent: it goes elsewhere untouched.
+                // hyper hands back a request it never sent: it goes on untouched.
                 let returned = e.take_message();
                 let outcome = if returned.is_some() { Outcome::Refused } else { classify(e.error()) };
                 let replayable = returned.is_some() || replay.ready();
                 unsent = returned.map(|r| r.into_body());
+                if outcome == Outcome::Refused && replayable && !went_away {
+                    went_away = true;
+                    pools.forget_h2(&target);
+                    same_again = Some(target);
+                    continue;
+                }
                 attempts.failed(&target, ProxyError::Upstream { addr, source: e.into_error() });
                 (outcome, replayable)
             }

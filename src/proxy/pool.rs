@@ -113,6 +113,12 @@ impl Pools {
         lock(&self.h2).retain(|_, c| !c.is_closed());
     }
 
+    /// Drops the endpoint's shared HTTP/2 connection from the pool (it is going away); streams
+    /// still open on it finish, the next request gets a new one.
+    pub fn forget_h2(&self, t: &Target) {
+        lock(&self.h2).remove(&dest(t));
+    }
+
     /// The endpoint's shared HTTP/2 connection, made on first use and remade once it closes.
     pub async fn h2(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<H2, ProxyError> {
         let key = dest(t);
