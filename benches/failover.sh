@@ -2,7 +2,8 @@
 # Failover benchmark: what clients see when one of three endpoints dies mid-run, with weft in the
 # path and without it, measured by the same load client, in one run.
 #
-#   bash benches/failover.sh                       # DURATION=30 KILL_AT=10 RESTART_AT=20 WORKERS=100 RATE=4000
+#   bash benches/failover.sh                       # DURATION=40 KILL_AT=10 RESTART_AT=20 WORKERS=100 RATE=4000
+#   SETTINGS=tuned bash benches/failover.sh        # faster health check, shorter ejection (see below)
 #   RESTART_AT=0 bash benches/failover.sh          # kill only, no restart
 #   WEFT_BIN=/path/to/weft bash benches/failover.sh
 #   MESH=1 bash benches/failover.sh                # weft as two nodes (+ registry) over QUIC, see below
@@ -14,13 +15,16 @@
 # (RATE=0: closed loop, as fast as answers come); at KILL_AT s backend b2 gets SIGKILL, at
 # RESTART_AT s it is started again (same port):
 #   weft    every client calls weft's alias (one VIP:port); weft's service has the three endpoints,
-#           an HTTP health check every HC_INTERVAL_MS, retries and outlier ejection (issue 4);
+#           with health checks, retries and outlier ejection (issue 4; SETTINGS, below);
 #   static  every client round-robins over the static list of the three backend addresses, the
 #           way a client that resolved a DNS name to three A records does (DNS-based discovery):
 #           nothing takes the dead address out of its list, so it sees the errors.
 # Reported per run: total / failed requests, p50 / p99 / p99.9 / max latency of the successful
 # ones, failures per second around the events, and for weft the endpoint's health and ejection as
-# weft's API showed them (sampled every 0.25 s), plus weft's retry / ejection counters.
+# weft's API showed them (sampled every 0.25 s), plus weft's retry / ejection counters. During the
+# weft run a probe (benches/fixed_rate.py, PROBE_RATE req/s over 10 connections, outside the
+# WORKERS clients) records every request's latency with its send time, so stalls can be placed on
+# the timeline next to the events (the load client only reports per-second counts).
 #
 # MESH=1: the clients call proxy node p1's alias; the endpoints are owned (registered, health
 # checked) by proxy node p2, and p1 reaches them over its QUIC connection to p2; a registry node r
@@ -30,7 +34,7 @@
 # runs give the clients and backends the same CPU.
 set -euo pipefail
 
-DURATION="${DURATION:-30}"
+DURATION="${DURATION:-40}"
 KILL_AT="${KILL_AT:-10}"
 RESTART_AT="${RESTART_AT:-20}"
 WORKERS="${WORKERS:-100}"
@@ -38,6 +42,7 @@ RATE="${RATE:-4000}"
 FAIL_PAUSE_MS="${FAIL_PAUSE_MS:-10}"
 TIMEOUT_MS="${TIMEOUT_MS:-5000}"    # the client's whole-request timeout
 HC_INTERVAL_MS="${HC_INTERVAL_MS:-1000}"
+PROBE_RATE="${PROBE_RATE:-200}"    # weft run: a separate fixed-rate probe (req/s, 0 = none), see below
 MESH="${MESH:-0}"
 RUNS="${RUNS:-weft static}"
 BENCH=failover
@@ -88,9 +93,20 @@ for b in b1 b2 b3; do wait_http "http://127.0.0.1:${BPORT[$b]}/"; done
 weft_binary
 api() { curl -fsS --noproxy '*' --max-time 2 "http://$1$2"; }
 
-# The service's issue-4 sections; a build from before issue 4 refuses unknown keys, so they are
-# left out when `weft validate` rejects them (the weft run then measures the old behaviour).
-SERVICE_EXTRA="
+# The service's issue-4 settings. SETTINGS=default: none given, i.e. weft's defaults (p2c, TCP
+# health check every 5 s, 2 to fail / 2 to pass, 2 retries, ejection after 5 failures in a row for
+# 30 s). SETTINGS=tuned: an HTTP check every HC_INTERVAL_MS, ejection for 10 s, lb round-robin
+# (the same rotation as the static list). A build from before issue 4 refuses unknown keys, so
+# `weft validate` decides; the weft run then measures the old behaviour.
+SETTINGS="${SETTINGS:-default}"
+case "$SETTINGS" in
+  default)
+    SERVICE_LB=""
+    SERVICE_EXTRA=""
+    WEFT_NOTE="weft's default service settings (lb p2c, tcp health check every 5 s, 2 to fail / 2 to pass, retries 2, outlier 5 in a row -> 30 s ejection)" ;;
+  tuned)
+    SERVICE_LB='lb = "round-robin"'
+    SERVICE_EXTRA="
 [service.health_check]
 kind = \"http\"
 path = \"/\"
@@ -105,7 +121,10 @@ max_retries = 2
 [service.outlier]
 consecutive_failures = 5
 base_ejection_s = 10"
-service_toml() { # extra
+    WEFT_NOTE="SETTINGS=tuned: lb round-robin, http health check GET / every ${HC_INTERVAL_MS} ms (2 to fail, 2 to pass), retries 2, outlier 5 in a row -> 10 s ejection" ;;
+  *) echo "benches/failover.sh: SETTINGS is default or tuned" >&2; exit 2 ;;
+esac
+service_toml() { # lb-line extra
   cat <<CONF
 [[namespace]]
 name = "bench.internal"
@@ -114,9 +133,9 @@ name = "bench.internal"
 namespace = "bench.internal"
 name = "backend"
 protocol = "http"
-lb = "round-robin"
-aliases = [{ dns_name = "backend.bench", port = 8080 }]
 $1
+aliases = [{ dns_name = "backend.bench", port = 8080 }]
+$2
 CONF
 }
 endpoints_toml() {
@@ -126,16 +145,10 @@ endpoints_toml() {
   done
 }
 mkdir -p "$TMP/check"
-service_toml "$SERVICE_EXTRA" >"$TMP/check/weft.toml"
-if "$WEFT" validate "$TMP/check/weft.toml" >"$TMP/check/validate.txt" 2>&1; then
-  ISSUE4=1
-  WEFT_NOTE="health check http / every ${HC_INTERVAL_MS} ms (2 to fail, 2 to pass), retry max 2, outlier 5 failures -> 10 s ejection, lb round-robin"
-else
-  ISSUE4=0
-  SERVICE_EXTRA=""
-  WEFT_NOTE="this weft build rejects the issue-4 service sections (health_check/retry/outlier): measured without them ($(head -1 "$TMP/check/validate.txt"))"
-  service_toml "" >"$TMP/check/weft.toml"
-  "$WEFT" validate "$TMP/check/weft.toml" >/dev/null 2>&1 || sed -i '/^lb = /d' "$TMP/check/weft.toml"
+service_toml "$SERVICE_LB" "$SERVICE_EXTRA" >"$TMP/check/weft.toml"
+if ! "$WEFT" validate "$TMP/check/weft.toml" >"$TMP/check/validate.txt" 2>&1; then
+  WEFT_NOTE="this weft build rejects the issue-4 settings ($(head -1 "$TMP/check/validate.txt")): measured without them"
+  service_toml "" "" >"$TMP/check/weft.toml"
 fi
 SERVICE_BLOCK="$(cat "$TMP/check/weft.toml")"
 echo "weft: $WEFT_NOTE" >&2
@@ -270,6 +283,14 @@ sys.exit(0 if any(r.get("dns_name") == "backend.bench" and (r.get("healthy_endpo
     poll_weft "$TMP/poll-$name.jsonl" "$TMP/poll-stop" &
     POLL_PID=$!
     PIDS+=($POLL_PID)
+    PROBE_PID=""
+    if [ "$PROBE_RATE" != 0 ]; then
+      "${LOAD_CPU[@]}" python3 "$ROOT/benches/fixed_rate.py" --url "http://$WEFT_VIP:8080/" --rate "$PROBE_RATE" --conns 10 \
+        --duration "$DURATION" --warmup 0 --json "$TMP/probe.json" --dump "$TMP/probe-dump.txt" >/dev/null 2>"$TMP/probe.err" &
+      PROBE_PID=$!
+      PIDS+=($PROBE_PID)
+      echo "$(date +%s.%N)" >"$TMP/probe-start.txt"
+    fi
   fi
   local rate_args=()
   [ "$RATE" != 0 ] && rate_args=(--rate "$RATE")
@@ -294,6 +315,7 @@ sys.exit(0 if any(r.get("dns_name") == "backend.bench" and (r.get("healthy_endpo
   wait "$lg" || { echo "benches/failover.sh: the load client failed; see $TMP/loadgen-$name.txt" >&2; cat "$TMP/loadgen-$name.txt" >&2; KEEP_TMP=1; exit 1; }
   if [ "$name" = weft ]; then
     touch "$TMP/poll-stop"
+    [ -n "$PROBE_PID" ] && { wait "$PROBE_PID" || echo "    (the probe failed: $(tail -1 "$TMP/probe.err"))" >&2; }
     wait "$POLL_PID" 2>/dev/null || true
   fi
   sed 's/^/    /' "$TMP/loadgen-$name.txt" >&2
@@ -380,6 +402,17 @@ if "weft" in runs and os.path.exists(f"{tmp}/poll-weft.jsonl"):
     for e in svc.get("endpoints", []):
         print("    endpoint " + ", ".join(f"{k}={v}" for k, v in e.items()))
     print(f"  weft peak RSS (VmHWM): {rss.strip()}")
+    if os.path.exists(f"{tmp}/probe-dump.txt") and os.path.getsize(f"{tmp}/probe-dump.txt"):
+        p0 = float(open(f"{tmp}/probe-start.txt").read()) - t0  # probe start on the weft run's clock (~10 ms early)
+        pj = json.load(open(f"{tmp}/probe.json"))
+        per = {}
+        for line in open(f"{tmp}/probe-dump.txt"):
+            ts, lat = line.split()
+            sec = int(float(ts) + p0)
+            per.setdefault(sec, []).append(float(lat) / 1000)
+        print(f"  probe ({pj['target_rate']:.0f} req/s through weft, 10 connections): {pj['requests']} requests, {pj['errors']} non-200, "
+              f"p50 {pj['p50_us']/1000:.2f} ms, p99 {pj['p99_us']/1000:.2f} ms, max {pj['max_us']/1000:.1f} ms; "
+              "slowest request per second: " + " ".join(f"{s}:{max(v):.1f}" for s, v in sorted(per.items())))
 
 if "weft" in runs and "static" in runs:
     w, s = res["weft"], res["static"]
