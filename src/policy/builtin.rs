@@ -84,43 +84,54 @@ fn zone_has_enough(c: &Candidates<'_>, zone: &str, now: u64) -> bool {
 
 fn choose(c: &Candidates<'_>, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
     let n = c.targets.len();
+    let count = (0..n).filter(|&i| ok(i)).count();
+    let nth = |k: usize| (0..n).filter(|&i| ok(i)).nth(k);
+    if count == 0 {
+        return None;
+    }
     let start = c.cursor.fetch_add(1, Relaxed);
-    let order = (0..n).map(|k| (start + k) % n).filter(|&i| ok(i));
     match c.lb {
-        LbKind::RoundRobin => order.into_iter().next(),
-        LbKind::LeastRequest => order.min_by_key(|&i| c.targets[i].in_flight()),
-        LbKind::P2c => p2c(c, ok),
+        // The cursor counts over the available endpoints, so one taken out does not hand its
+        // turn (and double load) to the endpoint after it.
+        LbKind::RoundRobin => nth(start % count),
+        LbKind::LeastRequest => (0..count).filter_map(|k| nth((start + k) % count)).min_by_key(|&i| c.targets[i].in_flight()),
+        LbKind::P2c => p2c(c, count, &nth),
     }
 }
 
+/// Costs closer than this ratio count as equal: at low load every endpoint has nothing in flight
+/// and latency estimates differ by noise, and ranking on noise would give the lowest estimate
+/// all its pairs and the highest none (a starved endpoint gets no new observations either).
+const SAME_COST: f64 = 1.25;
+
 /// Power of two choices: two distinct random candidates, the cheaper wins. The cost is the
-/// latency estimate × (requests in flight + 1); an endpoint with no estimate yet is priced at
-/// the mean of the others, so a new one gets its fair share rather than all or nothing.
-fn p2c(c: &Candidates<'_>, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
-    let (mut count, mut known, mut sum) = (0usize, 0usize, 0.0);
-    for i in (0..c.targets.len()).filter(|&i| ok(i)) {
-        count += 1;
-        if let Some(l) = c.targets[i].latency_us() {
-            known += 1;
-            sum += l;
-        }
+/// latency estimate × (requests in flight + 1); an endpoint with no estimate yet is priced like
+/// the one it is compared with, so a new one gets its fair share rather than all or nothing. Near
+/// ties go to the one with fewer requests in flight, then to the first drawn (random).
+fn p2c(c: &Candidates<'_>, count: usize, nth: &dyn Fn(usize) -> Option<usize>) -> Option<usize> {
+    if count == 1 {
+        return nth(0);
     }
-    let nth = |k: usize| (0..c.targets.len()).filter(|&i| ok(i)).nth(k);
-    match count {
-        0 => None,
-        1 => nth(0),
-        _ => {
-            let a = rand::random_range(0..count);
-            let b = (a + 1 + rand::random_range(0..count - 1)) % count;
-            let (a, b) = (nth(a)?, nth(b)?);
-            let default = if known > 0 { sum / known as f64 } else { 1_000.0 };
-            let cost = |i: usize| {
-                let t = &c.targets[i];
-                t.latency_us().unwrap_or(default) * (t.in_flight() as f64 + 1.0)
-            };
-            Some(if cost(b) < cost(a) { b } else { a })
-        }
-    }
+    let a = rand::random_range(0..count);
+    let b = (a + 1 + rand::random_range(0..count - 1)) % count;
+    let (a, b) = (nth(a)?, nth(b)?);
+    let (la, lb) = (c.targets[a].latency_us(), c.targets[b].latency_us());
+    let default = match (la, lb) {
+        (Some(x), Some(y)) => (x + y) / 2.0,
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => 1_000.0,
+    };
+    let cost = |l: Option<f64>, i: usize| l.unwrap_or(default) * (c.targets[i].in_flight() as f64 + 1.0);
+    let (ca, cb) = (cost(la, a), cost(lb, b));
+    Some(if ca > cb * SAME_COST {
+        b
+    } else if cb > ca * SAME_COST {
+        a
+    } else if c.targets[b].in_flight() < c.targets[a].in_flight() {
+        b
+    } else {
+        a
+    })
 }
 
 #[cfg(test)]
@@ -170,7 +181,7 @@ mod tests {
     #[test]
     fn round_robin_skips_unhealthy_and_tried() {
         let targets = vec![target(0, true, ""), target(1, false, ""), target(2, true, "")];
-        assert_eq!(picks(&targets, LbKind::RoundRobin, "", 4), vec![0, 2, 2, 0]);
+        assert_eq!(picks(&targets, LbKind::RoundRobin, "", 4), vec![0, 2, 0, 2]);
         let cursor = AtomicUsize::new(0);
         let only = Candidates { targets: &targets, excluded: &[0, 2], cursor: &cursor, lb: LbKind::RoundRobin };
         assert_eq!(Builtin.pick_endpoint(&req(2, true, ""), &only), Some(1), "an unhealthy endpoint beats none");
@@ -190,6 +201,28 @@ mod tests {
         // Endpoint 1 wins every pair it is in (2 of 3 pairs); the other pair goes to 2 or 0.
         assert!(ones > 150, "fast idle endpoint got {ones} of 300");
         assert!(got.iter().filter(|&&i| i == 0).count() < 30 + 100, "slow endpoint wins only against the busy one");
+    }
+
+    #[test]
+    fn round_robin_shares_a_missing_endpoints_turn() {
+        let targets = vec![target(0, true, ""), target(1, false, ""), target(2, true, ""), target(3, true, "")];
+        let got = picks(&targets, LbKind::RoundRobin, "", 300);
+        for i in [0, 2, 3] {
+            assert_eq!(got.iter().filter(|&&p| p == i).count(), 100, "endpoint {i}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn p2c_does_not_rank_on_noise() {
+        let targets = vec![target(0, true, ""), target(1, true, ""), target(2, true, "")];
+        for (t, us) in targets.iter().zip([3870, 3949, 3875]) {
+            t.stats.load.observe(Duration::from_micros(us));
+        }
+        let got = picks(&targets, LbKind::P2c, "", 3000);
+        for i in 0..3 {
+            let n = got.iter().filter(|&&p| p == i).count();
+            assert!((800..=1200).contains(&n), "endpoint {i} got {n} of 3000 with near-equal estimates");
+        }
     }
 
     #[test]
