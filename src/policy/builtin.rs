@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use super::{Candidates, GRPC_UNAVAILABLE, Outcome, Policy, RequestInfo, RetryDecision};
 use crate::catalog::LbKind;
-use crate::telemetry::now_us;
 
 #[derive(Debug, Clone, Default)]
 pub struct Builtin;
@@ -25,7 +24,7 @@ impl Policy for Builtin {
     }
 
     fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Option<u32> {
-        let now = now_us();
+        let now = c.now_us;
         let tiers: [&dyn Fn(usize) -> bool; 3] = [
             &|i| c.eligible(i),
             &|i| c.untried(i) && c.targets[i].healthy,
@@ -143,7 +142,7 @@ mod tests {
     use super::*;
     use crate::catalog::RetryConfig;
     use crate::policy::{Headers, Target};
-    use crate::telemetry::EjectionRule;
+    use crate::telemetry::{EjectionRule, now_us};
 
     fn target(i: u32, healthy: bool, zone: &str) -> Arc<Target> {
         Arc::new(Target {
@@ -175,7 +174,7 @@ mod tests {
 
     fn picks(targets: &[Arc<Target>], lb: LbKind, zone: &'static str, n: usize) -> Vec<u32> {
         let cursor = AtomicUsize::new(0);
-        (0..n).map(|_| Builtin.pick_endpoint(&req(1, true, zone), &Candidates { targets, excluded: &[], cursor: &cursor, lb }).unwrap()).collect()
+        (0..n).map(|_| Builtin.pick_endpoint(&req(1, true, zone), &Candidates { targets, excluded: &[], cursor: &cursor, lb, now_us: now_us() }).unwrap()).collect()
     }
 
     #[test]
@@ -183,9 +182,9 @@ mod tests {
         let targets = vec![target(0, true, ""), target(1, false, ""), target(2, true, "")];
         assert_eq!(picks(&targets, LbKind::RoundRobin, "", 4), vec![0, 2, 0, 2]);
         let cursor = AtomicUsize::new(0);
-        let only = Candidates { targets: &targets, excluded: &[0, 2], cursor: &cursor, lb: LbKind::RoundRobin };
+        let only = Candidates { targets: &targets, excluded: &[0, 2], cursor: &cursor, lb: LbKind::RoundRobin, now_us: now_us() };
         assert_eq!(Builtin.pick_endpoint(&req(2, true, ""), &only), Some(1), "an unhealthy endpoint beats none");
-        let none = Candidates { targets: &targets, excluded: &[0, 1, 2], cursor: &cursor, lb: LbKind::RoundRobin };
+        let none = Candidates { targets: &targets, excluded: &[0, 1, 2], cursor: &cursor, lb: LbKind::RoundRobin, now_us: now_us() };
         assert_eq!(Builtin.pick_endpoint(&req(3, true, ""), &none), None);
     }
 

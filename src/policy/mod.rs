@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::catalog::{LbKind, RetryConfig};
-use crate::telemetry::{EndpointStats, now_us};
+use crate::telemetry::EndpointStats;
 
 mod builtin;
 pub use builtin::Builtin;
@@ -106,6 +106,8 @@ pub struct Candidates<'a> {
     pub cursor: &'a AtomicUsize,
     /// The service's load-balancing setting.
     pub lb: LbKind,
+    /// The time of the choice ([`crate::telemetry::now_us`]), read once per pick.
+    pub now_us: u64,
 }
 
 impl Candidates<'_> {
@@ -116,7 +118,7 @@ impl Candidates<'_> {
 
     /// Healthy, not ejected and not tried yet: the endpoints a request should go to.
     pub fn eligible(&self, i: usize) -> bool {
-        self.untried(i) && self.targets[i].healthy && !self.targets[i].ejected(now_us())
+        self.untried(i) && self.targets[i].healthy && !self.targets[i].ejected(self.now_us)
     }
 }
 

@@ -13,6 +13,7 @@ use super::error::{ProxyError, Side};
 use super::table::ServiceRoute;
 use super::Shared;
 use crate::policy::{Candidates, Outcome, RequestInfo, RetryDecision, Target};
+use crate::telemetry::now_us;
 
 pub struct Attempts<'a> {
     shared: &'a Shared,
@@ -33,7 +34,7 @@ impl<'a> Attempts<'a> {
     /// The endpoint for the next try.
     pub fn pick(&mut self) -> Result<Arc<Target>, ProxyError> {
         let route = self.route;
-        let c = Candidates { targets: &route.targets, excluded: &self.excluded, cursor: &route.cursor, lb: route.lb };
+        let c = Candidates { targets: &route.targets, excluded: &self.excluded, cursor: &route.cursor, lb: route.lb, now_us: now_us() };
         match self.shared.policy.pick_endpoint(&self.info, &c).and_then(|i| route.targets.get(i as usize)) {
             Some(t) => Ok(t.clone()),
             None => Err(self.last.take().unwrap_or_else(|| ProxyError::NoEndpoint(route.label()))),
