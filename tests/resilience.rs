@@ -8,9 +8,10 @@
 //!   passed through unchanged;
 //! - gRPC on one multiplexed HTTP/2 connection: UNAVAILABLE is retried on the other endpoint and
 //!   the failing endpoint is ejected after `consecutive_failures` calls;
-//! - weft's own answers: 504 `request-timeout`, 503 `no-healthy-endpoint`.
+//! - weft's own answers: 504 `request-timeout`, 503 `no-healthy-endpoint`;
+//! - an HTTP/2 endpoint's GOAWAY loses no request; the HTTP (over h2c) and gRPC health checks.
 //!
-//! VIP nets 146-151.
+//! VIP nets 146-152.
 mod common;
 use common::load::{Load, Spec};
 use common::*;
@@ -359,7 +360,8 @@ fn http2_goaway_from_the_endpoint_loses_no_request() {
     std::fs::write(tmp.join("nginx.conf"), conf).unwrap();
     let _nginx = Bg::spawn("nginx", Command::new("nginx").args(["-c", &tmp.join("nginx.conf").display().to_string(), "-p", &tmp.path().display().to_string()]), Some(tmp.join("nginx.out")));
     wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(10));
-    let toml = service("h2g", "http2", "h2g.res", 8080, "") + &endpoint("h2g", "n1", port);
+    // The health check is an HTTP GET over h2c (prior knowledge), as the service speaks.
+    let toml = service("h2g", "http2", "h2g.res", 8080, "[service.health_check]\nkind = \"http\"\ninterval_ms = 200\n") + &endpoint("h2g", "n1", port);
     let w = Weft::start(WeftOpts::new(151).extra(&toml));
     let vip = ready_alias(&w, "h2g.res", 8080, 1);
     let out = run_cmd(Command::new("h2load").args(["-n", "3000", "-c", "4", "-m", "10", &format!("http://{vip}:8080/")]), None, Duration::from_secs(60));
@@ -368,4 +370,53 @@ fn http2_goaway_from_the_endpoint_loses_no_request() {
     assert!(text.contains("3000 succeeded, 0 failed, 0 errored"), "h2load through weft: {text}");
     assert!(text.contains("status codes: 3000 2xx"), "every request answered 2xx: {text}");
     assert_eq!(service_stat(&w, "h2g", "upstream_errors"), 0, "no endpoint error counted: {}", w.get_json("/v1/stats"));
+}
+
+/// The gRPC health protocol as the active check: an endpoint whose server says NOT_SERVING goes
+/// UNHEALTHY and gets no calls; back to SERVING, it is HEALTHY again and gets calls.
+#[test]
+fn grpc_health_check_follows_the_servers_answer() {
+    if !require_program("grpc_health_check_follows_the_servers_answer", "python3") {
+        return;
+    }
+    if !python_has("grpc") {
+        if ci() {
+            panic!("this test needs python3 with grpcio (pip install -r tests/requirements.txt)");
+        }
+        loud("*** SKIP grpc_health_check_follows_the_servers_answer: python3 module grpc missing ***");
+        return;
+    }
+    let tmp = TempDir::new("res-grpc-health");
+    let (ap, bp) = (free_port(), free_port());
+    let mut servers = Vec::new();
+    for (name, port) in [("a", ap), ("b", bp)] {
+        let mut c = Command::new("python3");
+        c.arg(support_path("grpc/flaky_server.py")).args(["serve", &port.to_string(), "good"]);
+        servers.push(Bg::spawn(name, &mut c, Some(tmp.join(&format!("{name}.log")))));
+        wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(20));
+    }
+    let body = "[service.health_check]\nkind = \"grpc\"\ninterval_ms = 200\n";
+    let toml = [service("gh", "grpc", "gh.res", 50051, body), endpoint("gh", "a", ap), endpoint("gh", "b", bp)].concat();
+    let w = Weft::start(WeftOpts::new(152).extra(&toml));
+    let vip = ready_alias(&w, "gh.res", 50051, 2);
+    assert_eq!((health_of(&w, "gh", "a").as_str(), health_of(&w, "gh", "b").as_str()), ("HEALTHY", "HEALTHY"));
+
+    flaky(&["set-health", &format!("127.0.0.1:{bp}"), "NOT_SERVING"]);
+    let t0 = Instant::now();
+    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(50), || health_of(&w, "gh", "b") == "UNHEALTHY");
+    assert!(ok, "b says NOT_SERVING but weft still has it {}", health_of(&w, "gh", "b"));
+    eprintln!("b UNHEALTHY {:?} after NOT_SERVING", t0.elapsed());
+    let before = grpc_calls(bp);
+    let out = flaky(&["call", &format!("{vip}:50051"), "20"]).json();
+    assert_eq!(out["ok"], 20, "{out}");
+    assert_eq!(grpc_calls(bp), before, "an UNHEALTHY endpoint got calls");
+
+    flaky(&["set-health", &format!("127.0.0.1:{bp}"), "SERVING"]);
+    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(50), || health_of(&w, "gh", "b") == "HEALTHY");
+    assert!(ok, "b serves again but weft has it {}", health_of(&w, "gh", "b"));
+    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        flaky(&["call", &format!("{vip}:50051"), "10"]);
+        grpc_calls(bp) > before
+    });
+    assert!(ok, "b is HEALTHY again but gets no calls");
 }

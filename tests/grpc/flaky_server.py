@@ -11,6 +11,12 @@ Service `weft.test.Echo`:
                           grpc-status 14 in the response headers), every time
   Calls(bytes) -> bytes   the number of Echo calls this server has received, as ASCII (never
                           fails; call it directly, not through weft)
+  SetHealth(bytes)        b"SERVING" or b"NOT_SERVING": what the health service answers from now on
+
+Service `grpc.health.v1.Health`, Check: the standard health protocol (HealthCheckResponse with
+status SERVING = 1 or NOT_SERVING = 2), hand-encoded.
+
+       flaky_server.py set-health TARGET STATUS
 """
 import json
 import sys
@@ -37,12 +43,25 @@ def serve(port, mode):
         with lock:
             return str(calls[0]).encode()
 
+    health = [b"\x08\x01"]
+
+    def set_health(request, context):
+        health[0] = b"\x08\x01" if request == b"SERVING" else b"\x08\x02"
+        return b"ok"
+
+    def check(request, context):
+        return health[0]
+
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Calls": grpc.unary_unary_rpc_method_handler(count),
+        "SetHealth": grpc.unary_unary_rpc_method_handler(set_health),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_generic_rpc_handlers((
+        grpc.method_handlers_generic_handler(SERVICE, handlers),
+        grpc.method_handlers_generic_handler("grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}),
+    ))
     if server.add_insecure_port(f"127.0.0.1:{port}") != port:
         print(f"could not bind 127.0.0.1:{port}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -88,6 +107,9 @@ def main():
         call(sys.argv[2], int(sys.argv[3]))
     elif cmd == "calls":
         calls(sys.argv[2])
+    elif cmd == "set-health":
+        with channel(sys.argv[2]) as ch:
+            print(ch.unary_unary(f"/{SERVICE}/SetHealth")(sys.argv[3].encode(), timeout=10).decode())
     else:
         sys.exit(f"unknown command {cmd}")
 
