@@ -9,9 +9,10 @@
 //! - gRPC on one multiplexed HTTP/2 connection: UNAVAILABLE is retried on the other endpoint and
 //!   the failing endpoint is ejected after `consecutive_failures` calls;
 //! - weft's own answers: 504 `request-timeout`, 503 `no-healthy-endpoint`;
-//! - an HTTP/2 endpoint's GOAWAY loses no request; the HTTP (over h2c) and gRPC health checks.
+//! - an HTTP/2 endpoint's GOAWAY loses no request; the HTTP (over h2c) and gRPC health checks;
+//! zone preference with spill-over.
 //!
-//! VIP nets 146-152.
+//! VIP nets 146-153.
 mod common;
 use common::load::{Load, Spec};
 use common::*;
@@ -419,4 +420,41 @@ fn grpc_health_check_follows_the_servers_answer() {
         grpc_calls(bp) > before
     });
     assert!(ok, "b is HEALTHY again but gets no calls");
+}
+
+/// Zone preference: a node in zone a sends everything to zone-a endpoints while enough of them are
+/// available, and spills over to zone b when half of zone a is drained.
+#[test]
+fn own_zone_first_while_enough_of_it_is_available() {
+    let tmp = TempDir::new("res-zone");
+    let ports = [free_port(), free_port(), free_port()];
+    let _b: Vec<Bg> = ["a1", "a2", "b1"].iter().zip(ports).map(|(n, p)| counter_backend(n, p, &[], Some(tmp.join(&format!("{n}.log"))))).collect();
+    let mut toml = service("z", "http", "z.res", 8080, "[service.health_check]\ninterval_ms = 200\n");
+    for ((id, zone), port) in [("a1", "a"), ("a2", "a"), ("b1", "b")].iter().zip(ports) {
+        toml += &format!("{}zone = \"{zone}\"\n", endpoint("z", id, port));
+    }
+    let mut opts = WeftOpts::new(153).extra(&toml);
+    opts.node_extra = "zone = \"a\"\n".into();
+    let w = Weft::start(opts);
+    let vip = ready_alias(&w, "z.res", 8080, 3);
+    let send = |n: usize| {
+        for i in 0..n {
+            let r = http(&vip, 8080, "GET", &format!("/z/{i}"), None).expect("GET through weft");
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    };
+    send(60);
+    let counts = || ports.map(backend_requests);
+    let first = counts();
+    eprintln!("zone a healthy: a1={} a2={} b1={}", first[0], first[1], first[2]);
+    assert_eq!(first[2], 0, "zone b got traffic while zone a was fully available");
+    assert_eq!(first[0] + first[1], 60);
+
+    w.cli(&["endpoint", "drain", "a2", "-s", "z"]).expect_ok();
+    wait_until(Duration::from_secs(5), Duration::from_millis(50), || w.healthy_endpoints("z.res", 8080) == Some(2));
+    send(60);
+    let after = counts();
+    eprintln!("a2 drained: a1={} a2={} b1={}", after[0] - first[0], after[1] - first[1], after[2] - first[2]);
+    assert_eq!(after[1], first[1], "a drained endpoint got new requests");
+    assert!(after[2] > first[2], "with half of zone a out, zone b must take a share");
 }

@@ -555,6 +555,8 @@ pub struct WeftOpts {
     pub hosts_file: Option<String>,
     /// extra lines for the [dns] table (e.g. `upstream = [...]`)
     pub dns_extra: String,
+    /// extra lines for the [node] table (e.g. `zone = "a"`)
+    pub node_extra: String,
     /// TOML appended after the generated tables ([[namespace]], [[service]], [[endpoint]] ...)
     pub extra: String,
     /// also write `[[namespace]] name = "default"` (not needed: "default" is implicitly defined)
@@ -571,6 +573,7 @@ impl WeftOpts {
             dns_enabled: true,
             hosts_file: None,
             dns_extra: String::new(),
+            node_extra: String::new(),
             extra: String::new(),
             declare_default: false,
         }
@@ -631,9 +634,10 @@ impl Weft {
 pub fn weft_toml(opts: &WeftOpts, data_dir: &Path, admin_port: u16, dns_listen: &str) -> String {
     let mut t = String::new();
     t.push_str(&format!(
-        "[node]\nname = \"test-node-{}\"\ndata_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n",
+        "[node]\nname = \"test-node-{}\"\ndata_dir = \"{}\"\n{}\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n",
         opts.vip_net,
-        data_dir.display()
+        data_dir.display(),
+        opts.node_extra
     ));
     t.push_str(&format!(
         "[dns]\nenabled = {}\nlisten = \"{dns_listen}\"\nvip_cidr = \"{}\"\n",
