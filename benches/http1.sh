@@ -5,6 +5,7 @@
 #   DURATION=30s CONNS=100 bash benches/http1.sh
 #   WEFT_BIN=/path/to/weft bash benches/http1.sh   # skip the build, use this binary
 #   RSS_RATE=2000 RSS_CONNS=50 RSS_DURATION=10     # the memory phase (below); RSS_RATE=0 skips it
+#   WEFT_BASE_BIN=/path/to/older/weft bash benches/http1.sh   # also measure that build, as weft-base
 #
 # One backend (nginx, 1 worker, fixed small body) and, in turn, each proxy in front of it:
 # HAProxy (nbthread 1), nginx as reverse proxy (1 worker, keepalive upstream), and weft (one `http`
@@ -128,6 +129,24 @@ TARGETS=(
   "nginx|http://127.0.0.1:$NGINX_PORT/"
   "weft|http://$WEFT_VIP:8080/"
 )
+
+# WEFT_BASE_BIN: a second weft binary (e.g. a build of an older commit) measured as target
+# `weft-base` in the same rounds, same config but its own admin port, VIP range and data dir, so a
+# change's cost on the data path is a ratio from one run (weft/weft-base) rather than two runs.
+WEFT_BASE_PID=""
+if [ -n "${WEFT_BASE_BIN:-}" ]; then
+  sed -e "s|$TMP/weft-data|$TMP/weft-base-data|" -e "s|127.0.0.1:$WEFT_ADMIN_PORT|127.0.0.1:$(free_port)|" \
+      -e "s|127.0.0.1:$WEFT_DNS_PORT|127.0.0.1:$(free_port)|" -e "s|127.255.200.0/24|127.255.199.0/24|" \
+      -e 's|^name = "bench"|name = "bench-base"|' "$TMP/weft.toml" >"$TMP/weft-base.toml"
+  BASE_ADMIN="$(sed -n '/^\[admin\]/,/^listen/ s/^listen = "\(.*\)"/\1/p' "$TMP/weft-base.toml")"
+  WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg-base" "${PROXY_CPU[@]}" "$WEFT_BASE_BIN" run -c "$TMP/weft-base.toml" >"$TMP/weft-base.log" 2>&1 &
+  WEFT_BASE_PID=$!
+  PIDS+=($WEFT_BASE_PID)
+  wait_http "http://$BASE_ADMIN/v1/status"
+  BASE_VIP="$(curl -fsS --noproxy '*' "http://$BASE_ADMIN/v1/routes" |
+    python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["dns_name"]=="backend.bench"][0]; print(r["vip"].split(":")[0])')"
+  TARGETS+=("weft-base|http://$BASE_VIP:8080/")
+fi
 for t in "${TARGETS[@]}"; do wait_http "${t#*|}"; done
 
 MACHINE_START="$(machine_note)"; echo "$MACHINE_START (start)" >&2
@@ -154,7 +173,7 @@ fi
 # by the proxy's busy share estimates what one fully used core would carry, independent of that.
 BACKEND_WORKER="$(awk '{print $1}' "/proc/$BACKEND_PID/task/$BACKEND_PID/children" 2>/dev/null)"
 : "${BACKEND_WORKER:=$BACKEND_PID}"
-declare -A WORK_PID=([direct]="$BACKEND_WORKER" [haproxy]="$HAPROXY_PID" [nginx]="$NGINX_WORKER" [weft]="$WEFT_PID")
+declare -A WORK_PID=([direct]="$BACKEND_WORKER" [haproxy]="$HAPROXY_PID" [nginx]="$NGINX_WORKER" [weft]="$WEFT_PID" [weft-base]="$WEFT_BASE_PID")
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 run_wrk() { # name url round
   local name="$1" url="$2" round="$3" c0 c1 t0 t1
@@ -178,11 +197,11 @@ echo "peak RSS (VmHWM) after the saturating load: weft $(rss "$WEFT_PID"), hapro
 
 MACHINE_END="$(machine_note)"
 { echo "$MACHINE_START (start)"; echo "$MACHINE_END (end)"; } >"$TMP/machine.txt"
-python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" "$RSS_RATE" "$RSS_CONNS" "$RSS_DURATION" <<'PY'
+python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" "$RSS_RATE" "$RSS_CONNS" "$RSS_DURATION" "${WEFT_BASE_BIN:-}" <<'PY'
 import json, os, re, statistics, sys
-tmp, conns, duration, pin, rounds, rss_rate, rss_conns, rss_dur = sys.argv[1:9]
+tmp, conns, duration, pin, rounds, rss_rate, rss_conns, rss_dur, base_bin = sys.argv[1:10]
 rounds = int(rounds)
-names = ["direct", "haproxy", "nginx", "weft"]
+names = ["direct", "haproxy", "nginx", "weft"] + (["weft-base"] if base_bin else [])
 
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s)", v)
@@ -214,20 +233,22 @@ per_core = {n: statistics.median([runs[n][r][0] / max(cpu[n][r], 1e-3) for r in 
 med = lambda xs: statistics.median(xs)
 res = {n: (med([x[0] for x in v]), med([x[1] for x in v]), med([x[2] for x in v]), "; ".join(x[3] for x in v if x[3]) or "-") for n, v in runs.items()}
 print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration} --latency, 1 backend (nginx), {pin}; medians of {rounds} rounds\n")
-print(f"| {'target':8} | {'req/s':>10} | {'p50 ms':>8} | {'p99 ms':>8} | {'CPU':>5} | {'req/s per core':>14} | errors |")
-print(f"|{'-'*10}|{'-'*12}|{'-'*10}|{'-'*10}|{'-'*7}|{'-'*16}|--------|")
+print(f"| {'target':9} | {'req/s':>10} | {'p50 ms':>8} | {'p99 ms':>8} | {'CPU':>5} | {'req/s per core':>14} | errors |")
+print(f"|{'-'*11}|{'-'*12}|{'-'*10}|{'-'*10}|{'-'*7}|{'-'*16}|--------|")
 for n in names:
     rps, p50, p99, e = res[n]
-    print(f"| {n:8} | {rps:>10.0f} | {p50:>8.3f} | {p99:>8.3f} | {statistics.median(cpu[n]):>5.0%} | {per_core[n]:>14.0f} | {e} |")
+    print(f"| {n:9} | {rps:>10.0f} | {p50:>8.3f} | {p99:>8.3f} | {statistics.median(cpu[n]):>5.0%} | {per_core[n]:>14.0f} | {e} |")
 print("\nCPU = busy share of its core of the process doing the work (the proxy; for direct: the backend's")
 print("worker); req/s per core = req/s / CPU (what one fully busy core would carry at this efficiency)")
 w = res["weft"]
 print()
-for peer in ("haproxy", "nginx"):
+if base_bin:
+    print(f"weft-base = {base_bin}")
+for peer in ("haproxy", "nginx") + (("weft-base",) if base_bin else ()):
     p = res[peer]
     per_round = [runs["weft"][r][0] / runs[peer][r][0] for r in range(rounds)]
     print(f"weft/{peer}: throughput {w[0]/p[0]:.2f}x (per round: {', '.join(f'{x:.2f}' for x in per_round)}), p50 {w[1]/p[1]:.2f}x, p99 {w[2]/p[2]:.2f}x")
-for peer in ("haproxy", "nginx"):
+for peer in ("haproxy", "nginx") + (("weft-base",) if base_bin else ()):
     per_round = [(runs["weft"][r][0] / cpu["weft"][r]) / (runs[peer][r][0] / cpu[peer][r]) for r in range(rounds)]
     print(f"weft/{peer}: req/s per busy core {per_core['weft']/per_core[peer]:.2f}x (per round: {', '.join(f'{x:.2f}' for x in per_round)})")
 for n in ("haproxy", "nginx", "weft"):
