@@ -45,7 +45,11 @@ fn state_and_vips_survive_kill_9_and_restart() {
     let r = http(&vip, 8080, "GET", "/before", None).expect("GET through VIP before restart");
     assert_eq!(r.status, 200, "{}", r.text());
 
-    let routes_before = sorted_routes(&w);
+    // New endpoints start UNKNOWN until their first health check passes: compare settled state.
+    let routes_before = wait_for("every endpoint healthy", Duration::from_secs(10), || {
+        let r = sorted_routes(&w);
+        r.iter().all(|x| x["healthy_endpoints"] == x["endpoints"]).then_some(r)
+    });
     assert_eq!(routes_before.len(), 4, "4 aliases expected: {routes_before:?}");
     let services_before = sorted_list(&w, "/v1/services?namespace=durable.test", "name");
     let endpoints_before = sorted_list(&w, "/v1/endpoints?namespace=durable.test", "id");

@@ -132,10 +132,11 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
         let limit = try_limit(route, deadline);
         let outcome = match tokio::time::timeout(limit, conn.try_send_request(rebuild(&parts, body))).await {
             Ok(Ok(resp)) => {
-                target.stats.response_time.record(sent.elapsed());
+                let took = sent.elapsed();
+                target.stats.response_time.record(took);
                 let grpc_status = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<u32>().ok());
                 let unavailable = grpc_status == Some(GRPC_UNAVAILABLE);
-                attempt::record(route, &target, resp.status().as_u16() < 500 && !unavailable, Some(sent.elapsed()));
+                attempt::record(route, &target, resp.status().as_u16() < 500 && !unavailable, Some(took));
                 let retry_on = match (resp.status().as_u16(), unavailable) {
                     (503, _) => Some(Outcome::Status(503)),
                     (_, true) => Some(Outcome::GrpcStatus(GRPC_UNAVAILABLE)),

@@ -270,8 +270,9 @@ async fn replayable(l: &HttpListener, route: &ServiceRoute, client: &mut Client,
         }
         match r {
             Ok(resp) => {
-                target.stats.response_time.record(sent.elapsed());
-                attempt::record(route, &target, resp.status < 500, Some(sent.elapsed()));
+                let took = sent.elapsed();
+                target.stats.response_time.record(took);
+                attempt::record(route, &target, resp.status < 500, Some(took));
                 if resp.status == 503 && attempts.again(&target, Outcome::Status(503), true).await {
                     continue;
                 }
@@ -316,8 +317,9 @@ async fn streaming(l: &HttpListener, route: &ServiceRoute, client: &mut Client, 
     let limit = try_limit(route, route.request_timeout.map(|t| sent + t));
     match exchange_head(&mut up, client, buf, head, &out, is_head, limit, addr).await {
         Ok((resp, body_done)) => {
-            target.stats.response_time.record(sent.elapsed());
-            attempt::record(route, &target, resp.status < 500, Some(sent.elapsed()));
+            let took = sent.elapsed();
+            target.stats.response_time.record(took);
+            attempt::record(route, &target, resp.status < 500, Some(took));
             Ok(Answer { target, up, resp, body_done, _in_flight: in_flight })
         }
         Err(e) => {
