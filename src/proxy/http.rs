@@ -105,9 +105,10 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     let mut attempts = Attempts::new(&l.shared, route, info);
     // A connection that went away under an unprocessed request (GOAWAY: the endpoint closing
     // it after N requests, or restarting) says nothing about the endpoint: the request goes
-    // once more to the same endpoint over a new connection, outside the retry count.
+    // again to the same endpoint over a new connection (up to three times), outside the retry
+    // count.
     let mut same_again: Option<Arc<Target>> = None;
-    let mut went_away = false;
+    let mut went_away = 0;
     loop {
         let (target, mut conn) = match same_again.take() {
             Some(t) => match pools.h2(route, &t, route.connect_timeout).await {
@@ -161,8 +162,10 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
                 let outcome = if returned.is_some() { Outcome::Refused } else { classify(e.error()) };
                 let replayable = returned.is_some() || replay.ready();
                 unsent = returned.map(|r| r.into_body());
-                if outcome == Outcome::Refused && replayable && !went_away {
-                    went_away = true;
+                // Bounded: an endpoint that recycles connections faster than requests finish
+                // must not hold a request forever.
+                if outcome == Outcome::Refused && replayable && went_away < MAX_WENT_AWAY {
+                    went_away += 1;
                     pools.forget_h2(&target);
                     same_again = Some(target);
                     continue;
@@ -179,6 +182,8 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
 
 /// A refused stream (REFUSED_STREAM, or cut off by a GOAWAY) was not processed by the endpoint
 /// (RFC 9113 §8.7), so any request may go elsewhere; other stream errors may come after it ran.
+const MAX_WENT_AWAY: u32 = 3;
+
 fn classify(e: &hyper::Error) -> Outcome {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

@@ -6,6 +6,7 @@ mod body;
 mod budget;
 mod conn;
 pub mod error;
+mod goaway;
 mod h1;
 mod http;
 mod io;

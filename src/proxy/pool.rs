@@ -3,6 +3,7 @@
 //! failure is known to have sent nothing and the request can go to another endpoint untouched.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::time::Instant;
 
 use super::conn::{Conn, Dest, dest, dial};
 use super::error::ProxyError;
+use super::goaway::Sniffed;
 use super::table::ServiceRoute;
 use crate::policy::Target;
 use crate::transport::Transport;
@@ -35,7 +37,8 @@ pub struct Upstream {
 
 pub struct Pools {
     h1: Mutex<HashMap<Dest, Vec<(Upstream, Instant)>>>,
-    h2: Mutex<HashMap<Dest, H2>>,
+    /// With each connection, whether the endpoint has sent it a GOAWAY.
+    h2: Mutex<HashMap<Dest, (H2, Arc<AtomicBool>)>>,
     /// The mesh, for endpoints on other hosts; `None` on a single-host node.
     mesh: Option<Arc<Transport>>,
 }
@@ -110,7 +113,7 @@ impl Pools {
             list.retain(|(_, since)| now.duration_since(*since) < IDLE_LIFETIME);
             !list.is_empty()
         });
-        lock(&self.h2).retain(|_, c| !c.is_closed());
+        lock(&self.h2).retain(|_, (c, _)| !c.is_closed());
     }
 
     /// Drops the endpoint's shared HTTP/2 connection from the pool (it is going away); streams
@@ -122,11 +125,13 @@ impl Pools {
     /// The endpoint's shared HTTP/2 connection, made on first use and remade once it closes.
     pub async fn h2(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<H2, ProxyError> {
         let key = dest(t);
-        if let Some(c) = lock(&self.h2).get(&key).filter(|c| !c.is_closed()) {
+        if let Some((c, _)) = lock(&self.h2).get(&key).filter(|(c, going)| !c.is_closed() && !going.load(Relaxed)) {
             return Ok(c.clone());
         }
         let addr = t.address;
-        let io = TokioIo::new(self.connect(route, t, timeout).await?);
+        let io = Sniffed::new(self.connect(route, t, timeout).await?);
+        let going_away = io.going_away.clone();
+        let io = TokioIo::new(io);
         let (send, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
@@ -138,7 +143,7 @@ impl Pools {
                 tracing::debug!(%addr, error = %e, "upstream http/2 connection ended");
             }
         });
-        lock(&self.h2).insert(key, send.clone());
+        lock(&self.h2).insert(key, (send.clone(), going_away));
         Ok(send)
     }
 }
