@@ -241,6 +241,21 @@ fn python_has(module: &str) -> bool {
     Command::new("python3").args(["-c", &format!("import {module}")]).status().map(|s| s.success()).unwrap_or(false)
 }
 
+/// python3 with grpcio, or a loud skip (a failure under CI=true).
+fn python_grpc(test: &str) -> bool {
+    if !require_program(test, "python3") {
+        return false;
+    }
+    if !python_has("grpc") {
+        if ci() {
+            panic!("{test} needs python3 with grpcio (pip install -r tests/requirements.txt)");
+        }
+        loud(&format!("*** SKIP {test}: python3 module grpc missing ***"));
+        return false;
+    }
+    true
+}
+
 fn flaky(args: &[&str]) -> CmdOut {
     let mut c = Command::new("python3");
     c.arg(support_path("grpc/flaky_server.py")).args(args);
@@ -260,14 +275,7 @@ fn grpc_calls(port: u16) -> u64 {
 /// multiplexed connection), and the flaky endpoint is ejected after consecutive_failures (5).
 #[test]
 fn grpc_unavailable_is_retried_and_the_endpoint_ejected() {
-    if !require_program("grpc_unavailable_is_retried_and_the_endpoint_ejected", "python3") {
-        return;
-    }
-    if !python_has("grpc") {
-        if ci() {
-            panic!("this test needs python3 with grpcio (pip install -r tests/requirements.txt)");
-        }
-        loud("*** SKIP grpc_unavailable_is_retried_and_the_endpoint_ejected: python3 module grpc missing ***");
+    if !python_grpc("grpc_unavailable_is_retried_and_the_endpoint_ejected") {
         return;
     }
     let tmp = TempDir::new("res-grpc");
@@ -377,14 +385,7 @@ fn http2_goaway_from_the_endpoint_loses_no_request() {
 /// UNHEALTHY and gets no calls; back to SERVING, it is HEALTHY again and gets calls.
 #[test]
 fn grpc_health_check_follows_the_servers_answer() {
-    if !require_program("grpc_health_check_follows_the_servers_answer", "python3") {
-        return;
-    }
-    if !python_has("grpc") {
-        if ci() {
-            panic!("this test needs python3 with grpcio (pip install -r tests/requirements.txt)");
-        }
-        loud("*** SKIP grpc_health_check_follows_the_servers_answer: python3 module grpc missing ***");
+    if !python_grpc("grpc_health_check_follows_the_servers_answer") {
         return;
     }
     let tmp = TempDir::new("res-grpc-health");
