@@ -125,18 +125,8 @@ base_ejection_s = 10"
   *) echo "benches/failover.sh: SETTINGS is default or tuned" >&2; exit 2 ;;
 esac
 service_toml() { # lb-line extra
-  cat <<CONF
-[[namespace]]
-name = "bench.internal"
-
-[[service]]
-namespace = "bench.internal"
-name = "backend"
-protocol = "http"
-$1
-aliases = [{ dns_name = "backend.bench", port = 8080 }]
-$2
-CONF
+  bench_service_toml http "$1
+$2"
 }
 endpoints_toml() {
   local b
@@ -231,17 +221,7 @@ CONF
 fi
 
 # The alias's VIP on the calling node once all three endpoints are healthy there.
-WEFT_VIP=""
-for _ in $(seq 1 300); do
-  WEFT_VIP="$(api "$CLIENT_ADMIN" /v1/routes 2>/dev/null | python3 -c '
-import json, sys
-for r in json.load(sys.stdin):
-    if r.get("dns_name") == "backend.bench" and (r.get("healthy_endpoints") or 0) >= 3:
-        print(r["vip"].split(":")[0]); break' 2>/dev/null || true)"
-  [ -n "$WEFT_VIP" ] && break
-  sleep 0.1
-done
-[ -n "$WEFT_VIP" ] || { echo "benches/failover.sh: weft has no route with 3 healthy endpoints after 30 s; see $WEFT_LOGS" >&2; KEEP_TMP=1; exit 1; }
+WEFT_VIP="$(healthy_vip "$CLIENT_ADMIN" 3)" || { echo "benches/failover.sh: weft has no route with 3 healthy endpoints after 30 s; see $WEFT_LOGS" >&2; KEEP_TMP=1; exit 1; }
 wait_http "http://$WEFT_VIP:8080/"
 
 # ---------------------------------------------------------------- one run
@@ -273,12 +253,7 @@ run_one() { # name target-list
   : >"$TMP/events-$name.txt"
   if [ "$name" = weft ]; then
     # let the restarted backend of a previous run be healthy and un-ejected again
-    for _ in $(seq 1 300); do
-      api "$CLIENT_ADMIN" /v1/routes | python3 -c '
-import json, sys
-sys.exit(0 if any(r.get("dns_name") == "backend.bench" and (r.get("healthy_endpoints") or 0) >= 3 for r in json.load(sys.stdin)) else 1)' && break
-      sleep 0.1
-    done
+    healthy_vip "$CLIENT_ADMIN" 3 >/dev/null || true
     rm -f "$TMP/poll-stop"
     poll_weft "$TMP/poll-$name.jsonl" "$TMP/poll-stop" &
     POLL_PID=$!

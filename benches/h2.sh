@@ -82,26 +82,7 @@ NGHTTPX_PID=$!
 PIDS+=($NGHTTPX_PID)
 
 # ---------------------------------------------------------------- HAProxy, h2 both sides
-HAPROXY_PORT="$(free_port)"
-cat >"$TMP/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:$HAPROXY_PORT proto h2
-  default_backend be
-backend be
-  server s1 127.0.0.1:$BACKEND_PORT proto h2
-CONF
-"${PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-HAPROXY_PID=$!
-PIDS+=($HAPROXY_PID)
+start_haproxy "$BACKEND_PORT" " proto h2"
 
 # ---------------------------------------------------------------- weft
 weft_binary
@@ -118,14 +99,7 @@ listen = "127.0.0.1:$WEFT_ADMIN_PORT"
 enabled = false
 vip_cidr = "127.255.202.0/24"
 
-[[namespace]]
-name = "bench.internal"
-
-[[service]]
-namespace = "bench.internal"
-name = "backend"
-protocol = "http2"
-aliases = [{ dns_name = "backend.bench", port = 8080 }]
+$(bench_service_toml http2)
 
 [[endpoint]]
 namespace = "bench.internal"
@@ -137,17 +111,7 @@ WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/w
 WEFT_PID=$!
 PIDS+=($WEFT_PID)
 wait_http "http://127.0.0.1:$WEFT_ADMIN_PORT/v1/status"
-WEFT_VIP=""
-for _ in $(seq 1 100); do
-  WEFT_VIP="$(curl -fsS --noproxy '*' "http://127.0.0.1:$WEFT_ADMIN_PORT/v1/routes" | python3 -c '
-import json,sys
-for r in json.load(sys.stdin):
-    if r["dns_name"] == "backend.bench" and (r.get("healthy_endpoints") or 0) >= 1:
-        print(r["vip"].split(":")[0])' 2>/dev/null || true)"
-  [ -n "$WEFT_VIP" ] && break
-  sleep 0.1
-done
-[ -n "$WEFT_VIP" ] || { echo "benches/h2.sh: weft has no healthy route for backend.bench; see $TMP/weft.log" >&2; KEEP_TMP=1; exit 1; }
+WEFT_VIP="$(healthy_vip "127.0.0.1:$WEFT_ADMIN_PORT" 1)" || { echo "benches/h2.sh: weft has no healthy route for backend.bench; see $TMP/weft.log" >&2; KEEP_TMP=1; exit 1; }
 
 TARGETS=(
   "direct|http://127.0.0.1:$BACKEND_PORT/"

@@ -101,14 +101,7 @@ listen = "127.0.0.1:$WEFT_ADMIN_PORT"
 listen = "127.0.0.1:$WEFT_DNS_PORT"
 vip_cidr = "127.255.200.0/24"
 
-[[namespace]]
-name = "bench.internal"
-
-[[service]]
-namespace = "bench.internal"
-name = "backend"
-protocol = "http"
-aliases = [{ dns_name = "backend.bench", port = 8080 }]
+$(bench_service_toml http)
 
 [[endpoint]]
 namespace = "bench.internal"
@@ -120,8 +113,7 @@ WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/w
 WEFT_PID=$!
 PIDS+=($WEFT_PID)
 wait_http "http://127.0.0.1:$WEFT_ADMIN_PORT/v1/status"
-WEFT_VIP="$(curl -fsS --noproxy '*' "http://127.0.0.1:$WEFT_ADMIN_PORT/v1/routes" |
-  python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["dns_name"]=="backend.bench"][0]; print(r["vip"].split(":")[0])')"
+WEFT_VIP="$(healthy_vip "127.0.0.1:$WEFT_ADMIN_PORT" 1)" || { echo "benches/http1.sh: weft has no healthy route for backend.bench; see $TMP/weft.log" >&2; KEEP_TMP=1; exit 1; }
 
 TARGETS=(
   "direct|http://127.0.0.1:$BACKEND_PORT/"

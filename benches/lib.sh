@@ -45,8 +45,9 @@ weft_binary() {
 }
 
 # HAProxy in front of 127.0.0.1:$1 (one thread, keep-alive both sides, connection reuse), pinned
-# like the proxy under test (PROXY_CPU); sets HAPROXY_PORT and HAPROXY_PID.
-start_haproxy() { # backend-port
+# like the proxy under test (PROXY_CPU); sets HAPROXY_PORT and HAPROXY_PID. $2 is appended to the
+# bind and server lines (` proto h2` for HTTP/2 on both sides).
+start_haproxy() { # backend-port [bind/server options]
   HAPROXY_PORT="$(free_port)"
   cat >"$TMP/haproxy.cfg" <<CONF
 global
@@ -60,10 +61,10 @@ defaults
   option http-keep-alive
   http-reuse always
 frontend fe
-  bind 127.0.0.1:$HAPROXY_PORT
+  bind 127.0.0.1:$HAPROXY_PORT${2:-}
   default_backend be
 backend be
-  server s1 127.0.0.1:$1
+  server s1 127.0.0.1:$1${2:-}
 CONF
   "${PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
   HAPROXY_PID=$!
@@ -119,4 +120,36 @@ machine_note() {
   local busy
   busy="$(pgrep -x 'cargo|rustc|cc1|cc1plus|ld|ld.lld|mold' 2>/dev/null | wc -l)"
   echo "machine: load average $(cut -d' ' -f1-3 /proc/loadavg), $busy compiler/linker processes running$([ "$busy" -gt 0 ] && echo ' (figures are not quiet-machine figures)')"
+}
+
+# The benchmarks' one service: namespace bench.internal, service `backend`, alias
+# backend.bench:8080. Extra lines (an `lb = ...`, `[service.*]` tables) follow the service.
+bench_service_toml() { # protocol [extra-lines]
+  cat <<CONF
+[[namespace]]
+name = "bench.internal"
+
+[[service]]
+namespace = "bench.internal"
+name = "backend"
+protocol = "$1"
+aliases = [{ dns_name = "backend.bench", port = 8080 }]
+${2:-}
+CONF
+}
+
+# The VIP of backend.bench on the weft node whose admin API is at $1, once its route has at least
+# $2 healthy endpoints; waits up to 30 s, prints nothing (and returns 1) if that never happens.
+healthy_vip() { # admin-addr min-healthy
+  local v i
+  for i in $(seq 1 300); do
+    v="$(curl -fsS --noproxy '*' --max-time 2 "http://$1/v1/routes" 2>/dev/null | python3 -c '
+import json, sys
+for r in json.load(sys.stdin):
+    if r.get("dns_name") == "backend.bench" and (r.get("healthy_endpoints") or 0) >= int(sys.argv[1]):
+        print(r["vip"].split(":")[0]); break' "$2" 2>/dev/null || true)"
+    [ -n "$v" ] && { echo "$v"; return 0; }
+    sleep 0.1
+  done
+  return 1
 }

@@ -132,15 +132,7 @@ $5
 CONF
 }
 mkdir -p "$TMP/r" "$TMP/p1" "$TMP/p2"
-node_toml r registry 11 "" '
-[[namespace]]
-name = "bench.internal"
-
-[[service]]
-namespace = "bench.internal"
-name = "backend"
-protocol = "http"
-aliases = [{ dns_name = "backend.bench", port = 8080 }]' >"$TMP/r/weft.toml"
+node_toml r registry 11 "" "$(bench_service_toml http)" >"$TMP/r/weft.toml"
 node_toml p1 proxy 12 "\"${GOSSIP[r]}\"" "" >"$TMP/p1/weft.toml"
 node_toml p2 proxy 13 "\"${GOSSIP[r]}\"" "
 [[endpoint]]
@@ -159,21 +151,8 @@ done
 for n in r p1 p2; do wait_http "http://${ADMIN[$n]}/v1/status"; done
 
 api() { curl -fsS --noproxy '*' --max-time 2 "http://${ADMIN[$1]}$2"; }
-# The alias's VIP on node $1 once its route has one healthy endpoint; empty until then.
-vip_of() {
-  api "$1" /v1/routes 2>/dev/null | python3 -c '
-import json, sys
-for r in json.load(sys.stdin):
-    if r.get("dns_name") == "backend.bench" and (r.get("healthy_endpoints") or 0) >= 1:
-        print(r["vip"].split(":")[0]); break' 2>/dev/null || true
-}
 for n in p1 p2; do
-  for i in $(seq 1 300); do
-    v="$(vip_of "$n")"
-    [ -n "$v" ] && break
-    sleep 0.1
-  done
-  [ -n "$v" ] || { echo "benches/mesh_latency.sh: no healthy route for backend.bench on $n after 30 s; see $TMP/$n/weft.log" >&2; KEEP_TMP=1; exit 1; }
+  v="$(healthy_vip "${ADMIN[$n]}" 1)" || { echo "benches/mesh_latency.sh: no healthy route for backend.bench on $n after 30 s; see $TMP/$n/weft.log" >&2; KEEP_TMP=1; exit 1; }
   eval "VIP_$n=$v"
 done
 relayed() { api p2 /v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["mesh"]["counters"]["relayed_streams"])'; }
