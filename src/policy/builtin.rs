@@ -158,15 +158,7 @@ mod tests {
         })
     }
 
-    static RETRY: RetryConfig = RetryConfig {
-        max_retries: 2,
-        non_idempotent: false,
-        backoff_base_ms: 25,
-        backoff_max_ms: 250,
-        per_try_timeout_ms: 0,
-        budget_percent: 20,
-        budget_min_per_s: 3,
-    };
+    static RETRY: std::sync::LazyLock<RetryConfig> = std::sync::LazyLock::new(RetryConfig::default);
 
     fn req(attempt: u32, idempotent: bool, zone: &'static str) -> RequestInfo<'static> {
         RequestInfo { namespace: "n", service: "s", method: "GET", authority: "a", path: "/", headers: Headers::None, attempt, idempotent, source_zone: zone, retry: &RETRY }
@@ -259,7 +251,7 @@ mod tests {
         assert!(matches!(retry(1, false, Outcome::GrpcStatus(14)), RetryDecision::Retry { .. }));
         assert!(matches!(retry(1, false, Outcome::Refused), RetryDecision::Retry { .. }));
         assert_eq!(retry(1, true, Outcome::Status(500)), RetryDecision::GiveUp);
-        let lenient = RetryConfig { non_idempotent: true, ..RETRY.clone() };
+        let lenient = RetryConfig { non_idempotent: true, ..RetryConfig::default() };
         let post = RequestInfo { retry: &lenient, ..req(1, false, "") };
         assert!(matches!(p.should_retry(&post, Outcome::Status(503), Duration::ZERO), RetryDecision::Retry { .. }));
     }

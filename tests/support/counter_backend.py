@@ -26,6 +26,8 @@ import sys
 import threading
 import time
 
+from request_body import read_body
+
 p = argparse.ArgumentParser()
 p.add_argument("name")
 p.add_argument("port", type=int)
@@ -52,18 +54,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            data = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(data)
-                data += self.rfile.read(size)
-                self.rfile.readline()
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        return read_body(self.rfile, self.headers)
 
     def _send(self, status, body, ctype="text/plain"):
         self.send_response(status)

@@ -7,6 +7,8 @@ Every response names the backend (body `backend=NAME path=PATH` and header `x-ba
 import http.server
 import sys
 
+from request_body import read_body
+
 name = sys.argv[1]
 port = int(sys.argv[2])
 bind = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
@@ -19,18 +21,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            data = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(data)
-                data += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        return read_body(self.rfile, self.headers)
 
     def _reply(self):
         req = self._read_body()
