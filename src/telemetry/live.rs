@@ -121,7 +121,9 @@ impl Ejection {
         if self.consecutive.load(Relaxed) != 0 {
             self.consecutive.store(0, Relaxed);
         }
-        if self.probation.swap(false, Relaxed) {
+        // Loads first: this runs on every good response, and a write to the shared line would
+        // bounce it between cores.
+        if self.probation.load(Relaxed) && self.probation.swap(false, Relaxed) {
             tracing::info!("endpoint re-admitted after its probe succeeded");
         }
         let until = self.until_us.load(Relaxed);
