@@ -138,7 +138,8 @@ fn service_without_endpoints_answers_503_with_x_weft_error() {
 fn bodies_statuses_and_framing_pass_through_intact() {
     let port = free_port();
     let _b = http_backend(None, "body", port);
-    let w = Weft::start(WeftOpts::new(73).extra(&http_service("bodies", "bodies.test", 8083, &[("body", port)])));
+    // On one CPU, so the single-threaded runtime weft then picks carries this whole test.
+    let w = Weft::start(WeftOpts { one_cpu: true, ..WeftOpts::new(73) }.extra(&http_service("bodies", "bodies.test", 8083, &[("body", port)])));
     let vip = w.vip("bodies.test", 8083);
     wait_tcp(&format!("{vip}:8083"), Duration::from_secs(5));
     let resolve = format!("bodies.test:8083:{vip}");

@@ -385,7 +385,12 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
         config.dns.enabled = false;
     }
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("weft").build() {
+    // On a single CPU (a container limit, `taskset`, a small VM) the work-stealing scheduler only
+    // adds hand-offs and atomics; one thread runs everything with less per-request CPU
+    // (BENCHMARKS.md). Blocking work still goes to `spawn_blocking` threads either way.
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_cpu { tokio::runtime::Builder::new_current_thread() } else { tokio::runtime::Builder::new_multi_thread() };
+    let runtime = match builder.enable_all().thread_name("weft").build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

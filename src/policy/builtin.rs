@@ -23,6 +23,10 @@ impl Policy for Builtin {
         None
     }
 
+    fn routes(&self) -> bool {
+        false
+    }
+
     fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Option<u32> {
         let now = c.now_us;
         let tiers: [&dyn Fn(usize) -> bool; 3] = [
@@ -88,12 +92,17 @@ fn choose(c: &Candidates<'_>, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
     if count == 0 {
         return None;
     }
-    let start = c.cursor.fetch_add(1, Relaxed);
+    // Only the rotating kinds touch the shared cursor: a write per request to one cache line
+    // that every core's requests share is not free.
+    let start = || c.cursor.fetch_add(1, Relaxed);
     match c.lb {
         // The cursor counts over the available endpoints, so one taken out does not hand its
         // turn (and double load) to the endpoint after it.
-        LbKind::RoundRobin => nth(start % count),
-        LbKind::LeastRequest => (0..count).filter_map(|k| nth((start + k) % count)).min_by_key(|&i| c.targets[i].in_flight()),
+        LbKind::RoundRobin => nth(start() % count),
+        LbKind::LeastRequest => {
+            let start = start();
+            (0..count).filter_map(|k| nth((start + k) % count)).min_by_key(|&i| c.targets[i].in_flight())
+        }
         LbKind::P2c => p2c(c, count, &nth),
     }
 }
@@ -114,7 +123,7 @@ fn p2c(c: &Candidates<'_>, count: usize, nth: &dyn Fn(usize) -> Option<usize>) -
     let a = rand::random_range(0..count);
     let b = (a + 1 + rand::random_range(0..count - 1)) % count;
     let (a, b) = (nth(a)?, nth(b)?);
-    let (la, lb) = (c.targets[a].latency_us(), c.targets[b].latency_us());
+    let (la, lb) = (c.targets[a].latency_us_at(c.now_us), c.targets[b].latency_us_at(c.now_us));
     let default = match (la, lb) {
         (Some(x), Some(y)) => (x + y) / 2.0,
         (Some(x), None) | (None, Some(x)) => x,

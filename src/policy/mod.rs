@@ -92,9 +92,9 @@ impl Target {
         self.stats.ejection.ejected(now_us)
     }
 
-    /// The peak-EWMA latency estimate in µs, `None` before the first response.
-    pub fn latency_us(&self) -> Option<f64> {
-        self.stats.load.estimate_us()
+    /// The peak-EWMA latency estimate in µs as of `now_us`, `None` before the first response.
+    pub fn latency_us_at(&self, now_us: u64) -> Option<f64> {
+        self.stats.load.estimate_at(now_us)
     }
 }
 
@@ -156,6 +156,11 @@ pub enum RetryDecision {
 pub trait Policy: Send + Sync {
     /// Another service of the same namespace to send this request to (e.g. a canary), or `None`.
     fn route(&self, req: &RequestInfo<'_>) -> Option<String>;
+    /// Whether [`Policy::route`] may ever answer; when not, the data path skips describing the
+    /// request to it.
+    fn routes(&self) -> bool {
+        true
+    }
     /// Index of the chosen target, or `None` when no candidate is acceptable.
     fn pick_endpoint(&self, req: &RequestInfo<'_>, candidates: &Candidates<'_>) -> Option<u32>;
     fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, elapsed: Duration) -> RetryDecision;

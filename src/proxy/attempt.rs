@@ -13,28 +13,38 @@ use super::error::{ProxyError, Side};
 use super::table::ServiceRoute;
 use super::Shared;
 use crate::policy::{Candidates, Outcome, RequestInfo, RetryDecision, Target};
-use crate::telemetry::now_us;
+use crate::telemetry::us_at;
 
 pub struct Attempts<'a> {
     shared: &'a Shared,
     route: &'a ServiceRoute,
     pub info: RequestInfo<'a>,
     excluded: Vec<u32>,
+    /// When the request began: the clock reading the first try's bookkeeping uses.
     start: Instant,
     /// The last try's error, reported when no endpoint is left to try.
     last: Option<ProxyError>,
 }
 
 impl<'a> Attempts<'a> {
-    pub fn new(shared: &'a Shared, route: &'a ServiceRoute, info: RequestInfo<'a>) -> Attempts<'a> {
-        route.budget.request();
-        Attempts { shared, route, info, excluded: Vec::new(), start: Instant::now(), last: None }
+    /// `start`: when the request began, a clock reading the caller has already made.
+    pub fn new(shared: &'a Shared, route: &'a ServiceRoute, info: RequestInfo<'a>, start: Instant) -> Attempts<'a> {
+        route.budget.request(us_at(start.into_std()));
+        Attempts { shared, route, info, excluded: Vec::new(), start, last: None }
+    }
+
+    /// The time for a try's bookkeeping (pool ages, ejection and latency clocks): the request's
+    /// start for the first try, whose work follows it within microseconds, and the clock for
+    /// later tries, which come after a failure and maybe a backoff.
+    pub fn now(&self) -> Instant {
+        if self.info.attempt == 1 { self.start } else { Instant::now() }
     }
 
     /// The endpoint for the next try.
     pub fn pick(&mut self) -> Result<Arc<Target>, ProxyError> {
         let route = self.route;
-        let c = Candidates { targets: &route.targets, excluded: &self.excluded, cursor: &route.cursor, lb: route.lb, now_us: now_us() };
+        let now_us = us_at(self.now().into_std());
+        let c = Candidates { targets: &route.targets, excluded: &self.excluded, cursor: &route.cursor, lb: route.lb, now_us };
         match self.shared.policy.pick_endpoint(&self.info, &c).and_then(|i| route.targets.get(i as usize)) {
             Some(t) => Ok(t.clone()),
             None => Err(self.last.take().unwrap_or_else(|| ProxyError::NoEndpoint(route.label()))),
@@ -90,12 +100,13 @@ impl<'a> Attempts<'a> {
 }
 
 /// Feeds a try's result to the latency estimate and outlier detection. A failure is a connect
-/// failure, a broken exchange, a 5xx or gRPC UNAVAILABLE.
-pub fn record(route: &ServiceRoute, t: &Target, ok: bool, elapsed: Option<Duration>) {
+/// failure, a broken exchange, a 5xx or gRPC UNAVAILABLE. `timing`: how long the try took to its
+/// response head, and when that head came.
+pub fn record(route: &ServiceRoute, t: &Target, ok: bool, timing: Option<(Duration, Instant)>) {
     let s = &t.stats;
     if ok {
-        if let Some(d) = elapsed {
-            s.load.observe(d);
+        if let Some((took, at)) = timing {
+            s.load.observe_at(took, us_at(at.into_std()));
         }
         s.ejection.success(&route.ejection);
         return;
@@ -112,14 +123,15 @@ pub fn record(route: &ServiceRoute, t: &Target, ok: bool, elapsed: Option<Durati
 
 /// Connects to an endpoint the policy picks, trying others while connecting fails (nothing was
 /// sent, so that is always safe).
+/// `connect` gets the target and the time of the try ([`Attempts::now`]).
 pub async fn connect<C, F, Fut>(attempts: &mut Attempts<'_>, mut connect: F) -> Result<(Arc<Target>, C), ProxyError>
 where
-    F: FnMut(Arc<Target>) -> Fut,
+    F: FnMut(Arc<Target>, Instant) -> Fut,
     Fut: Future<Output = Result<C, ProxyError>>,
 {
     loop {
         let target = attempts.pick()?;
-        match connect(target.clone()).await {
+        match connect(target.clone(), attempts.now()).await {
             Ok(c) => return Ok((target, c)),
             Err(e) if e.side() == Side::Upstream && e.retryable() => {
                 attempts.failed(&target, e);

@@ -44,8 +44,9 @@ impl RetryBudget {
     }
 
     /// Counts one request (not its retries) toward the budget.
-    pub fn request(&self) {
-        self.slot(now_us() / 1_000_000).requests.fetch_add(1, Relaxed);
+    /// A request at `now_us` ([`now_us`]).
+    pub fn request(&self, now_us: u64) {
+        self.slot(now_us / 1_000_000).requests.fetch_add(1, Relaxed);
     }
 
     /// Takes one retry from the budget; false when it is spent.
@@ -78,7 +79,7 @@ mod tests {
         let b = RetryBudget::default();
         let cfg = RetryConfig::default();
         for _ in 0..100 {
-            b.request();
+            b.request(now_us());
         }
         let granted = (0..100).filter(|_| b.try_retry(&cfg)).count();
         // 20 % of 100, plus 3 per second for the one or two seconds this test spans.

@@ -101,8 +101,9 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     let replay = Replay::default();
     let mut unsent = Some(replay.tee(body));
     let info = request_info(route, &parts, authority, &l.shared.zone);
-    let deadline = route.request_timeout.map(|t| Instant::now() + t);
-    let mut attempts = Attempts::new(&l.shared, route, info);
+    let begun = Instant::now();
+    let deadline = route.request_timeout.map(|t| begun + t);
+    let mut attempts = Attempts::new(&l.shared, route, info, begun);
     // A connection that went away under an unprocessed request (GOAWAY: the endpoint closing
     // it after N requests, or restarting) says nothing about the endpoint: the request goes
     // again to the same endpoint over a new connection (up to three times), outside the retry
@@ -121,7 +122,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
                     continue;
                 }
             },
-            None => attempt::connect(&mut attempts, |t: Arc<Target>| async move { pools.h2(route, &t, route.connect_timeout).await }).await?,
+            None => attempt::connect(&mut attempts, |t: Arc<Target>, _| async move { pools.h2(route, &t, route.connect_timeout).await }).await?,
         };
         let Some(body) = unsent.take().or_else(|| replay.again()) else {
             return Err(attempts.error());
@@ -133,11 +134,12 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
         let limit = try_limit(route, deadline);
         let outcome = match tokio::time::timeout(limit, conn.try_send_request(rebuild(&parts, body))).await {
             Ok(Ok(resp)) => {
-                let took = sent.elapsed();
+                let at = Instant::now();
+                let took = at - sent;
                 target.stats.response_time.record(took);
                 let grpc_status = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<u32>().ok());
                 let unavailable = grpc_status == Some(GRPC_UNAVAILABLE);
-                attempt::record(route, &target, resp.status().as_u16() < 500 && !unavailable, Some(took));
+                attempt::record(route, &target, resp.status().as_u16() < 500 && !unavailable, Some((took, at)));
                 let retry_on = match (resp.status().as_u16(), unavailable) {
                     (503, _) => Some(Outcome::Status(503)),
                     (_, true) => Some(Outcome::GrpcStatus(GRPC_UNAVAILABLE)),

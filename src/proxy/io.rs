@@ -1,6 +1,7 @@
 //! A stream wrapper that counts bytes and notes activity on every read and write, so one idle
 //! watchdog per connection can close it without a timer reset on every packet.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::telemetry::ServiceStats;
 
@@ -60,6 +61,44 @@ impl Activity {
 }
 
 pub struct Busy(Arc<Activity>);
+
+/// One timer per connection for its deadlines (a response head within the request or per-try
+/// timeout). Arming and cancelling a tokio timer for every request cost a measurable share of
+/// the per-request CPU; this one stays armed across requests. Deadlines on a busy connection only
+/// move forward, so the timer is moved only when it fires before the deadline in force (once per
+/// timeout period), or when a deadline comes earlier than the one it is set for.
+pub struct Deadline {
+    /// Made on first use: most connections of a quiet service never need it.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Deadline {
+    pub fn new() -> Deadline {
+        Deadline { sleep: None }
+    }
+
+    /// Runs `work` until `until`; `None` when that passed first (no limit: `None` for `until`).
+    pub async fn run<F: Future>(&mut self, until: Option<Instant>, work: F) -> Option<F::Output> {
+        let Some(until) = until else { return Some(work.await) };
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        if sleep.deadline() > until {
+            sleep.as_mut().reset(until);
+        }
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return Some(out),
+                () = &mut *sleep => {
+                    if Instant::now() >= until {
+                        return None;
+                    }
+                    sleep.as_mut().reset(until);
+                }
+            }
+        }
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {

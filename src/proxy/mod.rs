@@ -17,6 +17,7 @@ mod tcp;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +44,16 @@ pub struct Shared {
     pub zone: String,
     /// Cancelled when the node begins to drain: responses then ask clients to reconnect.
     pub draining: CancellationToken,
+    /// Set once `draining` is cancelled. Every HTTP/1.1 response asks; the token's own check
+    /// takes a lock all connections share.
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    /// The node is draining (see `draining`).
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
 }
 
 /// What one HTTP listener's connections share.
@@ -100,7 +111,7 @@ pub struct ProxyParts {
 
 impl Proxy {
     pub fn new(p: ProxyParts) -> Proxy {
-        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(p.mesh), table: p.table, zone: p.zone, draining: p.shutdown.clone() });
+        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(p.mesh), table: p.table, zone: p.zone, draining: p.shutdown.clone(), stopping: AtomicBool::new(false) });
         Proxy {
             shared,
             stats: p.stats,
@@ -205,7 +216,10 @@ impl Proxy {
         let mut retry = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
-                _ = self.shutdown.cancelled() => break,
+                _ = self.shutdown.cancelled() => {
+                    self.shared.stopping.store(true, Relaxed);
+                    break;
+                }
                 r = rx.changed() => {
                     if r.is_err() { break; }
                     let snap = rx.borrow_and_update().clone();

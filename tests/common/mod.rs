@@ -561,6 +561,8 @@ pub struct WeftOpts {
     pub extra: String,
     /// also write `[[namespace]] name = "default"` (not needed: "default" is implicitly defined)
     pub declare_default: bool,
+    /// run on one CPU (`taskset -c 0`), which makes weft pick its single-threaded runtime
+    pub one_cpu: bool,
 }
 
 impl WeftOpts {
@@ -576,6 +578,7 @@ impl WeftOpts {
             node_extra: String::new(),
             extra: String::new(),
             declare_default: false,
+            one_cpu: false,
         }
     }
     pub fn extra(mut self, toml: &str) -> WeftOpts {
@@ -713,7 +716,14 @@ impl Weft {
     fn spawn(&mut self) {
         self.runs += 1;
         let log = fs::File::create(self.log_path()).unwrap();
-        let mut c = command(self.opts.netns.as_deref(), WEFT);
+        let mut c = if self.opts.one_cpu {
+            assert!(self.opts.netns.is_none(), "one_cpu is for nodes outside network namespaces");
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", WEFT]);
+            c
+        } else {
+            command(self.opts.netns.as_deref(), WEFT)
+        };
         c.arg("run").arg("-c").arg(&self.config);
         c.env_remove("WEFT_ADMIN")
             .env("XDG_STATE_HOME", self.dir.join("xdg-state"))

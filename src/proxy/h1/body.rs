@@ -46,7 +46,7 @@ impl CopyError {
 /// Writes `prefix` (a head) followed by one body of `kind`, taking bytes from `buf` first and then
 /// from `src`. Leaves any bytes past the body in `buf` (the next pipelined message). The head goes
 /// out at once even when no body byte has arrived yet: the sender may be waiting for a 100.
-pub async fn copy_body<R, W>(kind: BodyKind, buf: &mut BytesMut, src: &mut R, dst: &mut W, mut prefix: Vec<u8>) -> Result<(), CopyError>
+pub async fn copy_body<R, W>(kind: BodyKind, buf: &mut BytesMut, src: &mut R, dst: &mut W, prefix: &mut Vec<u8>) -> Result<(), CopyError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -56,6 +56,7 @@ where
         _ => 0,
     };
     let mut chunks = ChunkedScanner::default();
+    let mut head_due = !prefix.is_empty();
     loop {
         let (take, done) = match kind {
             BodyKind::Empty => (0, true),
@@ -70,11 +71,11 @@ where
             }
             BodyKind::UntilClose => (buf.len(), false),
         };
-        if !prefix.is_empty() {
+        if head_due {
             // Head and the first body bytes in one write: one segment for small messages.
             prefix.extend_from_slice(&buf[..take]);
-            dst.write_all(&prefix).await.map_err(CopyError::Write)?;
-            prefix = Vec::new();
+            dst.write_all(prefix).await.map_err(CopyError::Write)?;
+            head_due = false;
         } else if take > 0 {
             dst.write_all(&buf[..take]).await.map_err(CopyError::Write)?;
         }
@@ -126,14 +127,14 @@ mod tests {
         let mut buf = BytesMut::from(&b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n"[..]);
         let mut src: &[u8] = b"";
         let mut out = Vec::new();
-        copy_body(BodyKind::Chunked, &mut buf, &mut src, &mut out, b"HEAD\r\n".to_vec()).await.unwrap();
+        copy_body(BodyKind::Chunked, &mut buf, &mut src, &mut out, &mut b"HEAD\r\n".to_vec()).await.unwrap();
         assert_eq!(out, b"HEAD\r\n3\r\nabc\r\n0\r\n\r\n");
         assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n");
 
         let mut buf = BytesMut::from(&b"ab"[..]);
         let mut src: &[u8] = b"cdefXYZ";
         let mut out = Vec::new();
-        copy_body(BodyKind::Length(6), &mut buf, &mut src, &mut out, Vec::new()).await.unwrap();
+        copy_body(BodyKind::Length(6), &mut buf, &mut src, &mut out, &mut Vec::new()).await.unwrap();
         assert_eq!(out, b"abcdef");
         assert_eq!(&buf[..], b"XYZ");
     }
@@ -143,7 +144,7 @@ mod tests {
         let mut buf = BytesMut::new();
         let mut src: &[u8] = b"abc";
         let mut out = Vec::new();
-        let r = copy_body(BodyKind::Length(10), &mut buf, &mut src, &mut out, Vec::new()).await;
+        let r = copy_body(BodyKind::Length(10), &mut buf, &mut src, &mut out, &mut Vec::new()).await;
         assert!(matches!(r, Err(CopyError::Truncated)));
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP/1.1 message heads: parsed in place (header positions, not copies), framing decided per
 //! RFC 9112 §6, and written onward with the connection-scoped headers left out.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::BytesMut;
@@ -41,6 +42,14 @@ pub struct Head {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     pub fields: Vec<(Range<usize>, Range<usize>)>,
+    /// Which of `fields` is the (last) `Host`, and how many there were.
+    host: Option<usize>,
+    hosts: usize,
+    /// A `Connection` field names other fields as hop-by-hop (not just close/keep-alive/upgrade).
+    names_fields: bool,
+    /// Bit i: field i has one of the names the proxy acts on ([`Name`] other than `Other`), so
+    /// the passes after parsing look at the names of only those.
+    special: u128,
     pub body: BodyKind,
     /// The sender will close (or, for HTTP/1.0, did not ask to keep the connection).
     pub close: bool,
@@ -72,8 +81,49 @@ pub fn idempotent(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
 }
 
-fn has_token(value: &[u8], token: &str) -> bool {
-    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// The header names the proxy acts on. Recognised by length first, so most names cost one
+/// comparison or none; comparing every field with every name was the largest single item of
+/// the per-request CPU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Name {
+    Other,
+    Host,
+    Connection,
+    ContentLength,
+    TransferEncoding,
+    Expect,
+    Upgrade,
+    Te,
+    /// Hop-by-hop whatever `Connection` says: keep-alive, proxy-connection, proxy-authenticate,
+    /// proxy-authorization.
+    Hop,
+}
+
+fn name_of(name: &[u8]) -> Name {
+    let is = |k: &[u8]| name.eq_ignore_ascii_case(k);
+    // Length and first letter rule out nearly every other name before any comparison.
+    match (name.len(), name.first().map_or(0, u8::to_ascii_lowercase)) {
+        (2, b't') if is(b"te") => Name::Te,
+        (4, b'h') if is(b"host") => Name::Host,
+        (6, b'e') if is(b"expect") => Name::Expect,
+        (7, b'u') if is(b"upgrade") => Name::Upgrade,
+        (10, b'c') if is(b"connection") => Name::Connection,
+        (10, b'k') if is(b"keep-alive") => Name::Hop,
+        (14, b'c') if is(b"content-length") => Name::ContentLength,
+        (16, b'p') if is(b"proxy-connection") => Name::Hop,
+        (17, b't') if is(b"transfer-encoding") => Name::TransferEncoding,
+        (18, b'p') if is(b"proxy-authenticate") => Name::Hop,
+        (19, b'p') if is(b"proxy-authorization") => Name::Hop,
+        _ => Name::Other,
+    }
 }
 
 impl Head {
@@ -85,32 +135,35 @@ impl Head {
         std::str::from_utf8(&buf[self.target.clone()]).unwrap_or("")
     }
 
-    pub fn field<'a>(&self, buf: &'a [u8], name: &str) -> Option<&'a [u8]> {
-        self.fields.iter().find(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| &buf[v.clone()])
+    /// The `Host` field's value (a request has exactly one; see [`Head::request`]).
+    pub fn host<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
+        self.host.map(|i| &buf[self.fields[i].1.clone()])
     }
 
     /// Parses a request head at the front of `buf`; `None` when more bytes are needed.
     pub fn request(buf: &[u8]) -> Result<Option<Head>, HeadError> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut slots);
-        let Some(len) = head_len(req.parse(buf), buf.len())? else { return Ok(None) };
+        // Uninitialised slots: zeroing 128 of them (4 KiB) per message was a measurable share of
+        // the per-request CPU, and httparse writes every slot it hands back.
+        let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let Some(len) = head_len(req.parse_with_uninit_headers(buf, &mut slots), buf.len())? else { return Ok(None) };
         let (method, path, minor) = (req.method.unwrap_or(""), req.path.unwrap_or(""), req.version.unwrap_or(1));
         let mut head = Head::new(len, pos(buf, method.as_bytes()), pos(buf, path.as_bytes()), 0, minor, req.headers, buf);
         head.body = head.framing(buf, true)?;
         // RFC 9112 §3.2: exactly one Host in HTTP/1.1; two would let weft and the endpoint
         // disagree about where the request goes.
-        let hosts = head.fields.iter().filter(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(b"host")).count();
-        if hosts > 1 || (hosts == 0 && minor == 1) {
-            return Err(HeadError::Framing(if hosts > 1 { "more than one host header" } else { "HTTP/1.1 request without a host header" }));
+        if head.hosts > 1 || (head.hosts == 0 && minor == 1) {
+            return Err(HeadError::Framing(if head.hosts > 1 { "more than one host header" } else { "HTTP/1.1 request without a host header" }));
         }
         Ok(Some(head))
     }
 
     /// Parses a response head; `request_method` decides whether a body may follow (HEAD: never).
     pub fn response(buf: &[u8], request_method: &[u8]) -> Result<Option<Head>, HeadError> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut slots);
-        let Some(len) = head_len(resp.parse(buf), buf.len())? else { return Ok(None) };
+        let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+        let Some(len) = head_len(parsed, buf.len())? else { return Ok(None) };
         let (code, reason, minor) = (resp.code.unwrap_or(0), resp.reason.unwrap_or(""), resp.version.unwrap_or(1));
         let mut head = Head::new(len, 0..0, pos(buf, reason.as_bytes()), code, minor, resp.headers, buf);
         head.body = if request_method == b"HEAD" || (100..200).contains(&code) || code == 204 || code == 304 {
@@ -123,24 +176,55 @@ impl Head {
 
     fn new(len: usize, method: Range<usize>, target: Range<usize>, status: u16, minor: u8, headers: &[httparse::Header<'_>], buf: &[u8]) -> Head {
         let fields: Vec<_> = headers.iter().map(|h| (pos(buf, h.name.as_bytes()), pos(buf, h.value))).collect();
-        let mut head = Head { len, method, target, status, minor, fields, body: BodyKind::Empty, close: minor == 0, upgrade: false, expect_continue: false };
-        for (n, v) in &head.fields {
-            let (name, value) = (&buf[n.clone()], &buf[v.clone()]);
-            if name.eq_ignore_ascii_case(b"connection") {
-                if has_token(value, "close") {
-                    head.close = true;
+        let mut head = Head {
+            len,
+            method,
+            target,
+            status,
+            minor,
+            fields,
+            host: None,
+            hosts: 0,
+            names_fields: false,
+            special: 0,
+            body: BodyKind::Empty,
+            close: minor == 0,
+            upgrade: false,
+            expect_continue: false,
+        };
+        for (i, h) in headers.iter().enumerate() {
+            let name = name_of(h.name.as_bytes());
+            if name != Name::Other {
+                head.special |= 1 << i;
+            }
+            match name {
+                Name::Host => {
+                    head.host = Some(i);
+                    head.hosts += 1;
                 }
-                if has_token(value, "keep-alive") {
-                    head.close = false;
+                Name::Connection => {
+                    for t in tokens(h.value) {
+                        if t.eq_ignore_ascii_case(b"close") {
+                            head.close = true;
+                        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                            head.close = false;
+                        } else if t.eq_ignore_ascii_case(b"upgrade") {
+                            head.upgrade = true;
+                        } else if !t.is_empty() {
+                            head.names_fields = true;
+                        }
+                    }
                 }
-                if has_token(value, "upgrade") {
-                    head.upgrade = true;
-                }
-            } else if name.eq_ignore_ascii_case(b"expect") && has_token(value, "100-continue") {
-                head.expect_continue = true;
+                Name::Expect if has_token(h.value, b"100-continue") => head.expect_continue = true,
+                _ => {}
             }
         }
         head
+    }
+
+    /// What field `i` (named at `n`) is, from the record made while parsing.
+    fn name(&self, buf: &[u8], i: usize, n: &Range<usize>) -> Name {
+        if self.special & (1 << i) == 0 { Name::Other } else { name_of(&buf[n.clone()]) }
     }
 
     /// Message framing; ambiguous framing is refused outright, since a proxy that reads it one
@@ -149,13 +233,13 @@ impl Head {
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut encoded = false;
-        for (n, v) in &self.fields {
-            let (name, value) = (&buf[n.clone()], &buf[v.clone()]);
-            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        for (i, (n, v)) in self.fields.iter().enumerate() {
+            let (name, value) = (self.name(buf, i, n), &buf[v.clone()]);
+            if name == Name::TransferEncoding {
                 encoded = true;
                 let last = value.rsplit(|b| *b == b',').next().unwrap_or(b"").trim_ascii();
                 chunked = last.eq_ignore_ascii_case(b"chunked");
-            } else if name.eq_ignore_ascii_case(b"content-length") {
+            } else if name == Name::ContentLength {
                 // Digits only: `+5` or exotic whitespace parse here but maybe not at the endpoint.
                 let digits = value.trim_ascii();
                 if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
@@ -192,24 +276,30 @@ impl Head {
             out.extend_from_slice(if self.minor == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
         } else {
             out.extend_from_slice(b"HTTP/1.1 ");
-            out.extend_from_slice(self.status.to_string().as_bytes());
+            // httparse accepts exactly three digits.
+            let s = self.status;
+            out.extend_from_slice(&[b'0' + (s / 100 % 10) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8]);
             out.push(b' ');
             out.extend_from_slice(&buf[self.target.clone()]);
             out.extend_from_slice(b"\r\n");
         }
+        // Only a `Connection` field naming other fields makes a search per field necessary.
         let named_by_connection = |name: &[u8]| {
-            self.fields.iter().any(|(n, v)| buf[n.clone()].eq_ignore_ascii_case(b"connection") && has_token(&buf[v.clone()], std::str::from_utf8(name).unwrap_or("\u{0}")))
+            self.names_fields && self.fields.iter().enumerate().any(|(i, (n, v))| self.name(buf, i, n) == Name::Connection && has_token(&buf[v.clone()], name))
         };
-        for (n, v) in &self.fields {
+        for (i, (n, v)) in self.fields.iter().enumerate() {
             let name = &buf[n.clone()];
-            let hop = [&b"keep-alive"[..], b"proxy-connection", b"proxy-authenticate", b"proxy-authorization"].iter().any(|h| name.eq_ignore_ascii_case(h));
-            // An upgrade (WebSocket) needs its Connection/Upgrade fields to reach the endpoint.
-            let conn = (name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"upgrade")) && !self.upgrade;
-            let te = name.eq_ignore_ascii_case(b"te") && !buf[v.clone()].trim_ascii().eq_ignore_ascii_case(b"trailers");
-            // Framing and routing fields stay even if `Connection` names them: dropping them
-            // would forward a body without its length, which is how requests get smuggled.
-            let essential = [&b"content-length"[..], b"transfer-encoding", b"host"].iter().any(|h| name.eq_ignore_ascii_case(h));
-            if hop || conn || te || (!essential && !self.upgrade && !name.eq_ignore_ascii_case(b"connection") && named_by_connection(name)) {
+            let skip = match self.name(buf, i, n) {
+                Name::Hop => true,
+                // An upgrade (WebSocket) needs its Connection/Upgrade fields to reach the endpoint.
+                Name::Connection | Name::Upgrade => !self.upgrade,
+                Name::Te => !buf[v.clone()].trim_ascii().eq_ignore_ascii_case(b"trailers"),
+                // Framing and routing fields stay even if `Connection` names them: dropping them
+                // would forward a body without its length, which is how requests get smuggled.
+                Name::ContentLength | Name::TransferEncoding | Name::Host => false,
+                Name::Other | Name::Expect => !self.upgrade && named_by_connection(name),
+            };
+            if skip {
                 continue;
             }
             out.extend_from_slice(name);

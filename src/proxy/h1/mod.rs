@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use self::body::{copy_body, read_response_head};
 use self::head::{BodyKind, Head, HeadError, reserve};
 use super::error::ProxyError;
-use super::io::{Activity, Metered};
+use super::io::{Activity, Deadline, Metered};
 use super::pool::Upstream;
 use super::table::ServiceRoute;
 use super::HttpListener;
@@ -56,6 +56,11 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity>, shutdown: &CancellationToken) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut sc = Scratch { timer: Deadline::new(), out: Vec::with_capacity(1024) };
+    // One waiter for the connection's life: making and dropping one per request registered with
+    // the token's shared list each time.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let mut head_deadline = None;
         let mut searched: usize = 0;
@@ -78,8 +83,9 @@ async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity
             // Between requests a shutdown ends the connection; inside one it waits its turn.
             let read = if buf.is_empty() {
                 tokio::select! {
+                    biased;
                     r = client.read_buf(&mut buf) => r,
-                    _ = shutdown.cancelled() => return,
+                    _ = &mut cancelled => return,
                 }
             } else {
                 // Only heads that span several reads arm a timer; most arrive in one.
@@ -96,26 +102,31 @@ async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity
                 return;
             }
         };
-        if exchange(l, client, &mut buf, head, activity).await == Next::Close || shutdown.is_cancelled() {
+        if exchange(l, client, &mut buf, head, activity, &mut sc).await == Next::Close || l.shared.stopping() {
             return;
+        }
+        // A large head or small body once must not pin its buffer for the connection's life.
+        if sc.out.capacity() > 16 * 1024 {
+            sc.out = Vec::new();
         }
     }
 }
 
 /// Routes one request, forwards it and its response, and records the figures.
-async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, head: Head, activity: &Arc<Activity>) -> Next {
+async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, head: Head, activity: &Arc<Activity>, sc: &mut Scratch) -> Next {
+    // The one clock reading the request's bookkeeping starts from (deadlines, pool ages, the
+    // first try's timing); clock reads were a few percent of the per-request CPU.
     let start = Instant::now();
     let mut route = l.slot.load_full();
-    let headers = Headers::Raw { buf: &buf[..], fields: &head.fields };
-    let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
-    let info = request_info(&route, &head, &buf[..], authority, headers, &l.shared.zone);
-    if let Some(alt) = l.shared.policy.route(&info)
-        && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt)) {
-            route = r.clone();
-        }
+    if l.shared.policy.routes()
+        && let Some(alt) = l.shared.policy.route(&request_info(&route, &head, &buf[..], &l.shared.zone))
+        && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt))
+    {
+        route = r.clone();
+    }
     let stats = route.stats.clone();
     stats.requests.fetch_add(1, Relaxed);
-    let result = forward(l, &route, client, buf, &head, activity).await;
+    let result = forward(Exchange { l, route: &route, start }, client, buf, &head, activity, sc).await;
     let next = match result {
         Ok((status, next)) => {
             stats.response(status);
@@ -147,16 +158,16 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     next
 }
 
-fn request_info<'a>(route: &'a ServiceRoute, head: &Head, buf: &'a [u8], authority: &'a str, headers: Headers<'a>, zone: &'a str) -> RequestInfo<'a> {
+fn request_info<'a>(route: &'a ServiceRoute, head: &'a Head, buf: &'a [u8], zone: &'a str) -> RequestInfo<'a> {
     let method = head.method(buf);
     let target = head.target(buf);
     RequestInfo {
         namespace: &route.namespace,
         service: &route.service,
         method,
-        authority,
+        authority: head.host(buf).and_then(|h| std::str::from_utf8(h).ok()).unwrap_or(""),
         path: target.split('?').next().unwrap_or(target),
-        headers,
+        headers: Headers::Raw { buf, fields: &head.fields },
         attempt: 1,
         idempotent: head::idempotent(method),
         source_zone: zone,
@@ -164,8 +175,31 @@ fn request_info<'a>(route: &'a ServiceRoute, head: &Head, buf: &'a [u8], authori
     }
 }
 
+/// What a connection keeps from one request to the next, so that each does not allocate its own
+/// head buffer or arm its own timer.
+struct Scratch {
+    timer: Deadline,
+    /// The head being written onward (with a small body after it).
+    out: Vec<u8>,
+}
+
 /// Error plus, when the client had already been sent a response head, its status.
 type Failed = (ProxyError, Option<u16>);
+
+/// What every step of one request shares: where it came in, where it goes, when it began.
+#[derive(Clone, Copy)]
+struct Exchange<'a> {
+    l: &'a HttpListener,
+    route: &'a ServiceRoute,
+    start: Instant,
+}
+
+impl Exchange<'_> {
+    /// The request timeout's deadline.
+    fn deadline(&self) -> Option<Instant> {
+        self.route.request_timeout.map(|t| self.start + t)
+    }
+}
 
 /// Request bodies up to this size are read before the first try and kept, so the request can go
 /// to another endpoint after a try that may have reached the first. Larger and chunked bodies
@@ -188,28 +222,30 @@ struct Answer {
     resp: Head,
     /// The whole request body went out (false when the endpoint answered early).
     body_done: bool,
+    /// When the response head came.
+    at: Instant,
     _in_flight: InFlight,
 }
 
-async fn forward(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head, activity: &Arc<Activity>) -> Result<(u16, Next), Failed> {
+async fn forward(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, activity: &Arc<Activity>, sc: &mut Scratch) -> Result<(u16, Next), Failed> {
     // While the response head is awaited nothing may move for a long time (the request timeout
     // governs that wait); bodies and tunnels that stall fall to the idle timeout.
     let busy = activity.begin();
     let answer = match replay_len(head) {
         Some(n) => {
             if n > 0 {
-                let limit = route.request_timeout.unwrap_or(HEAD_TIMEOUT).min(HEAD_TIMEOUT);
+                let limit = x.route.request_timeout.unwrap_or(HEAD_TIMEOUT).min(HEAD_TIMEOUT);
                 read_to(client, buf, head.len + n, limit).await.map_err(|e| (e, None))?;
             }
-            let r = replayable(l, route, client, buf, head, n).await;
+            let r = replayable(x, client, buf, head, n, sc).await;
             buf.advance(head.len + n);
             r
         }
-        None => streaming(l, route, client, buf, head).await,
+        None => streaming(x, client, buf, head, sc).await,
     };
     let answer = answer.map_err(|e| (e, None))?;
     drop(busy);
-    deliver(l, route, client, buf, head, answer).await
+    deliver(x, client, buf, head, answer, &mut sc.out).await
 }
 
 /// Reads from the client until `buf` holds `want` bytes (a head and its whole small body).
@@ -236,26 +272,48 @@ pub(super) fn try_limit(route: &ServiceRoute, deadline: Option<Instant>) -> Dura
     }
 }
 
+/// When a try's wait for its response head ends, and how long that is after it was sent.
+#[derive(Clone, Copy)]
+struct Limit {
+    until: Instant,
+    after: Duration,
+}
+
+/// [`try_limit`] as a deadline for a try sent at `sent`, from times already read.
+fn try_until(route: &ServiceRoute, deadline: Option<Instant>, sent: Instant) -> Option<Limit> {
+    let whole = deadline.map(|until| Limit { until, after: until.saturating_duration_since(sent) });
+    match route.retry.per_try_timeout_ms {
+        0 => whole,
+        ms => {
+            let per_try = Limit { until: sent + Duration::from_millis(ms), after: Duration::from_millis(ms) };
+            Some(whole.filter(|w| w.until < per_try.until).unwrap_or(per_try))
+        }
+    }
+}
+
 /// A request whose body is in `buf`: sent whole on each try, so a failed try (broken connection,
 /// timeout, 503) can be repeated on another endpoint when the policy deems it safe.
-async fn replayable(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &BytesMut, head: &Head, n: usize) -> Result<Answer, ProxyError> {
+async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: &Head, n: usize, sc: &mut Scratch) -> Result<Answer, ProxyError> {
+    let Exchange { l, route, .. } = x;
     let pools = &l.shared.pools;
-    let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
-    let info = request_info(route, head, &buf[..], authority, Headers::Raw { buf: &buf[..], fields: &head.fields }, &l.shared.zone);
-    let mut out = Vec::with_capacity(head.len + n + 64);
-    head.write_to(buf, &mut out, true, &[]);
+    let info = request_info(route, head, &buf[..], &l.shared.zone);
+    let Scratch { timer, out } = sc;
+    out.clear();
+    head.write_to(buf, out, true, &[]);
     out.extend_from_slice(&buf[head.len..head.len + n]);
     let is_head = head.method(buf) == "HEAD";
-    let deadline = route.request_timeout.map(|t| Instant::now() + t);
-    let mut attempts = Attempts::new(&l.shared, route, info);
+    let deadline = x.deadline();
+    let mut attempts = Attempts::new(&l.shared, route, info, x.start);
     loop {
-        let (target, mut up) = attempt::connect(&mut attempts, |t: Arc<Target>| async move { pools.h1(route, &t, route.connect_timeout).await }).await?;
+        let (target, mut up) = attempt::connect(&mut attempts, |t: Arc<Target>, now| async move { pools.h1(route, &t, route.connect_timeout, now).await }).await?;
         target.stats.requests.fetch_add(1, Relaxed);
         let in_flight = InFlight::new(target.clone());
         let addr = target.address;
-        let sent = Instant::now();
-        let limit = try_limit(route, deadline);
-        let mut r = send(&mut up, client, &out, is_head, head.minor > 0, limit, addr).await;
+        // A pooled connection on the first try: sent at the start, near enough (a fresh one took
+        // a connect first).
+        let sent = if up.reused { attempts.now() } else { Instant::now() };
+        let limit = try_until(route, deadline, sent);
+        let mut r = send(&mut up, client, out, is_head, head.minor > 0, timer, limit, addr).await;
         // A pooled connection the endpoint closed a moment ago fails before any byte comes back:
         // an idempotent request goes once more over a fresh connection to the same endpoint
         // (a repeat is harmless even if the first got through).
@@ -263,20 +321,21 @@ async fn replayable(l: &HttpListener, route: &ServiceRoute, client: &mut Client,
             r = match pools.connect(route, &target, route.connect_timeout).await {
                 Ok(stream) => {
                     up = Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false };
-                    send(&mut up, client, &out, is_head, head.minor > 0, limit, addr).await
+                    send(&mut up, client, out, is_head, head.minor > 0, timer, limit, addr).await
                 }
                 Err(e) => Err(e),
             };
         }
         match r {
             Ok(resp) => {
-                let took = sent.elapsed();
+                let at = Instant::now();
+                let took = at - sent;
                 target.stats.response_time.record(took);
-                attempt::record(route, &target, resp.status < 500, Some(took));
+                attempt::record(route, &target, resp.status < 500, Some((took, at)));
                 if resp.status == 503 && attempts.again(&target, Outcome::Status(503), true).await {
                     continue;
                 }
-                return Ok(Answer { target, up, resp, body_done: true, _in_flight: in_flight });
+                return Ok(Answer { target, up, resp, body_done: true, at, _in_flight: in_flight });
             }
             Err(e) => {
                 let outcome = if matches!(e, ProxyError::RequestTimeout { .. }) { Outcome::Timeout } else { Outcome::Reset };
@@ -291,12 +350,12 @@ async fn replayable(l: &HttpListener, route: &ServiceRoute, client: &mut Client,
 
 /// A request whose body streams from the client to the endpoint as it arrives: only connect
 /// failures are retried, since after that the body is gone.
-async fn streaming(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head) -> Result<Answer, ProxyError> {
+async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, sc: &mut Scratch) -> Result<Answer, ProxyError> {
+    let Exchange { l, route, .. } = x;
     let pools = &l.shared.pools;
-    let authority = head.field(buf, "host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
-    let info = request_info(route, head, &buf[..], authority, Headers::Raw { buf: &buf[..], fields: &head.fields }, &l.shared.zone);
-    let mut attempts = Attempts::new(&l.shared, route, info);
-    let connected = attempt::connect(&mut attempts, |t: Arc<Target>| async move { pools.h1(route, &t, route.connect_timeout).await }).await;
+    let info = request_info(route, head, &buf[..], &l.shared.zone);
+    let mut attempts = Attempts::new(&l.shared, route, info, x.start);
+    let connected = attempt::connect(&mut attempts, |t: Arc<Target>, now| async move { pools.h1(route, &t, route.connect_timeout, now).await }).await;
     drop(attempts);
     let (target, mut up) = match connected {
         Ok(c) => c,
@@ -309,18 +368,20 @@ async fn streaming(l: &HttpListener, route: &ServiceRoute, client: &mut Client, 
     target.stats.requests.fetch_add(1, Relaxed);
     let in_flight = InFlight::new(target.clone());
     let is_head = head.method(buf) == "HEAD";
-    let mut out = Vec::with_capacity(head.len + 64);
-    head.write_to(buf, &mut out, true, &[]);
+    let Scratch { timer, out } = sc;
+    out.clear();
+    head.write_to(buf, out, true, &[]);
     buf.advance(head.len);
     let addr = target.address;
     let sent = Instant::now();
-    let limit = try_limit(route, route.request_timeout.map(|t| sent + t));
-    match exchange_head(&mut up, client, buf, head, &out, is_head, limit, addr).await {
+    let limit = try_until(route, x.deadline(), sent);
+    match exchange_head(&mut up, client, buf, head, out, is_head, timer, limit, addr).await {
         Ok((resp, body_done)) => {
-            let took = sent.elapsed();
+            let at = Instant::now();
+            let took = at - sent;
             target.stats.response_time.record(took);
-            attempt::record(route, &target, resp.status < 500, Some(took));
-            Ok(Answer { target, up, resp, body_done, _in_flight: in_flight })
+            attempt::record(route, &target, resp.status < 500, Some((took, at)));
+            Ok(Answer { target, up, resp, body_done, at, _in_flight: in_flight })
         }
         Err(e) => {
             if e.side() == super::Side::Upstream {
@@ -333,8 +394,9 @@ async fn streaming(l: &HttpListener, route: &ServiceRoute, client: &mut Client, 
 }
 
 /// Sends the response head and body to the client, and keeps both connections when that is safe.
-async fn deliver(l: &HttpListener, route: &ServiceRoute, client: &mut Client, buf: &mut BytesMut, head: &Head, a: Answer) -> Result<(u16, Next), Failed> {
-    let Answer { target, mut up, resp, body_done, _in_flight } = a;
+async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, a: Answer, out: &mut Vec<u8>) -> Result<(u16, Next), Failed> {
+    let Exchange { l, route, .. } = x;
+    let Answer { target, mut up, resp, body_done, at, _in_flight } = a;
     let addr = target.address;
     let upstream_failed = |e: ProxyError| {
         route.stats.failure(e.kind());
@@ -347,19 +409,19 @@ async fn deliver(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     }
     let upgraded = resp.status == 101;
     // A draining node tells its clients to reconnect (to a node that is staying).
-    let keep_client = body_done && !head.close && resp.body != BodyKind::UntilClose && !upgraded && !l.shared.draining.is_cancelled();
+    let keep_client = body_done && !head.close && resp.body != BodyKind::UntilClose && !upgraded && !l.shared.stopping();
     let mut extra: Vec<&str> = Vec::new();
     if !keep_client && !upgraded {
         extra.push("connection: close");
     } else if head.minor == 0 && keep_client {
         extra.push("connection: keep-alive");
     }
-    let mut out = Vec::with_capacity(resp.len + 64);
-    resp.write_to(&up.buf, &mut out, false, &extra);
+    out.clear();
+    resp.write_to(&up.buf, out, false, &extra);
     up.buf.advance(resp.len);
     let status = resp.status;
     if upgraded {
-        client.write_all(&out).await.map_err(|e| (ProxyError::Downstream(e.to_string()), Some(status)))?;
+        client.write_all(out).await.map_err(|e| (ProxyError::Downstream(e.to_string()), Some(status)))?;
         tunnel(client, buf, &mut up).await;
         return Ok((status, Next::Close));
     }
@@ -371,16 +433,22 @@ async fn deliver(l: &HttpListener, route: &ServiceRoute, client: &mut Client, bu
     })?;
     let reusable = body_done && !resp.close && resp.body != BodyKind::UntilClose && up.buf.is_empty();
     if reusable {
-        l.shared.pools.checkin_h1(super::conn::dest(&target), up);
+        // Aged from its response head: a little older than it is, which only retires it sooner.
+        l.shared.pools.checkin_h1(super::conn::dest(&target), up, at);
     }
     Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }))
 }
 
-/// Writes a whole request and reads the final response head.
-async fn send(up: &mut Upstream, client: &mut Client, out: &[u8], is_head: bool, interim: bool, limit: Duration, addr: std::net::SocketAddr) -> Result<Head, ProxyError> {
+fn timed_out(addr: std::net::SocketAddr, limit: Option<Limit>) -> ProxyError {
+    ProxyError::RequestTimeout { addr, after: limit.map_or(Duration::ZERO, |l| l.after) }
+}
+
+/// Writes a whole request and reads the final response head within `limit`.
+#[allow(clippy::too_many_arguments)]
+async fn send(up: &mut Upstream, client: &mut Client, out: &[u8], is_head: bool, interim: bool, timer: &mut Deadline, limit: Option<Limit>, addr: std::net::SocketAddr) -> Result<Head, ProxyError> {
     up.stream.write_all(out).await.map_err(|source| ProxyError::UpstreamIo { addr, source })?;
     let read = read_response_head(&mut up.stream, &mut up.buf, is_head, interim, client, addr);
-    tokio::time::timeout(limit, read).await.map_err(|_| ProxyError::RequestTimeout { addr, after: limit })?
+    timer.run(limit.map(|l| l.until), read).await.ok_or_else(|| timed_out(addr, limit))?
 }
 
 /// Writes the request head, then its body concurrently with reading the response, so an
@@ -392,19 +460,19 @@ async fn exchange_head(
     client: &mut Client,
     buf: &mut BytesMut,
     head: &Head,
-    out: &[u8],
+    out: &mut Vec<u8>,
     is_head: bool,
-    limit: Duration,
+    timer: &mut Deadline,
+    limit: Option<Limit>,
     addr: std::net::SocketAddr,
 ) -> Result<(Head, bool), ProxyError> {
-    let timed_out = ProxyError::RequestTimeout { addr, after: limit };
     let (mut up_r, mut up_w) = up.stream.split();
     let (mut cl_r, mut cl_w) = tokio::io::split(&mut *client);
     let send = async {
-        let r = copy_body(head.body, buf, &mut cl_r, &mut up_w, out.to_vec()).await;
+        let r = copy_body(head.body, buf, &mut cl_r, &mut up_w, out).await;
         r.map_err(|e| e.into_proxy_from_client(addr))
     };
-    let recv = tokio::time::timeout(limit, read_response_head(&mut up_r, &mut up.buf, is_head, head.minor > 0, &mut cl_w, addr));
+    let recv = timer.run(limit.map(|l| l.until), read_response_head(&mut up_r, &mut up.buf, is_head, head.minor > 0, &mut cl_w, addr));
     tokio::pin!(send, recv);
     let mut sent: Option<Result<(), ProxyError>> = None;
     loop {
@@ -417,7 +485,7 @@ async fn exchange_head(
                 sent = Some(r);
             }
             r = &mut recv => {
-                let resp = r.map_err(|_| timed_out)?;
+                let resp = r.ok_or_else(|| timed_out(addr, limit))?;
                 return match (resp, sent) {
                     (Ok(h), Some(Ok(()))) => Ok((h, true)),
                     // An answer before the whole body went out: forward it, then close.
