@@ -22,6 +22,7 @@ pub struct Attempts<'a> {
     excluded: Vec<u32>,
     /// When the request began: the clock reading the first try's bookkeeping uses.
     start: Instant,
+    start_us: u64,
     /// The last try's error, reported when no endpoint is left to try.
     last: Option<ProxyError>,
 }
@@ -29,8 +30,9 @@ pub struct Attempts<'a> {
 impl<'a> Attempts<'a> {
     /// `start`: when the request began, a clock reading the caller has already made.
     pub fn new(shared: &'a Shared, route: &'a ServiceRoute, info: RequestInfo<'a>, start: Instant) -> Attempts<'a> {
-        route.budget.request(us_at(start.into_std()));
-        Attempts { shared, route, info, excluded: Vec::new(), start, last: None }
+        let start_us = us_at(start.into_std());
+        route.budget.request(start_us);
+        Attempts { shared, route, info, excluded: Vec::new(), start, start_us, last: None }
     }
 
     /// The time for a try's bookkeeping (pool ages, ejection and latency clocks): the request's
@@ -43,7 +45,7 @@ impl<'a> Attempts<'a> {
     /// The endpoint for the next try.
     pub fn pick(&mut self) -> Result<Arc<Target>, ProxyError> {
         let route = self.route;
-        let now_us = us_at(self.now().into_std());
+        let now_us = if self.info.attempt == 1 { self.start_us } else { us_at(Instant::now().into_std()) };
         let c = Candidates { targets: &route.targets, excluded: &self.excluded, cursor: &route.cursor, lb: route.lb, now_us };
         match self.shared.policy.pick_endpoint(&self.info, &c).and_then(|i| route.targets.get(i as usize)) {
             Some(t) => Ok(t.clone()),

@@ -8,7 +8,10 @@ use bytes::BytesMut;
 
 /// Larger heads are refused (431); the figure matches common server defaults.
 pub const MAX_HEAD: usize = 64 * 1024;
+/// At most 128: [`Head`] keeps a bit per field.
 const MAX_HEADERS: usize = 128;
+/// Fields whose recognised name a head keeps; later ones are recognised again when needed.
+const NAMED: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyKind {
@@ -50,6 +53,8 @@ pub struct Head {
     /// Bit i: field i has one of the names the proxy acts on ([`Name`] other than `Other`), so
     /// the passes after parsing look at the names of only those.
     special: u128,
+    /// The names of the first [`NAMED`] fields, as recognised while parsing.
+    names: [Name; NAMED],
     pub body: BodyKind,
     /// The sender will close (or, for HTTP/1.0, did not ask to keep the connection).
     pub close: bool,
@@ -93,6 +98,7 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 /// comparison or none; comparing every field with every name was the largest single item of
 /// the per-request CPU.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 enum Name {
     Other,
     Host,
@@ -108,7 +114,9 @@ enum Name {
 }
 
 fn name_of(name: &[u8]) -> Name {
-    let is = |k: &[u8]| name.eq_ignore_ascii_case(k);
+    // `k` is lowercase letters and '-'; for the token characters httparse admits in a name,
+    // setting bit 5 maps exactly the upper- and lowercase letter onto `k`'s letter.
+    let is = |k: &[u8]| name.iter().zip(k).all(|(a, b)| a | 0x20 == *b);
     // Length and first letter rule out nearly every other name before any comparison.
     match (name.len(), name.first().map_or(0, u8::to_ascii_lowercase)) {
         (2, b't') if is(b"te") => Name::Te,
@@ -187,6 +195,7 @@ impl Head {
             hosts: 0,
             names_fields: false,
             special: 0,
+            names: [Name::Other; NAMED],
             body: BodyKind::Empty,
             close: minor == 0,
             upgrade: false,
@@ -196,6 +205,9 @@ impl Head {
             let name = name_of(h.name.as_bytes());
             if name != Name::Other {
                 head.special |= 1 << i;
+                if let Some(slot) = head.names.get_mut(i) {
+                    *slot = name;
+                }
             }
             match name {
                 Name::Host => {
@@ -224,7 +236,11 @@ impl Head {
 
     /// What field `i` (named at `n`) is, from the record made while parsing.
     fn name(&self, buf: &[u8], i: usize, n: &Range<usize>) -> Name {
-        if self.special & (1 << i) == 0 { Name::Other } else { name_of(&buf[n.clone()]) }
+        match self.names.get(i) {
+            _ if self.special & (1 << i) == 0 => Name::Other,
+            Some(name) => *name,
+            None => name_of(&buf[n.clone()]),
+        }
     }
 
     /// Message framing; ambiguous framing is refused outright, since a proxy that reads it one
@@ -287,6 +303,11 @@ impl Head {
         let named_by_connection = |name: &[u8]| {
             self.names_fields && self.fields.iter().enumerate().any(|(i, (n, v))| self.name(buf, i, n) == Name::Connection && has_token(&buf[v.clone()], name))
         };
+        // Kept fields go out as the lines they came in, a run of lines per copy: the usual head
+        // is one copy (or two around a dropped `Connection`). A line that does not end in CRLF
+        // (httparse accepts a bare LF) is written anew instead.
+        let end = if buf[..self.len].ends_with(b"\r\n\r\n") { self.len - 2 } else { 0 };
+        let mut run: Option<usize> = None;
         for (i, (n, v)) in self.fields.iter().enumerate() {
             let name = &buf[n.clone()];
             let skip = match self.name(buf, i, n) {
@@ -299,13 +320,24 @@ impl Head {
                 Name::ContentLength | Name::TransferEncoding | Name::Host => false,
                 Name::Other | Name::Expect => !self.upgrade && named_by_connection(name),
             };
-            if skip {
+            let line_end = self.fields.get(i + 1).map_or(end, |(next, _)| next.start);
+            let whole_line = line_end >= v.end + 2 && &buf[line_end - 2..line_end] == b"\r\n";
+            if !skip && whole_line {
+                run.get_or_insert(n.start);
                 continue;
             }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&buf[v.clone()]);
-            out.extend_from_slice(b"\r\n");
+            if let Some(start) = run.take() {
+                out.extend_from_slice(&buf[start..n.start]);
+            }
+            if !skip {
+                out.extend_from_slice(name);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(&buf[v.clone()]);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if let Some(start) = run {
+            out.extend_from_slice(&buf[start..end]);
         }
         for e in extra {
             out.extend_from_slice(e.as_bytes());
@@ -342,6 +374,34 @@ mod tests {
         assert_eq!(h.method(raw), "POST");
         assert_eq!(out(&h, raw, true), "POST /x?y=1 HTTP/1.1\r\nHost: app:80\r\nContent-Length: 3\r\n\r\n");
         assert!(Head::request(&raw[..20]).unwrap().is_none());
+    }
+
+    #[test]
+    fn kept_lines_go_out_as_they_came_and_bare_lf_lines_are_rewritten() {
+        let raw = b"HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive\r\nContent-Length:5\r\nX-A:  b \r\n\r\nhello";
+        let h = Head::response(raw, b"GET").unwrap().unwrap();
+        assert_eq!(out(&h, raw, false), "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length:5\r\nX-A:  b \r\n\r\n");
+        let lf = b"GET / HTTP/1.1\nHost: a\nKeep-Alive: 5\nX-B: c\n\n";
+        let h = Head::request(lf).unwrap().unwrap();
+        assert_eq!(out(&h, lf, true), "GET / HTTP/1.1\r\nHost: a\r\nX-B: c\r\n\r\n");
+        let mixed = b"GET / HTTP/1.1\r\nHost: a\nX-B: c\r\n\r\n";
+        let h = Head::request(mixed).unwrap().unwrap();
+        assert_eq!(out(&h, mixed, true), "GET / HTTP/1.1\r\nHost: a\r\nX-B: c\r\n\r\n");
+    }
+
+    #[test]
+    fn names_past_the_kept_ones_are_still_recognised() {
+        let mut raw = b"POST / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..40 {
+            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"Connection: close, X-39\r\nTE: gzip\r\nContent-Length: 2\r\n\r\nok");
+        let h = Head::request(&raw).unwrap().unwrap();
+        assert_eq!(h.body, BodyKind::Length(2));
+        assert!(h.close);
+        let o = out(&h, &raw, true);
+        assert!(o.contains("X-38: v\r\n") && !o.contains("X-39") && !o.contains("TE") && !o.contains("Connection"), "{o}");
+        assert!(o.ends_with("Content-Length: 2\r\n\r\n"));
     }
 
     #[test]

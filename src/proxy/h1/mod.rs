@@ -301,7 +301,7 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
     out.clear();
     head.write_to(buf, out, true, &[]);
     out.extend_from_slice(&buf[head.len..head.len + n]);
-    let is_head = head.method(buf) == "HEAD";
+    let is_head = buf[head.method.clone()] == *b"HEAD";
     let deadline = x.deadline();
     let mut attempts = Attempts::new(&l.shared, route, info, x.start);
     loop {
@@ -367,7 +367,7 @@ async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, hea
     };
     target.stats.requests.fetch_add(1, Relaxed);
     let in_flight = InFlight::new(target.clone());
-    let is_head = head.method(buf) == "HEAD";
+    let is_head = buf[head.method.clone()] == *b"HEAD";
     let Scratch { timer, out } = sc;
     out.clear();
     head.write_to(buf, out, true, &[]);
