@@ -51,9 +51,9 @@ CALLGRIND=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no)
 measure() {
   local name="$1" url="$2" pid="$3" out n ir f
   "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d3s "$url" >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   out="$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" "$url")"
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   n="$(awk '/requests in/ {print $1}' <<<"$out")"
   sleep 1
   f="$(ls -t "$OUT/callgrind-$name.out".* | head -1)"
