@@ -127,9 +127,11 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     let stats = route.stats.clone();
     stats.requests.fetch_add(1, Relaxed);
     let result = forward(Exchange { l, route: &route, start }, client, buf, &head, activity, sc).await;
+    let mut done = None;
     let next = match result {
-        Ok((status, next)) => {
+        Ok((status, next, at)) => {
             stats.response(status);
+            done = Some(at);
             next
         }
         Err((e, answered)) => {
@@ -154,7 +156,7 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
             }
         }
     };
-    stats.latency.record(start.elapsed());
+    stats.latency.record(done.unwrap_or_else(Instant::now) - start);
     next
 }
 
@@ -185,6 +187,9 @@ struct Scratch {
 
 /// Error plus, when the client had already been sent a response head, its status.
 type Failed = (ProxyError, Option<u16>);
+
+/// The status sent, what to do with the client connection, and when the response was done.
+type Delivered = (u16, Next, Instant);
 
 /// What every step of one request shares: where it came in, where it goes, when it began.
 #[derive(Clone, Copy)]
@@ -222,12 +227,10 @@ struct Answer {
     resp: Head,
     /// The whole request body went out (false when the endpoint answered early).
     body_done: bool,
-    /// When the response head came.
-    at: Instant,
     _in_flight: InFlight,
 }
 
-async fn forward(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, activity: &Arc<Activity>, sc: &mut Scratch) -> Result<(u16, Next), Failed> {
+async fn forward(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, activity: &Arc<Activity>, sc: &mut Scratch) -> Result<Delivered, Failed> {
     // While the response head is awaited nothing may move for a long time (the request timeout
     // governs that wait); bodies and tunnels that stall fall to the idle timeout.
     let busy = activity.begin();
@@ -335,7 +338,7 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
                 if resp.status == 503 && attempts.again(&target, Outcome::Status(503), true).await {
                     continue;
                 }
-                return Ok(Answer { target, up, resp, body_done: true, at, _in_flight: in_flight });
+                return Ok(Answer { target, up, resp, body_done: true, _in_flight: in_flight });
             }
             Err(e) => {
                 let outcome = if matches!(e, ProxyError::RequestTimeout { .. }) { Outcome::Timeout } else { Outcome::Reset };
@@ -381,7 +384,7 @@ async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, hea
             let took = at - sent;
             target.stats.response_time.record(took);
             attempt::record(route, &target, resp.status < 500, Some((took, at)));
-            Ok(Answer { target, up, resp, body_done, at, _in_flight: in_flight })
+            Ok(Answer { target, up, resp, body_done, _in_flight: in_flight })
         }
         Err(e) => {
             if e.side() == super::Side::Upstream {
@@ -394,9 +397,9 @@ async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, hea
 }
 
 /// Sends the response head and body to the client, and keeps both connections when that is safe.
-async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, a: Answer, out: &mut Vec<u8>) -> Result<(u16, Next), Failed> {
+async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, a: Answer, out: &mut Vec<u8>) -> Result<Delivered, Failed> {
     let Exchange { l, route, .. } = x;
-    let Answer { target, mut up, resp, body_done, at, _in_flight } = a;
+    let Answer { target, mut up, resp, body_done, _in_flight } = a;
     let addr = target.address;
     let upstream_failed = |e: ProxyError| {
         route.stats.failure(e.kind());
@@ -423,7 +426,7 @@ async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
     if upgraded {
         client.write_all(out).await.map_err(|e| (ProxyError::Downstream(e.to_string()), Some(status)))?;
         tunnel(client, buf, &mut up).await;
-        return Ok((status, Next::Close));
+        return Ok((status, Next::Close, Instant::now()));
     }
     let copied = copy_body(resp.body, &mut up.buf, &mut up.stream, client, out).await;
     copied.map_err(|e| {
@@ -431,12 +434,13 @@ async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
         let e = if e.side() == super::Side::Upstream { upstream_failed(e) } else { e };
         (e, Some(status))
     })?;
+    // One reading for the pool's age of the connection and the request's latency.
+    let done = Instant::now();
     let reusable = body_done && !resp.close && resp.body != BodyKind::UntilClose && up.buf.is_empty();
     if reusable {
-        // Aged from its response head: a little older than it is, which only retires it sooner.
-        l.shared.pools.checkin_h1(super::conn::dest(&target), up, at);
+        l.shared.pools.checkin_h1(super::conn::dest(&target), up, done);
     }
-    Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }))
+    Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }, done))
 }
 
 fn timed_out(addr: std::net::SocketAddr, limit: Option<Limit>) -> ProxyError {
