@@ -68,15 +68,28 @@ impl Drop for TempDir {
 }
 
 /// A loopback port that is free for both TCP and UDP right now.
+///
+/// Ports come from below the kernel's ephemeral range and each is handed out once per test
+/// process. A port from `bind(0)` is an ephemeral one: between the test learning it and its
+/// server binding it, any outgoing connection (a weft node's health check, a client) could take
+/// it as its local port, and the server then fails to start.
 pub fn free_port() -> u16 {
-    for _ in 0..200 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = l.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let ephemeral_low: u64 = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, span) = (10_000u64, ephemeral_low.saturating_sub(10_000).max(1_000));
+    // Test binaries that follow one another start at different places, away from ports the
+    // previous one's processes may still hold.
+    let start = (u64::from(std::process::id()) * 7_919) % span;
+    for _ in 0..2_000 {
+        let port = (low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port found");
+    panic!("no free port found below {ephemeral_low}");
 }
 
 /// The VIP range for test number `n`: each test uses its own /24 so weft instances never collide.
