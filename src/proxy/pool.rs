@@ -26,7 +26,7 @@ pub type H2 = http2::SendRequest<super::replay::UpBody>;
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 /// Idle connections older than this are dropped on checkout, well before typical server
 /// keep-alive timeouts (nginx 75 s, Node 5 s are the short ones — hence small).
-const IDLE_LIFETIME: Duration = Duration::from_secs(4);
+pub const IDLE_LIFETIME: Duration = Duration::from_secs(4);
 
 /// An HTTP/1.1 upstream connection and the bytes read from it but not yet forwarded.
 pub struct Upstream {
@@ -124,10 +124,11 @@ impl Pools {
         None
     }
 
-    /// Returns a connection whose exchange ended cleanly, ready for the next request; `now`: a
-    /// recent clock reading.
-    pub fn checkin_h1(&self, addr: Dest, mut up: Upstream, now: Instant) {
+    /// Returns a connection whose exchange ended cleanly, ready for the next request until
+    /// `expires` (its last use plus [`IDLE_LIFETIME`]).
+    pub fn checkin_h1(&self, addr: Dest, mut up: Upstream, expires: Instant) {
         up.buf.clear();
+        let now = expires - IDLE_LIFETIME;
         let mut idle = lock(&self.h1);
         let list = idle.entry(addr).or_default();
         // Checkout takes the newest first, so under steady load old sockets would sit at the
@@ -135,7 +136,7 @@ impl Pools {
         let expired = list.iter().take_while(|(_, expires)| *expires <= now).count();
         list.drain(..expired);
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push((up, now + IDLE_LIFETIME));
+            list.push((up, expires));
         }
     }
 

@@ -44,9 +44,16 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     let activity = Activity::new();
     let mut client = Metered::new(stream, activity.clone(), Some(route.stats.clone()));
     let idle = route.idle_timeout.unwrap_or(Duration::MAX);
+    let mut sc = Scratch { timer: Deadline::new(), out: Vec::with_capacity(1024), held: None };
     tokio::select! {
-        _ = requests(&l, &mut client, &activity, &shutdown) => {}
+        _ = requests(&l, &mut client, &activity, &shutdown, &mut sc) => {}
         _ = activity.idle(idle) => {}
+    }
+    // The client is gone: its upstream connection can serve others, if it is young enough.
+    if let Some(h) = sc.held.take()
+        && Instant::now() < h.expires
+    {
+        l.shared.pools.checkin_h1(super::conn::dest(&h.target), h.up, h.expires);
     }
 }
 
@@ -54,9 +61,8 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
 /// client dripping header bytes cannot hold a connection and its buffer forever.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity>, shutdown: &CancellationToken) {
+async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity>, shutdown: &CancellationToken, sc: &mut Scratch) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut sc = Scratch { timer: Deadline::new(), out: Vec::with_capacity(1024) };
     // One waiter for the connection's life: making and dropping one per request registered with
     // the token's shared list each time.
     let cancelled = shutdown.cancelled();
@@ -102,7 +108,7 @@ async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity
                 return;
             }
         };
-        if exchange(l, client, &mut buf, head, activity, &mut sc).await == Next::Close || l.shared.stopping() {
+        if exchange(l, client, &mut buf, head, activity, sc).await == Next::Close || l.shared.stopping() {
             return;
         }
         // A large head or small body once must not pin its buffer for the connection's life.
@@ -183,6 +189,33 @@ struct Scratch {
     timer: Deadline,
     /// The head being written onward (with a small body after it).
     out: Vec<u8>,
+    /// The upstream connection of the last exchange, kept for the next request while it goes to
+    /// the same endpoint (as HAProxy keeps a server connection with its client): the pool's
+    /// shared lock and map are then not touched at all. Returned to the pool when another
+    /// endpoint's connection replaces it and when the client leaves.
+    held: Option<Held>,
+}
+
+struct Held {
+    target: Arc<Target>,
+    up: Upstream,
+    /// When it is too old to reuse (the pool's idle lifetime, from when it was last used).
+    expires: Instant,
+}
+
+impl Scratch {
+    /// The held connection, when it goes to `t`'s address, is young enough and still open.
+    fn take_held(&mut self, t: &Arc<Target>, now: Instant) -> Option<Upstream> {
+        let same = |h: &Held| Arc::ptr_eq(&h.target, t) || super::conn::dest(&h.target) == super::conn::dest(t);
+        if !self.held.as_ref().is_some_and(same) {
+            return None;
+        }
+        let mut h = self.held.take()?;
+        (now < h.expires && !h.up.stream.is_stale()).then(|| {
+            h.up.reused = true;
+            h.up
+        })
+    }
 }
 
 /// Error plus, when the client had already been sent a response head, its status.
@@ -248,7 +281,7 @@ async fn forward(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
     };
     let answer = answer.map_err(|e| (e, None))?;
     drop(busy);
-    deliver(x, client, buf, head, answer, &mut sc.out).await
+    deliver(x, client, buf, head, answer, sc).await
 }
 
 /// Reads from the client until `buf` holds `want` bytes (a head and its whole small body).
@@ -300,15 +333,22 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
     let Exchange { l, route, .. } = x;
     let pools = &l.shared.pools;
     let info = request_info(route, head, &buf[..], &l.shared.zone);
-    let Scratch { timer, out } = sc;
-    out.clear();
-    head.write_to(buf, out, true, &[]);
-    out.extend_from_slice(&buf[head.len..head.len + n]);
+    sc.out.clear();
+    head.write_to(buf, &mut sc.out, true, &[]);
+    sc.out.extend_from_slice(&buf[head.len..head.len + n]);
     let is_head = buf[head.method.clone()] == *b"HEAD";
     let deadline = x.deadline();
     let mut attempts = Attempts::new(&l.shared, route, info, x.start);
     loop {
-        let (target, mut up) = attempt::connect(&mut attempts, |t: Arc<Target>, now| async move { pools.h1(route, &t, route.connect_timeout, now).await }).await?;
+        let (target, mut up) = attempt::connect(&mut attempts, |t: Arc<Target>, now| {
+            let held = sc.take_held(&t, now);
+            async move {
+                match held {
+                    Some(up) => Ok(up),
+                    None => pools.h1(route, &t, route.connect_timeout, now).await,
+                }
+            }
+        }).await?;
         target.stats.requests.fetch_add(1, Relaxed);
         let in_flight = InFlight::new(target.clone());
         let addr = target.address;
@@ -316,7 +356,7 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
         // a connect first).
         let sent = if up.reused { attempts.now() } else { Instant::now() };
         let limit = try_until(route, deadline, sent);
-        let mut r = send(&mut up, client, out, is_head, head.minor > 0, timer, limit, addr).await;
+        let mut r = send(&mut up, client, &sc.out, is_head, head.minor > 0, &mut sc.timer, limit, addr).await;
         // A pooled connection the endpoint closed a moment ago fails before any byte comes back:
         // an idempotent request goes once more over a fresh connection to the same endpoint
         // (a repeat is harmless even if the first got through).
@@ -324,7 +364,7 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
             r = match pools.connect(route, &target, route.connect_timeout).await {
                 Ok(stream) => {
                     up = Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false };
-                    send(&mut up, client, out, is_head, head.minor > 0, timer, limit, addr).await
+                    send(&mut up, client, &sc.out, is_head, head.minor > 0, &mut sc.timer, limit, addr).await
                 }
                 Err(e) => Err(e),
             };
@@ -358,7 +398,15 @@ async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, hea
     let pools = &l.shared.pools;
     let info = request_info(route, head, &buf[..], &l.shared.zone);
     let mut attempts = Attempts::new(&l.shared, route, info, x.start);
-    let connected = attempt::connect(&mut attempts, |t: Arc<Target>, now| async move { pools.h1(route, &t, route.connect_timeout, now).await }).await;
+    let connected = attempt::connect(&mut attempts, |t: Arc<Target>, now| {
+            let held = sc.take_held(&t, now);
+            async move {
+                match held {
+                    Some(up) => Ok(up),
+                    None => pools.h1(route, &t, route.connect_timeout, now).await,
+                }
+            }
+        }).await;
     drop(attempts);
     let (target, mut up) = match connected {
         Ok(c) => c,
@@ -371,14 +419,13 @@ async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, hea
     target.stats.requests.fetch_add(1, Relaxed);
     let in_flight = InFlight::new(target.clone());
     let is_head = buf[head.method.clone()] == *b"HEAD";
-    let Scratch { timer, out } = sc;
-    out.clear();
-    head.write_to(buf, out, true, &[]);
+    sc.out.clear();
+    head.write_to(buf, &mut sc.out, true, &[]);
     buf.advance(head.len);
     let addr = target.address;
     let sent = Instant::now();
     let limit = try_until(route, x.deadline(), sent);
-    match exchange_head(&mut up, client, buf, head, out, is_head, timer, limit, addr).await {
+    match exchange_head(&mut up, client, buf, head, &mut sc.out, is_head, &mut sc.timer, limit, addr).await {
         Ok((resp, body_done)) => {
             let at = Instant::now();
             let took = at - sent;
@@ -397,7 +444,8 @@ async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, hea
 }
 
 /// Sends the response head and body to the client, and keeps both connections when that is safe.
-async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, a: Answer, out: &mut Vec<u8>) -> Result<Delivered, Failed> {
+async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, a: Answer, sc: &mut Scratch) -> Result<Delivered, Failed> {
+    let out = &mut sc.out;
     let Exchange { l, route, .. } = x;
     let Answer { target, mut up, resp, body_done, _in_flight } = a;
     let addr = target.address;
@@ -438,7 +486,10 @@ async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
     let done = Instant::now();
     let reusable = body_done && !resp.close && resp.body != BodyKind::UntilClose && up.buf.is_empty();
     if reusable {
-        l.shared.pools.checkin_h1(super::conn::dest(&target), up, done);
+        let expires = done + super::pool::IDLE_LIFETIME;
+        if let Some(h) = sc.held.replace(Held { target, up, expires }) {
+            l.shared.pools.checkin_h1(super::conn::dest(&h.target), h.up, h.expires);
+        }
     }
     Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }, done))
 }
