@@ -361,7 +361,7 @@ fn http2_goaway_from_the_endpoint_loses_no_request() {
     let tmp = TempDir::new("h2-goaway");
     let port = free_port();
     let conf = format!(
-        "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 1024; }}\n\
+        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 1024; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {dir};\n  keepalive_requests 50;\n  http2_max_concurrent_streams 128;\n\
          server {{ listen 127.0.0.1:{port} http2; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n",
         dir = tmp.path().display()
