@@ -58,17 +58,7 @@ wait_h2() { # url
 first_child() { awk '{print $1}' "/proc/$1/task/$1/children" 2>/dev/null; }
 
 # ---------------------------------------------------------------- backend: nginx, h2c
-BACKEND_PORT="$(free_port)"
-nginx_conf "$TMP/backend" "
-  keepalive_timeout 300s;
-  http2_max_concurrent_streams 256;
-  server {
-    listen 127.0.0.1:$BACKEND_PORT http2;
-    location / { default_type text/plain; return 200 \"hello from the benchmark backend\\n\"; }
-  }"
-"${LOAD_CPU[@]}" nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" &
-BACKEND_PID=$!
-PIDS+=($BACKEND_PID)
+start_backend " http2" "http2_max_concurrent_streams 256;"
 wait_h2 "http://127.0.0.1:$BACKEND_PORT/"
 BACKEND_WORKER="$(first_child "$BACKEND_PID")"
 : "${BACKEND_WORKER:=$BACKEND_PID}"
@@ -87,26 +77,7 @@ start_haproxy "$BACKEND_PORT" " proto h2"
 # ---------------------------------------------------------------- weft
 weft_binary
 WEFT_ADMIN_PORT="$(free_port)"
-cat >"$TMP/weft.toml" <<CONF
-[node]
-name = "bench"
-data_dir = "$TMP/weft-data"
-
-[admin]
-listen = "127.0.0.1:$WEFT_ADMIN_PORT"
-
-[dns]
-enabled = false
-vip_cidr = "127.255.202.0/24"
-
-$(bench_service_toml http2)
-
-[[endpoint]]
-namespace = "bench.internal"
-service = "backend"
-id = "nginx-1"
-address = "127.0.0.1:$BACKEND_PORT"
-CONF
+bench_weft_toml bench "127.0.0.1:$WEFT_ADMIN_PORT" "enabled = false" 127.255.202.0/24 http2 >"$TMP/weft.toml"
 WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/weft.toml" >"$TMP/weft.log" 2>&1 &
 WEFT_PID=$!
 PIDS+=($WEFT_PID)

@@ -54,16 +54,7 @@ fi
 
 # ---------------------------------------------------------------- backend: nginx, fixed body
 
-BACKEND_PORT="$(free_port)"
-nginx_conf "$TMP/backend" "
-  keepalive_timeout 300s;
-  server {
-    listen 127.0.0.1:$BACKEND_PORT;
-    location / { default_type text/plain; return 200 \"hello from the benchmark backend\\n\"; }
-  }"
-"${LOAD_CPU[@]}" nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" &
-BACKEND_PID=$!
-PIDS+=($BACKEND_PID)
+start_backend
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
 
 # ---------------------------------------------------------------- HAProxy
@@ -88,27 +79,7 @@ PIDS+=($NGINX_PID)
 # ---------------------------------------------------------------- weft
 weft_binary
 WEFT_ADMIN_PORT="$(free_port)"
-WEFT_DNS_PORT="$(free_port)"
-cat >"$TMP/weft.toml" <<CONF
-[node]
-name = "bench"
-data_dir = "$TMP/weft-data"
-
-[admin]
-listen = "127.0.0.1:$WEFT_ADMIN_PORT"
-
-[dns]
-listen = "127.0.0.1:$WEFT_DNS_PORT"
-vip_cidr = "127.255.200.0/24"
-
-$(bench_service_toml http)
-
-[[endpoint]]
-namespace = "bench.internal"
-service = "backend"
-id = "nginx-1"
-address = "127.0.0.1:$BACKEND_PORT"
-CONF
+bench_weft_toml bench "127.0.0.1:$WEFT_ADMIN_PORT" "listen = \"127.0.0.1:$(free_port)\"" 127.255.200.0/24 http >"$TMP/weft.toml"
 WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/weft.toml" >"$TMP/weft.log" 2>&1 &
 WEFT_PID=$!
 PIDS+=($WEFT_PID)
@@ -127,10 +98,8 @@ TARGETS=(
 # change's cost on the data path is a ratio from one run (weft/weft-base) rather than two runs.
 WEFT_BASE_PID=""
 if [ -n "${WEFT_BASE_BIN:-}" ]; then
-  sed -e "s|$TMP/weft-data|$TMP/weft-base-data|" -e "s|127.0.0.1:$WEFT_ADMIN_PORT|127.0.0.1:$(free_port)|" \
-      -e "s|127.0.0.1:$WEFT_DNS_PORT|127.0.0.1:$(free_port)|" -e "s|127.255.200.0/24|127.255.199.0/24|" \
-      -e 's|^name = "bench"|name = "bench-base"|' "$TMP/weft.toml" >"$TMP/weft-base.toml"
-  BASE_ADMIN="$(sed -n '/^\[admin\]/,/^listen/ s/^listen = "\(.*\)"/\1/p' "$TMP/weft-base.toml")"
+  BASE_ADMIN="127.0.0.1:$(free_port)"
+  bench_weft_toml bench-base "$BASE_ADMIN" "listen = \"127.0.0.1:$(free_port)\"" 127.255.199.0/24 http >"$TMP/weft-base.toml"
   WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg-base" "${PROXY_CPU[@]}" "$WEFT_BASE_BIN" run -c "$TMP/weft-base.toml" >"$TMP/weft-base.log" 2>&1 &
   WEFT_BASE_PID=$!
   PIDS+=($WEFT_BASE_PID)

@@ -31,15 +31,7 @@ need curl curl
 
 if [ "$(nproc)" -ge 2 ]; then PROXY_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0); else PROXY_CPU=(); LOAD_CPU=(); fi
 
-BACKEND_PORT="$(free_port)"
-nginx_conf "$TMP/backend" "
-  keepalive_timeout 300s;
-  server {
-    listen 127.0.0.1:$BACKEND_PORT;
-    location / { default_type text/plain; return 200 \"hello from the benchmark backend\\n\"; }
-  }"
-"${LOAD_CPU[@]}" nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" &
-PIDS+=($!)
+start_backend
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
 weft_binary
 OUT="${PROFILE_OUT:-$TMP}"
@@ -65,26 +57,7 @@ measure() {
 start_weft() { # name binary vip-third-octet
   local name="$1" bin="$2" net="$3" admin
   admin="127.0.0.1:$(free_port)"
-  cat >"$TMP/$name.toml" <<CONF
-[node]
-name = "$name"
-data_dir = "$TMP/$name-data"
-
-[admin]
-listen = "$admin"
-
-[dns]
-listen = "127.0.0.1:$(free_port)"
-vip_cidr = "127.255.$net.0/24"
-
-$(bench_service_toml http)
-
-[[endpoint]]
-namespace = "bench.internal"
-service = "backend"
-id = "nginx-1"
-address = "127.0.0.1:$BACKEND_PORT"
-CONF
+  bench_weft_toml "$name" "$admin" "listen = \"127.0.0.1:$(free_port)\"" "127.255.$net.0/24" http >"$TMP/$name.toml"
   WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg-$name" "${PROXY_CPU[@]}" "${CALLGRIND[@]}" \
     --callgrind-out-file="$OUT/callgrind-$name.out" "$bin" run -c "$TMP/$name.toml" >"$TMP/$name.log" 2>&1 &
   PIDS+=($!)
@@ -103,27 +76,8 @@ if [ -n "${WEFT_BASE_BIN:-}" ]; then
   kill "$WEFT_PID"
 fi
 
-HAPROXY_PORT="$(free_port)"
-cat >"$TMP/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:$HAPROXY_PORT
-  default_backend be
-backend be
-  server s1 127.0.0.1:$BACKEND_PORT
-CONF
-"${PROXY_CPU[@]}" "${CALLGRIND[@]}" --callgrind-out-file="$OUT/callgrind-haproxy.out" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-PIDS+=($!)
-HAPROXY_PID=$!
+HAPROXY_WRAP=("${CALLGRIND[@]}" --callgrind-out-file="$OUT/callgrind-haproxy.out")
+start_haproxy "$BACKEND_PORT"
 wait_http "http://127.0.0.1:$HAPROXY_PORT/" || true
 RESULTS+=("$(measure haproxy "http://127.0.0.1:$HAPROXY_PORT/" "$HAPROXY_PID")")
 

@@ -66,7 +66,8 @@ frontend fe
 backend be
   server s1 127.0.0.1:$1${2:-}
 CONF
-  "${PROXY_CPU[@]}" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+  # HAPROXY_WRAP: a command to run HAProxy under (instructions.sh: valgrind).
+  "${PROXY_CPU[@]}" ${HAPROXY_WRAP[@]+"${HAPROXY_WRAP[@]}"} haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
   HAPROXY_PID=$!
   PIDS+=($HAPROXY_PID)
 }
@@ -120,6 +121,49 @@ machine_note() {
   local busy
   busy="$(pgrep -x 'cargo|rustc|cc1|cc1plus|ld|ld.lld|mold' 2>/dev/null | wc -l)"
   echo "machine: load average $(cut -d' ' -f1-3 /proc/loadavg), $busy compiler/linker processes running$([ "$busy" -gt 0 ] && echo ' (figures are not quiet-machine figures)')"
+}
+
+# The backend every benchmark proxies to: nginx, one worker, a fixed 33-byte body, keep-alive,
+# on the load side's core (LOAD_CPU). $1: options for its `listen` (` http2` for h2c); $2: more
+# http-block lines. Sets BACKEND_PORT and BACKEND_PID.
+start_backend() { # [listen-options] [http-lines]
+  BACKEND_PORT="$(free_port)"
+  nginx_conf "$TMP/backend" "
+  keepalive_timeout 300s;
+  ${2:-}
+  server {
+    listen 127.0.0.1:$BACKEND_PORT${1:-};
+    location / { default_type text/plain; return 200 \"hello from the benchmark backend\\n\"; }
+  }"
+  "${LOAD_CPU[@]}" nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" &
+  BACKEND_PID=$!
+  PIDS+=($BACKEND_PID)
+}
+
+# A weft config: node $1 with its admin API at $2, the `[dns]` line $3 (a `listen = ...` or
+# `enabled = false`), VIPs from $4, and the benchmark service ($5: its protocol) with the backend
+# as its one endpoint.
+bench_weft_toml() { # name admin-addr dns-line vip-cidr protocol
+  cat <<CONF
+[node]
+name = "$1"
+data_dir = "$TMP/$1-data"
+
+[admin]
+listen = "$2"
+
+[dns]
+$3
+vip_cidr = "$4"
+
+$(bench_service_toml "$5")
+
+[[endpoint]]
+namespace = "bench.internal"
+service = "backend"
+id = "nginx-1"
+address = "127.0.0.1:$BACKEND_PORT"
+CONF
 }
 
 # The benchmarks' one service: namespace bench.internal, service `backend`, alias
