@@ -45,7 +45,9 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     let mut client = Metered::new(stream, activity.clone(), Some(route.stats.clone()));
     let idle = route.idle_timeout.unwrap_or(Duration::MAX);
     let mut sc = Scratch { timer: Deadline::new(), out: Vec::with_capacity(1024), held: None };
+    // Biased: the requests come first on every wake, and no random draw decides the order.
     tokio::select! {
+        biased;
         _ = requests(&l, &mut client, &activity, &shutdown, &mut sc) => {}
         _ = activity.idle(idle) => {}
     }
