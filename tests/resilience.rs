@@ -270,6 +270,16 @@ fn grpc_calls(port: u16) -> u64 {
     out.stdout().trim().parse().unwrap_or_else(|_| panic!("calls: {}", out.both()))
 }
 
+/// tests/grpc/flaky_server.py serving on 127.0.0.1:`port` in `mode` (good | flaky), once it listens.
+fn grpc_server(tmp: &TempDir, name: &str, port: u16, mode: &str) -> Bg {
+    let mut c = Command::new("python3");
+    c.arg(support_path("grpc/flaky_server.py")).args(["serve", &port.to_string(), mode]);
+    let mut bg = Bg::spawn(name, &mut c, Some(tmp.join(&format!("{name}.log"))));
+    wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(20));
+    assert!(bg.alive(), "{name} died: {}", bg.log_text());
+    bg
+}
+
 /// gRPC: one channel (one HTTP/2 connection to weft) makes 60 unary calls; one endpoint answers
 /// every call UNAVAILABLE. Every call succeeds (retried on the good endpoint, per request, on a
 /// multiplexed connection), and the flaky endpoint is ejected after consecutive_failures (5).
@@ -280,16 +290,8 @@ fn grpc_unavailable_is_retried_and_the_endpoint_ejected() {
     }
     let tmp = TempDir::new("res-grpc");
     let (gp, fp) = (free_port(), free_port());
-    let spawn = |name: &str, port: u16, mode: &str| {
-        let mut c = Command::new("python3");
-        c.arg(support_path("grpc/flaky_server.py")).args(["serve", &port.to_string(), mode]);
-        let mut bg = Bg::spawn(name, &mut c, Some(tmp.join(&format!("{name}.log"))));
-        wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(20));
-        assert!(bg.alive(), "{name} died: {}", bg.log_text());
-        bg
-    };
-    let _good = spawn("grpc-good", gp, "good");
-    let _flaky = spawn("grpc-flaky", fp, "flaky");
+    let _good = grpc_server(&tmp, "grpc-good", gp, "good");
+    let _flaky = grpc_server(&tmp, "grpc-flaky", fp, "flaky");
     // Round robin: the flaky endpoint gets every other call until it is ejected. The retry
     // budget gets a reserve the 5 retries fit in: by default a service a second old may retry 3
     // times plus 20 % of its requests, and the 60 calls take well under a second.
@@ -390,13 +392,7 @@ fn grpc_health_check_follows_the_servers_answer() {
     }
     let tmp = TempDir::new("res-grpc-health");
     let (ap, bp) = (free_port(), free_port());
-    let mut servers = Vec::new();
-    for (name, port) in [("a", ap), ("b", bp)] {
-        let mut c = Command::new("python3");
-        c.arg(support_path("grpc/flaky_server.py")).args(["serve", &port.to_string(), "good"]);
-        servers.push(Bg::spawn(name, &mut c, Some(tmp.join(&format!("{name}.log")))));
-        wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(20));
-    }
+    let _servers = [grpc_server(&tmp, "a", ap, "good"), grpc_server(&tmp, "b", bp, "good")];
     let body = "[service.health_check]\nkind = \"grpc\"\ninterval_ms = 200\n";
     let toml = [service("gh", "grpc", "gh.res", 50051, body), endpoint("gh", "a", ap), endpoint("gh", "b", bp)].concat();
     let w = Weft::start(WeftOpts::new(152).extra(&toml));
