@@ -116,7 +116,12 @@ impl TableBuilder {
                     let (via, reachable) = match peers {
                         Some(peers) if e.node != me => match peers.get(&e.node) {
                             Some(p) if p.state != PeerState::Down => (Some(p.addr), p.state == PeerState::Alive),
-                            _ => return None,
+                            _ => {
+                                // Out of service like an unhealthy one, so that when its node is
+                                // back it starts afresh (below) rather than still ejected.
+                                stats.endpoint(&e.namespace, &e.service, &e.id).routable.store(false, std::sync::atomic::Ordering::Relaxed);
+                                return None;
+                            }
                         },
                         _ => (None, true),
                     };
