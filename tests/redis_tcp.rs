@@ -134,7 +134,6 @@ fn redis_through_tcp_alias_matches_direct_access() {
         let n = redis_cli(direct.0, direct.1, &["PUBSUB", "NUMSUB", "news"], None).stdout();
         (n.lines().nth(1).map(|l| l.trim()) == Some("2")).then_some(())
     });
-    ();
     let pubd = redis_cli(alias.0, alias.1, &["PUBLISH", "news", "hello-through-weft"], None);
     assert_eq!(pubd.stdout().trim(), "2", "PUBLISH via alias must reach both subscribers");
     sub_alias.expect_lines(&["message", "news", "hello-through-weft"]);

@@ -10,7 +10,7 @@
 //!   the failing endpoint is ejected after `consecutive_failures` calls;
 //! - weft's own answers: 504 `request-timeout`, 503 `no-healthy-endpoint`;
 //! - an HTTP/2 endpoint's GOAWAY loses no request; the HTTP (over h2c) and gRPC health checks;
-//! zone preference with spill-over.
+//!   zone preference with spill-over.
 //!
 //! VIP nets 146-153.
 mod common;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use relay::{LocalEndpoints, RelayRequest, RelayStream};
@@ -58,15 +58,25 @@ pub struct TransportStats {
     pub active_relays: std::sync::atomic::AtomicI64,
 }
 
-/// A peer's connection, or when the last attempt failed: senders to a dead peer fail fast for
-/// [`RETRY_AFTER`] instead of queueing a handshake each.
+/// What we hold for one peer address: its connection, the dial in flight, or when the last dial
+/// failed (senders to a dead peer then fail fast for [`RETRY_AFTER`] instead of each starting a
+/// handshake).
 #[derive(Default)]
 struct Peer {
     conn: Option<quinn::Connection>,
+    /// The node name `conn`'s certificate proves.
+    name: String,
+    /// Present while a dial runs. Waiters subscribe to it; they wake when the dial ends (the
+    /// sender is dropped) or when the peer's own connection to us arrives first ([`Transport::adopt`]).
+    dialing: Option<watch::Sender<()>>,
     failed: Option<(std::time::Instant, String)>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Peer>>;
+impl Peer {
+    fn live(&self) -> Option<&quinn::Connection> {
+        self.conn.as_ref().filter(|c| c.close_reason().is_none())
+    }
+}
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -75,7 +85,7 @@ pub struct Transport {
     client: ArcSwap<quinn::ClientConfig>,
     files: TlsFiles,
     name: String,
-    conns: Mutex<HashMap<SocketAddr, Slot>>,
+    conns: Mutex<HashMap<SocketAddr, Peer>>,
     incoming: mpsc::Sender<Incoming>,
     local: Arc<dyn LocalEndpoints>,
     pub stats: TransportStats,
@@ -185,8 +195,9 @@ impl Transport {
                 let from = incoming.remote_address();
                 match incoming.await {
                     Ok(conn) => {
-                        me.adopt(&conn);
-                        me.serve(conn)
+                        if let Some(name) = me.serve(conn.clone()) {
+                            me.adopt(&conn, &name);
+                        }
                     }
                     Err(e) => {
                         me.stats.handshakes_rejected.fetch_add(1, Relaxed);
@@ -198,11 +209,12 @@ impl Transport {
         self.endpoint.close(0u32.into(), b"shutting down");
     }
 
-    /// Runs the receive side of a connection, whichever end opened it.
-    fn serve(self: &Arc<Self>, conn: quinn::Connection) {
+    /// Runs the receive side of a connection, whichever end opened it. Returns the node name
+    /// the peer's certificate proves; a connection without one is closed.
+    fn serve(self: &Arc<Self>, conn: quinn::Connection) -> Option<String> {
         let Some(peer) = tls::peer_name(&conn) else {
             conn.close(1u32.into(), b"certificate names no node");
-            return;
+            return None;
         };
         tracing::debug!(%peer, addr = %conn.remote_address(), "node connection up");
         let (me, c, p) = (self.clone(), conn.clone(), peer.clone());
@@ -222,18 +234,19 @@ impl Transport {
                 tokio::spawn(async move { me.read_message(recv, p, from).await });
             }
         });
-        let me = self.clone();
+        let (me, name) = (self.clone(), peer.clone());
         tokio::spawn(async move {
             while let Ok((send, recv)) = conn.accept_bi().await {
                 me.stats.relayed_streams.fetch_add(1, Relaxed);
                 me.stats.active_relays.fetch_add(1, Relaxed);
-                let (me, local, p) = (me.clone(), me.local.clone(), peer.clone());
+                let (me, local, p) = (me.clone(), me.local.clone(), name.clone());
                 tokio::spawn(async move {
                     relay::serve(send, recv, local, &p).await;
                     me.stats.active_relays.fetch_sub(1, Relaxed);
                 });
             }
         });
+        Some(peer)
     }
 
     async fn read_message(&self, mut recv: quinn::RecvStream, peer: String, from: SocketAddr) {
@@ -258,38 +271,79 @@ impl Transport {
 
     /// The cached connection to a peer, or a new one. `expect` is the node name when known: the
     /// peer's certificate must then carry it.
+    ///
+    /// The handshake runs in a task of its own that every caller for this address waits on. A
+    /// caller that gives up (the data path's 1 s connect timeout) therefore does not abort it: a
+    /// handshake whose first packet was lost (the peer was still restarting) needs one
+    /// retransmission, about a second, and aborting it at that point would make every dial fail
+    /// the same way for as long as the peer is slow to answer.
     pub async fn connection(self: &Arc<Self>, addr: SocketAddr, expect: Option<&str>) -> Result<quinn::Connection, TransportError> {
-        let slot = {
-            let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-            conns.entry(addr).or_default().clone()
-        };
-        let mut peer = slot.lock().await;
-        if let Some(c) = peer.conn.as_ref().filter(|c| c.close_reason().is_none()) {
-            return Ok(c.clone());
+        loop {
+            let mut woken = {
+                let mut conns = self.lock();
+                let peer = conns.entry(addr).or_default();
+                if let Some(c) = peer.live() {
+                    // A node restarted under another name at the same address is not the one
+                    // the caller means; its traffic must not go there.
+                    return match expect {
+                        Some(node) if node != peer.name => {
+                            Err(TransportError::Connect { addr, message: format!("the node there is now `{}`, not `{node}`", peer.name) })
+                        }
+                        _ => Ok(c.clone()),
+                    };
+                }
+                if let Some((at, why)) = peer.failed.as_ref().filter(|(at, _)| at.elapsed() < RETRY_AFTER) {
+                    let message = format!("{why} ({} ms ago)", at.elapsed().as_millis());
+                    return Err(TransportError::Connect { addr, message });
+                }
+                match &peer.dialing {
+                    Some(tx) => tx.subscribe(),
+                    None => {
+                        let (tx, rx) = watch::channel(());
+                        peer.dialing = Some(tx);
+                        tokio::spawn(self.clone().dial(addr, expect.map(str::to_string)));
+                        rx
+                    }
+                }
+            };
+            // Err means the dial ended (its sender is gone); either way look again.
+            let _ = woken.changed().await;
         }
-        let err = |e: &dyn std::fmt::Display| TransportError::Connect { addr, message: e.to_string() };
-        if let Some((at, why)) = peer.failed.as_ref().filter(|(at, _)| at.elapsed() < RETRY_AFTER) {
-            return Err(err(&format!("{why} ({} ms ago)", at.elapsed().as_millis())));
-        }
+    }
+
+    async fn dial(self: Arc<Self>, addr: SocketAddr, expect: Option<String>) {
         let client = (**self.client.load()).clone();
-        let attempt = async {
-            let connecting = self.endpoint.connect_with(client, addr, expect.unwrap_or(tls::ANY_NODE)).map_err(|e| e.to_string())?;
+        let result = async {
+            let connecting = self.endpoint.connect_with(client, addr, expect.as_deref().unwrap_or(tls::ANY_NODE)).map_err(|e| e.to_string())?;
             match tokio::time::timeout(Duration::from_secs(5), connecting).await {
                 Err(_) => Err("handshake timed out".to_string()),
                 Ok(r) => r.map_err(|e| e.to_string()),
             }
-        };
-        match attempt.await {
-            Ok(conn) => {
-                self.serve(conn.clone());
-                *peer = Peer { conn: Some(conn.clone()), failed: None };
-                Ok(conn)
-            }
-            Err(why) => {
-                peer.failed = Some((std::time::Instant::now(), why.clone()));
-                Err(err(&why))
-            }
         }
+        .await;
+        let result = result.and_then(|conn| match self.serve(conn.clone()) {
+            Some(name) => Ok((conn, name)),
+            None => Err("its certificate names no node".to_string()),
+        });
+        let mut conns = self.lock();
+        let peer = conns.entry(addr).or_default();
+        // Dropping the sender wakes the waiters; they find the outcome below once we unlock.
+        peer.dialing = None;
+        match result {
+            // The peer's own connection may have been adopted meanwhile; keep that one (this one
+            // is served all the same, so whatever the peer sends on it still arrives).
+            Ok((conn, name)) if peer.live().is_none() => *peer = Peer { conn: Some(conn), name, dialing: None, failed: None },
+            Ok(_) => peer.failed = None,
+            Err(why) if peer.live().is_none() => {
+                tracing::debug!(%addr, error = %why, "cannot reach node");
+                peer.failed = Some((std::time::Instant::now(), why));
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Peer>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Fire and forget: a datagram to a peer, connecting first if needed (off the caller's task).
@@ -333,20 +387,23 @@ impl Transport {
     }
 
     /// Uses a connection a peer opened to us for our own sends too when we hold none to its
-    /// address, so a pair of nodes usually shares one connection instead of dialling two.
-    fn adopt(&self, conn: &quinn::Connection) {
-        let slot = self.conns.lock().unwrap_or_else(|p| p.into_inner()).entry(conn.remote_address()).or_default().clone();
-        if let Ok(mut peer) = slot.try_lock()
-            && peer.conn.as_ref().is_none_or(|c| c.close_reason().is_some()) {
-                *peer = Peer { conn: Some(conn.clone()), failed: None };
+    /// address, so a pair of nodes usually shares one connection instead of dialling two. Callers
+    /// waiting on our own dial to that address take it at once.
+    fn adopt(&self, conn: &quinn::Connection, name: &str) {
+        let mut conns = self.lock();
+        let peer = conns.entry(conn.remote_address()).or_default();
+        if peer.live().is_none() {
+            peer.conn = Some(conn.clone());
+            peer.name = name.to_string();
+            peer.failed = None;
+            if let Some(tx) = &peer.dialing {
+                tx.send_replace(());
             }
+        }
     }
 
     fn cached(&self, addr: SocketAddr) -> Option<quinn::Connection> {
-        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = conns.get(&addr)?;
-        let peer = slot.try_lock().ok()?;
-        peer.conn.as_ref().filter(|c| c.close_reason().is_none()).cloned()
+        self.lock().get(&addr)?.live().cloned()
     }
 
     /// Closes the connection to a peer that membership declared down, so streams waiting on it
@@ -402,3 +459,6 @@ impl Transport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

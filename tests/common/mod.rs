@@ -491,7 +491,10 @@ pub fn http(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>
     })
 }
 
-fn parse_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
+/// Status, fields, and where the body starts.
+type ParsedHead = (u16, Vec<(String, String)>, usize);
+
+fn parse_head(raw: &[u8]) -> Option<ParsedHead> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -835,7 +838,7 @@ impl Weft {
                 if status == 0 {
                     return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, out.stderr()));
                 }
-                Ok(Resp { status, headers: vec![], body: text[..i].as_bytes().to_vec() })
+                Ok(Resp { status, headers: vec![], body: text.as_bytes()[..i].to_vec() })
             }
         }
     }

@@ -1,0 +1,49 @@
+use std::path::Path;
+
+use super::*;
+
+struct NoEndpoints;
+
+impl LocalEndpoints for NoEndpoints {
+    fn resolve(&self, _: &RelayRequest) -> Option<(SocketAddr, Duration, Arc<crate::telemetry::EndpointStats>)> {
+        None
+    }
+}
+
+fn node(dir: &Path, name: &str, listen: SocketAddr) -> Arc<Transport> {
+    let issued = pki::ca_issue(dir, dir, name, &[], 1).unwrap();
+    let files = TlsFiles { ca: dir.join(pki::CA_CERT), cert: issued.cert, key: issued.key };
+    let (t, _incoming) = Transport::bind(listen, files, name, Arc::new(NoEndpoints), CancellationToken::new()).unwrap();
+    t
+}
+
+/// A caller that stops waiting (the data path's connect timeout) must not abort the handshake:
+/// when the peer was not up for the first packet, the dial completes on quinn's retransmission,
+/// and the next caller finds the connection made.
+#[tokio::test]
+async fn a_dial_outlives_the_caller_that_gave_up() {
+    let dir = std::env::temp_dir().join(format!("weft-transport-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    pki::ca_init(&dir, "test", false).unwrap();
+    let a = node(&dir, "a", "127.0.0.1:0".parse().unwrap());
+    // A port nothing listens on yet: b takes it after a's first packet went nowhere.
+    let b_addr = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(200), a.connection(b_addr, Some("b"))).await;
+    assert!(early.is_err(), "nothing listens at {b_addr} yet, but the dial ended: {early:?}");
+    let _b = node(&dir, "b", b_addr);
+    // Nobody asks again: the first caller's dial finishes by itself.
+    let mut made = None;
+    for _ in 0..100 {
+        made = a.cached(b_addr);
+        if made.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let conn = made.expect("the dial was dropped with the caller that gave up");
+    assert_eq!(tls::peer_name(&conn).as_deref(), Some("b"));
+    // A caller expecting another node at that address is refused, not handed b's connection.
+    let other = a.connection(b_addr, Some("c")).await;
+    assert!(matches!(&other, Err(TransportError::Connect { message, .. }) if message.contains("`b`, not `c`")), "{:?}", other.map(|_| ()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
