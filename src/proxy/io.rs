@@ -3,12 +3,13 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::{Acquire, Relaxed, Release}};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -62,41 +63,118 @@ impl Activity {
 
 pub struct Busy(Arc<Activity>);
 
+/// Polls a future that seldom has anything to say (a timer) only when its own waker fired, not
+/// on every wake of the task it shares with busy I/O. A connection task wakes twice per request;
+/// polling its idle watchdog and deadline timers each time was ~300 instructions per request.
+///
+/// A future that returned `Pending` has arranged to wake its waker when it can progress, so
+/// skipping polls until then is sound. The waker it is polled with forwards to the task's.
+pub struct Gate {
+    flag: Arc<Flag>,
+    waker: Waker,
+}
+
+struct Flag {
+    fired: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Release);
+        self.task.wake();
+    }
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        let flag = Arc::new(Flag { fired: AtomicBool::new(true), task: AtomicWaker::new() });
+        Gate { waker: Waker::from(flag.clone()), flag }
+    }
+
+    /// The next poll goes through: the gated future changed (a timer was reset).
+    pub fn open(&self) {
+        self.flag.fired.store(true, Release);
+    }
+
+    pub fn poll<F: Future + ?Sized>(&self, f: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // Register first: a wake between this and the check below reaches the task.
+        self.flag.task.register(cx.waker());
+        if !self.flag.fired.swap(false, Acquire) {
+            return Poll::Pending;
+        }
+        f.poll(&mut Context::from_waker(&self.waker))
+    }
+}
+
+/// Runs `main` until it finishes (`Some` of its output) or `watchdog` does (`None`), polling the
+/// watchdog only through a [`Gate`].
+pub async fn until<M: Future, W: Future>(main: M, watchdog: W) -> Option<M::Output> {
+    Gate::new().until(main, pin!(watchdog)).await
+}
+
+impl Gate {
+    /// [`until`] with this gate, for a watchdog that outlives one call (it stays registered with
+    /// this gate's waker between calls, so it must always be polled through this gate).
+    pub async fn until<M: Future, W: Future>(&self, main: M, mut watchdog: Pin<&mut W>) -> Option<M::Output> {
+        let mut main = pin!(main);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = main.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            self.poll(watchdog.as_mut(), cx).map(|_| None)
+        })
+        .await
+    }
+}
+
 /// One timer per connection for its deadlines (a response head within the request or per-try
 /// timeout). Arming and cancelling a tokio timer for every request cost a measurable share of
 /// the per-request CPU; this one stays armed across requests. Deadlines on a busy connection only
 /// move forward, so the timer is moved only when it fires before the deadline in force (once per
-/// timeout period), or when a deadline comes earlier than the one it is set for.
+/// timeout period), or when a deadline comes earlier than the one it is set for. Its waker is
+/// the gate's, across requests, so a firing is never lost between them.
 pub struct Deadline {
     /// Made on first use: most connections of a quiet service never need it.
     sleep: Option<Pin<Box<Sleep>>>,
+    gate: Gate,
 }
 
 impl Deadline {
     pub fn new() -> Deadline {
-        Deadline { sleep: None }
+        Deadline { sleep: None, gate: Gate::new() }
     }
 
     /// Runs `work` until `until`; `None` when that passed first (no limit: `None` for `until`).
     pub async fn run<F: Future>(&mut self, until: Option<Instant>, work: F) -> Option<F::Output> {
         let Some(until) = until else { return Some(work.await) };
-        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        let Deadline { sleep, gate } = self;
+        let sleep = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
         if sleep.deadline() > until {
             sleep.as_mut().reset(until);
+            gate.open();
         }
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut work => return Some(out),
-                () = &mut *sleep => {
-                    if Instant::now() >= until {
-                        return None;
-                    }
-                    sleep.as_mut().reset(until);
-                }
+        let mut work = pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
             }
-        }
+            while gate.poll(sleep.as_mut(), cx).is_ready() {
+                if Instant::now() >= until {
+                    // The timer stays fired (in the past) until the next run moves it: that run
+                    // must look at it.
+                    gate.open();
+                    return Poll::Ready(None);
+                }
+                sleep.as_mut().reset(until);
+                gate.open();
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -166,5 +244,39 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::pending;
+    use tokio::time::{sleep, timeout};
+
+    const LONG: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn until_tells_which_finished() {
+        assert_eq!(until(async { 5 }, pending::<()>()).await, Some(5));
+        let r = timeout(LONG, until(pending::<()>(), sleep(Duration::from_millis(20)))).await;
+        assert_eq!(r.expect("the watchdog's timer fired but was never polled"), None);
+    }
+
+    /// The deadline timer outlives requests: fired while nobody waited, moved later, moved earlier.
+    #[tokio::test]
+    async fn deadline_across_requests() {
+        let mut d = Deadline::new();
+        let soon = |ms| Some(Instant::now() + Duration::from_millis(ms));
+        assert_eq!(d.run(soon(30), sleep(Duration::from_millis(5))).await, Some(()));
+        // Its timer fires between requests, with no run to see it.
+        sleep(Duration::from_millis(60)).await;
+        let r = timeout(LONG, d.run(soon(40), pending::<()>())).await;
+        assert_eq!(r.expect("a deadline after a firing between requests was missed"), None);
+        // A later deadline: the early firing of the old one must not end this run.
+        assert_eq!(d.run(soon(500), sleep(Duration::from_millis(80))).await, Some(()));
+        // An earlier one than the timer is set for.
+        let r = timeout(LONG, d.run(soon(20), pending::<()>())).await;
+        assert_eq!(r.expect("an earlier deadline was missed"), None);
+        assert_eq!(d.run(None, async { 7 }).await, Some(7));
     }
 }

@@ -65,15 +65,10 @@ pub async fn serve(client: TcpStream, l: Arc<TcpListener>) {
             let mut a = Metered::new(client, activity.clone(), Some(stats.clone()));
             let mut b = Metered::new(upstream, activity.clone(), None);
             let idle = route.idle_timeout.unwrap_or(Duration::MAX);
-            tokio::select! {
-                r = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUF, COPY_BUF) => {
-                    if let Err(e) = r {
-                        tracing::debug!(service = %route.label(), error = %e, "tcp connection ended with an error");
-                    }
-                }
-                _ = activity.idle(idle) => {
-                    tracing::debug!(service = %route.label(), "closing idle tcp connection");
-                }
+            match super::io::until(tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUF, COPY_BUF), activity.idle(idle)).await {
+                Some(Err(e)) => tracing::debug!(service = %route.label(), error = %e, "tcp connection ended with an error"),
+                Some(Ok(_)) => {}
+                None => tracing::debug!(service = %route.label(), "closing idle tcp connection"),
             }
         }
     }

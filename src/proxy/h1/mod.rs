@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use self::body::{copy_body, read_response_head};
 use self::head::{BodyKind, Head, HeadError, reserve};
 use super::error::ProxyError;
-use super::io::{Activity, Deadline, Metered};
+use super::io::{Activity, Deadline, Gate, Metered};
 use super::pool::Upstream;
 use super::table::ServiceRoute;
 use super::HttpListener;
@@ -45,12 +45,9 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     let mut client = Metered::new(stream, activity.clone(), Some(route.stats.clone()));
     let idle = route.idle_timeout.unwrap_or(Duration::MAX);
     let mut sc = Scratch { timer: Deadline::new(), out: Vec::with_capacity(1024), held: None };
-    // Biased: the requests come first on every wake, and no random draw decides the order.
-    tokio::select! {
-        biased;
-        _ = requests(&l, &mut client, &activity, &shutdown, &mut sc) => {}
-        _ = activity.idle(idle) => {}
-    }
+    // The requests come first on every wake; the idle watchdog is looked at only when its timer
+    // fires.
+    super::io::until(requests(&l, &mut client, &activity, &shutdown, &mut sc), activity.idle(idle)).await;
     // The client is gone: its upstream connection can serve others, if it is young enough.
     if let Some(h) = sc.held.take()
         && Instant::now() < h.expires
@@ -69,6 +66,7 @@ async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity
     // the token's shared list each time.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
+    let shutdown_gate = Gate::new();
     loop {
         let mut head_deadline = None;
         let mut searched: usize = 0;
@@ -90,10 +88,9 @@ async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity
             reserve(&mut buf);
             // Between requests a shutdown ends the connection; inside one it waits its turn.
             let read = if buf.is_empty() {
-                tokio::select! {
-                    biased;
-                    r = client.read_buf(&mut buf) => r,
-                    _ = &mut cancelled => return,
+                match shutdown_gate.until(client.read_buf(&mut buf), cancelled.as_mut()).await {
+                    Some(r) => r,
+                    None => return,
                 }
             } else {
                 // Only heads that span several reads arm a timer; most arrive in one.
@@ -176,7 +173,7 @@ fn request_info<'a>(route: &'a ServiceRoute, head: &'a Head, buf: &'a [u8], zone
         service: &route.service,
         method,
         authority: head.host(buf).and_then(|h| std::str::from_utf8(h).ok()).unwrap_or(""),
-        path: target.split('?').next().unwrap_or(target),
+        path: target.as_bytes().iter().position(|b| *b == b'?').map_or(target, |q| &target[..q]),
         headers: Headers::Raw { buf, fields: &head.fields },
         attempt: 1,
         idempotent: head::idempotent(method),
