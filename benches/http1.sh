@@ -6,6 +6,7 @@
 #   WEFT_BIN=/path/to/weft bash benches/http1.sh   # skip the build, use this binary
 #   RSS_RATE=2000 RSS_CONNS=50 RSS_DURATION=10     # the memory phase (below); RSS_RATE=0 skips it
 #   WEFT_BASE_BIN=/path/to/older/weft bash benches/http1.sh   # also measure that build, as weft-base
+#   CAP=50                           # the capped rounds (below) give each proxy 50 % of a core; 0 skips
 #
 # One backend (nginx, 1 worker, fixed small body) and, in turn, each proxy in front of it:
 # HAProxy (nbthread 1), nginx as reverse proxy (1 worker, keepalive upstream), and weft (one `http`
@@ -19,6 +20,12 @@
 # VmRSS is sampled every 0.2 s; the table shows the largest sample and VmHWM right after (before the
 # saturating wrk load, so the high-water mark is that of the fixed rate). Issue-4 goals: weft's
 # throughput >= 1.2x HAProxy's on one core, weft's RSS <= 25 MB at 2,000 req/s.
+#
+# After the open rounds, capped rounds: each proxy in turn runs under the same CPU quota (CAP % of
+# one core, a cgroup each, 10 ms period) while wrk and the backend keep a whole core. On a 2-core
+# machine the load side cannot saturate a whole proxy core (see "direct"), so this is the one way
+# here to make every proxy the bottleneck: req/s under the cap is throughput per CPU at saturation,
+# and the ratio is the one-core throughput ratio. Needs root (cgroup v1 `cpu` or v2 `cpu.max`).
 set -euo pipefail
 
 DURATION="${DURATION:-10s}"
@@ -30,6 +37,8 @@ CONNS="${CONNS:-50}"
 RSS_RATE="${RSS_RATE:-2000}"
 RSS_CONNS="${RSS_CONNS:-50}"
 RSS_DURATION="${RSS_DURATION:-10}"
+# Share of one core each proxy gets in the capped rounds (cgroup CPU quota); 0 skips them.
+CAP="${CAP:-50}"
 BENCH=http1
 source "$(dirname "$0")/lib.sh"
 
@@ -152,15 +161,71 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# ---------------------------------------------------------------- capped rounds
+# cap_pid NAME PID: a cgroup named NAME with CAP % of one core, and PID (all its threads) in it.
+CGROUPS=()
+cap_pid() {
+  local dir quota=$((CAP * 100))
+  if [ -d /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/cpu ]; then
+    dir="/sys/fs/cgroup/cpu/weft-bench-$1-$$"
+    mkdir -p "$dir" && echo 10000 >"$dir/cpu.cfs_period_us" && echo "$quota" >"$dir/cpu.cfs_quota_us" || return 1
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    dir="/sys/fs/cgroup/weft-bench-$1-$$"
+    mkdir -p "$dir" && echo "$quota 10000" >"$dir/cpu.max" || return 1
+  else
+    return 1
+  fi
+  CGROUPS+=("$dir")
+  echo "$2" >"$dir/cgroup.procs"
+}
+uncap_all() { # move every process back to the root group and remove the groups
+  local dir root pid
+  for dir in "${CGROUPS[@]:-}"; do
+    [ -n "$dir" ] || continue
+    root="$(dirname "$dir")"
+    for pid in $(cat "$dir/cgroup.procs" 2>/dev/null); do echo "$pid" >"$root/cgroup.procs" 2>/dev/null || true; done
+    rmdir "$dir" 2>/dev/null || true
+  done
+  CGROUPS=()
+}
+trap 'uncap_all; cleanup' EXIT INT TERM
+CAPPED=()
+if [ "$CAP" != 0 ]; then
+  capped_ok=1
+  for n in haproxy nginx weft weft-base; do
+    [ -n "${WORK_PID[$n]}" ] || continue
+    cap_pid "$n" "${WORK_PID[$n]}" || { capped_ok=0; break; }
+    CAPPED+=("$n")
+  done
+  if [ "$capped_ok" = 1 ]; then
+    echo "capped rounds: each proxy limited to $CAP % of one core (cgroup quota), $ROUNDS rounds" >&2
+    for round in $(seq 1 "$ROUNDS"); do
+      for t in "${TARGETS[@]}"; do
+        name="${t%%|*}"
+        [ "$name" = direct ] && continue
+        echo "  capped round $round: measuring $name ..." >&2
+        run_wrk "$name" "${t#*|}" "capped-$round"
+      done
+    done
+  else
+    echo "capped rounds NOT run: cannot make a CPU-quota cgroup here (needs root and the cgroup cpu controller)" >&2
+    echo "capped rounds not run: no CPU-quota cgroup here (root and the cgroup cpu controller needed)" >"$TMP/capped-note.txt"
+    CAPPED=()
+  fi
+  uncap_all
+fi
+
 # Resident memory of each proxy after the load (the high-water mark, as the kernel reports it).
 rss() { awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 echo "peak RSS (VmHWM) after the saturating load: weft $(rss "$WEFT_PID"), haproxy $(rss "$HAPROXY_PID"), nginx worker $(rss "$NGINX_WORKER")" >"$TMP/rss.txt"
 
 MACHINE_END="$(machine_note)"
 { echo "$MACHINE_START (start)"; echo "$MACHINE_END (end)"; } >"$TMP/machine.txt"
-python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" "$RSS_RATE" "$RSS_CONNS" "$RSS_DURATION" "${WEFT_BASE_BIN:-}" <<'PY'
+python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" "$RSS_RATE" "$RSS_CONNS" "$RSS_DURATION" "${WEFT_BASE_BIN:-}" "$CAP" "${CAPPED[*]:-}" <<'PY'
 import json, os, re, statistics, sys
-tmp, conns, duration, pin, rounds, rss_rate, rss_conns, rss_dur, base_bin = sys.argv[1:10]
+tmp, conns, duration, pin, rounds, rss_rate, rss_conns, rss_dur, base_bin, cap, capped = sys.argv[1:12]
+capped = capped.split()
 rounds = int(rounds)
 names = ["direct", "haproxy", "nginx", "weft"] + (["weft-base"] if base_bin else [])
 
@@ -222,6 +287,24 @@ if max(cpu["weft"]) < 0.9 or max(cpu["haproxy"]) < 0.9:
     print(f"  (a proxy's core was not saturated: weft {statistics.median(cpu['weft']):.0%}, haproxy {statistics.median(cpu['haproxy']):.0%} busy, so its "
           f"req/s was limited elsewhere: by the load side (wrk + backend share core 0; direct gave {res['direct'][0]:.0f} req/s) "
           f"or by other processes on the machine; req/s per busy core is then the better figure)")
+if capped:
+    cr = {n: [parse(f"{tmp}/wrk-{n}-capped-{r}.txt") for r in range(1, rounds + 1)] for n in capped}
+    cc = {n: [busy(n, f"capped-{r}") for r in range(1, rounds + 1)] for n in capped}
+    print(f"\ncapped rounds: each proxy limited to {cap} % of one core (cgroup CPU quota), so the proxy is the bottleneck; medians of {rounds} rounds\n")
+    print(f"| {'proxy':9} | {'req/s':>10} | {'p50 ms':>8} | {'p99 ms':>8} | {'CPU':>5} | errors |")
+    print(f"|{'-'*11}|{'-'*12}|{'-'*10}|{'-'*10}|{'-'*7}|--------|")
+    for n in capped:
+        v = cr[n]
+        errs = "; ".join(x[3] for x in v if x[3]) or "-"
+        print(f"| {n:9} | {med([x[0] for x in v]):>10.0f} | {med([x[1] for x in v]):>8.3f} | {med([x[2] for x in v]):>8.3f} | {med(cc[n]):>5.0%} | {errs} |")
+    print()
+    for peer in [p for p in ("haproxy", "nginx", "weft-base") if p in capped]:
+        per_round = [cr["weft"][r][0] / cr[peer][r][0] for r in range(rounds)]
+        print(f"weft/{peer} at {cap} % of a core: throughput {med([x[0] for x in cr['weft']]) / med([x[0] for x in cr[peer]]):.2f}x (per round: {', '.join(f'{x:.2f}' for x in per_round)})")
+    capped_ratio = med([x[0] for x in cr["weft"]]) / med([x[0] for x in cr["haproxy"]])
+    print(f"goal weft >= 1.2x HAProxy throughput on one core, with both saturated at the same CPU: {capped_ratio:.2f}x, {'met' if capped_ratio >= 1.2 else 'NOT met'}")
+elif os.path.exists(f"{tmp}/capped-note.txt"):
+    print("\n" + open(f"{tmp}/capped-note.txt").read().strip())
 if rss_rate != "0":
     print(f"\nmemory while serving a fixed {rss_rate} req/s over {rss_conns} keep-alive connections for {rss_dur} s:\n")
     print(f"| {'proxy':8} | {'req/s':>6} | {'p50 ms':>7} | {'p99 ms':>7} | errors | max VmRSS | VmHWM |")

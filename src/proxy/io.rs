@@ -149,7 +149,9 @@ impl Deadline {
     }
 
     /// Runs `work` until `until`; `None` when that passed first (no limit: `None` for `until`).
-    pub async fn run<F: Future>(&mut self, until: Option<Instant>, work: F) -> Option<F::Output> {
+    /// `work` comes pinned where the caller made it: moving a large future into this one would
+    /// be a copy of it per request.
+    pub async fn run<F: Future>(&mut self, until: Option<Instant>, mut work: Pin<&mut F>) -> Option<F::Output> {
         let Some(until) = until else { return Some(work.await) };
         let Deadline { sleep, gate } = self;
         let sleep = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
@@ -157,7 +159,6 @@ impl Deadline {
             sleep.as_mut().reset(until);
             gate.open();
         }
-        let mut work = pin!(work);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = work.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
@@ -267,16 +268,16 @@ mod tests {
     async fn deadline_across_requests() {
         let mut d = Deadline::new();
         let soon = |ms| Some(Instant::now() + Duration::from_millis(ms));
-        assert_eq!(d.run(soon(30), sleep(Duration::from_millis(5))).await, Some(()));
+        assert_eq!(d.run(soon(30), pin!(sleep(Duration::from_millis(5)))).await, Some(()));
         // Its timer fires between requests, with no run to see it.
         sleep(Duration::from_millis(60)).await;
-        let r = timeout(LONG, d.run(soon(40), pending::<()>())).await;
+        let r = timeout(LONG, d.run(soon(40), pin!(pending::<()>()))).await;
         assert_eq!(r.expect("a deadline after a firing between requests was missed"), None);
         // A later deadline: the early firing of the old one must not end this run.
-        assert_eq!(d.run(soon(500), sleep(Duration::from_millis(80))).await, Some(()));
+        assert_eq!(d.run(soon(500), pin!(sleep(Duration::from_millis(80)))).await, Some(()));
         // An earlier one than the timer is set for.
-        let r = timeout(LONG, d.run(soon(20), pending::<()>())).await;
+        let r = timeout(LONG, d.run(soon(20), pin!(pending::<()>()))).await;
         assert_eq!(r.expect("an earlier deadline was missed"), None);
-        assert_eq!(d.run(None, async { 7 }).await, Some(7));
+        assert_eq!(d.run(None, pin!(async { 7 })).await, Some(7));
     }
 }

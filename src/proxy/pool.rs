@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -97,16 +98,18 @@ impl Pools {
         dial(self.mesh.as_ref(), route, t, timeout).await
     }
 
-    /// An idle connection that is still open, or a new one; `now`: a recent clock reading.
-    pub async fn h1(&self, route: &ServiceRoute, t: &Target, timeout: Duration, now: Instant) -> Result<Upstream, ProxyError> {
-        if let Some(up) = self.idle_h1(dest(t), now) {
-            return Ok(up);
-        }
-        let stream = self.connect(route, t, timeout).await?;
-        Ok(Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false })
+    /// A new connection. Boxed: connecting (over the mesh, with a timeout) is a large future,
+    /// and inline it would make every request's future that large, and every move of it (each
+    /// `.await` of an enclosing one) a copy of that size.
+    pub fn fresh_h1<'a>(&'a self, route: &'a ServiceRoute, t: &'a Target) -> Pin<Box<dyn Future<Output = Result<Upstream, ProxyError>> + Send + 'a>> {
+        Box::pin(async move {
+            let stream = self.connect(route, t, route.connect_timeout).await?;
+            Ok(Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false })
+        })
     }
 
-    fn idle_h1(&self, addr: Dest, now: Instant) -> Option<Upstream> {
+    /// An idle connection to `addr` that is still open; `now`: a recent clock reading.
+    pub fn idle_h1(&self, addr: Dest, now: Instant) -> Option<Upstream> {
         let mut idle = lock(&self.h1);
         let list = idle.get_mut(&addr)?;
         while let Some((mut up, expires)) = list.pop() {

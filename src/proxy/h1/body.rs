@@ -98,7 +98,9 @@ where
 {
     let method: &[u8] = if is_head { b"HEAD" } else { b"GET" };
     loop {
-        match Head::response(buf, method) {
+        // Nothing to parse yet (the usual case: the request just went out).
+        let parsed = if buf.is_empty() { Ok(None) } else { Head::response(buf, method) };
+        match parsed {
             Err(e) => return Err(ProxyError::BadResponse { addr, detail: e.to_string() }),
             Ok(Some(h)) if (100..200).contains(&h.status) && h.status != 101 => {
                 let mut out = Vec::with_capacity(h.len);

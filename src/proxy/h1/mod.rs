@@ -7,6 +7,7 @@ mod body;
 mod chunked;
 mod head;
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use self::body::{copy_body, read_response_head};
 use self::head::{BodyKind, Head, HeadError, reserve};
 use super::error::ProxyError;
 use super::io::{Activity, Deadline, Gate, Metered};
-use super::pool::Upstream;
+use super::pool::{Pools, Upstream};
 use super::table::ServiceRoute;
 use super::HttpListener;
 use super::attempt::{self, Attempts};
@@ -73,8 +74,11 @@ async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity
         let head = loop {
             // Parse only once the end of a head may be in the buffer, so a head sent in many
             // small pieces is not parsed again from the start for every piece.
+            // The usual request arrives whole and alone: its end is the buffer's end.
             let from = searched.saturating_sub(3);
-            let complete = buf.len() > head::MAX_HEAD || buf[from..].windows(2).any(|w| w == b"\n\n" || w == b"\n\r");
+            let complete = buf.ends_with(b"\n\r\n")
+                || buf.len() > head::MAX_HEAD
+                || buf[from..].windows(2).any(|w| w == b"\n\n" || w == b"\n\r");
             searched = buf.len();
             match if complete { Head::request(&buf) } else { Ok(None) } {
                 Ok(Some(h)) => break h,
@@ -203,6 +207,17 @@ struct Held {
 }
 
 impl Scratch {
+    /// A connection to `t`: the held one, an idle one from the pool, or a new one.
+    fn upstream<'a>(&mut self, pools: &'a Pools, route: &'a ServiceRoute, t: Arc<Target>, now: Instant) -> impl Future<Output = Result<Upstream, ProxyError>> + use<'a> {
+        let ready = self.take_held(&t, now).or_else(|| pools.idle_h1(super::conn::dest(&t), now));
+        async move {
+            match ready {
+                Some(up) => Ok(up),
+                None => pools.fresh_h1(route, &t).await,
+            }
+        }
+    }
+
     /// The held connection, when it goes to `t`'s address, is young enough and still open.
     fn take_held(&mut self, t: &Arc<Target>, now: Instant) -> Option<Upstream> {
         let same = |h: &Held| Arc::ptr_eq(&h.target, t) || super::conn::dest(&h.target) == super::conn::dest(t);
@@ -339,15 +354,7 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
     let deadline = x.deadline();
     let mut attempts = Attempts::new(&l.shared, route, info, x.start);
     loop {
-        let (target, mut up) = attempt::connect(&mut attempts, |t: Arc<Target>, now| {
-            let held = sc.take_held(&t, now);
-            async move {
-                match held {
-                    Some(up) => Ok(up),
-                    None => pools.h1(route, &t, route.connect_timeout, now).await,
-                }
-            }
-        }).await?;
+        let (target, mut up) = attempt::connect(&mut attempts, |t: Arc<Target>, now| sc.upstream(pools, route, t, now)).await?;
         target.stats.requests.fetch_add(1, Relaxed);
         let in_flight = InFlight::new(target.clone());
         let addr = target.address;
@@ -360,9 +367,9 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
         // an idempotent request goes once more over a fresh connection to the same endpoint
         // (a repeat is harmless even if the first got through).
         if matches!(r, Err(ProxyError::UpstreamIo { .. })) && up.reused && up.buf.is_empty() && attempts.info.idempotent {
-            r = match pools.connect(route, &target, route.connect_timeout).await {
-                Ok(stream) => {
-                    up = Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false };
+            r = match pools.fresh_h1(route, &target).await {
+                Ok(fresh) => {
+                    up = fresh;
                     send(&mut up, client, &sc.out, is_head, head.minor > 0, &mut sc.timer, limit, addr).await
                 }
                 Err(e) => Err(e),
@@ -397,15 +404,7 @@ async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, hea
     let pools = &l.shared.pools;
     let info = request_info(route, head, &buf[..], &l.shared.zone);
     let mut attempts = Attempts::new(&l.shared, route, info, x.start);
-    let connected = attempt::connect(&mut attempts, |t: Arc<Target>, now| {
-            let held = sc.take_held(&t, now);
-            async move {
-                match held {
-                    Some(up) => Ok(up),
-                    None => pools.h1(route, &t, route.connect_timeout, now).await,
-                }
-            }
-        }).await;
+    let connected = attempt::connect(&mut attempts, |t: Arc<Target>, now| sc.upstream(pools, route, t, now)).await;
     drop(attempts);
     let (target, mut up) = match connected {
         Ok(c) => c,
@@ -501,7 +500,7 @@ fn timed_out(addr: std::net::SocketAddr, limit: Option<Limit>) -> ProxyError {
 #[allow(clippy::too_many_arguments)]
 async fn send(up: &mut Upstream, client: &mut Client, out: &[u8], is_head: bool, interim: bool, timer: &mut Deadline, limit: Option<Limit>, addr: std::net::SocketAddr) -> Result<Head, ProxyError> {
     up.stream.write_all(out).await.map_err(|source| ProxyError::UpstreamIo { addr, source })?;
-    let read = read_response_head(&mut up.stream, &mut up.buf, is_head, interim, client, addr);
+    let read = pin!(read_response_head(&mut up.stream, &mut up.buf, is_head, interim, client, addr));
     timer.run(limit.map(|l| l.until), read).await.ok_or_else(|| timed_out(addr, limit))?
 }
 
@@ -526,7 +525,8 @@ async fn exchange_head(
         let r = copy_body(head.body, buf, &mut cl_r, &mut up_w, out).await;
         r.map_err(|e| e.into_proxy_from_client(addr))
     };
-    let recv = timer.run(limit.map(|l| l.until), read_response_head(&mut up_r, &mut up.buf, is_head, head.minor > 0, &mut cl_w, addr));
+    let read = pin!(read_response_head(&mut up_r, &mut up.buf, is_head, head.minor > 0, &mut cl_w, addr));
+    let recv = timer.run(limit.map(|l| l.until), read);
     tokio::pin!(send, recv);
     let mut sent: Option<Result<(), ProxyError>> = None;
     loop {
