@@ -27,6 +27,10 @@ impl Policy for Builtin {
         false
     }
 
+    fn reads_requests(&self) -> bool {
+        false
+    }
+
     fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Option<u32> {
         let now = c.now_us;
         let tiers: [&dyn Fn(usize) -> bool; 3] = [

@@ -161,6 +161,11 @@ pub trait Policy: Send + Sync {
     fn routes(&self) -> bool {
         true
     }
+    /// Whether any hook looks at a request's authority, path or headers; when not, the data path
+    /// leaves them empty instead of describing every request (the built-in policy does not).
+    fn reads_requests(&self) -> bool {
+        true
+    }
     /// Index of the chosen target, or `None` when no candidate is acceptable.
     fn pick_endpoint(&self, req: &RequestInfo<'_>, candidates: &Candidates<'_>) -> Option<u32>;
     fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, elapsed: Duration) -> RetryDecision;

@@ -9,10 +9,12 @@ use bytes::BytesMut;
 
 /// Larger heads are refused (431); the figure matches common server defaults.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// At most 128: [`Head`] keeps a bit per field.
+/// At most 255: a [`Head`] keeps its `Host` field's index in a byte.
 const MAX_HEADERS: usize = 128;
 /// Fields whose recognised name a head keeps; later ones are recognised again when needed.
-const NAMED: usize = 32;
+const NAMED: usize = 16;
+/// Fields with a bit in [`Head::special`]; later ones are always looked at.
+const MARKED: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyKind {
@@ -39,24 +41,24 @@ pub struct Head {
     /// Bytes the head occupies at the front of the buffer.
     pub len: usize,
     /// Request method, or empty for responses.
-    pub method: Range<usize>,
+    pub method: Span,
     /// Request target, or the reason phrase for responses.
-    pub target: Range<usize>,
+    pub target: Span,
     pub status: u16,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     pub fields: Vec<Field>,
-    /// Which of `fields` is the (last) `Host`, and how many there were.
-    host: Option<usize>,
-    hosts: usize,
+    /// Which of `fields` is the (last) `Host`, and how many there were (up to 2).
+    host: Option<u8>,
+    hosts: u8,
     /// A `Connection` field names other fields as hop-by-hop (not just close/keep-alive/upgrade).
     names_fields: bool,
     /// Every field line and the blank line end in CRLF (httparse also accepts a bare LF), so kept
     /// lines can be copied onward as they are.
     crlf: bool,
-    /// Bit i: field i has one of the names the proxy acts on ([`Name`] other than `Other`), so
-    /// the passes after parsing look at the names of only those.
-    special: u128,
+    /// Bit i (for the first [`MARKED`] fields): field i has one of the names the proxy acts on
+    /// ([`Name`] other than `Other`), so the passes after parsing look at the names of only those.
+    special: u64,
     /// The names of the first [`NAMED`] fields, as recognised while parsing.
     names: [Name; NAMED],
     pub body: BodyKind,
@@ -64,6 +66,25 @@ pub struct Head {
     pub close: bool,
     pub upgrade: bool,
     pub expect_continue: bool,
+}
+
+/// A part of a head (method, target, reason), as positions in its buffer: half the size of a
+/// `Range<usize>`, which keeps a [`Head`] small enough to move without a `memcpy` call (it is
+/// moved a dozen times per request, up through the futures that parse and return it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(r: Range<usize>) -> Span {
+        Span { start: r.start as u32, end: r.end as u32 }
+    }
+
+    pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start as usize..self.end as usize]
+    }
 }
 
 /// A field's name and value, as positions in the buffer.
@@ -166,7 +187,7 @@ fn name_of(name: &[u8]) -> Name {
 
 impl Head {
     pub fn method<'a>(&self, buf: &'a [u8]) -> &'a str {
-        match &buf[self.method.clone()] {
+        match self.method.get(buf) {
             b"GET" => "GET",
             b"POST" => "POST",
             b"HEAD" => "HEAD",
@@ -177,12 +198,12 @@ impl Head {
     }
 
     pub fn target<'a>(&self, buf: &'a [u8]) -> &'a str {
-        std::str::from_utf8(&buf[self.target.clone()]).unwrap_or("")
+        std::str::from_utf8(self.target.get(buf)).unwrap_or("")
     }
 
     /// The `Host` field's value (a request has exactly one; see [`Head::request`]).
     pub fn host<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
-        self.host.map(|i| &buf[self.fields[i].1.clone()])
+        self.host.map(|i| &buf[self.fields[usize::from(i)].1.clone()])
     }
 
     /// Parses a request head at the front of `buf`; `None` when more bytes are needed.
@@ -193,7 +214,7 @@ impl Head {
         let mut req = httparse::Request::new(&mut []);
         let Some(len) = head_len(req.parse_with_uninit_headers(buf, &mut slots), buf.len())? else { return Ok(None) };
         let (method, path, minor) = (req.method.unwrap_or(""), req.path.unwrap_or(""), req.version.unwrap_or(1));
-        let mut head = Head::new(len, pos(buf, method.as_bytes()), pos(buf, path.as_bytes()), 0, minor, req.headers, buf);
+        let mut head = Head::new(len, Span::of(pos(buf, method.as_bytes())), Span::of(pos(buf, path.as_bytes())), 0, minor, req.headers, buf);
         head.body = head.framing(buf, true)?;
         // RFC 9112 §3.2: exactly one Host in HTTP/1.1; two would let weft and the endpoint
         // disagree about where the request goes.
@@ -210,7 +231,7 @@ impl Head {
         let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
         let Some(len) = head_len(parsed, buf.len())? else { return Ok(None) };
         let (code, reason, minor) = (resp.code.unwrap_or(0), resp.reason.unwrap_or(""), resp.version.unwrap_or(1));
-        let mut head = Head::new(len, 0..0, pos(buf, reason.as_bytes()), code, minor, resp.headers, buf);
+        let mut head = Head::new(len, Span::default(), Span::of(pos(buf, reason.as_bytes())), code, minor, resp.headers, buf);
         head.body = if request_method == b"HEAD" || (100..200).contains(&code) || code == 204 || code == 304 {
             BodyKind::Empty
         } else {
@@ -219,7 +240,7 @@ impl Head {
         Ok(Some(head))
     }
 
-    fn new(len: usize, method: Range<usize>, target: Range<usize>, status: u16, minor: u8, headers: &[httparse::Header<'_>], buf: &[u8]) -> Head {
+    fn new(len: usize, method: Span, target: Span, status: u16, minor: u8, headers: &[httparse::Header<'_>], buf: &[u8]) -> Head {
         let mut fields = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default();
         fields.extend(headers.iter().map(|h| (pos(buf, h.name.as_bytes()), pos(buf, h.value))));
         let crlf = buf[..len].ends_with(b"\r\n\r\n") && fields.iter().skip(1).all(|(n, _)| n.start >= 2 && &buf[n.start - 2..n.start] == b"\r\n");
@@ -243,7 +264,7 @@ impl Head {
         };
         for (i, h) in headers.iter().enumerate() {
             let name = name_of(h.name.as_bytes());
-            if name != Name::Other {
+            if name != Name::Other && i < MARKED {
                 head.special |= 1 << i;
                 if let Some(slot) = head.names.get_mut(i) {
                     *slot = name;
@@ -251,8 +272,8 @@ impl Head {
             }
             match name {
                 Name::Host => {
-                    head.host = Some(i);
-                    head.hosts += 1;
+                    head.host = Some(i as u8);
+                    head.hosts = head.hosts.saturating_add(1);
                 }
                 Name::Connection => {
                     for t in tokens(h.value) {
@@ -274,22 +295,23 @@ impl Head {
         head
     }
 
-    /// The fields with a name the proxy acts on, in order.
+    /// The fields with a name the proxy acts on, in order, and every field past the marked ones.
     fn specials(&self) -> impl Iterator<Item = usize> {
         let mut bits = self.special;
-        std::iter::from_fn(move || {
+        let marked = std::iter::from_fn(move || {
             (bits != 0).then(|| {
                 let i = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 i
             })
-        })
+        });
+        marked.chain(MARKED..self.fields.len().max(MARKED))
     }
 
     /// What field `i` (named at `n`) is, from the record made while parsing.
     fn name(&self, buf: &[u8], i: usize, n: &Range<usize>) -> Name {
         match self.names.get(i) {
-            _ if self.special & (1 << i) == 0 => Name::Other,
+            _ if i < MARKED && self.special & (1 << i) == 0 => Name::Other,
             Some(name) => *name,
             None => name_of(&buf[n.clone()]),
         }
@@ -338,9 +360,9 @@ impl Head {
     /// describe the hop we came in on; `extra` fields are appended (e.g. `connection: close`).
     pub fn write_to(&self, buf: &[u8], out: &mut Vec<u8>, request: bool, extra: &[&str]) {
         if request {
-            out.extend_from_slice(&buf[self.method.clone()]);
+            out.extend_from_slice(self.method.get(buf));
             out.push(b' ');
-            out.extend_from_slice(&buf[self.target.clone()]);
+            out.extend_from_slice(self.target.get(buf));
             // The client's own version: an HTTP/1.0 client must not be sent chunked responses,
             // and an endpoint only chunks for an HTTP/1.1 request.
             out.extend_from_slice(if self.minor == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
@@ -350,7 +372,7 @@ impl Head {
             let s = self.status;
             out.extend_from_slice(&[b'0' + (s / 100 % 10) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8]);
             out.push(b' ');
-            out.extend_from_slice(&buf[self.target.clone()]);
+            out.extend_from_slice(self.target.get(buf));
             out.extend_from_slice(b"\r\n");
         }
         let end = if buf[..self.len].ends_with(b"\r\n\r\n") { self.len - 2 } else { 0 };
@@ -467,7 +489,7 @@ mod tests {
     #[test]
     fn names_past_the_kept_ones_are_still_recognised() {
         let mut raw = b"POST / HTTP/1.1\r\nHost: a\r\n".to_vec();
-        for i in 0..40 {
+        for i in 0..70 {
             raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
         }
         raw.extend_from_slice(b"Connection: close, X-39\r\nTE: gzip\r\nContent-Length: 2\r\n\r\nok");

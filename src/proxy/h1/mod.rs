@@ -128,7 +128,7 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     let start = Instant::now();
     let mut route = l.slot.load_full();
     if l.shared.policy.routes()
-        && let Some(alt) = l.shared.policy.route(&request_info(&route, &head, &buf[..], &l.shared.zone))
+        && let Some(alt) = l.shared.policy.route(&request_info(&route, &head, &buf[..], &l.shared.zone, true))
         && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt))
     {
         route = r.clone();
@@ -169,16 +169,27 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     next
 }
 
-fn request_info<'a>(route: &'a ServiceRoute, head: &'a Head, buf: &'a [u8], zone: &'a str) -> RequestInfo<'a> {
+/// The request as the policy hooks see it; `full`: with authority, path and headers (only when a
+/// hook reads them: turning them into strings was ~3 % of a request's instructions).
+fn request_info<'a>(route: &'a ServiceRoute, head: &'a Head, buf: &'a [u8], zone: &'a str, full: bool) -> RequestInfo<'a> {
     let method = head.method(buf);
-    let target = head.target(buf);
+    let (authority, path, headers) = if full {
+        let target = head.target(buf);
+        (
+            head.host(buf).and_then(|h| std::str::from_utf8(h).ok()).unwrap_or(""),
+            target.as_bytes().iter().position(|b| *b == b'?').map_or(target, |q| &target[..q]),
+            Headers::Raw { buf, fields: &head.fields },
+        )
+    } else {
+        ("", "", Headers::None)
+    };
     RequestInfo {
         namespace: &route.namespace,
         service: &route.service,
         method,
-        authority: head.host(buf).and_then(|h| std::str::from_utf8(h).ok()).unwrap_or(""),
-        path: target.as_bytes().iter().position(|b| *b == b'?').map_or(target, |q| &target[..q]),
-        headers: Headers::Raw { buf, fields: &head.fields },
+        authority,
+        path,
+        headers,
         attempt: 1,
         idempotent: head::idempotent(method),
         source_zone: zone,
@@ -346,11 +357,11 @@ fn try_until(route: &ServiceRoute, deadline: Option<Instant>, sent: Instant) -> 
 async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: &Head, n: usize, sc: &mut Scratch) -> Result<Answer, ProxyError> {
     let Exchange { l, route, .. } = x;
     let pools = &l.shared.pools;
-    let info = request_info(route, head, &buf[..], &l.shared.zone);
+    let info = request_info(route, head, &buf[..], &l.shared.zone, l.shared.policy.reads_requests());
     sc.out.clear();
     head.write_to(buf, &mut sc.out, true, &[]);
     sc.out.extend_from_slice(&buf[head.len..head.len + n]);
-    let is_head = buf[head.method.clone()] == *b"HEAD";
+    let is_head = head.method.get(buf) == b"HEAD";
     let deadline = x.deadline();
     let mut attempts = Attempts::new(&l.shared, route, info, x.start);
     loop {
@@ -402,7 +413,7 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
 async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, sc: &mut Scratch) -> Result<Answer, ProxyError> {
     let Exchange { l, route, .. } = x;
     let pools = &l.shared.pools;
-    let info = request_info(route, head, &buf[..], &l.shared.zone);
+    let info = request_info(route, head, &buf[..], &l.shared.zone, l.shared.policy.reads_requests());
     let mut attempts = Attempts::new(&l.shared, route, info, x.start);
     let connected = attempt::connect(&mut attempts, |t: Arc<Target>, now| sc.upstream(pools, route, t, now)).await;
     drop(attempts);
@@ -416,7 +427,7 @@ async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, hea
     };
     target.stats.requests.fetch_add(1, Relaxed);
     let in_flight = InFlight::new(target.clone());
-    let is_head = buf[head.method.clone()] == *b"HEAD";
+    let is_head = head.method.get(buf) == b"HEAD";
     sc.out.clear();
     head.write_to(buf, &mut sc.out, true, &[]);
     buf.advance(head.len);
