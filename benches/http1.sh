@@ -154,11 +154,18 @@ run_wrk() { # name url round
   echo "$c0 $c1 $t0 $t1" >"$TMP/cpu-$name-$round.txt"
 }
 echo "wrk -t1 -c$CONNS -d$DURATION --latency (warm-up $WARMUP), $ROUNDS rounds; $PIN_NOTE; $CORES cores" >&2
+# Every other round goes through the targets in reverse, so no target always follows the same one.
+in_order() { # round -> the targets, reversed on even rounds
+  local i n=${#TARGETS[@]}
+  for i in $(seq 0 $((n - 1))); do
+    if [ $(($1 % 2)) = 0 ]; then echo "${TARGETS[$((n - 1 - i))]}"; else echo "${TARGETS[$i]}"; fi
+  done
+}
 for round in $(seq 1 "$ROUNDS"); do
-  for t in "${TARGETS[@]}"; do
+  while read -r t; do
     echo "  round $round: measuring ${t%%|*} ..." >&2
     run_wrk "${t%%|*}" "${t#*|}" "$round"
-  done
+  done < <(in_order "$round")
 done
 
 # ---------------------------------------------------------------- capped rounds
@@ -201,12 +208,12 @@ if [ "$CAP" != 0 ]; then
   if [ "$capped_ok" = 1 ]; then
     echo "capped rounds: each proxy limited to $CAP % of one core (cgroup quota), $ROUNDS rounds" >&2
     for round in $(seq 1 "$ROUNDS"); do
-      for t in "${TARGETS[@]}"; do
+      while read -r t; do
         name="${t%%|*}"
         [ "$name" = direct ] && continue
         echo "  capped round $round: measuring $name ..." >&2
         run_wrk "$name" "${t#*|}" "capped-$round"
-      done
+      done < <(in_order "$round")
     done
   else
     echo "capped rounds NOT run: cannot make a CPU-quota cgroup here (needs root and the cgroup cpu controller)" >&2

@@ -12,7 +12,7 @@
 //! - an HTTP/2 endpoint's GOAWAY loses no request; the HTTP (over h2c) and gRPC health checks;
 //!   zone preference with spill-over.
 //!
-//! VIP nets 146-153.
+//! VIP nets 146-154.
 mod common;
 use common::load::{Load, Spec};
 use common::*;
@@ -381,6 +381,45 @@ fn http2_goaway_from_the_endpoint_loses_no_request() {
     assert!(text.contains("3000 succeeded, 0 failed, 0 errored"), "h2load through weft: {text}");
     assert!(text.contains("status codes: 3000 2xx"), "every request answered 2xx: {text}");
     assert_eq!(service_stat(&w, "h2g", "upstream_errors"), 0, "no endpoint error counted: {}", w.get_json("/v1/stats"));
+}
+
+/// An HTTP/2 client connection that goes quiet is told GOAWAY after the service's idle timeout
+/// (1 s here, 300 s by default): the watchdog on that connection is only polled when its timer
+/// fires, so this proves it still fires.
+#[test]
+fn idle_http2_client_gets_goaway() {
+    use std::io::{Read, Write};
+    let toml = service("h2i", "http2", "h2i.res", 8080, "timeouts = { idle_s = 1 }");
+    let w = Weft::start(WeftOpts::new(154).extra(&toml));
+    let vip = ready_alias(&w, "h2i.res", 8080, 0);
+    let mut s = std::net::TcpStream::connect(format!("{vip}:8080")).unwrap();
+    // The client preface and an empty SETTINGS frame, then nothing.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let t0 = Instant::now();
+    let mut frames = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let goaway = loop {
+        // Frames: 3-byte length, type, flags, 4-byte stream id, payload.
+        while buf.len() >= 9 {
+            let len = (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            frames.push(buf[3]);
+            buf.drain(..9 + len);
+        }
+        if frames.contains(&7) {
+            break true;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    eprintln!("frame types from weft: {frames:?} after {:?}", t0.elapsed());
+    assert!(goaway, "no GOAWAY on an idle HTTP/2 connection (idle_s = 1) within 30 s; frame types seen: {frames:?}");
 }
 
 /// The gRPC health protocol as the active check: an endpoint whose server says NOT_SERVING goes

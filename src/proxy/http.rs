@@ -3,7 +3,10 @@
 //! HTTP/2 connection with bodies streaming both ways and trailers intact, so gRPC status survives.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -18,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{InFlight, ProxyBody, UpstreamBody, strip_hop_by_hop};
 use super::error::ProxyError;
-use super::io::{Activity, Metered};
+use super::io::{Activity, Gate, Metered};
 use super::table::ServiceRoute;
 use super::HttpListener;
 use super::attempt::{self, Attempts};
@@ -40,19 +43,27 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     // Runs until done, or until told to wind down (idle or shutdown): then GOAWAY, and requests
     // in flight still finish.
     let conn = http2::Builder::new(TokioExecutor::new()).timer(TokioTimer::new()).serve_connection(io, svc);
-    tokio::pin!(conn);
+    let mut conn = pin!(conn);
+    // The connection future wakes for every frame; the idle watchdog and the shutdown waiter are
+    // looked at only when their own wakers fire (as on the HTTP/1.1 path).
+    let (mut idle, mut cancelled) = (pin!(activity.idle(idle)), pin!(shutdown.cancelled()));
+    let (idle_gate, shutdown_gate) = (Gate::new(), Gate::new());
     let mut closing = false;
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                }
-                break;
-            }
-            _ = activity.idle(idle), if !closing => { closing = true; conn.as_mut().graceful_shutdown(); }
-            _ = shutdown.cancelled(), if !closing => { closing = true; conn.as_mut().graceful_shutdown(); }
+    let ended = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            return Poll::Ready(r);
         }
+        if !closing && (idle_gate.poll(idle.as_mut(), cx).is_ready() || shutdown_gate.poll(cancelled.as_mut(), cx).is_ready()) {
+            closing = true;
+            conn.as_mut().graceful_shutdown();
+            // Goes on until the requests in flight are done; it must be polled once more now.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    })
+    .await;
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "client connection ended with an error");
     }
 }
 
