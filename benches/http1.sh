@@ -6,7 +6,7 @@
 #   WEFT_BIN=/path/to/weft bash benches/http1.sh   # skip the build, use this binary
 #   RSS_RATE=2000 RSS_CONNS=50 RSS_DURATION=10     # the memory phase (below); RSS_RATE=0 skips it
 #   WEFT_BASE_BIN=/path/to/older/weft bash benches/http1.sh   # also measure that build, as weft-base
-#   CAP=50                           # the capped rounds (below) give each proxy 50 % of a core; 0 skips
+#   CAP=50 CAP_ROUNDS=10 CAP_DURATION=5s   # the capped rounds (below): each proxy gets 50 % of a core; CAP=0 skips
 #
 # One backend (nginx, 1 worker, fixed small body) and, in turn, each proxy in front of it:
 # HAProxy (nbthread 1), nginx as reverse proxy (1 worker, keepalive upstream), and weft (one `http`
@@ -37,8 +37,11 @@ CONNS="${CONNS:-50}"
 RSS_RATE="${RSS_RATE:-2000}"
 RSS_CONNS="${RSS_CONNS:-50}"
 RSS_DURATION="${RSS_DURATION:-10}"
-# Share of one core each proxy gets in the capped rounds (cgroup CPU quota); 0 skips them.
+# Share of one core each proxy gets in the capped rounds (cgroup CPU quota); 0 skips them. More
+# and shorter rounds than the open ones: a median of many resists the VM's bursts better.
 CAP="${CAP:-50}"
+CAP_ROUNDS="${CAP_ROUNDS:-10}"
+CAP_DURATION="${CAP_DURATION:-5s}"
 BENCH=http1
 source "$(dirname "$0")/lib.sh"
 
@@ -145,11 +148,11 @@ BACKEND_WORKER="$(awk '{print $1}' "/proc/$BACKEND_PID/task/$BACKEND_PID/childre
 : "${BACKEND_WORKER:=$BACKEND_PID}"
 declare -A WORK_PID=([direct]="$BACKEND_WORKER" [haproxy]="$HAPROXY_PID" [nginx]="$NGINX_WORKER" [weft]="$WEFT_PID" [weft-base]="$WEFT_BASE_PID")
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-run_wrk() { # name url round
+run_wrk() { # name url round [duration warm-up]
   local name="$1" url="$2" round="$3" c0 c1 t0 t1
-  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${5:-$WARMUP}" "$url" >/dev/null
   c0="$(ticks "${WORK_PID[$name]}")"; t0="$(date +%s.%N)"
-  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$TMP/wrk-$name-$round.txt"
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${4:-$DURATION}" --latency "$url" >"$TMP/wrk-$name-$round.txt"
   c1="$(ticks "${WORK_PID[$name]}")"; t1="$(date +%s.%N)"
   echo "$c0 $c1 $t0 $t1" >"$TMP/cpu-$name-$round.txt"
 }
@@ -206,13 +209,13 @@ if [ "$CAP" != 0 ]; then
     CAPPED+=("$n")
   done
   if [ "$capped_ok" = 1 ]; then
-    echo "capped rounds: each proxy limited to $CAP % of one core (cgroup quota), $ROUNDS rounds" >&2
-    for round in $(seq 1 "$ROUNDS"); do
+    echo "capped rounds: each proxy limited to $CAP % of one core (cgroup quota), $CAP_ROUNDS rounds of $CAP_DURATION" >&2
+    for round in $(seq 1 "$CAP_ROUNDS"); do
       while read -r t; do
         name="${t%%|*}"
         [ "$name" = direct ] && continue
         echo "  capped round $round: measuring $name ..." >&2
-        run_wrk "$name" "${t#*|}" "capped-$round"
+        run_wrk "$name" "${t#*|}" "capped-$round" "$CAP_DURATION" 1s
       done < <(in_order "$round")
     done
   else
@@ -229,9 +232,10 @@ echo "peak RSS (VmHWM) after the saturating load: weft $(rss "$WEFT_PID"), hapro
 
 MACHINE_END="$(machine_note)"
 { echo "$MACHINE_START (start)"; echo "$MACHINE_END (end)"; } >"$TMP/machine.txt"
-python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" "$RSS_RATE" "$RSS_CONNS" "$RSS_DURATION" "${WEFT_BASE_BIN:-}" "$CAP" "${CAPPED[*]:-}" <<'PY'
+python3 - "$TMP" "$CONNS" "$DURATION" "$PIN_NOTE" "$ROUNDS" "$RSS_RATE" "$RSS_CONNS" "$RSS_DURATION" "${WEFT_BASE_BIN:-}" "$CAP" "${CAPPED[*]:-}" "$CAP_ROUNDS" "$CAP_DURATION" <<'PY'
 import json, os, re, statistics, sys
-tmp, conns, duration, pin, rounds, rss_rate, rss_conns, rss_dur, base_bin, cap, capped = sys.argv[1:12]
+tmp, conns, duration, pin, rounds, rss_rate, rss_conns, rss_dur, base_bin, cap, capped, cap_rounds, cap_dur = sys.argv[1:14]
+cap_rounds = int(cap_rounds)
 capped = capped.split()
 rounds = int(rounds)
 names = ["direct", "haproxy", "nginx", "weft"] + (["weft-base"] if base_bin else [])
@@ -295,9 +299,9 @@ if max(cpu["weft"]) < 0.9 or max(cpu["haproxy"]) < 0.9:
           f"req/s was limited elsewhere: by the load side (wrk + backend share core 0; direct gave {res['direct'][0]:.0f} req/s) "
           f"or by other processes on the machine; req/s per busy core is then the better figure)")
 if capped:
-    cr = {n: [parse(f"{tmp}/wrk-{n}-capped-{r}.txt") for r in range(1, rounds + 1)] for n in capped}
-    cc = {n: [busy(n, f"capped-{r}") for r in range(1, rounds + 1)] for n in capped}
-    print(f"\ncapped rounds: each proxy limited to {cap} % of one core (cgroup CPU quota), so the proxy is the bottleneck; medians of {rounds} rounds\n")
+    cr = {n: [parse(f"{tmp}/wrk-{n}-capped-{r}.txt") for r in range(1, cap_rounds + 1)] for n in capped}
+    cc = {n: [busy(n, f"capped-{r}") for r in range(1, cap_rounds + 1)] for n in capped}
+    print(f"\ncapped rounds: each proxy limited to {cap} % of one core (cgroup CPU quota), so the proxy is the bottleneck; wrk -d{cap_dur}, medians of {cap_rounds} rounds\n")
     print(f"| {'proxy':9} | {'req/s':>10} | {'p50 ms':>8} | {'p99 ms':>8} | {'CPU':>5} | errors |")
     print(f"|{'-'*11}|{'-'*12}|{'-'*10}|{'-'*10}|{'-'*7}|--------|")
     for n in capped:
@@ -306,7 +310,7 @@ if capped:
         print(f"| {n:9} | {med([x[0] for x in v]):>10.0f} | {med([x[1] for x in v]):>8.3f} | {med([x[2] for x in v]):>8.3f} | {med(cc[n]):>5.0%} | {errs} |")
     print()
     for peer in [p for p in ("haproxy", "nginx", "weft-base") if p in capped]:
-        per_round = [cr["weft"][r][0] / cr[peer][r][0] for r in range(rounds)]
+        per_round = [cr["weft"][r][0] / cr[peer][r][0] for r in range(cap_rounds)]
         print(f"weft/{peer} at {cap} % of a core: throughput {med([x[0] for x in cr['weft']]) / med([x[0] for x in cr[peer]]):.2f}x (per round: {', '.join(f'{x:.2f}' for x in per_round)})")
     capped_ratio = med([x[0] for x in cr["weft"]]) / med([x[0] for x in cr["haproxy"]])
     print(f"goal weft >= 1.2x HAProxy throughput on one core, with both saturated at the same CPU: {capped_ratio:.2f}x, {'met' if capped_ratio >= 1.2 else 'NOT met'}")
