@@ -111,15 +111,7 @@ impl Gate {
         }
         f.poll(&mut Context::from_waker(&self.waker))
     }
-}
 
-/// Runs `main` until it finishes (`Some` of its output) or `watchdog` does (`None`), polling the
-/// watchdog only through a [`Gate`].
-pub async fn until<M: Future, W: Future>(main: M, watchdog: W) -> Option<M::Output> {
-    Gate::new().until(main, pin!(watchdog)).await
-}
-
-impl Gate {
     /// [`until`] with this gate, for a watchdog that outlives one call (it stays registered with
     /// this gate's waker between calls, so it must always be polled through this gate).
     pub async fn until<M: Future, W: Future>(&self, main: M, mut watchdog: Pin<&mut W>) -> Option<M::Output> {
@@ -132,6 +124,12 @@ impl Gate {
         })
         .await
     }
+}
+
+/// Runs `main` until it finishes (`Some` of its output) or `watchdog` does (`None`), polling the
+/// watchdog only through a [`Gate`].
+pub async fn until<M: Future, W: Future>(main: M, watchdog: W) -> Option<M::Output> {
+    Gate::new().until(main, pin!(watchdog)).await
 }
 
 /// One timer per connection for its deadlines (a response head within the request or per-try

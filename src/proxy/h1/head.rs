@@ -376,8 +376,10 @@ impl Head {
             out.extend_from_slice(b"\r\n");
         }
         let end = if buf[..self.len].ends_with(b"\r\n\r\n") { self.len - 2 } else { 0 };
-        if self.crlf && !(self.names_fields && !self.upgrade) {
-            // Only fields with a recognised name can be dropped: copy the runs between those.
+        // Unless `Connection` names other fields to drop (and they are dropped: no upgrade), only
+        // fields with a recognised name can be dropped: copy the runs between those.
+        let only_named_dropped = self.upgrade || !self.names_fields;
+        if self.crlf && only_named_dropped {
             let mut from = self.fields.first().map_or(end, |(n, _)| n.start);
             for i in self.specials() {
                 let (n, v) = &self.fields[i];
