@@ -378,7 +378,12 @@ fn http2_goaway_from_the_endpoint_loses_no_request() {
     let out = run_cmd(Command::new("h2load").args(["-n", "3000", "-c", "4", "-m", "10", &format!("http://{vip}:8080/")]), None, Duration::from_secs(60));
     let text = out.stdout();
     eprintln!("{}", text.lines().filter(|l| l.starts_with("requests:") || l.starts_with("status codes:")).collect::<Vec<_>>().join("\n"));
-    assert!(text.contains("3000 succeeded, 0 failed, 0 errored"), "h2load through weft: {text}");
+    assert!(
+        text.contains("3000 succeeded, 0 failed, 0 errored"),
+        "h2load through weft: {text}\nweft's figures: {}\nweft's log:\n{}",
+        w.get_json("/v1/stats")["default/h2g"],
+        w.log()
+    );
     assert!(text.contains("status codes: 3000 2xx"), "every request answered 2xx: {text}");
     assert_eq!(service_stat(&w, "h2g", "upstream_errors"), 0, "no endpoint error counted: {}", w.get_json("/v1/stats"));
 }
