@@ -37,6 +37,17 @@ pub struct Upstream {
     pub reused: bool,
 }
 
+impl Upstream {
+    /// This idle connection for another request, unless the peer closed it meanwhile (a closed
+    /// or misbehaving peer shows up as readable).
+    pub fn reuse(mut self) -> Option<Upstream> {
+        (!self.stream.is_stale()).then(|| {
+            self.reused = true;
+            self
+        })
+    }
+}
+
 /// Pool keys are endpoint addresses from the catalog, never from clients, so an unkeyed hash
 /// is safe; SipHash over an address pair was ~3 % of the per-request instructions.
 #[derive(Default)]
@@ -71,7 +82,7 @@ impl Hasher for AddrHasher {
 type ByAddr<V> = HashMap<Dest, V, BuildHasherDefault<AddrHasher>>;
 
 pub struct Pools {
-    /// Idle connections in check-in order, each with the time it expires.
+    /// Idle connections in expiry order, each with the time it expires.
     h1: Mutex<ByAddr<Vec<(Upstream, Instant)>>>,
     /// With each connection, whether the endpoint has sent it a GOAWAY.
     h2: Mutex<ByAddr<(H2, Arc<AtomicBool>)>>,
@@ -112,15 +123,13 @@ impl Pools {
     pub fn idle_h1(&self, addr: Dest, now: Instant) -> Option<Upstream> {
         let mut idle = lock(&self.h1);
         let list = idle.get_mut(&addr)?;
-        while let Some((mut up, expires)) = list.pop() {
+        while let Some((up, expires)) = list.pop() {
             if now >= expires {
                 // Everything below is older still.
                 list.clear();
                 break;
             }
-            // A closed (or misbehaving) peer shows up as readable.
-            if !up.stream.is_stale() {
-                up.reused = true;
+            if let Some(up) = up.reuse() {
                 return Some(up);
             }
         }
@@ -139,7 +148,10 @@ impl Pools {
         let expired = list.iter().take_while(|(_, expires)| *expires <= now).count();
         list.drain(..expired);
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push((up, expires));
+            // In expiry order, which checkout and the pruning above rely on: a connection a client
+            // held until it left comes back with the expiry of its last use, older than others.
+            let at = list.partition_point(|(_, e)| *e <= expires);
+            list.insert(at, (up, expires));
         }
     }
 
@@ -183,5 +195,34 @@ impl Pools {
         });
         lock(&self.h2).insert(key, (send.clone(), going_away));
         Ok(send)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An open connection, and its server side (kept, so the connection stays open).
+    async fn idle_conn(l: &tokio::net::TcpListener) -> (Upstream, tokio::net::TcpStream) {
+        let stream = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (Upstream { stream: Conn::Tcp(stream), buf: BytesMut::new(), reused: false }, server)
+    }
+
+    /// A connection a client held until it left comes back with the expiry of its last use:
+    /// it must not sit above younger ones, or checkout would meet it first, find it expired and
+    /// drop the younger ones below it too.
+    #[tokio::test]
+    async fn checkin_keeps_expiry_order() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: Dest = (l.local_addr().unwrap(), None);
+        let pools = Pools::new(None);
+        let now = Instant::now();
+        let ((young, _a), (old, _b)) = (idle_conn(&l).await, idle_conn(&l).await);
+        pools.checkin_h1(addr, young, now + Duration::from_secs(4));
+        pools.checkin_h1(addr, old, now + Duration::from_secs(1));
+        let later = now + Duration::from_secs(2);
+        assert!(pools.idle_h1(addr, later).is_some_and(|up| up.reused), "the younger connection was dropped with the expired one");
+        assert!(pools.idle_h1(addr, later).is_none());
     }
 }

@@ -235,11 +235,8 @@ impl Scratch {
         if !self.held.as_ref().is_some_and(same) {
             return None;
         }
-        let mut h = self.held.take()?;
-        (now < h.expires && !h.up.stream.is_stale()).then(|| {
-            h.up.reused = true;
-            h.up
-        })
+        let h = self.held.take()?;
+        (now < h.expires).then_some(h.up)?.reuse()
     }
 }
 
