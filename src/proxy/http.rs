@@ -49,17 +49,16 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     let (mut idle, mut cancelled) = (pin!(activity.idle(idle)), pin!(shutdown.cancelled()));
     let (idle_gate, shutdown_gate) = (Gate::new(), Gate::new());
     let mut closing = false;
-    let ended = std::future::poll_fn(|cx| {
+    // After a graceful shutdown the connection runs on until the requests in flight are done.
+    let ended = std::future::poll_fn(|cx| loop {
         if let Poll::Ready(r) = conn.as_mut().poll(cx) {
             return Poll::Ready(r);
         }
-        if !closing && (idle_gate.poll(idle.as_mut(), cx).is_ready() || shutdown_gate.poll(cancelled.as_mut(), cx).is_ready()) {
-            closing = true;
-            conn.as_mut().graceful_shutdown();
-            // Goes on until the requests in flight are done; it must be polled once more now.
-            cx.waker().wake_by_ref();
+        if closing || (idle_gate.poll(idle.as_mut(), cx).is_pending() && shutdown_gate.poll(cancelled.as_mut(), cx).is_pending()) {
+            return Poll::Pending;
         }
-        Poll::Pending
+        closing = true;
+        conn.as_mut().graceful_shutdown();
     })
     .await;
     if let Err(e) = ended {

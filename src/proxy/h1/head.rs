@@ -48,7 +48,7 @@ pub struct Head {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     pub fields: Vec<Field>,
-    /// Which of `fields` is the (last) `Host`, and how many there were (up to 2).
+    /// Which of `fields` is the (last) `Host`, and how many there were (saturating).
     host: Option<u8>,
     hosts: u8,
     /// A `Connection` field names other fields as hop-by-hop (not just close/keep-alive/upgrade).
