@@ -144,8 +144,8 @@ impl Pools {
         let mut idle = lock(&self.h1);
         let list = idle.entry(addr).or_default();
         // Checkout takes the newest first, so under steady load old sockets would sit at the
-        // front forever: drop the expired ones here (the list is in check-in order).
-        let expired = list.iter().take_while(|(_, expires)| *expires <= now).count();
+        // front forever: drop the expired ones here (the list is in expiry order).
+        let expired = list.partition_point(|(_, e)| *e <= now);
         list.drain(..expired);
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             // In expiry order, which checkout and the pruning above rely on: a connection a client
