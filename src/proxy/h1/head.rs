@@ -7,10 +7,12 @@ use std::ops::Range;
 
 use bytes::BytesMut;
 
+use super::scan::{self, Line};
+
 /// Larger heads are refused (431); the figure matches common server defaults.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// At most 255: a [`Head`] keeps its `Host` field's index in a byte.
-const MAX_HEADERS: usize = 128;
+pub(super) const MAX_HEADERS: usize = 128;
 /// Fields whose recognised name a head keeps; later ones are recognised again when needed.
 const NAMED: usize = 16;
 /// Fields with a bit in [`Head::special`]; later ones are always looked at.
@@ -88,7 +90,7 @@ impl Span {
 }
 
 /// A field's name and value, as positions in the buffer.
-pub type Field = (Range<usize>, Range<usize>);
+pub(super) type Field = (Range<usize>, Range<usize>);
 
 thread_local! {
     /// Field vectors of dropped heads, for the next heads parsed on this thread. Two heads are
@@ -132,6 +134,37 @@ fn head_len(parsed: httparse::Result<usize>, buffered: usize) -> Result<Option<u
     }
 }
 
+/// A field vector from a dropped head, or a new one.
+fn spare() -> Vec<Field> {
+    SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default()
+}
+
+/// httparse, for every head [`scan`] does not take: bare LF line ends, tabs, obs-text, empty
+/// values, incomplete and malformed heads. Fills `fields` (cleared first) when complete.
+pub(super) fn general(buf: &[u8], fields: &mut Vec<Field>, request: bool) -> Result<Option<Line>, HeadError> {
+    // Uninitialised slots: zeroing 128 of them (4 KiB) per message was a measurable share of
+    // the per-request CPU, and httparse writes every slot it hands back.
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let (parsed, line, headers) = if request {
+        let mut req = httparse::Request::new(&mut []);
+        let parsed = req.parse_with_uninit_headers(buf, &mut slots);
+        let (method, path) = (req.method.unwrap_or(""), req.path.unwrap_or(""));
+        let line = Line { len: 0, method: pos(buf, method.as_bytes()), target: pos(buf, path.as_bytes()), status: 0, minor: req.version.unwrap_or(1), crlf: false };
+        (parsed, line, req.headers)
+    } else {
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+        let reason = resp.reason.unwrap_or("");
+        let line = Line { len: 0, method: 0..0, target: pos(buf, reason.as_bytes()), status: resp.code.unwrap_or(0), minor: resp.version.unwrap_or(1), crlf: false };
+        (parsed, line, resp.headers)
+    };
+    let Some(len) = head_len(parsed, buf.len())? else { return Ok(None) };
+    fields.clear();
+    fields.extend(headers.iter().map(|h| (pos(buf, h.name.as_bytes()), pos(buf, h.value))));
+    let crlf = buf[..len].ends_with(b"\r\n\r\n") && fields.iter().skip(1).all(|(n, _)| n.start >= 2 && &buf[n.start - 2..n.start] == b"\r\n");
+    Ok(Some(Line { len, crlf, ..line }))
+}
+
 /// Methods whose repetition is harmless (RFC 9110 §9.2.2), so a request may be sent again.
 pub fn idempotent(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
@@ -166,8 +199,16 @@ enum Name {
 
 fn name_of(name: &[u8]) -> Name {
     // `k` is lowercase letters and '-'; for the token characters httparse admits in a name,
-    // setting bit 5 maps exactly the upper- and lowercase letter onto `k`'s letter.
-    let is = |k: &[u8]| name.iter().zip(k).all(|(a, b)| a | 0x20 == *b);
+    // setting bit 5 maps exactly the upper- and lowercase letter onto `k`'s letter. Names of
+    // eight bytes or more are compared a word at a time (the last word overlapping).
+    let is = |k: &[u8]| {
+        let n = k.len();
+        if n < 8 {
+            return name.iter().zip(k).all(|(a, b)| a | 0x20 == *b);
+        }
+        let word = |s: &[u8], i: usize| s[i..i + 8].try_into().map_or(0, u64::from_le_bytes);
+        (0..n - 8).step_by(8).chain([n - 8]).all(|i| word(name, i) | 0x2020_2020_2020_2020 == word(k, i))
+    };
     // Length and first letter rule out nearly every other name before any comparison.
     match (name.len(), name.first().map_or(0, u8::to_ascii_lowercase)) {
         (2, b't') if is(b"te") => Name::Te,
@@ -208,13 +249,16 @@ impl Head {
 
     /// Parses a request head at the front of `buf`; `None` when more bytes are needed.
     pub fn request(buf: &[u8]) -> Result<Option<Head>, HeadError> {
-        // Uninitialised slots: zeroing 128 of them (4 KiB) per message was a measurable share of
-        // the per-request CPU, and httparse writes every slot it hands back.
-        let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut []);
-        let Some(len) = head_len(req.parse_with_uninit_headers(buf, &mut slots), buf.len())? else { return Ok(None) };
-        let (method, path, minor) = (req.method.unwrap_or(""), req.path.unwrap_or(""), req.version.unwrap_or(1));
-        let mut head = Head::new(len, Span::of(pos(buf, method.as_bytes())), Span::of(pos(buf, path.as_bytes())), 0, minor, req.headers, buf);
+        let mut fields = spare();
+        let line = match scan::request(buf, &mut fields) {
+            Some(line) => line,
+            None => match general(buf, &mut fields, true)? {
+                Some(line) => line,
+                None => return Ok(None),
+            },
+        };
+        let minor = line.minor;
+        let mut head = Head::new(line, fields, buf);
         head.body = head.framing(buf, true)?;
         // RFC 9112 §3.2: exactly one Host in HTTP/1.1; two would let weft and the endpoint
         // disagree about where the request goes.
@@ -226,12 +270,16 @@ impl Head {
 
     /// Parses a response head; `request_method` decides whether a body may follow (HEAD: never).
     pub fn response(buf: &[u8], request_method: &[u8]) -> Result<Option<Head>, HeadError> {
-        let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut []);
-        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
-        let Some(len) = head_len(parsed, buf.len())? else { return Ok(None) };
-        let (code, reason, minor) = (resp.code.unwrap_or(0), resp.reason.unwrap_or(""), resp.version.unwrap_or(1));
-        let mut head = Head::new(len, Span::default(), Span::of(pos(buf, reason.as_bytes())), code, minor, resp.headers, buf);
+        let mut fields = spare();
+        let line = match scan::response(buf, &mut fields) {
+            Some(line) => line,
+            None => match general(buf, &mut fields, false)? {
+                Some(line) => line,
+                None => return Ok(None),
+            },
+        };
+        let code = line.status;
+        let mut head = Head::new(line, fields, buf);
         head.body = if request_method == b"HEAD" || (100..200).contains(&code) || code == 204 || code == 304 {
             BodyKind::Empty
         } else {
@@ -240,43 +288,44 @@ impl Head {
         Ok(Some(head))
     }
 
-    fn new(len: usize, method: Span, target: Span, status: u16, minor: u8, headers: &[httparse::Header<'_>], buf: &[u8]) -> Head {
-        let mut fields = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default();
-        fields.extend(headers.iter().map(|h| (pos(buf, h.name.as_bytes()), pos(buf, h.value))));
-        let crlf = buf[..len].ends_with(b"\r\n\r\n") && fields.iter().skip(1).all(|(n, _)| n.start >= 2 && &buf[n.start - 2..n.start] == b"\r\n");
+    fn new(line: Line, fields: Vec<Field>, buf: &[u8]) -> Head {
         let mut head = Head {
-            len,
-            method,
-            target,
-            status,
-            minor,
+            len: line.len,
+            method: Span::of(line.method),
+            target: Span::of(line.target),
+            status: line.status,
+            minor: line.minor,
             fields,
             host: None,
             hosts: 0,
             names_fields: false,
-            crlf,
+            crlf: line.crlf,
             special: 0,
             names: [Name::Other; NAMED],
             body: BodyKind::Empty,
-            close: minor == 0,
+            close: line.minor == 0,
             upgrade: false,
             expect_continue: false,
         };
-        for (i, h) in headers.iter().enumerate() {
-            let name = name_of(h.name.as_bytes());
-            if name != Name::Other && i < MARKED {
+        for (i, (n, v)) in head.fields.iter().enumerate() {
+            let name = name_of(&buf[n.clone()]);
+            if name == Name::Other {
+                continue;
+            }
+            if i < MARKED {
                 head.special |= 1 << i;
                 if let Some(slot) = head.names.get_mut(i) {
                     *slot = name;
                 }
             }
+            let value = &buf[v.clone()];
             match name {
                 Name::Host => {
                     head.host = Some(i as u8);
                     head.hosts = head.hosts.saturating_add(1);
                 }
                 Name::Connection => {
-                    for t in tokens(h.value) {
+                    for t in tokens(value) {
                         if t.eq_ignore_ascii_case(b"close") {
                             head.close = true;
                         } else if t.eq_ignore_ascii_case(b"keep-alive") {
@@ -288,7 +337,7 @@ impl Head {
                         }
                     }
                 }
-                Name::Expect if has_token(h.value, b"100-continue") => head.expect_continue = true,
+                Name::Expect if has_token(value, b"100-continue") => head.expect_continue = true,
                 _ => {}
             }
         }
@@ -515,6 +564,32 @@ mod tests {
         assert_eq!(Head::response(digits, b"GET").unwrap().unwrap().body, BodyKind::Length(12));
         let huge = b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n";
         assert!(Head::response(huge, b"GET").is_err());
+    }
+
+    #[test]
+    fn names_are_recognised_in_any_case_and_near_misses_are_not() {
+        let names = [
+            ("te", Name::Te),
+            ("host", Name::Host),
+            ("expect", Name::Expect),
+            ("upgrade", Name::Upgrade),
+            ("connection", Name::Connection),
+            ("keep-alive", Name::Hop),
+            ("content-length", Name::ContentLength),
+            ("proxy-connection", Name::Hop),
+            ("transfer-encoding", Name::TransferEncoding),
+            ("proxy-authenticate", Name::Hop),
+            ("proxy-authorization", Name::Hop),
+        ];
+        for (name, want) in names {
+            assert_eq!(name_of(name.as_bytes()), want, "{name}");
+            assert_eq!(name_of(name.to_ascii_uppercase().as_bytes()), want, "{name}");
+            for at in 0..name.len() {
+                let mut off = name.as_bytes().to_vec();
+                off[at] = if off[at] == b'-' { b'_' } else { off[at] + 1 };
+                assert_eq!(name_of(&off), Name::Other, "{}", String::from_utf8_lossy(&off));
+            }
+        }
     }
 
     #[test]

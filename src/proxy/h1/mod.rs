@@ -6,6 +6,7 @@
 mod body;
 mod chunked;
 mod head;
+mod scan;
 
 use std::pin::pin;
 use std::sync::Arc;
