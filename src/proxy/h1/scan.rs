@@ -24,7 +24,7 @@ pub struct Line {
 }
 
 /// Token characters (RFC 9110 §5.6.2), the only ones in a field name.
-const TOKEN: [bool; 256] = {
+static TOKEN: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
@@ -40,8 +40,11 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// The first position at or after `i` whose byte is outside `low..=0x7e`, eight bytes at a time
 /// (`low` at most 0x80). `None` when the buffer ends first.
-fn stop(buf: &[u8], mut i: usize, low: u8) -> Option<usize> {
-    while let Some(word) = buf.get(i..i + 8) {
+fn stop(buf: &[u8], i: usize, low: u8) -> Option<usize> {
+    let rest = buf.get(i..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut at = i;
+    for word in &mut words {
         let x = u64::from_le_bytes(word.try_into().ok()?);
         // A byte below `low` borrows into its top bit; a byte of 0x7f or more has it after adding
         // one. Borrows and carries only run upward from a flagged byte, so the lowest flag is exact.
@@ -49,11 +52,11 @@ fn stop(buf: &[u8], mut i: usize, low: u8) -> Option<usize> {
         let above = (x.wrapping_add(ONES) | x) & HIGH;
         let flags = below | above;
         if flags != 0 {
-            return Some(i + (flags.trailing_zeros() / 8) as usize);
+            return Some(at + (flags.trailing_zeros() / 8) as usize);
         }
-        i += 8;
+        at += 8;
     }
-    buf[i..].iter().position(|&b| b < low || b > 0x7e).map(|p| i + p)
+    words.remainder().iter().position(|&b| b < low || b > 0x7e).map(|p| at + p)
 }
 
 /// `HTTP/1.0` or `HTTP/1.1`: the minor version.
@@ -112,17 +115,11 @@ fn scan_fields(buf: &[u8], mut i: usize, fields: &mut Vec<Field>) -> Option<usiz
             return (*buf.get(i + 1)? == b'\n').then_some(i + 2);
         }
         let name = i;
-        while TOKEN[usize::from(*buf.get(i)?)] {
-            i += 1;
-        }
-        if i == name || buf[i] != b':' {
+        let colon = i + buf[i..].iter().position(|&b| !TOKEN[usize::from(b)])?;
+        if colon == name || buf[colon] != b':' {
             return None;
         }
-        let colon = i;
-        i += 1;
-        while *buf.get(i)? == b' ' {
-            i += 1;
-        }
+        i = colon + 1 + buf[colon + 1..].iter().position(|&b| b != b' ')?;
         let end = stop(buf, i, 0x20)?;
         if end == i || buf[end] != b'\r' || *buf.get(end + 1)? != b'\n' || fields.len() == MAX_HEADERS {
             return None;
