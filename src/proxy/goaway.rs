@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 
 const FRAME_HEADER: usize = 9;
 const GOAWAY: u8 = 0x7;
@@ -24,11 +25,18 @@ pub struct Sniffed<S> {
     /// Payload bytes of the current frame still to skip.
     skip: usize,
     pub going_away: Arc<AtomicBool>,
+    /// Never sent on: its receivers learn that the connection is gone when it is dropped.
+    gone: watch::Sender<()>,
 }
 
 impl<S> Sniffed<S> {
     pub fn new(inner: S) -> Sniffed<S> {
-        Sniffed { inner, header: [0; FRAME_HEADER], have: 0, skip: 0, going_away: Arc::default() }
+        Sniffed { inner, header: [0; FRAME_HEADER], have: 0, skip: 0, going_away: Arc::default(), gone: watch::Sender::new(()) }
+    }
+
+    /// Resolves (`changed()` errs) once this connection's bytes are dropped.
+    pub fn gone(&self) -> watch::Receiver<()> {
+        self.gone.subscribe()
     }
 
     fn scan(&mut self, mut bytes: &[u8]) {

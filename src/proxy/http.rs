@@ -16,6 +16,7 @@ use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -117,7 +118,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     // A connection that went away under an unprocessed request (GOAWAY: the endpoint closing
     // it after N requests, or restarting) says nothing about the endpoint: the request goes
     // again to the same endpoint over a new connection (up to ten times), outside the retry
-    // count.
+    // count. So does an idempotent request whose connection ended without a word about it.
     let mut same_again: Option<Arc<Target>> = None;
     let mut went_away = 0;
     loop {
@@ -142,8 +143,9 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
         let in_flight = InFlight::new(target.clone());
         let sent = Instant::now();
         let limit = try_limit(route, deadline);
-        let outcome = match tokio::time::timeout(limit, conn.try_send_request(rebuild(&parts, body))).await {
-            Ok(Ok(resp)) => {
+        let answer = conn.send.try_send_request(rebuild(&parts, body));
+        let outcome = match watched(limit, answer, &mut conn.gone).await {
+            Sent::Answer(Ok(resp)) => {
                 let at = Instant::now();
                 let took = at - sent;
                 target.stats.response_time.record(took);
@@ -164,11 +166,25 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
                 let body = ProxyBody::Upstream(UpstreamBody { inner: body, _in_flight: in_flight });
                 return Ok(Response::from_parts(parts, body));
             }
-            Err(_) => {
+            Sent::TimedOut => {
                 attempts.failed(&target, ProxyError::RequestTimeout { addr, after: limit });
                 (Outcome::Timeout, replay.ready())
             }
-            Ok(Err(mut e)) => {
+            Sent::Lost => {
+                // The endpoint may have run it: it goes again, over a new connection to the same
+                // endpoint, only if repeating it is harmless; otherwise the retry policy decides.
+                tracing::debug!(%addr, "an HTTP/2 connection ended without answering a request");
+                if attempts.info.idempotent && replay.ready() && went_away < MAX_WENT_AWAY {
+                    went_away += 1;
+                    pools.forget_h2(&target, &conn);
+                    same_again = Some(target);
+                    continue;
+                }
+                let e = std::io::Error::other("the HTTP/2 connection ended without answering the request");
+                attempts.failed(&target, ProxyError::UpstreamIo { addr, source: e });
+                (Outcome::Reset, replay.ready())
+            }
+            Sent::Answer(Err(mut e)) => {
                 // hyper hands back a request it never sent: it goes on untouched.
                 let returned = e.take_message();
                 let outcome = if returned.is_some() { Outcome::Refused } else { classify(e.error()) };
@@ -178,7 +194,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
                 // must not hold a request forever.
                 if outcome == Outcome::Refused && replayable && went_away < MAX_WENT_AWAY {
                     went_away += 1;
-                    pools.forget_h2(&target);
+                    pools.forget_h2(&target, &conn);
                     same_again = Some(target);
                     continue;
                 }
@@ -192,13 +208,40 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     }
 }
 
+/// How one try on an HTTP/2 connection ended.
+enum Sent<T> {
+    Answer(T),
+    TimedOut,
+    /// The connection ended for good and the stream was never answered nor failed.
+    Lost,
+}
+
+/// After an HTTP/2 connection has ended (its bytes dropped), every stream on it has been told;
+/// one still waiting this much later never will be. Seen with nginx recycling connections under
+/// load: a handful of streams per thousand recycles waited out the whole request timeout.
+const LOST_GRACE: Duration = Duration::from_millis(250);
+
+/// `answer` within `limit`, unless the connection it went out on ends without answering it.
+async fn watched<F: Future>(limit: Duration, answer: F, gone: &mut watch::Receiver<()>) -> Sent<F::Output> {
+    let lost = async {
+        // Nothing is ever sent: this returns when the sender (the connection's bytes) is dropped.
+        let _ = gone.changed().await;
+        tokio::time::sleep(LOST_GRACE).await;
+    };
+    tokio::select! {
+        biased;
+        r = tokio::time::timeout(limit, answer) => r.map_or(Sent::TimedOut, Sent::Answer),
+        () = lost => Sent::Lost,
+    }
+}
+
 /// A refused stream (REFUSED_STREAM, or cut off by a GOAWAY) was not processed by the endpoint
 /// (RFC 9113 §8.7), so any request may go elsewhere; other stream errors may come after it ran.
-/// How often one request may be refused that way before it fails. An endpoint that recycles its
-/// connections after a few dozen streams while as many are in flight (nginx's
-/// `keepalive_requests`) refuses the overflow of every new connection; on a loaded machine one
-/// request was refused three times in a row (a CI run lost 18 of 3,000 with a bound of 3). Each
-/// round is a new connection, and the request timeout bounds them all.
+/// How often one request may be refused that way (or lose its connection) before it fails. An
+/// endpoint that recycles its connections after a few dozen streams while as many are in flight
+/// (nginx's `keepalive_requests`) refuses the overflow of every new connection, so a request may
+/// be refused several times in a row on a loaded machine. Each round is a new connection, and
+/// the request timeout bounds them all.
 const MAX_WENT_AWAY: u32 = 10;
 
 fn classify(e: &hyper::Error) -> Outcome {
@@ -264,4 +307,24 @@ fn error_response(e: &ProxyError, grpc: bool) -> Response<ProxyBody> {
     };
     resp.headers_mut().insert("x-weft-error", HeaderValue::from_static(e.code()));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A try whose connection has ended is given up `LOST_GRACE` later, not at its timeout; an
+    /// answer that comes first wins.
+    #[tokio::test]
+    async fn a_stream_on_an_ended_connection_is_lost_not_timed_out() {
+        let (ended, mut gone) = watch::channel(());
+        drop(ended);
+        let start = Instant::now();
+        let r = watched(Duration::from_secs(15), std::future::pending::<()>(), &mut gone).await;
+        assert!(matches!(r, Sent::Lost));
+        assert!(start.elapsed() >= LOST_GRACE && start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        let (_open, mut alive) = watch::channel(());
+        assert!(matches!(watched(Duration::from_secs(15), async { 7 }, &mut alive).await, Sent::Answer(7)));
+        assert!(matches!(watched(Duration::from_millis(50), std::future::pending::<()>(), &mut alive).await, Sent::TimedOut));
+    }
 }

@@ -21,7 +21,16 @@ use super::table::ServiceRoute;
 use crate::policy::Target;
 use crate::transport::Transport;
 
-pub type H2 = http2::SendRequest<super::replay::UpBody>;
+pub type H2Send = http2::SendRequest<super::replay::UpBody>;
+
+/// An endpoint's shared HTTP/2 connection: the handle to send on, whether the endpoint has sent
+/// it a GOAWAY, and a receiver that learns when it has ended for good.
+#[derive(Clone)]
+pub struct H2 {
+    pub send: H2Send,
+    going_away: Arc<AtomicBool>,
+    pub gone: tokio::sync::watch::Receiver<()>,
+}
 
 /// Idle connections kept per endpoint; beyond this they are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
@@ -84,10 +93,22 @@ type ByAddr<V> = HashMap<Dest, V, BuildHasherDefault<AddrHasher>>;
 pub struct Pools {
     /// Idle connections in expiry order, each with the time it expires.
     h1: Mutex<ByAddr<Vec<(Upstream, Instant)>>>,
-    /// With each connection, whether the endpoint has sent it a GOAWAY.
-    h2: Mutex<ByAddr<(H2, Arc<AtomicBool>)>>,
+    h2: Mutex<ByAddr<H2>>,
+    /// The HTTP/2 connection being made to each endpoint.
+    h2_dials: Mutex<ByAddr<Arc<H2Dial>>>,
     /// The mesh, for endpoints on other hosts; `None` on a single-host node.
     mesh: Option<Arc<Transport>>,
+}
+
+/// One new HTTP/2 connection at a time per endpoint: requests that find none usable wait for the
+/// one being made instead of each making its own. An endpoint that recycles its connection
+/// (nginx's `keepalive_requests`) with 40 streams in flight refuses most of them, and each used
+/// to dial anew: ~900 connections in a one-second test instead of ~70, and the endpoint, busy
+/// with lingering closes, left a few of those unanswered until the request timeout.
+#[derive(Default)]
+struct H2Dial {
+    /// Held while connecting; what the last failed attempt said, and when it ended.
+    failed: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,7 +122,7 @@ fn handshake_error(addr: std::net::SocketAddr, e: hyper::Error) -> ProxyError {
 
 impl Pools {
     pub fn new(mesh: Option<Arc<Transport>>) -> Arc<Pools> {
-        Arc::new(Pools { h1: Mutex::default(), h2: Mutex::default(), mesh })
+        Arc::new(Pools { h1: Mutex::default(), h2: Mutex::default(), h2_dials: Mutex::default(), mesh })
     }
 
     /// A new connection to a target, direct or over the mesh.
@@ -163,24 +184,56 @@ impl Pools {
             list.retain(|(_, expires)| *expires > now);
             !list.is_empty()
         });
-        lock(&self.h2).retain(|_, (c, _)| !c.is_closed());
+        lock(&self.h2).retain(|_, c| !c.send.is_closed());
+        lock(&self.h2_dials).retain(|_, d| Arc::strong_count(d) > 1);
     }
 
-    /// Drops the endpoint's shared HTTP/2 connection from the pool (it is going away); streams
-    /// still open on it finish, the next request gets a new one.
-    pub fn forget_h2(&self, t: &Target) {
-        lock(&self.h2).remove(&dest(t));
+    /// Drops `conn`, the endpoint's shared HTTP/2 connection, from the pool (it is going away);
+    /// streams still open on it finish, the next request gets a new one. A newer connection
+    /// that has taken its place meanwhile stays.
+    pub fn forget_h2(&self, t: &Target, conn: &H2) {
+        let mut h2 = lock(&self.h2);
+        let key = dest(t);
+        if h2.get(&key).is_some_and(|c| Arc::ptr_eq(&c.going_away, &conn.going_away)) {
+            h2.remove(&key);
+        }
     }
 
     /// The endpoint's shared HTTP/2 connection, made on first use and remade once it closes.
     pub async fn h2(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<H2, ProxyError> {
         let key = dest(t);
-        if let Some((c, _)) = lock(&self.h2).get(&key).filter(|(c, going)| !c.is_closed() && !going.load(Relaxed)) {
-            return Ok(c.clone());
+        if let Some(c) = self.shared_h2(&key) {
+            return Ok(c);
         }
+        let dial = lock(&self.h2_dials).entry(key).or_default().clone();
+        let asked = Instant::now();
+        let mut failed = dial.failed.lock().await;
+        // Made while this request waited, or failed while it waited: either answers it too.
+        if let Some(c) = self.shared_h2(&key) {
+            return Ok(c);
+        }
+        if let Some((_, why)) = failed.as_ref().filter(|(at, _)| *at >= asked) {
+            return Err(ProxyError::Connect { addr: t.address, source: std::io::Error::other(format!("{why} (the attempt this request waited for)")) });
+        }
+        let made = self.new_h2(route, t, timeout).await;
+        match &made {
+            Ok(c) => {
+                lock(&self.h2).insert(key, c.clone());
+            }
+            Err(e) => *failed = Some((Instant::now(), e.to_string())),
+        }
+        made
+    }
+
+    /// The endpoint's connection, unless it closed or the endpoint is sending it away.
+    fn shared_h2(&self, key: &Dest) -> Option<H2> {
+        lock(&self.h2).get(key).filter(|c| !c.send.is_closed() && !c.going_away.load(Relaxed)).cloned()
+    }
+
+    async fn new_h2(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<H2, ProxyError> {
         let addr = t.address;
         let io = Sniffed::new(self.connect(route, t, timeout).await?);
-        let going_away = io.going_away.clone();
+        let (going_away, gone) = (io.going_away.clone(), io.gone());
         let io = TokioIo::new(io);
         let (send, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -193,8 +246,7 @@ impl Pools {
                 tracing::debug!(%addr, error = %e, "upstream http/2 connection ended");
             }
         });
-        lock(&self.h2).insert(key, (send.clone(), going_away));
-        Ok(send)
+        Ok(H2 { send, going_away, gone })
     }
 }
 

@@ -743,7 +743,7 @@ impl Weft {
         c.arg("run").arg("-c").arg(&self.config);
         c.env_remove("WEFT_ADMIN")
             .env("XDG_STATE_HOME", self.dir.join("xdg-state"))
-            .env("RUST_LOG", std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("WEFT_LOG", std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));

@@ -139,6 +139,20 @@ fn spare() -> Vec<Field> {
     SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default()
 }
 
+/// A head's start line and fields: the strict scan for the usual shape, httparse for the rest.
+fn parse(buf: &[u8], request: bool) -> Result<Option<(Line, Vec<Field>)>, HeadError> {
+    let mut fields = spare();
+    let scanned = if request { scan::request(buf, &mut fields) } else { scan::response(buf, &mut fields) };
+    let line = match scanned {
+        Some(line) => line,
+        None => match general(buf, &mut fields, request)? {
+            Some(line) => line,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some((line, fields)))
+}
+
 /// httparse, for every head [`scan`] does not take: bare LF line ends, tabs, obs-text, empty
 /// values, incomplete and malformed heads. Fills `fields` (cleared first) when complete.
 pub(super) fn general(buf: &[u8], fields: &mut Vec<Field>, request: bool) -> Result<Option<Line>, HeadError> {
@@ -249,14 +263,7 @@ impl Head {
 
     /// Parses a request head at the front of `buf`; `None` when more bytes are needed.
     pub fn request(buf: &[u8]) -> Result<Option<Head>, HeadError> {
-        let mut fields = spare();
-        let line = match scan::request(buf, &mut fields) {
-            Some(line) => line,
-            None => match general(buf, &mut fields, true)? {
-                Some(line) => line,
-                None => return Ok(None),
-            },
-        };
+        let Some((line, fields)) = parse(buf, true)? else { return Ok(None) };
         let minor = line.minor;
         let mut head = Head::new(line, fields, buf);
         head.body = head.framing(buf, true)?;
@@ -270,14 +277,7 @@ impl Head {
 
     /// Parses a response head; `request_method` decides whether a body may follow (HEAD: never).
     pub fn response(buf: &[u8], request_method: &[u8]) -> Result<Option<Head>, HeadError> {
-        let mut fields = spare();
-        let line = match scan::response(buf, &mut fields) {
-            Some(line) => line,
-            None => match general(buf, &mut fields, false)? {
-                Some(line) => line,
-                None => return Ok(None),
-            },
-        };
+        let Some((line, fields)) = parse(buf, false)? else { return Ok(None) };
         let code = line.status;
         let mut head = Head::new(line, fields, buf);
         head.body = if request_method == b"HEAD" || (100..200).contains(&code) || code == 204 || code == 304 {
