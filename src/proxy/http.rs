@@ -144,7 +144,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
         let sent = Instant::now();
         let limit = try_limit(route, deadline);
         let answer = conn.send.try_send_request(rebuild(&parts, body));
-        let outcome = match watched(limit, answer, &mut conn.gone).await {
+        let failed = match watched(limit, answer, &mut conn.gone).await {
             Sent::Answer(Ok(resp)) => {
                 let at = Instant::now();
                 let took = at - sent;
@@ -166,23 +166,13 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
                 let body = ProxyBody::Upstream(UpstreamBody { inner: body, _in_flight: in_flight });
                 return Ok(Response::from_parts(parts, body));
             }
-            Sent::TimedOut => {
-                attempts.failed(&target, ProxyError::RequestTimeout { addr, after: limit });
-                (Outcome::Timeout, replay.ready())
-            }
+            Sent::TimedOut => (Outcome::Timeout, replay.ready(), false, ProxyError::RequestTimeout { addr, after: limit }),
             Sent::Lost => {
-                // The endpoint may have run it: it goes again, over a new connection to the same
-                // endpoint, only if repeating it is harmless; otherwise the retry policy decides.
+                // The endpoint may have run it: it goes again over a new connection to the same
+                // endpoint only if repeating it is harmless; otherwise the retry policy decides.
                 tracing::debug!(%addr, "an HTTP/2 connection ended without answering a request");
-                if attempts.info.idempotent && replay.ready() && went_away < MAX_WENT_AWAY {
-                    went_away += 1;
-                    pools.forget_h2(&target, &conn);
-                    same_again = Some(target);
-                    continue;
-                }
                 let e = std::io::Error::other("the HTTP/2 connection ended without answering the request");
-                attempts.failed(&target, ProxyError::UpstreamIo { addr, source: e });
-                (Outcome::Reset, replay.ready())
+                (Outcome::Reset, replay.ready(), attempts.info.idempotent, ProxyError::UpstreamIo { addr, source: e })
             }
             Sent::Answer(Err(mut e)) => {
                 // hyper hands back a request it never sent: it goes on untouched.
@@ -190,19 +180,20 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
                 let outcome = if returned.is_some() { Outcome::Refused } else { classify(e.error()) };
                 let replayable = returned.is_some() || replay.ready();
                 unsent = returned.map(|r| r.into_body());
-                // Bounded: an endpoint that recycles connections faster than requests finish
-                // must not hold a request forever.
-                if outcome == Outcome::Refused && replayable && went_away < MAX_WENT_AWAY {
-                    went_away += 1;
-                    pools.forget_h2(&target, &conn);
-                    same_again = Some(target);
-                    continue;
-                }
-                attempts.failed(&target, ProxyError::Upstream { addr, source: e.into_error() });
-                (outcome, replayable)
+                (outcome, replayable, outcome == Outcome::Refused, ProxyError::Upstream { addr, source: e.into_error() })
             }
         };
-        if !attempts.again(&target, outcome.0, outcome.1).await {
+        let (outcome, replayable, same_endpoint, error) = failed;
+        // Bounded: an endpoint that recycles connections faster than requests finish must not
+        // hold a request forever.
+        if same_endpoint && replayable && went_away < MAX_WENT_AWAY {
+            went_away += 1;
+            pools.forget_h2(&target, &conn);
+            same_again = Some(target);
+            continue;
+        }
+        attempts.failed(&target, error);
+        if !attempts.again(&target, outcome, replayable).await {
             return Err(attempts.error());
         }
     }
