@@ -103,8 +103,7 @@ pub struct Pools {
 /// One new HTTP/2 connection at a time per endpoint: requests that find none usable wait for the
 /// one being made instead of each making its own. An endpoint that recycles its connection
 /// (nginx's `keepalive_requests`) with 40 streams in flight refuses most of them, and each used
-/// to dial anew: ~900 connections in a one-second test instead of ~70, and the endpoint, busy
-/// with lingering closes, left a few of those unanswered until the request timeout.
+/// to dial anew: ~900 connections for 3,000 requests in a one-second test, ~90 now.
 #[derive(Default)]
 struct H2Dial {
     /// Held while connecting; what the last failed attempt said, and when it ended.
