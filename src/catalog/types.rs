@@ -65,7 +65,10 @@ pub struct Timeouts {
     pub idle_s: Option<u64>,
 }
 
-pub const DEFAULT_CONNECT_MS: u64 = 1_000;
+/// Two seconds: Linux resends an unanswered SYN after 1 s (a live endpoint whose listen backlog is
+/// full drops SYNs), so 1 s turned every dropped SYN into a failed connect; 2 s lets the first
+/// resend land. ARCHITECTURE.md, "Zero dropped requests".
+pub const DEFAULT_CONNECT_MS: u64 = 2_000;
 pub const DEFAULT_REQUEST_S: u64 = 15;
 pub const DEFAULT_IDLE_HTTP_S: u64 = 300;
 pub const DEFAULT_IDLE_TCP_S: u64 = 3_600;

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CheckKind, Health, HealthCheck, Key, Protocol, Snapshot};
-use crate::telemetry::Stats;
+use crate::telemetry::{Stats, now_us};
 
 /// What one endpoint's check loop runs; a change restarts the loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,12 +87,27 @@ async fn check_loop(catalog: Arc<Catalog>, stats: Arc<Stats>, key: Key, spec: Sp
     let mut tick = tokio::time::interval(Duration::from_millis(c.interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut passes, mut failures) = (0u32, 0u32);
+    let live = match &key {
+        Key::Endpoint(ns, svc, id) => Some(stats.endpoint(ns, svc, id)),
+        _ => None,
+    };
+    // The previous check's start: traffic answered since then counts against a timed-out check.
+    let mut previous = now_us();
     loop {
         tick.tick().await;
+        let started = now_us();
         let result = match tokio::time::timeout(Duration::from_millis(c.timeout_ms), probe::probe(&spec.check, spec.protocol, spec.address)).await {
             Ok(r) => r,
+            // A check that merely timed out says the endpoint is slow, not that it is down; if
+            // it answered real traffic since the last check, the traffic is the better witness.
+            Err(_) if live.as_ref().is_some_and(|l| l.liveness.alive_since(previous)) => {
+                tracing::debug!(endpoint = %key, address = %spec.address, "health check timed out, but the endpoint answered traffic meanwhile: not counted");
+                previous = started;
+                continue;
+            }
             Err(_) => Err(format!("no answer within {} ms", c.timeout_ms)),
         };
+        previous = started;
         match &result {
             Ok(()) => (passes, failures) = (passes.saturating_add(1), 0),
             Err(_) => (passes, failures) = (0, failures.saturating_add(1)),

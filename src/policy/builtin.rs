@@ -1,14 +1,16 @@
 //! The built-in policy: what every service gets unless a plugin replaces a hook.
 //!
-//! Endpoint choice goes tier by tier — available (healthy, not ejected), then ejected ones (panic
-//! mode: outlier detection may be wrong, an empty choice is a certain failure), then unhealthy
-//! ones (Cloud Map's HEALTHY_OR_ELSE_ALL) — and inside a tier prefers the caller's zone while
-//! enough of that zone is available. Then the service's balancer picks.
+//! Endpoint choice goes to the best [`Rank`] present — available, then healthy ones whose connect
+//! timed out for this request, then unhealthy ones (panic mode: detection may be wrong; Cloud
+//! Map's HEALTHY_OR_ELSE_ALL), then never-checked ones, then ejected ones, and endpoints that
+//! refuse connections last of all — and inside it prefers the caller's zone while enough of that
+//! zone is available. Then the service's balancer picks. An endpoint that refuses or is ejected
+//! is therefore never chosen while any other endpoint is possible, whatever the mode.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::{Candidates, GRPC_UNAVAILABLE, Outcome, Policy, RequestInfo, RetryDecision};
+use super::{Candidates, GRPC_UNAVAILABLE, Outcome, Policy, Rank, RequestInfo, RetryDecision};
 use crate::catalog::LbKind;
 
 #[derive(Debug, Clone, Default)]
@@ -33,19 +35,27 @@ impl Policy for Builtin {
 
     fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Option<u32> {
         let now = c.now_us;
-        let tiers: [&dyn Fn(usize) -> bool; 3] = [
-            &|i| c.eligible(i),
-            &|i| c.untried(i) && c.targets[i].healthy,
-            &|i| c.untried(i),
-        ];
-        let tier = tiers.into_iter().find(|ok| (0..c.targets.len()).any(ok))?;
+        let n = c.targets.len();
+        // The best rank present; the usual case (an available endpoint) stops the scan early.
+        let mut best = None;
+        for i in 0..n {
+            let r = c.rank(i);
+            if r.is_some() && (best.is_none() || r < best) {
+                best = r;
+                if r == Some(Rank::Available) {
+                    break;
+                }
+            }
+        }
+        let best = best?;
+        let tier = |i: usize| c.rank(i) == Some(best);
         let zone = req.source_zone;
         let local = |i: usize| c.targets[i].zone == zone;
         let in_zone = |i: usize| tier(i) && local(i);
-        let pick = if !zone.is_empty() && zone_has_enough(c, zone, now) && (0..c.targets.len()).any(in_zone) {
+        let pick = if !zone.is_empty() && zone_has_enough(c, zone, now) && (0..n).any(in_zone) {
             choose(c, &in_zone)
         } else {
-            choose(c, tier)
+            choose(c, &tier)
         };
         pick.map(|i| c.targets[i].index)
     }
@@ -82,7 +92,7 @@ fn zone_has_enough(c: &Candidates<'_>, zone: &str, now: u64) -> bool {
     let (mut total, mut available) = (0, 0);
     for t in c.targets.iter().filter(|t| t.zone == zone) {
         total += 1;
-        if t.healthy && !t.ejected(now) {
+        if t.healthy && !t.ejected(now) && !t.refusing(now) {
             available += 1;
         }
     }
@@ -167,6 +177,7 @@ mod tests {
             via: None,
             attributes: BTreeMap::new(),
             healthy,
+            unchecked: false,
             stats: Default::default(),
         })
     }
@@ -179,7 +190,7 @@ mod tests {
 
     fn picks(targets: &[Arc<Target>], lb: LbKind, zone: &'static str, n: usize) -> Vec<u32> {
         let cursor = AtomicUsize::new(0);
-        (0..n).map(|_| Builtin.pick_endpoint(&req(1, true, zone), &Candidates { targets, excluded: &[], cursor: &cursor, lb, now_us: now_us() }).unwrap()).collect()
+        (0..n).map(|_| Builtin.pick_endpoint(&req(1, true, zone), &Candidates { targets, excluded: &[], timed_out: &[], cursor: &cursor, lb, now_us: now_us() }).unwrap()).collect()
     }
 
     #[test]
@@ -187,9 +198,9 @@ mod tests {
         let targets = vec![target(0, true, ""), target(1, false, ""), target(2, true, "")];
         assert_eq!(picks(&targets, LbKind::RoundRobin, "", 4), vec![0, 2, 0, 2]);
         let cursor = AtomicUsize::new(0);
-        let only = Candidates { targets: &targets, excluded: &[0, 2], cursor: &cursor, lb: LbKind::RoundRobin, now_us: now_us() };
+        let only = Candidates { targets: &targets, excluded: &[0, 2], timed_out: &[], cursor: &cursor, lb: LbKind::RoundRobin, now_us: now_us() };
         assert_eq!(Builtin.pick_endpoint(&req(2, true, ""), &only), Some(1), "an unhealthy endpoint beats none");
-        let none = Candidates { targets: &targets, excluded: &[0, 1, 2], cursor: &cursor, lb: LbKind::RoundRobin, now_us: now_us() };
+        let none = Candidates { targets: &targets, excluded: &[0, 1, 2], timed_out: &[], cursor: &cursor, lb: LbKind::RoundRobin, now_us: now_us() };
         assert_eq!(Builtin.pick_endpoint(&req(3, true, ""), &none), None);
     }
 
@@ -205,6 +216,55 @@ mod tests {
         // Endpoint 1 wins every pair it is in (2 of 3 pairs); the other pair goes to 2 or 0.
         assert!(ones > 150, "fast idle endpoint got {ones} of 300");
         assert!(got.iter().filter(|&&i| i == 0).count() < 30 + 100, "slow endpoint wins only against the busy one");
+    }
+
+    /// The issue-12 failover: three slow endpoints, all marked unhealthy by checks that timed out
+    /// under load, one of them dead. The dead one fails fast, so its latency × in-flight looked
+    /// cheapest (≈ 9 s × 1 against ≈ 1.9 s × 25) and took most picks; refusing, it takes none.
+    #[test]
+    fn a_refusing_endpoint_is_never_chosen_while_another_is_possible() {
+        let now = now_us();
+        let targets = vec![target(0, false, ""), target(1, false, ""), target(2, false, "")];
+        for t in &targets[..2] {
+            t.stats.load.observe(Duration::from_millis(1_900));
+            t.stats.in_flight.store(25, Relaxed);
+        }
+        targets[2].stats.load.observe(Duration::from_secs(9));
+        targets[2].stats.liveness.refused(now);
+        for lb in [LbKind::P2c, LbKind::RoundRobin, LbKind::LeastRequest] {
+            assert!(picks(&targets, lb, "", 200).iter().all(|&i| i != 2), "{lb:?} chose the refusing endpoint");
+        }
+        // Ejected (panic mode) still comes before refusing; refusing is the very last resort.
+        let rule = EjectionRule { consecutive_failures: 1, base: Duration::from_secs(30), max: Duration::from_secs(300) };
+        assert!(targets[0].stats.ejection.failure(&rule, || true));
+        let cursor = AtomicUsize::new(0);
+        let c = Candidates { targets: &targets, excluded: &[1], timed_out: &[], cursor: &cursor, lb: LbKind::P2c, now_us: now_us() };
+        assert_eq!(Builtin.pick_endpoint(&req(2, true, ""), &c), Some(0), "ejected beats refusing");
+        let c = Candidates { targets: &targets, excluded: &[0, 1], timed_out: &[], cursor: &cursor, lb: LbKind::P2c, now_us: now_us() };
+        assert_eq!(Builtin.pick_endpoint(&req(3, true, ""), &c), Some(2), "refusing beats nothing");
+    }
+
+    #[test]
+    fn never_checked_endpoints_wait_for_checked_ones() {
+        let targets = vec![target(0, false, ""), target(1, false, "")];
+        let fresh = Arc::new(Target { unchecked: true, ..Arc::try_unwrap(target(2, false, "")).unwrap() });
+        let targets = vec![targets[0].clone(), targets[1].clone(), fresh];
+        assert!(picks(&targets, LbKind::RoundRobin, "", 30).iter().all(|&i| i != 2), "an unchecked endpoint got traffic while checked ones exist");
+        let cursor = AtomicUsize::new(0);
+        let c = Candidates { targets: &targets, excluded: &[0, 1], timed_out: &[], cursor: &cursor, lb: LbKind::P2c, now_us: now_us() };
+        assert_eq!(Builtin.pick_endpoint(&req(3, true, ""), &c), Some(2), "but it beats nothing");
+    }
+
+    /// A connect that timed out sent nothing; the endpoint may be live behind a full backlog, so a
+    /// later try may go back to it — after untried healthy ones, before unhealthy ones.
+    #[test]
+    fn a_timed_out_connect_may_be_tried_again() {
+        let targets = vec![target(0, true, ""), target(1, true, ""), target(2, false, "")];
+        let cursor = AtomicUsize::new(0);
+        let c = Candidates { targets: &targets, excluded: &[], timed_out: &[0], cursor: &cursor, lb: LbKind::P2c, now_us: now_us() };
+        assert_eq!(Builtin.pick_endpoint(&req(2, true, ""), &c), Some(1));
+        let c = Candidates { targets: &targets, excluded: &[], timed_out: &[0, 1], cursor: &cursor, lb: LbKind::P2c, now_us: now_us() };
+        assert!(matches!(Builtin.pick_endpoint(&req(3, true, ""), &c), Some(0 | 1)), "a live endpoint again, not the unhealthy one");
     }
 
     #[test]

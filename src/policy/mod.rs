@@ -77,6 +77,8 @@ pub struct Target {
     pub via: Option<SocketAddr>,
     pub attributes: BTreeMap<String, String>,
     pub healthy: bool,
+    /// Registered but not checked yet (UNKNOWN): it has never shown it can serve.
+    pub unchecked: bool,
     /// Live figures of this endpoint, kept across routing-table rebuilds (in-flight requests,
     /// response times) — what a load-aware `pick_endpoint` reads.
     pub stats: Arc<EndpointStats>,
@@ -92,6 +94,12 @@ impl Target {
         self.stats.ejection.ejected(now_us)
     }
 
+    /// Its last connect from this node failed outright and it has not answered since (see
+    /// [`crate::telemetry::Liveness`]).
+    pub fn refusing(&self, now_us: u64) -> bool {
+        self.stats.liveness.refusing(now_us)
+    }
+
     /// The peak-EWMA latency estimate in µs as of `now_us`, `None` before the first response.
     pub fn latency_us_at(&self, now_us: u64) -> Option<f64> {
         self.stats.load.estimate_at(now_us)
@@ -101,7 +109,12 @@ impl Target {
 /// The endpoints a hook may choose from, minus those this request already tried.
 pub struct Candidates<'a> {
     pub targets: &'a [Arc<Target>],
+    /// Tried by this request and not to be tried again: the request may have reached them, or
+    /// they refused the connection.
     pub excluded: &'a [u32],
+    /// Tried by this request, but the connect timed out: nothing was sent, and a live endpoint
+    /// under load may drop a SYN, so they may be tried again after the others.
+    pub timed_out: &'a [u32],
     /// Per-service round-robin position, kept across routing-table rebuilds.
     pub cursor: &'a AtomicUsize,
     /// The service's load-balancing setting.
@@ -116,10 +129,51 @@ impl Candidates<'_> {
         self.targets.get(i).is_some_and(|t| !self.excluded.contains(&t.index))
     }
 
-    /// Healthy, not ejected and not tried yet: the endpoints a request should go to.
+    /// Healthy, answering, not ejected and not tried yet: the endpoints a request should go to.
     pub fn eligible(&self, i: usize) -> bool {
-        self.untried(i) && self.targets[i].healthy && !self.targets[i].ejected(self.now_us)
+        self.rank(i) == Some(Rank::Available)
     }
+
+    /// How good a choice endpoint `i` is for this request; `None` when it may not be chosen.
+    pub fn rank(&self, i: usize) -> Option<Rank> {
+        let t = self.targets.get(i)?;
+        if self.excluded.contains(&t.index) {
+            return None;
+        }
+        let now = self.now_us;
+        Some(if t.refusing(now) {
+            Rank::Refusing
+        } else if t.ejected(now) {
+            Rank::Ejected
+        } else if t.unchecked {
+            Rank::Unchecked
+        } else if !t.healthy {
+            Rank::Unhealthy
+        } else if self.timed_out.contains(&t.index) {
+            Rank::TimedOut
+        } else {
+            Rank::Available
+        })
+    }
+}
+
+/// Endpoints by how likely a request sent to them is to succeed, best first. A request goes to
+/// the best rank present; within it the zone preference and the balancer choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rank {
+    /// Healthy, answering, not ejected, not tried.
+    Available,
+    /// Healthy, but its connect timed out for this request already (a dropped SYN, maybe).
+    TimedOut,
+    /// Failing its health checks, draining, or on a node that missed its probes: detection may
+    /// be wrong (panic mode), and it served before.
+    Unhealthy,
+    /// Never checked: it has not shown it can serve at all.
+    Unchecked,
+    /// Ejected by this node's outlier detection: it failed real requests in a row.
+    Ejected,
+    /// Its connect failed outright: a request sent there fails for certain.
+    Refusing,
 }
 
 /// How an attempt ended, as `should_retry` sees it.

@@ -119,15 +119,16 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     // it after N requests, or restarting) says nothing about the endpoint: the request goes
     // again to the same endpoint over a new connection (up to ten times), outside the retry
     // count. So does an idempotent request whose connection ended without a word about it.
-    let mut same_again: Option<Arc<Target>> = None;
+    let mut same_again: Option<(Arc<Target>, Outcome, ProxyError)> = None;
     let mut went_away = 0;
     loop {
         let (target, mut conn) = match same_again.take() {
-            Some(t) => match pools.h2(route, &t, route.connect_timeout).await {
+            Some((t, outcome, cause)) => match pools.h2(route, &t, route.connect_timeout).await {
                 Ok(c) => (t, c),
                 Err(e) => {
-                    attempts.failed(&t, e);
-                    if !attempts.again(&t, Outcome::ConnectFailed, true).await {
+                    attempt::resend_failed(route, &t, &e);
+                    attempts.failed(&t, cause);
+                    if !attempts.again(&t, outcome, true).await {
                         return Err(attempts.error());
                     }
                     continue;
@@ -189,7 +190,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
         if same_endpoint && replayable && went_away < MAX_WENT_AWAY {
             went_away += 1;
             pools.forget_h2(&target, &conn);
-            same_again = Some(target);
+            same_again = Some((target, outcome, error));
             continue;
         }
         attempts.failed(&target, error);

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use super::budget::RetryBudget;
-use crate::catalog::{LbKind, Protocol, RetryConfig, Snapshot};
+use crate::catalog::{Health, LbKind, Protocol, RetryConfig, Snapshot};
 use crate::policy::Target;
 use crate::telemetry::{EjectionRule, ServiceStats, Stats, now_us};
 
@@ -149,6 +149,7 @@ impl TableBuilder {
                         via,
                         attributes: e.attributes.clone(),
                         healthy,
+                        unchecked: e.health == Health::Unknown,
                         stats,
                     })
                 })

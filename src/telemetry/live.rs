@@ -174,6 +174,70 @@ impl Ejection {
     }
 }
 
+/// How long an endpoint whose connect failed outright (refused, unreachable, gone from its node)
+/// is held out of every choice that has another endpoint to offer. After it, one request probes
+/// it again (`claim_probe`); a refusal renews the hold, a success ends it. A killed process
+/// refuses in microseconds, so the probe costs one immediate retry per hold and per calling node,
+/// while a process restarted between two health checks (which the checks never saw) is back in
+/// rotation within the hold.
+pub const REFUSAL_HOLD: Duration = Duration::from_secs(2);
+
+/// Whether an endpoint answers, as this node sees it: when it last did, and whether its last
+/// connect failed outright. Read by endpoint choice (a refusing endpoint comes last in every mode)
+/// and by the owner's health checks (a check that merely timed out is not held against an
+/// endpoint that answered real traffic meanwhile).
+#[derive(Debug, Default)]
+pub struct Liveness {
+    /// When it last answered ([`now_us`]): a response through this node, a new connection, or
+    /// bytes relayed back from it to another node. 0 = never seen.
+    alive_at: AtomicU64,
+    /// When its last connect failed outright; 0 = it connects.
+    refused_at: AtomicU64,
+}
+
+impl Liveness {
+    /// It answered at `now`: any refusal is over.
+    pub fn alive(&self, now: u64) {
+        // Loads first: this runs per response, and a write would bounce the line between cores.
+        if self.alive_at.load(Relaxed) < now {
+            self.alive_at.store(now, Relaxed);
+        }
+        if self.refused_at.load(Relaxed) != 0 {
+            self.refused_at.store(0, Relaxed);
+        }
+    }
+
+    /// A connect to it failed outright at `now`.
+    pub fn refused(&self, now: u64) {
+        self.refused_at.store(now.max(1), Relaxed);
+    }
+
+    /// Within the hold after a refusal: chosen only when nothing else is left.
+    pub fn refusing(&self, now: u64) -> bool {
+        let at = self.refused_at.load(Relaxed);
+        at != 0 && now < at + REFUSAL_HOLD.as_micros() as u64
+    }
+
+    /// Called for the endpoint a request is about to try: when it refused before and its hold is
+    /// over, this request is the probe, and the hold starts again so that the requests behind it
+    /// do not all follow it to an endpoint that is probably still gone.
+    pub fn claim_probe(&self, now: u64) {
+        if self.refused_at.load(Relaxed) != 0 && !self.refusing(now) {
+            self.refused_at.store(now.max(1), Relaxed);
+        }
+    }
+
+    /// Whether it answered at or after `since` ([`now_us`]).
+    pub fn alive_since(&self, since: u64) -> bool {
+        self.alive_at.load(Relaxed) >= since.max(1)
+    }
+
+    /// When it last answered, 0 for never.
+    pub fn alive_at(&self) -> u64 {
+        self.alive_at.load(Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +275,24 @@ mod tests {
         std::thread::sleep(Duration::from_millis(35));
         e.success(&RULE);
         assert!(!e.failure(&RULE, || true), "a passed probe ends probation");
+    }
+
+    #[test]
+    fn a_refusal_holds_until_a_probe_or_a_success() {
+        let l = Liveness::default();
+        let t0 = 1_000_000;
+        assert!(!l.refusing(t0) && !l.alive_since(t0));
+        l.refused(t0);
+        assert!(l.refusing(t0 + 1), "refusing right after the refusal");
+        let after = t0 + REFUSAL_HOLD.as_micros() as u64 + 1;
+        assert!(!l.refusing(after), "the hold ends: one request may probe it");
+        l.claim_probe(after);
+        assert!(l.refusing(after + 1), "the probe renews the hold for the requests behind it");
+        l.alive(after + 2);
+        assert!(!l.refusing(after + 3), "an answer ends the refusal");
+        assert!(l.alive_since(after + 2) && !l.alive_since(after + 3));
+        l.claim_probe(after + 4);
+        assert!(!l.refusing(after + 5), "claiming a probe on a live endpoint changes nothing");
     }
 
     #[test]

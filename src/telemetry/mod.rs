@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 mod live;
-pub use live::{Ejection, EjectionRule, PeakEwma, now_us, us_at};
+pub use live::{Ejection, EjectionRule, Liveness, PeakEwma, REFUSAL_HOLD, now_us, us_at};
 
 /// Upper bounds in microseconds; the last bucket catches the rest.
 const BUCKETS_US: [u64; 14] = [250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000, u64::MAX];
@@ -135,6 +135,8 @@ pub struct EndpointStats {
     /// Latency estimate and outlier record, read when choosing an endpoint.
     pub load: PeakEwma,
     pub ejection: Ejection,
+    /// When it last answered and whether its last connect failed outright.
+    pub liveness: Liveness,
     /// Whether the last routing table had it routable (healthy, reachable, not draining).
     pub routable: std::sync::atomic::AtomicBool,
 }

@@ -115,6 +115,38 @@ impl RelayStream {
     }
 }
 
+/// The endpoint's side of a relayed connection. Bytes coming back from the endpoint mean it is
+/// answering real traffic, which its health checks take into account (`health`): the callers
+/// are on other nodes, so this is the only place the owning node sees that traffic succeed.
+struct Answering {
+    tcp: tokio::net::TcpStream,
+    stats: Arc<EndpointStats>,
+}
+
+impl AsyncRead for Answering {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.stats.liveness.alive(crate::telemetry::now_us());
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Answering {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
 /// Caller side: opens the stream, sends the preface, waits for the far side's connect.
 pub async fn open(conn: &quinn::Connection, req: &RelayRequest) -> Result<RelayStream, RelayError> {
     let err = |e: &dyn std::fmt::Display| RelayError::Stream(e.to_string());
@@ -181,11 +213,12 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
     };
     let _ = tcp.set_nodelay(true);
     stats.connections.fetch_add(1, Relaxed);
+    stats.liveness.alive(crate::telemetry::now_us());
     if send.write_all(&[Status::Ok as u8]).await.is_err() {
         return;
     }
     let mut stream = RelayStream { send, recv };
-    let mut tcp = tcp;
+    let mut tcp = Answering { tcp, stats };
     if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, 32 * 1024, 32 * 1024).await {
         tracing::debug!(%peer, %addr, error = %e, "relayed connection ended with an error");
     }

@@ -376,13 +376,15 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
         // an idempotent request goes once more over a fresh connection to the same endpoint
         // (a repeat is harmless even if the first got through).
         if matches!(r, Err(ProxyError::UpstreamIo { .. })) && up.reused && up.buf.is_empty() && attempts.info.idempotent {
-            r = match pools.fresh_h1(route, &target).await {
+            match pools.fresh_h1(route, &target).await {
                 Ok(fresh) => {
                     up = fresh;
-                    send(&mut up, client, &sc.out, is_head, head.minor > 0, &mut sc.timer, limit, addr).await
+                    r = send(&mut up, client, &sc.out, is_head, head.minor > 0, &mut sc.timer, limit, addr).await;
                 }
-                Err(e) => Err(e),
-            };
+                // The try's cause stays the broken connection (the request may have reached the
+                // endpoint); the failed connect only tells us the endpoint is gone.
+                Err(e) => attempt::resend_failed(route, &target, &e),
+            }
         }
         match r {
             Ok(resp) => {
