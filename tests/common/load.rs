@@ -48,6 +48,9 @@ pub struct Spec {
     pub fail_pause: Duration,
     /// count the values of this response header (e.g. `x-backend`) in `Report::tally`
     pub tally_header: Option<String>,
+    /// send this header with a value unique to each request (`w{worker}-{n}`), so a backend can
+    /// log which requests it saw
+    pub id_header: Option<String>,
 }
 
 impl Spec {
@@ -66,6 +69,7 @@ impl Spec {
             rate: None,
             fail_pause: Duration::from_millis(10),
             tally_header: None,
+            id_header: None,
         }
     }
     pub fn workers(mut self, n: usize) -> Spec {
@@ -107,6 +111,10 @@ impl Spec {
     }
     pub fn tally(mut self, header: &str) -> Spec {
         self.tally_header = Some(header.to_ascii_lowercase());
+        self
+    }
+    pub fn request_ids(mut self, header: &str) -> Spec {
+        self.id_header = Some(header.to_string());
         self
     }
     fn accepted(&self, status: u16) -> bool {
@@ -390,7 +398,19 @@ fn worker(index: usize, spec: &Spec, addrs: &[SocketAddr], shared: &Shared, star
         let begin = Instant::now();
         let second = begin.duration_since(started).as_secs() as usize;
         let deadline = begin + spec.timeout;
-        let result = exchange(&mut conns[t], &mut out.connects, addrs[t], spec, &requests[t], head_only, deadline);
+        let unique;
+        let req = match &spec.id_header {
+            Some(h) => {
+                let mut r = request_bytes(spec, &spec.targets[t]);
+                let line = format!("{h}: w{index}-{}\r\n", out.total);
+                let at = r.windows(2).position(|w| w == b"\r\n").map_or(0, |p| p + 2);
+                r.splice(at..at, line.into_bytes());
+                unique = r;
+                &unique
+            }
+            None => &requests[t],
+        };
+        let result = exchange(&mut conns[t], &mut out.connects, addrs[t], spec, req, head_only, deadline);
         out.total += 1;
         if out.timeline.len() <= second {
             out.timeline.resize(second + 1, (0, 0));
