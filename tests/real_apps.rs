@@ -133,3 +133,89 @@ fn plain_http_servers_one_killed_under_20_clients_lose_nothing() {
     assert!(r.total > 3_000, "too little traffic to prove anything: {}", r.total);
     assert_eq!(r.failed, 0, "requests failed: {:?} first: {:?}\n{}", r.errors, r.first_failures, w.log());
 }
+
+/// The lines of the shared "seen" log that start with `prefix`, counted.
+fn seen(path: &std::path::Path, prefix: &str) -> std::collections::BTreeMap<String, u32> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in std::fs::read_to_string(path).unwrap_or_default().lines().filter(|l| l.starts_with(prefix)) {
+        *m.entry(l.to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// A voting app counts a vote on `GET /api/vote/{name}` (as Yelb does), then renders for a while.
+/// An endpoint is SIGKILLed with requests in flight: each had counted its vote without answering.
+/// HTTP lets a proxy resend a GET, so without a rule weft does, and votes count twice (601 for 600
+/// successes in the report); with `GET /api/vote/* idempotent = false` the app sees each request
+/// at most once, and the client gets a 502 for each vote the kill interrupted — successes plus
+/// failures account for every request. Both services run at once on the same two apps, so the
+/// control proves the kill really interrupted counted votes.
+#[test]
+fn a_side_effecting_get_marked_not_idempotent_runs_at_most_once() {
+    let tmp = TempDir::new("votes");
+    let seen_log = tmp.join("seen.log");
+    let seen_arg = seen_log.display().to_string();
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let mut apps: Vec<Bg> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| slow_app(&format!("vote{i}"), *p, &["--workers", "32", "--min-ms", "300", "--max-ms", "800", "--seen", &seen_arg], tmp.join(&format!("vote{i}.log"))))
+        .collect();
+    let eps = [("vote0", ports[0]), ("vote1", ports[1])];
+    // Health checks off and ejection out of reach: only the replay rule decides what happens to
+    // the requests the kill interrupts.
+    let common = "lb = \"round-robin\"\n[service.health_check]\nkind = \"none\"\n[service.outlier]\nconsecutive_failures = 1000\n[service.retry]\nbudget_min_per_s = 1000\n";
+    let ruled = format!("{common}[[service.rules]]\nmethods = [\"GET\"]\npath = \"/api/vote/*\"\nidempotent = false\n");
+    let toml = [service_toml("votes", "votes.real", 4567, &ruled, &eps), service_toml("votes-plain", "plain.real", 4567, common, &eps)].concat();
+    let w = Weft::start(WeftOpts::new(202).extra(&toml));
+    let (vip, vip_plain) = (ready(&w, "votes.real", 4567, 2), ready(&w, "plain.real", 4567, 2));
+    let spec = |vip: &str, prefix: &str| {
+        Spec::new(&[&format!("{vip}:4567")]).workers(20).duration(Duration::from_secs(8)).path("/api/vote/ihop").request_ids("x-req-id", prefix).timeout(Duration::from_secs(20))
+    };
+    let (load, plain) = (Load::start(spec(&vip, "ruled")), Load::start(spec(&vip_plain, "plain")));
+    load.sleep_until(Duration::from_secs(3));
+    apps[1].kill();
+    let (r, rp) = (load.join(), plain.join());
+    show("votes, idempotent = false", &r, &w, "votes");
+    show("votes, no rule", &rp, &w, "votes-plain");
+    let (ids, ids_plain) = (seen(&seen_log, "ruled-"), seen(&seen_log, "plain-"));
+    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    let twice_plain = ids_plain.values().filter(|n| **n > 1).count();
+    eprintln!("ruled: {} requests, {} ok, {} failed, {} distinct ids seen, {} seen twice; plain: {} requests, {} failed, {} seen twice", r.total, r.total - r.failed, r.failed, ids.len(), twice.len(), rp.total, rp.failed, twice_plain);
+    assert!(twice.is_empty(), "the app saw requests of a route marked idempotent = false twice: {twice:?}");
+    assert!(twice_plain > 0, "no vote of the plain service was interrupted and resent: the kill proved nothing");
+    assert_eq!(rp.failed, 0, "without the rule every GET is resent and succeeds: {:?}", rp.errors);
+    assert!(r.failed > 0, "the kill interrupted votes of the plain service but none of the ruled one?");
+    // Every success was seen by the app; a failure was seen at most once (it may have been counted).
+    assert!(ids.len() as u64 >= r.total - r.failed && ids.len() as u64 <= r.total, "{} distinct ids for {} successes of {} requests", ids.len(), r.total - r.failed, r.total);
+    assert!(r.errors.keys().all(|e| e.contains("502")), "interrupted votes end as weft's 502: {:?}", r.errors);
+    let reasons = &stats_of(&w, "votes")["retry_reasons"];
+    assert_eq!(reasons["reset"].as_u64().unwrap_or(0), 0, "a non-idempotent route retried after a reset: {reasons}");
+}
+
+/// Route rules through every way in: TOML (a bad one names file, line and field), the CLI (one
+/// line per rule) and the admin API (the service's JSON), and what the API shows back.
+#[test]
+fn route_rules_through_toml_cli_and_api() {
+    let tmp = TempDir::new("rules-in");
+    let bad = tmp.join("bad.toml");
+    std::fs::write(&bad, "[[service]]\nnamespace = \"default\"\nname = \"votes\"\n\n[[service.rules]]\nmethods = [\"GET\"]\npath = \"api/vote/*\"\nidempotent = false\n").unwrap();
+    let out = weft_cmd(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.code, Some(EX_CONFIG), "{}", out.both());
+    assert!(out.both().contains("rules[0].path") && out.both().contains("bad.toml"), "the error names the file and the field: {}", out.both());
+
+    let w = Weft::start(WeftOpts::new(203));
+    w.cli(&["service", "create", "votes", "--alias", "votes.rules:4567", "--rule", "GET /api/vote/* idempotent=false", "--rule", "* prefix:/reports/ request_s=60 max_retries=0"]).expect_ok();
+    let svc = w.get_json("/v1/services/default/votes");
+    let rules = svc["rules"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rules.len(), 2, "{svc}");
+    assert_eq!((rules[0]["path"].as_str(), rules[0]["idempotent"].as_bool()), (Some("/api/vote/*"), Some(false)), "{svc}");
+    assert_eq!((rules[1]["path_prefix"].as_str(), rules[1]["request_s"].as_u64(), rules[1]["retry"]["max_retries"].as_u64()), (Some("/reports/"), Some(60), Some(0)), "{svc}");
+    let out = w.cli(&["service", "create", "other", "--rule", "GET /x retries=2"]);
+    assert!(!out.ok() && out.both().contains("not a rule setting"), "{}", out.both());
+    let r = w.request("POST", "/v1/services", Some(&json!({"namespace": "default", "name": "bad", "rules": [{"methods": ["get"], "path": "/x"}]}))).unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("rules[0].methods"), "{}", r.text());
+    let r = w.request("POST", "/v1/services", Some(&json!({"namespace": "default", "name": "tcpsvc", "protocol": "tcp", "rules": [{"path": "/x"}]}))).unwrap();
+    assert!(r.status == 400 && r.text().contains("rules"), "{}", r.text());
+}

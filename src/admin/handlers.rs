@@ -157,6 +157,7 @@ fn service_view(snap: &crate::catalog::Snapshot, v: &Service) -> Value {
             "request_s": v.timeouts.request_s(v.protocol),
             "idle_s": v.timeouts.idle_s(v.protocol),
         },
+        "rules": v.rules,
         "endpoints": eps.len(),
         "healthy_endpoints": eps.iter().filter(|e| e.routable()).count(),
     })

@@ -5,6 +5,7 @@
 
 mod discover;
 mod hlc;
+pub mod rules;
 mod settings;
 mod snapshot;
 mod types;
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use discover::{DiscoverQuery, DiscoverResult, HealthFilter, discover};
 pub use hlc::Hlc;
+pub use rules::{RetryOverride, RouteRule};
 pub use settings::{CheckKind, HealthCheck, LbKind, OutlierConfig, RetryConfig};
 pub use snapshot::Snapshot;
 pub use types::*;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::RouteRule;
 use super::settings::{HealthCheck, LbKind, OutlierConfig, RetryConfig, is_default};
 
 /// The application protocol of a service; it decides how the proxy carries its traffic.
@@ -113,6 +114,9 @@ pub struct Service {
     pub retry: RetryConfig,
     #[serde(default, skip_serializing_if = "is_default")]
     pub outlier: OutlierConfig,
+    /// Per-route settings, matched in order on method and path; the first match applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RouteRule>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

@@ -60,6 +60,10 @@ pub fn service(s: &Service) -> Result<(), CatalogError> {
     if s.timeouts.connect_ms == Some(0) {
         return Err(invalid("timeouts.connect_ms", "must be at least 1"));
     }
+    if s.protocol == Protocol::Tcp && !s.rules.is_empty() {
+        return Err(invalid("rules", "are not allowed for tcp services (there are no methods or paths to match)"));
+    }
+    super::rules::validate(&s.rules)?;
     traffic(s)
 }
 

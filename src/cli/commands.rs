@@ -121,6 +121,10 @@ fn execute(cli: &Cli) -> Result<(), String> {
                 retry.max_retries = spec.retries.unwrap_or(retry.max_retries);
                 retry.non_idempotent = spec.retry_non_idempotent;
                 body["retry"] = json!(retry);
+                if !spec.rules.is_empty() {
+                    let rules = spec.rules.iter().map(|r| crate::catalog::rules::parse(r)).collect::<Result<Vec<_>, _>>()?;
+                    body["rules"] = json!(rules);
+                }
                 let path = if create { "/v1/services?create_only=true" } else { "/v1/services" };
                 let v = call("POST", path, Some(body)).map_err(|e| if create && e.contains("already exists") { format!("{e}; change it with `weft service update`") } else { e })?;
                 let names: Vec<String> = v["aliases"]

@@ -150,7 +150,7 @@ pub struct ServiceSpec {
     /// Client alias DNS_NAME:PORT that applications dial; repeat for several.
     #[arg(long = "alias")]
     pub aliases: Vec<String>,
-    /// Connect timeout in milliseconds (default 1000).
+    /// Connect timeout in milliseconds (default 2000).
     #[arg(long)]
     pub connect_timeout_ms: Option<u64>,
     /// Seconds until the response head must arrive (default 15; HTTP kinds only; 0 disables).
@@ -177,6 +177,12 @@ pub struct ServiceSpec {
     /// Also retry POST/PATCH requests that may have reached the application.
     #[arg(long)]
     pub retry_non_idempotent: bool,
+    /// A route rule, `METHODS PATH [key=value …]`, e.g. `GET /api/vote/* idempotent=false`
+    /// (PATH: `*` one segment, `**` any, or `prefix:/api/`; keys: idempotent, max_retries,
+    /// per_try_timeout_ms, backoff_base_ms, backoff_max_ms, request_s). Repeat for several, in
+    /// match order: the first that matches a request applies. Replaces the service's rules.
+    #[arg(long = "rule", value_name = "RULE")]
+    pub rules: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

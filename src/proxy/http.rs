@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::body::{InFlight, ProxyBody, UpstreamBody, strip_hop_by_hop};
 use super::error::ProxyError;
 use super::io::{Activity, Gate, Metered};
-use super::table::ServiceRoute;
+use super::table::{ServiceRoute, Settings};
 use super::HttpListener;
 use super::attempt::{self, Attempts};
 use super::replay::{Replay, UpBody};
@@ -77,7 +77,7 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
     });
     let authority = authority.unwrap_or_default();
     let (parts, body) = req.into_parts();
-    let info = request_info(&route, &parts, &authority, &l.shared.zone);
+    let info = request_info(&route, route.defaults(), &parts, &authority, &l.shared.zone);
     if let Some(alt) = l.shared.policy.route(&info)
         && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt)) {
             route = r.clone();
@@ -111,9 +111,10 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     parts.version = http::Version::HTTP_2;
     let replay = Replay::default();
     let mut unsent = Some(replay.tee(body));
-    let info = request_info(route, &parts, authority, &l.shared.zone);
+    let settings = if route.rules.is_empty() { route.defaults() } else { route.settings(parts.method.as_str(), parts.uri.path()) };
+    let info = request_info(route, settings, &parts, authority, &l.shared.zone);
     let begun = Instant::now();
-    let deadline = route.request_timeout.map(|t| begun + t);
+    let deadline = settings.request_timeout.map(|t| begun + t);
     let mut attempts = Attempts::new(&l.shared, route, info, begun);
     // A connection that went away under an unprocessed request (GOAWAY: the endpoint closing
     // it after N requests, or restarting) says nothing about the endpoint: the request goes
@@ -143,7 +144,7 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
         target.stats.requests.fetch_add(1, Relaxed);
         let in_flight = InFlight::new(target.clone());
         let sent = Instant::now();
-        let limit = try_limit(route, deadline);
+        let limit = try_limit(settings.retry, deadline);
         let answer = conn.send.try_send_request(rebuild(&parts, body));
         let failed = match watched(limit, answer, &mut conn.gone).await {
             Sent::Answer(Ok(resp)) => {
@@ -259,7 +260,7 @@ fn rebuild(parts: &http::request::Parts, body: UpBody) -> Request<UpBody> {
     req
 }
 
-fn request_info<'a>(route: &'a ServiceRoute, req: &'a http::request::Parts, authority: &'a str, zone: &'a str) -> RequestInfo<'a> {
+fn request_info<'a>(route: &'a ServiceRoute, settings: Settings<'a>, req: &'a http::request::Parts, authority: &'a str, zone: &'a str) -> RequestInfo<'a> {
     RequestInfo {
         namespace: &route.namespace,
         service: &route.service,
@@ -268,9 +269,9 @@ fn request_info<'a>(route: &'a ServiceRoute, req: &'a http::request::Parts, auth
         path: req.uri.path(),
         headers: Headers::Map(&req.headers),
         attempt: 1,
-        idempotent: req.method.is_idempotent(),
+        idempotent: settings.idempotent.unwrap_or_else(|| req.method.is_idempotent()),
         source_zone: zone,
-        retry: &route.retry,
+        retry: settings.retry,
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use super::budget::RetryBudget;
-use crate::catalog::{Health, LbKind, Protocol, RetryConfig, Snapshot};
+use crate::catalog::{Health, LbKind, Protocol, RetryConfig, RouteRule, Snapshot};
 use crate::policy::Target;
 use crate::telemetry::{EjectionRule, ServiceStats, Stats, now_us};
 
@@ -31,9 +31,41 @@ pub struct ServiceRoute {
     pub ejection: EjectionRule,
     pub max_ejected_percent: u32,
     pub budget: Arc<RetryBudget>,
+    /// The service's route rules with their settings worked out, in match order.
+    pub rules: Vec<RuleRoute>,
+}
+
+/// One route rule, ready for the request path.
+#[derive(Debug)]
+pub struct RuleRoute {
+    pub rule: RouteRule,
+    pub retry: RetryConfig,
+    pub request_timeout: Option<Duration>,
+}
+
+/// What governs one request: the first matching rule's settings, or the service's.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings<'a> {
+    pub retry: &'a RetryConfig,
+    pub request_timeout: Option<Duration>,
+    /// A rule's word on whether the request may be repeated; `None`: its method decides.
+    pub idempotent: Option<bool>,
 }
 
 impl ServiceRoute {
+    /// The settings for a request with this method and path (no query).
+    pub fn settings(&self, method: &str, path: &str) -> Settings<'_> {
+        match self.rules.iter().find(|r| r.rule.matches(method, path)) {
+            Some(r) => Settings { retry: &r.retry, request_timeout: r.request_timeout, idempotent: r.rule.idempotent },
+            None => self.defaults(),
+        }
+    }
+
+    /// The service's own settings (no rule matched, or the service has none).
+    pub fn defaults(&self) -> Settings<'_> {
+        Settings { retry: &self.retry, request_timeout: self.request_timeout, idempotent: None }
+    }
+
     pub fn label(&self) -> String {
         format!("{}/{}", self.namespace, self.service)
     }
@@ -175,6 +207,18 @@ impl TableBuilder {
                 },
                 max_ejected_percent: o.max_ejected_percent,
                 budget: kept.budget.clone(),
+                rules: svc
+                    .rules
+                    .iter()
+                    .map(|r| RuleRoute {
+                        rule: r.clone(),
+                        retry: r.retry.apply(&svc.retry),
+                        request_timeout: match r.request_s {
+                            Some(s) => secs(s),
+                            None => secs(svc.timeouts.request_s(svc.protocol)),
+                        },
+                    })
+                    .collect(),
             };
             table.services.insert(key.clone(), Arc::new(route));
             if !clients.is_empty() && !clients.contains(&svc.namespace) {

@@ -48,8 +48,8 @@ pub struct Spec {
     pub fail_pause: Duration,
     /// count the values of this response header (e.g. `x-backend`) in `Report::tally`
     pub tally_header: Option<String>,
-    /// send this header with a value unique to each request (`w{worker}-{n}`), so a backend can
-    /// log which requests it saw
+    /// `header: prefix`: sent with `-w{worker}-{n}` appended, a value unique to each request, so a
+    /// backend can log which requests it saw
     pub id_header: Option<String>,
 }
 
@@ -113,8 +113,9 @@ impl Spec {
         self.tally_header = Some(header.to_ascii_lowercase());
         self
     }
-    pub fn request_ids(mut self, header: &str) -> Spec {
-        self.id_header = Some(header.to_string());
+    /// Each request carries `header: {prefix}-w{worker}-{n}`.
+    pub fn request_ids(mut self, header: &str, prefix: &str) -> Spec {
+        self.id_header = Some(format!("{header}: {prefix}"));
         self
     }
     fn accepted(&self, status: u16) -> bool {
@@ -402,7 +403,7 @@ fn worker(index: usize, spec: &Spec, addrs: &[SocketAddr], shared: &Shared, star
         let req = match &spec.id_header {
             Some(h) => {
                 let mut r = request_bytes(spec, &spec.targets[t]);
-                let line = format!("{h}: w{index}-{}\r\n", out.total);
+                let line = format!("{h}-w{index}-{}\r\n", out.total);
                 let at = r.windows(2).position(|w| w == b"\r\n").map_or(0, |p| p + 2);
                 r.splice(at..at, line.into_bytes());
                 unique = r;

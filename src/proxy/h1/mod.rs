@@ -24,7 +24,8 @@ use self::head::{BodyKind, Head, HeadError, reserve};
 use super::error::ProxyError;
 use super::io::{Activity, Deadline, Gate, Metered};
 use super::pool::{Pools, Upstream};
-use super::table::ServiceRoute;
+use super::table::{ServiceRoute, Settings};
+use crate::catalog::RetryConfig;
 use super::HttpListener;
 use super::attempt::{self, Attempts};
 use super::body::InFlight;
@@ -129,14 +130,16 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     let start = Instant::now();
     let mut route = l.slot.load_full();
     if l.shared.policy.routes()
-        && let Some(alt) = l.shared.policy.route(&request_info(&route, &head, &buf[..], &l.shared.zone, true))
+        && let Some(alt) = l.shared.policy.route(&request_info(&route, route.defaults(), &head, &buf[..], &l.shared.zone, true))
         && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt))
     {
         route = r.clone();
     }
     let stats = route.stats.clone();
     stats.requests.fetch_add(1, Relaxed);
-    let result = forward(Exchange { l, route: &route, start }, client, buf, &head, activity, sc).await;
+    // Route rules are matched only for services that have them: the usual request skips this.
+    let settings = if route.rules.is_empty() { route.defaults() } else { route.settings(head.method(&buf[..]), path_of(head.target(&buf[..]))) };
+    let result = forward(Exchange { l, route: &route, settings, start }, client, buf, &head, activity, sc).await;
     let mut done = None;
     let next = match result {
         Ok((status, next, at)) => {
@@ -172,13 +175,13 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
 
 /// The request as the policy hooks see it; `full`: with authority, path and headers (only when a
 /// hook reads them: turning them into strings was ~3 % of a request's instructions).
-fn request_info<'a>(route: &'a ServiceRoute, head: &'a Head, buf: &'a [u8], zone: &'a str, full: bool) -> RequestInfo<'a> {
+fn request_info<'a>(route: &'a ServiceRoute, settings: Settings<'a>, head: &'a Head, buf: &'a [u8], zone: &'a str, full: bool) -> RequestInfo<'a> {
     let method = head.method(buf);
     let (authority, path, headers) = if full {
         let target = head.target(buf);
         (
             head.host(buf).and_then(|h| std::str::from_utf8(h).ok()).unwrap_or(""),
-            target.as_bytes().iter().position(|b| *b == b'?').map_or(target, |q| &target[..q]),
+            path_of(target),
             Headers::Raw { buf, fields: &head.fields },
         )
     } else {
@@ -192,10 +195,15 @@ fn request_info<'a>(route: &'a ServiceRoute, head: &'a Head, buf: &'a [u8], zone
         path,
         headers,
         attempt: 1,
-        idempotent: head::idempotent(method),
+        idempotent: settings.idempotent.unwrap_or_else(|| head::idempotent(method)),
         source_zone: zone,
-        retry: &route.retry,
+        retry: settings.retry,
     }
+}
+
+/// A request target without its query.
+fn path_of(target: &str) -> &str {
+    target.as_bytes().iter().position(|b| *b == b'?').map_or(target, |q| &target[..q])
 }
 
 /// What a connection keeps from one request to the next, so that each does not allocate its own
@@ -252,13 +260,15 @@ type Delivered = (u16, Next, Instant);
 struct Exchange<'a> {
     l: &'a HttpListener,
     route: &'a ServiceRoute,
+    /// The settings of the request's route rule, or the service's.
+    settings: Settings<'a>,
     start: Instant,
 }
 
 impl Exchange<'_> {
     /// The request timeout's deadline.
     fn deadline(&self) -> Option<Instant> {
-        self.route.request_timeout.map(|t| self.start + t)
+        self.settings.request_timeout.map(|t| self.start + t)
     }
 }
 
@@ -293,7 +303,7 @@ async fn forward(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
     let answer = match replay_len(head) {
         Some(n) => {
             if n > 0 {
-                let limit = x.route.request_timeout.unwrap_or(HEAD_TIMEOUT).min(HEAD_TIMEOUT);
+                let limit = x.settings.request_timeout.unwrap_or(HEAD_TIMEOUT).min(HEAD_TIMEOUT);
                 read_to(client, buf, head.len + n, limit).await.map_err(|e| (e, None))?;
             }
             let r = replayable(x, client, buf, head, n, sc).await;
@@ -323,9 +333,9 @@ async fn read_to(client: &mut Client, buf: &mut BytesMut, want: usize, limit: Du
 
 /// The wait for one try's response head: the per-try timeout, within what is left of the
 /// request timeout.
-pub(super) fn try_limit(route: &ServiceRoute, deadline: Option<Instant>) -> Duration {
+pub(super) fn try_limit(retry: &RetryConfig, deadline: Option<Instant>) -> Duration {
     let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-    match route.retry.per_try_timeout_ms {
+    match retry.per_try_timeout_ms {
         0 => left,
         ms => left.min(Duration::from_millis(ms)),
     }
@@ -339,9 +349,9 @@ struct Limit {
 }
 
 /// [`try_limit`] as a deadline for a try sent at `sent`, from times already read.
-fn try_until(route: &ServiceRoute, deadline: Option<Instant>, sent: Instant) -> Option<Limit> {
+fn try_until(retry: &RetryConfig, deadline: Option<Instant>, sent: Instant) -> Option<Limit> {
     let whole = deadline.map(|until| Limit { until, after: until.saturating_duration_since(sent) });
-    match route.retry.per_try_timeout_ms {
+    match retry.per_try_timeout_ms {
         0 => whole,
         ms => {
             let per_try = Limit { until: sent + Duration::from_millis(ms), after: Duration::from_millis(ms) };
@@ -353,9 +363,9 @@ fn try_until(route: &ServiceRoute, deadline: Option<Instant>, sent: Instant) -> 
 /// A request whose body is in `buf`: sent whole on each try, so a failed try (broken connection,
 /// timeout, 503) can be repeated on another endpoint when the policy deems it safe.
 async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: &Head, n: usize, sc: &mut Scratch) -> Result<Answer, ProxyError> {
-    let Exchange { l, route, .. } = x;
+    let Exchange { l, route, settings, .. } = x;
     let pools = &l.shared.pools;
-    let info = request_info(route, head, &buf[..], &l.shared.zone, l.shared.policy.reads_requests());
+    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, l.shared.policy.reads_requests());
     sc.out.clear();
     head.write_to(buf, &mut sc.out, true, &[]);
     sc.out.extend_from_slice(&buf[head.len..head.len + n]);
@@ -370,7 +380,7 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
         // A pooled connection on the first try: sent at the start, near enough (a fresh one took
         // a connect first).
         let sent = if up.reused { attempts.now() } else { Instant::now() };
-        let limit = try_until(route, deadline, sent);
+        let limit = try_until(settings.retry, deadline, sent);
         let mut r = send(&mut up, client, &sc.out, is_head, head.minor > 0, &mut sc.timer, limit, addr).await;
         // A pooled connection the endpoint closed a moment ago fails before any byte comes back:
         // an idempotent request goes once more over a fresh connection to the same endpoint
@@ -411,9 +421,9 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
 /// A request whose body streams from the client to the endpoint as it arrives: only connect
 /// failures are retried, since after that the body is gone.
 async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, sc: &mut Scratch) -> Result<Answer, ProxyError> {
-    let Exchange { l, route, .. } = x;
+    let Exchange { l, route, settings, .. } = x;
     let pools = &l.shared.pools;
-    let info = request_info(route, head, &buf[..], &l.shared.zone, l.shared.policy.reads_requests());
+    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, l.shared.policy.reads_requests());
     let mut attempts = Attempts::new(&l.shared, route, info, x.start);
     let connected = attempt::connect(&mut attempts, |t: Arc<Target>, now| sc.upstream(pools, route, t, now)).await;
     drop(attempts);
@@ -433,7 +443,7 @@ async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, hea
     buf.advance(head.len);
     let addr = target.address;
     let sent = Instant::now();
-    let limit = try_until(route, x.deadline(), sent);
+    let limit = try_until(settings.retry, x.deadline(), sent);
     match exchange_head(&mut up, client, buf, head, &mut sc.out, is_head, &mut sc.timer, limit, addr).await {
         Ok((resp, body_done)) => {
             let at = Instant::now();
