@@ -219,3 +219,30 @@ fn route_rules_through_toml_cli_and_api() {
     let r = w.request("POST", "/v1/services", Some(&json!({"namespace": "default", "name": "tcpsvc", "protocol": "tcp", "rules": [{"path": "/x"}]}))).unwrap();
     assert!(r.status == 400 && r.text().contains("rules"), "{}", r.text());
 }
+
+/// A new endpoint that has never passed or failed its checks enough to be judged (UNKNOWN) gets no
+/// traffic while a checked one exists — even when the checked one is UNHEALTHY (panic mode). Before,
+/// both sat in the same last-resort tier and the new one took about half the requests.
+#[test]
+fn a_never_checked_endpoint_waits_while_a_checked_one_exists() {
+    let (old, new) = (free_port(), free_port());
+    // Both fail their checks throughout: `old` is judged UNHEALTHY after two, `new` stays UNKNOWN
+    // for a whole interval after its first failure.
+    let _o = counter_backend("old", old, &["--healthz-fail-s", "1000"], None);
+    let _n = counter_backend("new", new, &["--healthz-fail-s", "1000"], None);
+    let check = "[service.health_check]\nkind = \"http\"\npath = \"/healthz\"\ninterval_ms = 4000\n";
+    let w = Weft::start(WeftOpts::new(204).extra(&service_toml("fresh", "fresh.real", 8080, check, &[("old", old)])));
+    assert!(wait_until(Duration::from_secs(20), Duration::from_millis(100), || health(&w, "fresh", "old") == "UNHEALTHY"), "old never went UNHEALTHY");
+    w.post_ok("/v1/endpoints", &json!({"namespace": "default", "service": "fresh", "id": "new", "address": format!("127.0.0.1:{new}")}));
+    let vip = w.vip("fresh.real", 8080);
+    // Its first check fails at once; it stays UNKNOWN until the second, 4 s later.
+    assert!(wait_until(Duration::from_secs(3), Duration::from_millis(20), || backend_counts(new)["healthz"].as_u64().unwrap_or(0) >= 1), "new was never checked");
+    let before = (backend_requests(old), backend_requests(new));
+    for i in 0..20 {
+        let r = http(&vip, 8080, "GET", &format!("/x/{i}"), None).expect("request through weft");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(health(&w, "fresh", "new"), "UNKNOWN", "the test ran too slowly: new was judged meanwhile");
+    let after = (backend_requests(old), backend_requests(new));
+    assert_eq!((after.0 - before.0, after.1 - before.1), (20, 0), "the never-checked endpoint got traffic while a checked one existed");
+}
