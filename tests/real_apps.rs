@@ -167,7 +167,7 @@ fn a_side_effecting_get_marked_not_idempotent_runs_at_most_once() {
     let common = "lb = \"round-robin\"\n[service.health_check]\nkind = \"none\"\n[service.outlier]\nconsecutive_failures = 1000\n[service.retry]\nbudget_min_per_s = 1000\n";
     let ruled = format!("{common}[[service.rules]]\nmethods = [\"GET\"]\npath = \"/api/vote/*\"\nidempotent = false\n");
     let toml = [service_toml("votes", "votes.real", 4567, &ruled, &eps), service_toml("votes-plain", "plain.real", 4567, common, &eps)].concat();
-    let w = Weft::start(WeftOpts::new(202).extra(&toml));
+    let w = Weft::start(WeftOpts { log_filter: Some("info,weft::proxy=debug".into()), ..WeftOpts::new(202).extra(&toml) });
     let (vip, vip_plain) = (ready(&w, "votes.real", 4567, 2), ready(&w, "plain.real", 4567, 2));
     let spec = |vip: &str, prefix: &str| {
         Spec::new(&[&format!("{vip}:4567")]).workers(20).duration(Duration::from_secs(8)).path("/api/vote/ihop").request_ids("x-req-id", prefix).timeout(Duration::from_secs(20))
@@ -191,6 +191,17 @@ fn a_side_effecting_get_marked_not_idempotent_runs_at_most_once() {
     assert!(r.errors.keys().all(|e| e.contains("502")), "interrupted votes end as weft's 502: {:?}", r.errors);
     let reasons = &stats_of(&w, "votes")["retry_reasons"];
     assert_eq!(reasons["reset"].as_u64().unwrap_or(0), 0, "a non-idempotent route retried after a reset: {reasons}");
+    // The log and the counters name the same cause for each retried try of the plain service.
+    let log = w.log();
+    let plain_lines = |what: &str| log.lines().filter(|l| l.contains("default/votes-plain") && l.contains(what)).map(str::to_string).collect::<Vec<_>>();
+    let (retrying, failed) = (plain_lines("retrying"), plain_lines("try failed"));
+    let reasons = &stats_of(&w, "votes-plain")["retry_reasons"];
+    for reason in ["reset", "connect-failed"] {
+        let logged = retrying.iter().filter(|l| l.contains(&format!("reason=\"{reason}\""))).count() as u64;
+        assert_eq!(logged, reasons[reason].as_u64().unwrap_or(0), "retries logged as {reason} against the counter {reasons}:\n{}", retrying.join("\n"));
+        let tries = failed.iter().filter(|l| l.contains(&format!("cause=\"{reason}\""))).count() as u64;
+        assert!(tries >= logged, "{logged} retries after {reason} but {tries} tries failed with that cause:\n{}", failed.join("\n"));
+    }
 }
 
 /// Route rules through every way in: TOML (a bad one names file, line and field), the CLI (one

@@ -579,6 +579,8 @@ pub struct WeftOpts {
     pub declare_default: bool,
     /// run on one CPU (`taskset -c 0`), which makes weft pick its single-threaded runtime
     pub one_cpu: bool,
+    /// weft's log filter (`WEFT_LOG`); None: $WEFT_TEST_LOG, else `info`
+    pub log_filter: Option<String>,
 }
 
 impl WeftOpts {
@@ -595,6 +597,7 @@ impl WeftOpts {
             extra: String::new(),
             declare_default: false,
             one_cpu: false,
+            log_filter: None,
         }
     }
     pub fn extra(mut self, toml: &str) -> WeftOpts {
@@ -743,7 +746,7 @@ impl Weft {
         c.arg("run").arg("-c").arg(&self.config);
         c.env_remove("WEFT_ADMIN")
             .env("XDG_STATE_HOME", self.dir.join("xdg-state"))
-            .env("WEFT_LOG", std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("WEFT_LOG", self.opts.log_filter.clone().or_else(|| std::env::var("WEFT_TEST_LOG").ok()).unwrap_or_else(|| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
