@@ -257,3 +257,36 @@ fn a_never_checked_endpoint_waits_while_a_checked_one_exists() {
     let after = (backend_requests(old), backend_requests(new));
     assert_eq!((after.0 - before.0, after.1 - before.1), (20, 0), "the never-checked endpoint got traffic while a checked one existed");
 }
+
+/// The slow-app case across two hosts: the apps run behind node `b`, every caller is on node `a`,
+/// so `b` — which runs the checks — sees the traffic only as relayed bytes. Those count as the
+/// endpoint answering: the checks that time out under load do not take the apps out, and one app
+/// SIGKILLed loses nothing.
+#[test]
+fn slow_endpoints_behind_another_host_stay_in_service() {
+    let tmp = TempDir::new("slow-mesh");
+    let ca = MeshCa::new("slowmesh");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut apps: Vec<Bg> = ports.iter().enumerate().map(|(i, p)| slow_app(&format!("m{i}"), *p, &["--workers", "8"], tmp.join(&format!("m{i}.log")))).collect();
+    let svc = "[[service]]\nnamespace = \"default\"\nname = \"slowm\"\nprotocol = \"http\"\naliases = [{ dns_name = \"slowm.real\", port = 4567 }]\n[service.health_check]\nkind = \"http\"\npath = \"/health\"\n";
+    let a = Weft::start_mesh(&MeshNode::new("a", "combined", 205, "127.1.205.1", ca.issue("a")).extra(svc));
+    let mut eps = String::new();
+    for (i, p) in ports.iter().enumerate() {
+        eps.push_str(&format!("[[endpoint]]\nnamespace = \"default\"\nservice = \"slowm\"\nid = \"m{i}\"\naddress = \"127.0.0.1:{p}\"\n"));
+    }
+    let b = Weft::start_mesh(&MeshNode::new("b", "proxy", 206, "127.1.206.1", ca.issue("b")).join(&a.gossip_addr()).extra(&eps));
+    let vip = ready(&a, "slowm.real", 4567, 3);
+    let spec = Spec::new(&[&format!("{vip}:4567")]).workers(50).duration(Duration::from_secs(35)).path("/api/list").timeout(Duration::from_secs(30));
+    let load = Load::start(spec);
+    load.sleep_until(Duration::from_secs(13));
+    let before: Vec<String> = ["m0", "m1", "m2"].iter().map(|id| health(&a, "slowm", id)).collect();
+    apps[2].kill();
+    let r = load.join();
+    show("slow endpoints behind host b, one killed", &r, &a, "slowm");
+    let after: Vec<String> = ["m0", "m1", "m2"].iter().map(|id| health(&a, "slowm", id)).collect();
+    eprintln!("health before the kill {before:?}, after {after:?}");
+    assert!(r.total > 150, "too little traffic to prove anything: {}", r.total);
+    assert_eq!(r.failed, 0, "requests failed: {:?} first: {:?}\n{}\n{}", r.errors, r.first_failures, a.log(), b.log());
+    assert_eq!(&before[..], &["HEALTHY", "HEALTHY", "HEALTHY"], "apps answering relayed traffic were taken out by checks that timed out");
+    assert_eq!(&after[..2], &["HEALTHY", "HEALTHY"], "apps answering relayed traffic were taken out by checks that timed out");
+}

@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn never_checked_endpoints_wait_for_checked_ones() {
-        let targets = vec![target(0, false, ""), target(1, false, "")];
+        let targets = [target(0, false, ""), target(1, false, "")];
         let fresh = Arc::new(Target { unchecked: true, ..Arc::try_unwrap(target(2, false, "")).unwrap() });
         let targets = vec![targets[0].clone(), targets[1].clone(), fresh];
         assert!(picks(&targets, LbKind::RoundRobin, "", 30).iter().all(|&i| i != 2), "an unchecked endpoint got traffic while checked ones exist");
