@@ -87,7 +87,11 @@ pub async fn patch_service(State(s): St, Path((ns, name)): Path<(String, String)
         catalog.update_service(&ns, &name, |current| {
             let mut v = serde_json::to_value(current).map_err(|e| CatalogError::Invalid { field: "service".into(), message: e.to_string() })?;
             merge_patch(&mut v, &patch);
-            serde_path_to_error::deserialize::<_, Service>(v).map_err(|e| CatalogError::Invalid { field: e.path().to_string(), message: e.into_inner().to_string() })
+            serde_path_to_error::deserialize::<_, Service>(v).map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path.is_empty() || path == "." { "service".to_string() } else { path };
+                CatalogError::Invalid { field, message: e.into_inner().to_string() }
+            })
         })
     })
     .await?;

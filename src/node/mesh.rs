@@ -100,6 +100,8 @@ pub struct MeshParts {
     pub start: Instant,
     pub endpoint_grace: Duration,
     pub shutdown: CancellationToken,
+    /// Cancelled by this task once its goodbye is out: stops the transport.
+    pub transport_stop: CancellationToken,
 }
 
 /// Members saved by a previous run, to announce to at start (static stability: a node that comes
@@ -137,6 +139,7 @@ pub async fn run(mut p: MeshParts) {
                 // Give the leave notice a moment to go out before the endpoint closes.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 save_members(&p);
+                p.transport_stop.cancel();
                 return;
             }
             Some(inc) = p.incoming.recv() => {

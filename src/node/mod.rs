@@ -297,9 +297,12 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     // routes to other hosts work from the first request (static stability after a restart).
     let mut mesh = None;
     let mut mesh_core = None;
+    let transport_stop = CancellationToken::new();
     if let Some(files) = config.tls_files() {
         let own = Arc::new(OwnEndpoints { catalog: catalog.clone(), stats: stats.clone() });
-        let (transport, incoming) = Transport::bind(config.gossip.listen, files, &config.node.name, own, shutdown.clone())?;
+        // The transport stops after the gossip task has said goodbye (not with everything else),
+        // so the leave reaches the peers and they show this node `left`, not `down`.
+        let (transport, incoming) = Transport::bind(config.gossip.listen, files, &config.node.name, own, transport_stop.clone())?;
         let seeds = resolve_seeds(&config).await;
         let advertise = advertise_addr(&config, transport.local_addr(), &seeds)?;
         let (peers_tx, peers) = watch::channel(Some(Arc::new(Default::default())));
@@ -345,6 +348,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             start,
             endpoint_grace: Duration::from_secs(config.gossip.endpoint_grace_s),
             shutdown: shutdown.clone(),
+            transport_stop: transport_stop.clone(),
         };
         mesh::publish_initial(&parts);
         tasks.spawn(mesh::run(parts));
