@@ -347,12 +347,27 @@ fn service_update_changes_only_what_it_is_given() {
     let w = Weft::start(WeftOpts::new(84));
     w.cli(&[
         "service", "create", "rpc", "--protocol", "grpc", "--alias", "rpc.upd:50051", "--alias", "rpc-alt.upd:50052", "--check", "grpc",
-        "--check-interval-ms", "2000", "--retries", "3", "--lb", "round-robin", "--set", "outlier.consecutive_failures=7",
-        "--set", "health_check.grpc_service=shop.Rpc",
+        "--check-interval-ms", "2000", "--retries", "3", "--lb", "round-robin",
     ])
     .expect_ok();
     let describe = || w.cli(&["service", "describe", "rpc", "-o", "json"]).expect_ok().json();
     let before = describe();
+
+    // CLI: only the connect timeout changes (it used to turn the service into `http` with no
+    // aliases and default settings).
+    w.cli(&["service", "update", "rpc", "--connect-timeout-ms", "250"]).expect_ok();
+    let after = describe();
+    assert_eq!((&after["protocol"], &after["aliases"]), (&before["protocol"], &before["aliases"]), "protocol and aliases after an update of the connect timeout");
+    let mut expected = before.clone();
+    expected["timeouts"]["connect_ms"] = json!(250);
+    assert_eq!(after, expected, "after `service update --connect-timeout-ms 250`");
+
+    // Every setting is shown, defaults included; `--set` reaches any of them.
+    w.cli(&["service", "update", "rpc", "--set", "outlier.consecutive_failures=7", "--set", "health_check.grpc_service=shop.Rpc"]).expect_ok();
+    expected["outlier"]["consecutive_failures"] = json!(7);
+    expected["health_check"]["grpc_service"] = json!("shop.Rpc");
+    let shown = describe();
+    assert_eq!(shown, expected, "after --set");
     let want = [
         ("/protocol", json!("grpc")),
         ("/aliases/0/dns_name", json!("rpc.upd")),
@@ -366,23 +381,17 @@ fn service_update_changes_only_what_it_is_given() {
         ("/retry/budget_percent", json!(20)),
         ("/outlier/consecutive_failures", json!(7)),
         ("/outlier/max_ejected_percent", json!(50)),
-        ("/timeouts/connect_ms", json!(1000)),
+        ("/timeouts/connect_ms", json!(250)),
         ("/timeouts/request_s", json!(15)),
         ("/rules", json!([])),
     ];
     for (ptr, v) in &want {
-        assert_eq!(before.pointer(ptr), Some(v), "describe {ptr}: {before}");
+        assert_eq!(shown.pointer(ptr), Some(v), "describe {ptr}: {shown}");
     }
     let table = w.cli(&["service", "describe", "rpc"]).expect_ok().stdout();
     for key in ["protocol", "aliases", "health_check.kind", "lb", "retry.max_retries", "outlier.base_ejection_s", "timeouts.idle_s", "rules"] {
         assert!(table.lines().any(|l| l.starts_with(key)), "describe table lacks {key}:\n{table}");
     }
-
-    // CLI: only the connect timeout changes.
-    w.cli(&["service", "update", "rpc", "--connect-timeout-ms", "250"]).expect_ok();
-    let mut expected = before.clone();
-    expected["timeouts"]["connect_ms"] = json!(250);
-    assert_eq!(describe(), expected, "after `service update --connect-timeout-ms 250`");
 
     // API: a merge patch; again only what it names.
     let r = w.request("PATCH", "/v1/services/default/rpc", Some(&json!({"timeouts": {"request_s": 30}, "retry": {"per_try_timeout_ms": 500}}))).unwrap();

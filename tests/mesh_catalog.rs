@@ -159,15 +159,15 @@ fn proxy_refusal_names_the_registry_admin_address() {
     let r = Weft::start_mesh(&node(&ca, "reg", "registry", 164));
     let p = Weft::start_mesh(&node(&ca, "px", "proxy", 165).join(&r.gossip_addr()));
     wait_members(&[&r, &p], &["reg", "px"], Duration::from_secs(20));
-    let listed = p.member_entries("reg");
-    assert_eq!(listed.first().map(|m| m["admin"].clone()), Some(json!(r.admin)), "p lists reg's admin address: {listed:?}");
-
     let out = p.cli(&["service", "create", "orders", "--alias", "orders.refuse:8080"]);
     assert!(!out.ok(), "a proxy must refuse a service definition: {}", out.both());
     let err = out.stderr();
     let hint = format!("weft --admin {}", r.admin);
     assert!(err.contains(&hint), "the refusal names the registry's admin address ({hint}): {err}");
     assert!(!err.contains(&r.gossip_addr()), "the refusal gives the admin address, not the gossip one: {err}");
+
+    let listed = p.member_entries("reg");
+    assert_eq!(listed.first().map(|m| m["admin"].clone()), Some(json!(r.admin)), "p lists reg's admin address: {listed:?}");
 
     // Following the hint works.
     let mut c = std::process::Command::new(WEFT);
