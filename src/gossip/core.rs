@@ -253,6 +253,11 @@ impl<R: Replica> Core<R> {
                 // An older identity's goodbye (the node restarted since) loses foca's conflict.
                 self.book.leave(&id);
                 self.book.touch(&id.name, self.now);
+                // foca logs the change to Down (plumbing); if its own Down came first, say it here.
+                let known_down = self.swim.iter_membership_state().any(|m| m.id() == &id && m.state() == State::Down);
+                if known_down {
+                    tracing::info!(node = %id.name, generation = id.generation, "node left the cluster (clean stop)");
+                }
                 if self.swim.apply_many(std::iter::once(foca::Member::down(id)), false, &mut self.rt).is_err() {
                     self.stats.swim_errors += 1;
                 }
