@@ -339,3 +339,89 @@ fn output_to_a_closed_pipe_ends_quietly() {
         assert!(!out.stderr().contains("panicked"), "{}", out.both());
     }
 }
+
+/// `weft service update` (and `PATCH /v1/services/NS/NAME`) change only the settings given, and
+/// `weft service describe` shows every setting.
+#[test]
+fn service_update_changes_only_what_it_is_given() {
+    let w = Weft::start(WeftOpts::new(84));
+    w.cli(&[
+        "service", "create", "rpc", "--protocol", "grpc", "--alias", "rpc.upd:50051", "--alias", "rpc-alt.upd:50052", "--check", "grpc",
+        "--check-interval-ms", "2000", "--retries", "3", "--lb", "round-robin",
+    ])
+    .expect_ok();
+    let describe = || w.cli(&["service", "describe", "rpc", "-o", "json"]).expect_ok().json();
+    let before = describe();
+
+    // CLI: only the connect timeout changes (it used to turn the service into `http` with no
+    // aliases and default settings).
+    w.cli(&["service", "update", "rpc", "--connect-timeout-ms", "250"]).expect_ok();
+    let after = describe();
+    assert_eq!((&after["protocol"], &after["aliases"]), (&before["protocol"], &before["aliases"]), "protocol and aliases after an update of the connect timeout");
+    let mut expected = before.clone();
+    expected["timeouts"]["connect_ms"] = json!(250);
+    assert_eq!(after, expected, "after `service update --connect-timeout-ms 250`");
+
+    // Every setting is shown, defaults included; `--set` reaches any of them.
+    w.cli(&["service", "update", "rpc", "--set", "outlier.consecutive_failures=7", "--set", "health_check.grpc_service=shop.Rpc"]).expect_ok();
+    expected["outlier"]["consecutive_failures"] = json!(7);
+    expected["health_check"]["grpc_service"] = json!("shop.Rpc");
+    let shown = describe();
+    assert_eq!(shown, expected, "after --set");
+    let want = [
+        ("/protocol", json!("grpc")),
+        ("/aliases/0/dns_name", json!("rpc.upd")),
+        ("/aliases/1/port", json!(50052)),
+        ("/health_check/kind", json!("grpc")),
+        ("/health_check/interval_ms", json!(2000)),
+        ("/health_check/grpc_service", json!("shop.Rpc")),
+        ("/health_check/timeout_ms", json!(1000)),
+        ("/lb", json!("round-robin")),
+        ("/retry/max_retries", json!(3)),
+        ("/retry/budget_percent", json!(20)),
+        ("/outlier/consecutive_failures", json!(7)),
+        ("/outlier/max_ejected_percent", json!(50)),
+        ("/timeouts/connect_ms", json!(250)),
+        ("/timeouts/request_s", json!(15)),
+        ("/rules", json!([])),
+    ];
+    for (ptr, v) in &want {
+        assert_eq!(shown.pointer(ptr), Some(v), "describe {ptr}: {shown}");
+    }
+    let table = w.cli(&["service", "describe", "rpc"]).expect_ok().stdout();
+    for key in ["protocol", "aliases", "health_check.kind", "lb", "retry.max_retries", "outlier.base_ejection_s", "timeouts.idle_s", "rules"] {
+        assert!(table.lines().any(|l| l.starts_with(key)), "describe table lacks {key}:\n{table}");
+    }
+
+    // API: a merge patch; again only what it names.
+    let r = w.request("PATCH", "/v1/services/default/rpc", Some(&json!({"timeouts": {"request_s": 30}, "retry": {"per_try_timeout_ms": 500}}))).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    expected["timeouts"]["request_s"] = json!(30);
+    expected["retry"]["per_try_timeout_ms"] = json!(500);
+    assert_eq!(describe(), expected, "after PATCH");
+    // `null` puts a setting back to its default; a boolean flag can be turned off again.
+    w.request("PATCH", "/v1/services/default/rpc", Some(&json!({"lb": null}))).unwrap();
+    w.cli(&["service", "update", "rpc", "--retry-non-idempotent"]).expect_ok();
+    assert_eq!(describe()["retry"]["non_idempotent"], json!(true));
+    w.cli(&["service", "update", "rpc", "--retry-non-idempotent=false"]).expect_ok();
+    expected["lb"] = json!("p2c");
+    assert_eq!(describe(), expected, "after lb: null and non_idempotent on/off");
+
+    // Bad patches are refused, naming the field, and change nothing.
+    for (patch, field) in [
+        (json!({"timeouts": {"connect_ms": "soon"}}), "timeouts.connect_ms"),
+        (json!({"lb": "fastest"}), "lb"),
+        (json!({"retry": {"max_retries": 99}}), "retry.max_retries"),
+        (json!({"colour": "blue"}), "colour"),
+        (json!({"name": "other"}), "name"),
+    ] {
+        let r = w.request("PATCH", "/v1/services/default/rpc", Some(&patch)).unwrap();
+        assert_eq!(r.status, 400, "PATCH {patch}: {}", r.text());
+        assert!(r.text().contains(field), "PATCH {patch}: the error names `{field}`: {}", r.text());
+    }
+    assert_eq!(describe(), expected, "refused patches changed nothing");
+    let none = w.cli(&["service", "update", "rpc"]);
+    assert!(!none.ok() && none.stderr().contains("nothing to change"), "{}", none.both());
+    let missing = w.cli(&["service", "update", "nope", "--lb", "p2c"]);
+    assert!(!missing.ok() && missing.stderr().contains("weft service create"), "{}", missing.both());
+}

@@ -260,3 +260,24 @@ fn hostile_input_is_counted_and_changes_nothing() {
     assert_eq!(b.replica(), &before);
     assert_eq!(b.stats().records_merged, 1);
 }
+
+#[test]
+fn a_clean_stop_is_left_everywhere_at_once_and_a_crash_is_down() {
+    let mut sim = Sim::new(8, SimConfig::default(), 5, |i| if i == 0 { Role::Registry } else { Role::Proxy });
+    sim.converge_membership(None);
+    sim.run_for(3 * S);
+    // A clean stop: the goodbye goes out, then the process is gone.
+    let t0 = sim.now;
+    sim.handle(3, weft::gossip::Input::Leave);
+    sim.run_for(S / 10);
+    sim.crash(3);
+    assert!(sim.run_until(t0 + S / 2, |s| all_see(s, "n3", MemberState::Left, 1)), "n3 left cleanly but is not `left` everywhere within 0.5 s");
+    // A crash of another node is `down`, and the one that left stays `left`.
+    sim.crash(5);
+    assert!(sim.run_until(sim.now + 5 * S, |s| all_see(s, "n5", MemberState::Down, 1)), "crashed n5 not `down` everywhere within 5 s");
+    assert!(all_see(&sim, "n3", MemberState::Left, 1));
+    // Back with the next generation: alive again, not `left`.
+    let t1 = sim.now;
+    sim.restart(3, None);
+    assert!(sim.run_until(t1 + 20 * S, |s| all_see(s, "n3", MemberState::Alive, 2)), "n3 did not rejoin as alive");
+}

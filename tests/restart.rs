@@ -107,3 +107,45 @@ fn state_and_vips_survive_kill_9_and_restart() {
     });
     assert_eq!(routes_again, routes_before, "VIPs must be stable across repeated restarts");
 }
+
+/// A data dir started under another `[node] name` (the config changed, or another config used
+/// this data dir): the endpoints registered under the old name are retired, not left behind
+/// as ghosts that nothing checks (DRAINING from the last shutdown, listed HEALTHY forever).
+#[test]
+fn endpoints_of_a_former_node_name_are_retired() {
+    let (p1, p2) = (free_port(), free_port());
+    let _b1 = http_backend(None, "cfg", p1);
+    let _b2 = http_backend(None, "api", p2);
+    let svc = format!(
+        "[[service]]\nnamespace = \"default\"\nname = \"web\"\nprotocol = \"http\"\naliases = [{{ dns_name = \"web.rename\", port = 8080 }}]\n\n\
+         [[endpoint]]\nnamespace = \"default\"\nservice = \"web\"\nid = \"from-config\"\naddress = \"127.0.0.1:{p1}\"\n"
+    );
+    let mut w = Weft::start(WeftOpts::new(43).extra(&svc));
+    w.cli(&["endpoint", "create", "from-api", "-s", "web", "--address", &format!("127.0.0.1:{p2}")]).expect_ok();
+    let listed = |w: &Weft| -> Vec<(String, String, String)> {
+        let mut v: Vec<(String, String, String)> = as_list(&w.get_json("/v1/endpoints?service=web"))
+            .iter()
+            .map(|e| (e["id"].as_str().unwrap_or("?").into(), e["node"].as_str().unwrap_or("?").into(), e["health"].as_str().unwrap_or("?").into()))
+            .collect();
+        v.sort();
+        v
+    };
+    let old = "test-node-43";
+    let healthy = |node: &str, ids: &[&str]| ids.iter().map(|i| (i.to_string(), node.to_string(), "HEALTHY".to_string())).collect::<Vec<_>>();
+    wait_for("both endpoints HEALTHY", Duration::from_secs(10), || (listed(&w) == healthy(old, &["from-api", "from-config"])).then_some(()));
+    w.sigterm(Duration::from_secs(30));
+
+    let config = std::fs::read_to_string(&w.config).unwrap();
+    assert!(config.contains(&format!("name = \"{old}\"")), "{config}");
+    std::fs::write(&w.config, config.replace(&format!("name = \"{old}\""), "name = \"renamed\"")).unwrap();
+    w.restart();
+    // The config's endpoint is registered again under the new name and checked by it; the API
+    // one went with the old name (its owner is gone), and the log says so, naming both.
+    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(100), || listed(&w) == healthy("renamed", &["from-config"]));
+    assert!(ok, "after the rename: {:?} (want only from-config, node renamed, HEALTHY)", listed(&w));
+    let log = w.log();
+    let line = log.lines().find(|l| l.contains("data dir was used by node")).unwrap_or_else(|| panic!("no log line about the rename:\n{log}"));
+    assert!(line.contains(old) && line.contains("renamed"), "the log names the old and the new name: {line}");
+    let routes = w.routes();
+    assert_eq!(routes.first().map(|r| (r["endpoints"].clone(), r["healthy_endpoints"].clone())), Some((json!(1), json!(1))), "{routes:?}");
+}

@@ -1,7 +1,7 @@
 //! Request handlers. Writes run on the blocking pool: a store commit fsyncs, and the data plane's
 //! worker threads must not wait for a disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use axum::Json;
@@ -14,13 +14,15 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{AdminState, ApiError};
-use crate::catalog::{Body, Catalog, CatalogError, DiscoverQuery, Endpoint, Key, Namespace, Origin, Service, discover as run_discover};
+use crate::catalog::{Body, Catalog, CatalogError, DiscoverQuery, Endpoint, Health, Key, Namespace, Origin, discover as run_discover};
 
-type St = State<Arc<AdminState>>;
-type ApiResult = Result<Json<Value>, ApiError>;
+pub use super::services::{get_service, list_services, patch_service, put_service};
+
+pub(super) type St = State<Arc<AdminState>>;
+pub(super) type ApiResult = Result<Json<Value>, ApiError>;
 
 /// Parses a JSON body, naming the offending field path on error (`aliases[0].port: ...`).
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request("request body is empty; send a JSON object"));
     }
@@ -36,11 +38,11 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn to_json<T: serde::Serialize>(v: T) -> ApiResult {
+pub(super) fn to_json<T: serde::Serialize>(v: T) -> ApiResult {
     Ok(Json(serde_json::to_value(v).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static) -> Result<T, ApiError> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed: {e}")))?
@@ -52,10 +54,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CatalogError>
 #[derive(Deserialize, Default)]
 pub struct WriteOpts {
     #[serde(default)]
-    create_only: bool,
+    pub(super) create_only: bool,
 }
 
-async fn write(s: &AdminState, body: Body, opts: &WriteOpts) -> ApiResult {
+pub(super) async fn write(s: &AdminState, body: Body, opts: &WriteOpts) -> ApiResult {
     let catalog: Arc<Catalog> = s.catalog.clone();
     let create_only = opts.create_only;
     to_json(blocking(move || if create_only { catalog.create(body, Origin::Api) } else { catalog.write(body, Origin::Api) }).await?)
@@ -69,7 +71,7 @@ async fn remove(s: &AdminState, key: Key) -> ApiResult {
 }
 
 /// Namespaces and services are the registry's to define; a proxy node holds a read-only copy.
-fn not_found(key: Key) -> ApiError {
+pub(super) fn not_found(key: Key) -> ApiError {
     ApiError::from(CatalogError::NotFound(key))
 }
 
@@ -128,65 +130,52 @@ pub async fn delete_namespace(State(s): St, Path(name): Path<String>) -> ApiResu
 
 #[derive(Deserialize)]
 pub struct Filter {
-    namespace: Option<String>,
+    pub(super) namespace: Option<String>,
     service: Option<String>,
-}
-
-pub async fn list_services(State(s): St, Query(f): Query<Filter>) -> ApiResult {
-    let snap = s.catalog.snapshot();
-    let list: Vec<Value> = snap
-        .services
-        .values()
-        .filter(|v| f.namespace.as_ref().is_none_or(|n| *n == v.namespace))
-        .map(|v| service_view(&snap, v))
-        .collect();
-    Ok(Json(Value::Array(list)))
-}
-
-fn service_view(snap: &crate::catalog::Snapshot, v: &Service) -> Value {
-    let eps = snap.endpoints_of(&v.namespace, &v.name);
-    let aliases: Vec<Value> = v
-        .aliases
-        .iter()
-        .map(|a| json!({ "dns_name": a.dns_name, "port": a.port, "vip": snap.vips.get(&a.dns_name) }))
-        .collect();
-    json!({
-        "namespace": v.namespace, "name": v.name, "protocol": v.protocol, "aliases": aliases,
-        "timeouts": {
-            "connect_ms": v.timeouts.connect_ms(),
-            "request_s": v.timeouts.request_s(v.protocol),
-            "idle_s": v.timeouts.idle_s(v.protocol),
-        },
-        "rules": v.rules,
-        "endpoints": eps.len(),
-        "healthy_endpoints": eps.iter().filter(|e| e.routable()).count(),
-    })
-}
-
-pub async fn put_service(State(s): St, Query(o): Query<WriteOpts>, body: Bytes) -> ApiResult {
-    let svc: Service = parse(&body)?;
-    let _ = write(&s, Body::Service(svc.clone()), &o).await?;
-    Ok(Json(service_view(&s.catalog.snapshot(), &svc)))
-}
-
-pub async fn get_service(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
-    let snap = s.catalog.snapshot();
-    let v = snap.services.get(&(ns.clone(), name.clone())).ok_or_else(|| not_found(Key::Service(ns, name)))?;
-    Ok(Json(service_view(&snap, v)))
 }
 
 pub async fn delete_service(State(s): St, Path((ns, name)): Path<(String, String)>) -> ApiResult {
     remove(&s, Key::Service(ns, name)).await
 }
 
+/// How this node's admin views show endpoints: with the record's health, unless this node
+/// knows the endpoint's node is not alive (suspect, down, left, or no longer a member): then
+/// UNHEALTHY, as routing treats it. A view, not a write: the owner cannot write while it is
+/// gone, and a registry's tombstone comes only after `endpoint_grace_s`.
+pub(super) struct Liveness(Option<HashSet<String>>);
+
+impl Liveness {
+    pub fn of(s: &AdminState) -> Liveness {
+        Liveness(s.mesh.as_ref().map(|m| m.borrow().alive.clone()))
+    }
+
+    pub fn health(&self, e: &Endpoint) -> Health {
+        match &self.0 {
+            Some(alive) if !alive.contains(&e.node) => Health::Unhealthy,
+            _ => e.health,
+        }
+    }
+
+    pub fn show(&self, e: &Endpoint) -> Endpoint {
+        Endpoint { health: self.health(e), ..e.clone() }
+    }
+
+    /// Would routing send it new requests (healthy, node alive, not draining)?
+    pub fn routable(&self, e: &Endpoint) -> bool {
+        !e.draining && self.health(e) == Health::Healthy
+    }
+}
+
 pub async fn list_endpoints(State(s): St, Query(f): Query<Filter>) -> ApiResult {
     let snap = s.catalog.snapshot();
-    let list: Vec<&Endpoint> = snap
+    let live = Liveness::of(&s);
+    let list: Vec<Endpoint> = snap
         .endpoints
         .values()
         .flatten()
         .filter(|e| f.namespace.as_ref().is_none_or(|n| *n == e.namespace))
         .filter(|e| f.service.as_ref().is_none_or(|n| *n == e.service))
+        .map(|e| live.show(e))
         .collect();
     to_json(list)
 }
@@ -210,7 +199,7 @@ pub async fn put_endpoint(State(s): St, Query(o): Query<WriteOpts>, body: Bytes)
 pub async fn get_endpoint(State(s): St, Path((ns, svc, id)): Path<(String, String, String)>) -> ApiResult {
     let snap = s.catalog.snapshot();
     let e = snap.endpoints_of(&ns, &svc).iter().find(|e| e.id == id).ok_or_else(|| not_found(Key::Endpoint(ns, svc, id)))?;
-    to_json(e)
+    to_json(Liveness::of(&s).show(e))
 }
 
 pub async fn delete_endpoint(State(s): St, Path((ns, svc, id)): Path<(String, String, String)>) -> ApiResult {
@@ -234,7 +223,8 @@ pub async fn undrain_endpoint(State(s): St, Path((ns, svc, id)): Path<(String, S
 
 pub async fn discover(State(s): St, body: Bytes) -> ApiResult {
     let q: DiscoverQuery = parse(&body)?;
-    to_json(run_discover(&s.catalog.snapshot(), &q)?)
+    let live = Liveness::of(&s);
+    to_json(run_discover(&s.catalog.snapshot(), &q, &|e| live.health(e))?)
 }
 
 pub async fn routes(State(s): St) -> ApiResult {

@@ -3,6 +3,7 @@
 
 mod error;
 mod handlers;
+mod services;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,10 @@ pub struct MeshView {
     pub members: Vec<MemberReport>,
     /// What was refused, dropped or merged, by reason (bad datagrams, rejected handshakes, ...).
     pub counters: std::collections::BTreeMap<&'static str, u64>,
+    /// Nodes that are alive, this one included. Endpoints of any other node (suspect, down,
+    /// left, or not a member) are shown UNHEALTHY, as routing treats them.
+    #[serde(skip)]
+    pub alive: std::collections::HashSet<String>,
 }
 
 /// A member as `weft members` and the admin API show it.
@@ -60,6 +65,8 @@ pub struct MemberReport {
     pub name: String,
     pub state: &'static str,
     pub address: SocketAddr,
+    /// Its admin API (`weft --admin`), when it announced one.
+    pub admin: Option<SocketAddr>,
     pub generation: u64,
     pub role: &'static str,
     pub rtt_ms: Option<f64>,
@@ -74,7 +81,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/namespaces", get(list_namespaces).post(put_namespace))
         .route("/v1/namespaces/{name}", get(get_namespace).delete(delete_namespace))
         .route("/v1/services", get(list_services).post(put_service))
-        .route("/v1/services/{ns}/{name}", get(get_service).delete(delete_service))
+        .route("/v1/services/{ns}/{name}", get(get_service).patch(patch_service).delete(delete_service))
         .route("/v1/endpoints", get(list_endpoints).post(put_endpoint))
         .route("/v1/endpoints/{ns}/{svc}/{id}", get(get_endpoint).delete(delete_endpoint))
         .route("/v1/endpoints/{ns}/{svc}/{id}/drain", post(drain_endpoint))

@@ -46,7 +46,9 @@ fn matches(e: &Endpoint, params: &BTreeMap<String, String>) -> bool {
     params.iter().all(|(k, v)| e.attributes.get(k) == Some(v))
 }
 
-pub fn discover(snap: &Snapshot, q: &DiscoverQuery) -> Result<DiscoverResult, CatalogError> {
+/// `health_of` gives each endpoint's health as the caller sees it (the record's, or UNHEALTHY
+/// when the caller knows its node is gone); filters and the answer use it.
+pub fn discover(snap: &Snapshot, q: &DiscoverQuery, health_of: &dyn Fn(&Endpoint) -> Health) -> Result<DiscoverResult, CatalogError> {
     let max = q.max_results.unwrap_or(100);
     if !(1..=1000).contains(&max) {
         return Err(CatalogError::Invalid { field: "max_results".into(), message: "must be between 1 and 1000".into() });
@@ -55,8 +57,15 @@ pub fn discover(snap: &Snapshot, q: &DiscoverQuery) -> Result<DiscoverResult, Ca
     if !snap.services.contains_key(&key) {
         return Err(CatalogError::NotFound(Key::Service(key.0, key.1)));
     }
-    let all = snap.endpoints.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-    let base: Vec<&Endpoint> = all.iter().filter(|e| matches(e, &q.query_parameters)).collect();
+    let all: Vec<Endpoint> = snap
+        .endpoints
+        .get(&key)
+        .into_iter()
+        .flatten()
+        .filter(|e| matches(e, &q.query_parameters))
+        .map(|e| Endpoint { health: health_of(e), ..e.clone() })
+        .collect();
+    let base: Vec<&Endpoint> = all.iter().collect();
     let healthy = |e: &&Endpoint| e.health == Health::Healthy;
     let mut found: Vec<&Endpoint> = match q.health_status {
         HealthFilter::Healthy => base.into_iter().filter(healthy).collect(),

@@ -51,7 +51,7 @@ pub enum CatalogError {
     InUse { key: Key, detail: String },
     #[error("no free VIP left in {0} for alias `{1}`")]
     VipsExhausted(VipRange, String),
-    #[error("this is a proxy node: {what} are defined on a registry node ({registries})")]
+    #[error("this is a proxy node: {what} are defined on a registry node; {registries}")]
     ReadOnly { what: &'static str, registries: String },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -142,7 +142,8 @@ impl Catalog {
         match self.read_only.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             None => Ok(()),
             Some(r) if r.is_empty() => Err(CatalogError::ReadOnly { what, registries: "none is reachable right now".into() }),
-            Some(r) => Err(CatalogError::ReadOnly { what, registries: format!("write to {}", r.join(", ")) }),
+            Some(r) if r.len() == 1 => Err(CatalogError::ReadOnly { what, registries: format!("write to {}", r[0]) }),
+            Some(r) => Err(CatalogError::ReadOnly { what, registries: format!("write to one of {}", r.join(", ")) }),
         }
     }
 
@@ -201,10 +202,37 @@ impl Catalog {
         }
     }
 
-    fn write_with(&self, mut body: Body, origin: Origin, mode: Mode) -> Result<Body, CatalogError> {
+    fn write_with(&self, body: Body, origin: Origin, mode: Mode) -> Result<Body, CatalogError> {
         self.check_writable(&body.key())?;
         let mut state = self.lock();
-        if mode == Mode::Create && Self::live(&state, &body.key()).is_some() {
+        self.write_locked(&mut state, body, origin, mode)
+    }
+
+    /// Changes a service's definition starting from what it is now, under the write lock, so no
+    /// other write can land between the read and the write (the admin API's PATCH). The
+    /// namespace and name cannot change.
+    pub fn update_service(&self, namespace: &str, name: &str, change: impl FnOnce(&Service) -> Result<Service, CatalogError>) -> Result<Service, CatalogError> {
+        let key = Key::Service(namespace.to_string(), name.to_string());
+        self.check_writable(&key)?;
+        let mut state = self.lock();
+        let Some(Body::Service(current)) = Self::live(&state, &key).cloned() else {
+            return Err(CatalogError::NotFound(key));
+        };
+        let new = change(&current)?;
+        if new.namespace != namespace || new.name != name {
+            return Err(CatalogError::Invalid {
+                field: if new.name != name { "name" } else { "namespace" }.into(),
+                message: format!("cannot change: {key} keeps its name (create the new service, move its endpoints, delete this one)"),
+            });
+        }
+        match self.write_locked(&mut state, Body::Service(new), Origin::Api, Mode::Write)? {
+            Body::Service(s) => Ok(s),
+            _ => unreachable!("a service write returns the service"),
+        }
+    }
+
+    fn write_locked(&self, state: &mut State, mut body: Body, origin: Origin, mode: Mode) -> Result<Body, CatalogError> {
+        if mode == Mode::Create && Self::live(state, &body.key()).is_some() {
             return Err(CatalogError::Conflict(format!("{} already exists", body.key())));
         }
         let mut new_vips = Vec::new();
@@ -212,10 +240,10 @@ impl Catalog {
             Body::Namespace(ns) => validate::namespace(ns)?,
             Body::Service(svc) => {
                 validate::service(svc)?;
-                if Self::live(&state, &Key::Namespace(svc.namespace.clone())).is_none() {
+                if Self::live(state, &Key::Namespace(svc.namespace.clone())).is_none() {
                     return Err(CatalogError::NotFound(Key::Namespace(svc.namespace.clone())));
                 }
-                self.check_aliases(&state, svc)?;
+                self.check_aliases(state, svc)?;
                 new_vips = self.allocate_vips(&state.vips, svc)?;
             }
             Body::Endpoint(ep) => {
@@ -231,14 +259,14 @@ impl Catalog {
                     });
                 }
                 let svc = Key::Service(ep.namespace.clone(), ep.service.clone());
-                let Some(Body::Service(def)) = Self::live(&state, &svc) else {
+                let Some(Body::Service(def)) = Self::live(state, &svc) else {
                     return Err(CatalogError::NotFound(svc));
                 };
                 // With an active check, health is the check's to say: a new registration starts
                 // UNKNOWN and gets no traffic until it passes; a repeated one keeps what the
                 // check found.
                 if mode != Mode::Update && def.health_check.kind != CheckKind::None {
-                    ep.health = match Self::live(&state, &Key::Endpoint(ep.namespace.clone(), ep.service.clone(), ep.id.clone())) {
+                    ep.health = match Self::live(state, &Key::Endpoint(ep.namespace.clone(), ep.service.clone(), ep.id.clone())) {
                         Some(Body::Endpoint(old)) if Self::same_registration(ep, old) => old.health,
                         _ => Health::Unknown,
                     };
@@ -264,7 +292,7 @@ impl Catalog {
         state.vips.extend(new_vips);
         self.announce(&record);
         state.records.insert(key, record);
-        self.publish(&mut state);
+        self.publish(state);
         Ok(body)
     }
 
@@ -409,6 +437,21 @@ impl Catalog {
     /// One record as held, tombstone included.
     pub fn record(&self, key: &Key) -> Option<Record> {
         self.lock().records.get(key).cloned()
+    }
+
+    /// Live endpoints written here (not replicated) but owned by another node name: what this
+    /// data dir registered under the name its node had before a rename.
+    pub fn endpoints_of_former_names(&self) -> Vec<Endpoint> {
+        let state = self.lock();
+        state
+            .records
+            .values()
+            .filter(|r| r.origin != Origin::Remote)
+            .filter_map(|r| match &r.body {
+                Some(Body::Endpoint(e)) if e.node != self.node => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Keys of live records the config file wrote, to retire those it no longer lists.

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::client::{Client, ClientError};
 use super::output::{Format, cell, describe, rows, say, table};
-use super::{Cli, Command, EndpointCmd, NamespaceCmd, ServiceCmd};
-use crate::catalog::{Alias, HealthFilter, Protocol, Timeouts};
+use super::{Cli, Command, EndpointCmd, NamespaceCmd, ServiceCmd, ServiceSpec};
+use crate::catalog::{Alias, HealthFilter, Protocol};
 use crate::config::{self, DEFAULT_ADMIN};
 
 /// The admin address: --admin, else the config's [admin] listen, else the default.
@@ -46,6 +46,64 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+/// The settings given on the command line, as a partial service definition: what `create`
+/// sends (the API fills in the defaults) and what `update` merges into the current definition.
+fn service_fields(spec: &ServiceSpec) -> Result<Value, String> {
+    let mut v = json!({});
+    let mut put = |path: &str, value: Value| set_path(&mut v, path, value);
+    if let Some(p) = spec.protocol {
+        put("protocol", json!(Protocol::from(p)));
+    }
+    if !spec.aliases.is_empty() {
+        put("aliases", json!(aliases(&spec.aliases)?));
+    }
+    let given = [
+        ("timeouts.connect_ms", spec.connect_timeout_ms.map(|x| json!(x))),
+        ("timeouts.request_s", spec.request_timeout.map(|x| json!(x))),
+        ("timeouts.idle_s", spec.idle_timeout.map(|x| json!(x))),
+        ("lb", spec.lb.map(|x| json!(x))),
+        ("health_check.kind", spec.check.map(|x| json!(x))),
+        ("health_check.path", spec.check_path.as_ref().map(|x| json!(x))),
+        ("health_check.interval_ms", spec.check_interval_ms.map(|x| json!(x))),
+        ("retry.max_retries", spec.retries.map(|x| json!(x))),
+        ("retry.non_idempotent", spec.retry_non_idempotent.map(|x| json!(x))),
+    ];
+    for (path, value) in given {
+        if let Some(value) = value {
+            put(path, value);
+        }
+    }
+    if !spec.rules.is_empty() {
+        let rules = spec.rules.iter().map(|r| crate::catalog::rules::parse(r)).collect::<Result<Vec<_>, _>>()?;
+        put("rules", json!(rules));
+    }
+    for kv in &spec.set {
+        let (k, raw) = kv.split_once('=').ok_or_else(|| format!("--set `{kv}`: expected KEY=VALUE (e.g. outlier.consecutive_failures=3)"))?;
+        if k.is_empty() || k.split('.').any(str::is_empty) {
+            return Err(format!("--set `{kv}`: `{k}` is not a setting name (dotted, e.g. health_check.timeout_ms)"));
+        }
+        put(k, serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())));
+    }
+    Ok(v)
+}
+
+/// Sets `a.b.c` in a JSON object, making the objects on the way.
+fn set_path(root: &mut Value, path: &str, value: Value) {
+    let mut at = root;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        let Value::Object(m) = at else { return };
+        if parts.peek().is_none() {
+            m.insert(part.to_string(), value);
+            return;
+        }
+        at = m.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
+}
+
 enum Shown {
     /// A list printed as a table with these columns (header, JSON pointer).
     Table(&'static [(&'static str, &'static str)]),
@@ -71,7 +129,7 @@ const STATS_COLS: &[(&str, &str)] = &[
     ("SERVICE", "/name"), ("REQUESTS", "/requests"), ("2XX", "/responses/2xx"), ("4XX", "/responses/4xx"), ("5XX", "/responses/5xx"),
     ("CONNS", "/active_connections"), ("RETRIES", "/retries"), ("EJECTIONS", "/ejections"), ("CONNECT_FAILS", "/connect_failures"), ("P50_US", "/latency_p50_us"), ("P99_US", "/latency_p99_us"),
 ];
-const MEMBER_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("STATE", "/state"), ("ADDRESS", "/address"), ("GENERATION", "/generation"), ("ROLE", "/role"), ("RTT_MS", "/rtt_ms")];
+const MEMBER_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("STATE", "/state"), ("ADDRESS", "/address"), ("ADMIN", "/admin"), ("GENERATION", "/generation"), ("ROLE", "/role"), ("RTT_MS", "/rtt_ms")];
 const DISCOVER_COLS: &[(&str, &str)] = &[("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("ATTRIBUTES", "/attributes")];
 
 fn execute(cli: &Cli) -> Result<(), String> {
@@ -107,33 +165,28 @@ fn execute(cli: &Cli) -> Result<(), String> {
         Command::Service(cmd) => match cmd {
             ServiceCmd::Create(spec) | ServiceCmd::Update(spec) => {
                 let create = matches!(cmd, ServiceCmd::Create(_));
-                let timeouts = Timeouts { connect_ms: spec.connect_timeout_ms, request_s: spec.request_timeout, idle_s: spec.idle_timeout };
-                let mut body = json!({ "namespace": spec.ns.namespace, "name": spec.name, "protocol": Protocol::from(spec.protocol), "aliases": aliases(&spec.aliases)?, "timeouts": timeouts });
-                if let Some(lb) = spec.lb {
-                    body["lb"] = json!(lb);
-                }
-                let mut check = crate::catalog::HealthCheck::default();
-                check.kind = spec.check.unwrap_or(check.kind);
-                check.path = spec.check_path.clone().unwrap_or(check.path);
-                check.interval_ms = spec.check_interval_ms.unwrap_or(check.interval_ms);
-                body["health_check"] = json!(check);
-                let mut retry = crate::catalog::RetryConfig::default();
-                retry.max_retries = spec.retries.unwrap_or(retry.max_retries);
-                retry.non_idempotent = spec.retry_non_idempotent;
-                body["retry"] = json!(retry);
-                if !spec.rules.is_empty() {
-                    let rules = spec.rules.iter().map(|r| crate::catalog::rules::parse(r)).collect::<Result<Vec<_>, _>>()?;
-                    body["rules"] = json!(rules);
-                }
-                let path = if create { "/v1/services?create_only=true" } else { "/v1/services" };
-                let v = call("POST", path, Some(body)).map_err(|e| if create && e.contains("already exists") { format!("{e}; change it with `weft service update`") } else { e })?;
+                let fields = service_fields(spec)?;
+                let (ns, name) = (&spec.ns.namespace, &spec.name);
+                let v = if create {
+                    let mut body = fields;
+                    body["namespace"] = json!(ns);
+                    body["name"] = json!(name);
+                    call("POST", "/v1/services?create_only=true", Some(body))
+                        .map_err(|e| if e.contains("already exists") { format!("{e}; change it with `weft service update`") } else { e })?
+                } else {
+                    if fields.as_object().is_none_or(|m| m.is_empty()) {
+                        return Err(format!("service update {name}: nothing to change; give the settings to change (see `weft service update --help`)"));
+                    }
+                    call("PATCH", &format!("/v1/services/{}/{}", enc(ns), enc(name)), Some(fields))
+                        .map_err(|e| if e.contains("does not exist") { format!("{e}; create it with `weft service create`") } else { e })?
+                };
                 let names: Vec<String> = v["aliases"]
                     .as_array()
                     .map(|l| l.iter().map(|a| format!("{}:{} -> {}:{}", cell(&a["dns_name"]), a["port"], cell(&a["vip"]), a["port"])).collect())
                     .unwrap_or_default();
                 let verb = if create { "created" } else { "updated" };
                 let aliases = if names.is_empty() { " (no aliases)".to_string() } else { format!(" ({})", names.join(", ")) };
-                let msg = format!("service {}/{} {verb}{aliases}", spec.ns.namespace, spec.name);
+                let msg = format!("service {ns}/{name} {verb}{aliases}");
                 (v, Shown::Message(msg))
             }
             ServiceCmd::Delete { name, ns } => (

@@ -138,16 +138,19 @@ pub struct ServiceRef {
     pub namespace: String,
 }
 
-/// A service's definition, as `create` and `update` take it.
+/// A service's settings, as `create` and `update` take them. `create` uses the default of every
+/// setting not given; `update` changes only the settings given.
 #[derive(Args, Debug)]
 pub struct ServiceSpec {
     /// Service name (Cloud Map's discovery name).
     pub name: String,
     #[command(flatten)]
     pub ns: ServiceRef,
-    #[arg(long, value_enum, default_value_t = ProtocolArg::Http)]
-    pub protocol: ProtocolArg,
-    /// Client alias DNS_NAME:PORT that applications dial; repeat for several.
+    /// Application protocol (default http).
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolArg>,
+    /// Client alias DNS_NAME:PORT that applications dial; repeat for several (on update, the
+    /// aliases given replace the list).
     #[arg(long = "alias")]
     pub aliases: Vec<String>,
     /// Connect timeout in milliseconds (default 2000).
@@ -174,9 +177,15 @@ pub struct ServiceSpec {
     /// Retries per request, each on another endpoint (default 2).
     #[arg(long)]
     pub retries: Option<u32>,
-    /// Also retry POST/PATCH requests that may have reached the application.
-    #[arg(long)]
-    pub retry_non_idempotent: bool,
+    /// Also retry POST/PATCH requests that may have reached the application
+    /// (`--retry-non-idempotent=false` turns it off again).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub retry_non_idempotent: Option<bool>,
+    /// Any other setting, as in the config file and the API: `--set outlier.consecutive_failures=3`,
+    /// `--set health_check.timeout_ms=2000`; the value is read as JSON when it parses (numbers,
+    /// booleans, lists, `null` = back to the default), else as a string. Repeat for several.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// A route rule, `METHODS PATH [key=value …]`, e.g. `GET /api/vote/* idempotent=false`
     /// (PATH: `*` one segment, `**` any, or `prefix:/api/`; keys: idempotent, max_retries,
     /// per_try_timeout_ms, backoff_base_ms, backoff_max_ms, request_s). Repeat for several, in
@@ -189,7 +198,7 @@ pub struct ServiceSpec {
 pub enum ServiceCmd {
     /// Create a service (fails if it exists; see `update`).
     Create(ServiceSpec),
-    /// Replace a service's definition (protocol, aliases, timeouts).
+    /// Change a service's settings: only those given change, the rest stay as they are.
     Update(ServiceSpec),
     /// Delete a service that has no endpoints left.
     Delete {
@@ -203,7 +212,7 @@ pub enum ServiceCmd {
         #[arg(long, short = 'n')]
         namespace: Option<String>,
     },
-    /// Show one service with its aliases and VIPs.
+    /// Show one service: every setting, its aliases with their VIPs, and its endpoint counts.
     Describe {
         name: String,
         #[command(flatten)]

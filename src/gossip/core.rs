@@ -115,6 +115,9 @@ impl<R: Replica> Core<R> {
             self.book.learn(m.id());
             // `since` of the old run is in another run's clock: restart it from now.
             self.book.touch(&v.name, now);
+            if v.state == super::MemberState::Left {
+                self.book.leave(m.id());
+            }
             if m.state() != State::Down {
                 alive.push(m.id().clone());
             }
@@ -152,9 +155,15 @@ impl<R: Replica> Core<R> {
                 }
             }
             Input::Leave => {
+                let bye = wire::encode_datagram(&Datagram::Bye(self.swim.identity().clone()));
+                let active: Vec<SocketAddr> = self.swim.iter_members().map(|m| m.id().addr).collect();
+                for to in active {
+                    self.out.push(Output::Datagram { to, bytes: bye.clone() });
+                }
+                // Set first: foca reports itself defunct while we pump, and that is expected now.
+                self.left = true;
                 let _ = self.swim.leave_cluster(&mut self.rt);
                 self.pump(BTreeSet::new());
-                self.left = true;
             }
         }
     }
@@ -203,7 +212,7 @@ impl<R: Replica> Core<R> {
             }
         };
         let (claimed, suspects) = match &d {
-            Datagram::Hello(id) | Datagram::Welcome(id) => (id.name.clone(), BTreeSet::new()),
+            Datagram::Hello(id) | Datagram::Welcome(id) | Datagram::Bye(id) => (id.name.clone(), BTreeSet::new()),
             Datagram::Swim(pkt) => match peek_swim(pkt) {
                 Some(p) => p,
                 None => {
@@ -238,6 +247,22 @@ impl<R: Replica> Core<R> {
                     *name = Some(id.name.clone());
                 }
                 let _ = self.swim.announce(id, &mut self.rt);
+            }
+            Datagram::Bye(id) => {
+                // Down at once (not after the failure detector's ~2 s), and shown as `left`.
+                // An older identity's goodbye (the node restarted since) loses foca's conflict.
+                self.book.leave(&id);
+                self.book.touch(&id.name, self.now);
+                // foca logs the change to Down (plumbing); if its own Down came first, say it here.
+                let known_down = self.swim.iter_membership_state().any(|m| m.id() == &id && m.state() == State::Down);
+                if known_down {
+                    tracing::info!(node = %id.name, generation = id.generation, "node left the cluster (clean stop)");
+                }
+                if self.swim.apply_many(std::iter::once(foca::Member::down(id)), false, &mut self.rt).is_err() {
+                    self.stats.swim_errors += 1;
+                }
+                self.pump_with(suspects, true);
+                return;
             }
         }
         self.pump(suspects);

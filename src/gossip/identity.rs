@@ -23,6 +23,9 @@ pub struct NodeId {
     pub role: Role,
     /// Bumped in-process by `renew()` when the cluster declared us down while we were alive.
     pub renewal: u32,
+    /// Where this node's admin API answers (`weft --admin`), so a proxy refusing a write can say
+    /// where to send it. Travels with the identity: every member learns it with the member.
+    pub admin: Option<SocketAddr>,
     /// `name_key(name)`, cached: foca computes `addr()` in linear scans on every packet.
     key: u128,
 }
@@ -35,11 +38,12 @@ struct Wire<S> {
     addr: SocketAddr,
     role: Role,
     renewal: u32,
+    admin: Option<SocketAddr>,
 }
 
 impl Serialize for NodeId {
     fn serialize<Z: serde::Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        Wire { name: self.name.as_str(), generation: self.generation, addr: self.addr, role: self.role, renewal: self.renewal }
+        Wire { name: self.name.as_str(), generation: self.generation, addr: self.addr, role: self.role, renewal: self.renewal, admin: self.admin }
             .serialize(s)
     }
 }
@@ -47,14 +51,19 @@ impl Serialize for NodeId {
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = Wire::<String>::deserialize(d)?;
-        Ok(NodeId { key: name_key(&w.name), name: w.name, generation: w.generation, addr: w.addr, role: w.role, renewal: w.renewal })
+        Ok(NodeId { key: name_key(&w.name), name: w.name, generation: w.generation, addr: w.addr, role: w.role, renewal: w.renewal, admin: w.admin })
     }
 }
 
 impl NodeId {
     pub fn new(name: impl Into<String>, generation: u64, addr: SocketAddr, role: Role) -> Self {
         let name = name.into();
-        NodeId { key: name_key(&name), name, generation, addr, role, renewal: 0 }
+        NodeId { key: name_key(&name), name, generation, addr, role, renewal: 0, admin: None }
+    }
+
+    pub fn with_admin(mut self, admin: Option<SocketAddr>) -> Self {
+        self.admin = admin;
+        self
     }
 
     /// The order that decides which of two identities with the same name is current. addr and role

@@ -16,6 +16,9 @@ pub(super) struct Book {
     known: HashMap<String, NodeId>,
     since: HashMap<String, Millis>,
     pub suspects: BTreeSet<String>,
+    /// Identities that said goodbye, as (generation, renewal): shown `left` while foca holds
+    /// that identity (a restart brings a newer one, which is not).
+    left: HashMap<String, (u64, u32)>,
 }
 
 impl Book {
@@ -36,6 +39,15 @@ impl Book {
 
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
         self.known.get(name).map(|k| k.addr)
+    }
+
+    /// Notes that `id` left the cluster cleanly.
+    pub fn leave(&mut self, id: &NodeId) {
+        self.left.insert(id.name.clone(), (id.generation, id.renewal));
+    }
+
+    pub fn has_left(&self, id: &NodeId) -> bool {
+        self.left.get(&id.name) == Some(&(id.generation, id.renewal))
     }
 
     pub fn touch(&mut self, name: &str, now: Millis) {
@@ -86,7 +98,9 @@ impl Book {
             generation: id.generation,
             addr: id.addr,
             role: id.role,
+            // A goodbye is believed at once, even before foca's own Down arrives.
             state: match m.state() {
+                _ if self.has_left(id) => MemberState::Left,
                 State::Alive => MemberState::Alive,
                 State::Suspect => MemberState::Suspect,
                 State::Down => MemberState::Down,
@@ -94,18 +108,19 @@ impl Book {
             since: self.since.get(&id.name).copied().unwrap_or(0),
             renewal: id.renewal,
             incarnation: m.incarnation(),
+            admin: id.admin,
         }
     }
 }
 
 pub(super) fn member_of(v: &MemberView) -> Member<NodeId> {
-    let mut id = NodeId::new(v.name.clone(), v.generation, v.addr, v.role);
+    let mut id = NodeId::new(v.name.clone(), v.generation, v.addr, v.role).with_admin(v.admin);
     id.renewal = v.renewal;
     // A persisted suspicion is stale: restored as Alive, the probes will judge again (restoring
     // it as Suspect would declare a live member down, since it never hears of the suspicion).
     let state = match v.state {
         MemberState::Alive | MemberState::Suspect => State::Alive,
-        MemberState::Down => State::Down,
+        MemberState::Down | MemberState::Left => State::Down,
     };
     Member::new(id, v.incarnation, state)
 }

@@ -121,7 +121,8 @@ pub enum Input {
     LocalChange(Vec<Record>),
     /// Announce to these addresses (config `join`, and on boot). Idempotent.
     Join(Vec<SocketAddr>),
-    /// Graceful shutdown: tell the cluster we are leaving.
+    /// Graceful shutdown: tell the cluster we are leaving (a `Bye` to every active member, then
+    /// foca's own leave), so it shows this node as `left`, not `down`.
     Leave,
 }
 
@@ -141,6 +142,24 @@ pub enum MemberState {
     Alive,
     Suspect,
     Down,
+    /// Down because it said goodbye (a clean stop), not because it stopped answering.
+    Left,
+}
+
+impl MemberState {
+    /// Alive or suspect: its endpoints are still there (a suspect may be slow, not gone).
+    pub fn is_up(self) -> bool {
+        matches!(self, MemberState::Alive | MemberState::Suspect)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Down => "down",
+            MemberState::Left => "left",
+        }
+    }
 }
 
 /// One peer as this node sees it (never this node itself). `renewal` and `incarnation` are
@@ -156,6 +175,9 @@ pub struct MemberView {
     pub since: Millis,
     pub renewal: u32,
     pub incarnation: u16,
+    /// Its admin API address, when it announced one.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
 }
 
 /// Counters for metrics and tests; inputs that were refused never change any other state.

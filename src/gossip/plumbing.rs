@@ -43,7 +43,17 @@ impl<R: Replica> Core<R> {
             while let Some(n) = self.rt.to_notify() {
                 urgent |= matches!(n, OwnedNotification::MemberDown(_));
                 match n {
-                    OwnedNotification::MemberUp(id) | OwnedNotification::MemberDown(id) | OwnedNotification::Rename(_, id) => {
+                    OwnedNotification::MemberDown(id) => {
+                        if self.book.has_left(&id) {
+                            tracing::info!(node = %id.name, generation = id.generation, "node left the cluster (clean stop)");
+                        } else {
+                            tracing::warn!(node = %id.name, generation = id.generation, "node declared down (stopped answering)");
+                        }
+                        self.book.learn(&id);
+                        self.book.touch(&id.name, now);
+                        changed = true;
+                    }
+                    OwnedNotification::MemberUp(id) | OwnedNotification::Rename(_, id) => {
                         self.book.learn(&id);
                         self.book.touch(&id.name, now);
                         changed = true;
@@ -52,7 +62,7 @@ impl<R: Replica> Core<R> {
                         tracing::info!(renewal = id.renewal, "declared down while alive; rejoined with a renewed identity");
                     }
                     // After our own leave this is expected; otherwise it is worth a warning.
-                    OwnedNotification::Defunct if self.left => tracing::debug!("left the cluster"),
+                    OwnedNotification::Defunct if self.left => tracing::info!("left the cluster"),
                     OwnedNotification::Defunct => tracing::warn!("declared down and cannot rejoin"),
                     other => tracing::debug!(?other, "membership"),
                 }

@@ -323,5 +323,6 @@ pub fn alive_view(id: &NodeId) -> MemberView {
         since: 0,
         renewal: id.renewal,
         incarnation: 0,
+        admin: id.admin,
     }
 }

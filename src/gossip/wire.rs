@@ -38,6 +38,9 @@ pub enum Datagram<'a> {
     /// joiner can address a foca announce to the seed's real identity.
     Hello(NodeId),
     Welcome(NodeId),
+    /// "I am leaving" (a clean stop), sent to every active member just before foca's leave: foca
+    /// gossips only a Down, which looks the same as a crash.
+    Bye(NodeId),
 }
 
 /// The message channel (one reliable stream each).

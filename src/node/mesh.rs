@@ -4,7 +4,7 @@
 //! admin API and persists it. Nothing in the loop waits on the network.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -100,6 +100,8 @@ pub struct MeshParts {
     pub start: Instant,
     pub endpoint_grace: Duration,
     pub shutdown: CancellationToken,
+    /// Cancelled by this task once its goodbye is out: stops the transport.
+    pub transport_stop: CancellationToken,
 }
 
 /// Members saved by a previous run, to announce to at start (static stability: a node that comes
@@ -124,7 +126,7 @@ pub async fn run(mut p: MeshParts) {
     let mut timers: BinaryHeap<Reverse<(Instant, TimerId)>> = BinaryHeap::new();
     let mut local = p.catalog.local_changes();
     let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
-    let mut down_since: HashMap<String, Instant> = HashMap::new();
+    let mut gone_since: HashMap<String, Instant> = HashMap::new();
     let mut members_dirty = true;
     p.core.handle(Input::Join(p.seeds.clone()), millis(p.start));
     loop {
@@ -137,6 +139,7 @@ pub async fn run(mut p: MeshParts) {
                 // Give the leave notice a moment to go out before the endpoint closes.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 save_members(&p);
+                p.transport_stop.cancel();
                 return;
             }
             Some(inc) = p.incoming.recv() => {
@@ -173,7 +176,7 @@ pub async fn run(mut p: MeshParts) {
                     }
                 });
                 publish_members(&p);
-                remove_stale_endpoints(&p, &mut down_since);
+                remove_stale_endpoints(&p, &mut gone_since);
                 if members_dirty {
                     save_members(&p);
                     members_dirty = false;
@@ -206,7 +209,19 @@ fn peer_state(s: MemberState) -> PeerState {
     match s {
         MemberState::Alive => PeerState::Alive,
         MemberState::Suspect => PeerState::Suspect,
-        MemberState::Down => PeerState::Down,
+        MemberState::Down | MemberState::Left => PeerState::Down,
+    }
+}
+
+/// How a user reaches a registry's admin API, for the error a write on a proxy gets.
+fn registry_hint(m: &MemberView, me: SocketAddr) -> String {
+    match m.admin {
+        // Loopback on another host: the address is right but only works over there.
+        Some(a) if a.ip().is_loopback() && !m.addr.ip().is_loopback() && m.addr.ip() != me.ip() => {
+            format!("{} (weft --admin {a}, on {}'s host: its admin API listens on loopback only)", m.name, m.name)
+        }
+        Some(a) => format!("{} (weft --admin {a})", m.name),
+        None => format!("{} (gossip address {}; it did not announce an admin address)", m.name, m.addr),
     }
 }
 
@@ -217,7 +232,7 @@ fn publish_peers(p: &MeshParts) {
         .iter()
         .chain(std::iter::once(&p.me))
         .filter(|m| m.role.writes_definitions() && m.state == MemberState::Alive)
-        .map(|m| format!("{} ({})", m.name, m.addr))
+        .map(|m| registry_hint(m, p.me.addr))
         .collect();
     p.catalog.update_registries(registries);
     let peers: HashMap<String, Peer> =
@@ -237,12 +252,9 @@ fn publish_members(p: &MeshParts) {
     let list = std::iter::once(p.me.clone())
         .chain(p.core.members())
         .map(|m| MemberReport {
-            state: match m.state {
-                MemberState::Alive => "alive",
-                MemberState::Suspect => "suspect",
-                MemberState::Down => "down",
-            },
+            state: m.state.as_str(),
             address: m.addr,
+            admin: m.admin,
             generation: m.generation,
             role: role_str(m.role),
             rtt_ms: (m.name != me).then(|| p.transport.rtt(m.addr)).flatten().map(|d| (d.as_secs_f64() * 100_000.0).round() / 100.0),
@@ -262,7 +274,8 @@ fn publish_members(p: &MeshParts) {
         ("rejected_records", c.rejected_records),
         ("records_merged", c.records_merged),
     ];
-    p.view.send_replace(MeshView { members: list, counters: counters.into_iter().collect() });
+    let alive = std::iter::once(p.me.name.clone()).chain(p.core.members().into_iter().filter(|m| m.state == MemberState::Alive).map(|m| m.name)).collect();
+    p.view.send_replace(MeshView { members: list, counters: counters.into_iter().collect(), alive });
 }
 
 fn save_members(p: &MeshParts) {
@@ -278,27 +291,33 @@ fn save_members(p: &MeshParts) {
     }
 }
 
-/// On registry nodes: endpoints of a node down longer than the grace period are removed (as
-/// tombstones that replicate). Until then they only get no traffic, so a node that comes back
-/// quickly keeps its registrations.
-fn remove_stale_endpoints(p: &MeshParts, down_since: &mut HashMap<String, Instant>) {
-    let members = p.core.members();
-    down_since.retain(|name, _| members.iter().any(|m| &m.name == name && m.state == MemberState::Down));
-    for m in members.iter().filter(|m| m.state == MemberState::Down) {
-        down_since.entry(m.name.clone()).or_insert_with(Instant::now);
-    }
+/// On registry nodes: endpoints of a node that has not been up (alive or suspect) for the grace
+/// period are removed, as tombstones that replicate. Until then they only get no traffic, so a
+/// node that comes back quickly keeps its registrations. "Not up" is down, left, or not listed
+/// at all: foca forgets a down member after `remove_down_after` (60 s, like the grace), so a
+/// clock kept per member entry was dropped with the entry and the endpoints stayed for good.
+/// The clock is kept per owner name instead, for as long as that name owns endpoints here.
+fn remove_stale_endpoints(p: &MeshParts, gone_since: &mut HashMap<String, Instant>) {
     if !p.me.role.writes_definitions() {
         return;
     }
-    let expired: Vec<&String> = down_since.iter().filter(|(_, since)| since.elapsed() >= p.endpoint_grace).map(|(n, _)| n).collect();
+    let me = p.catalog.node();
+    let up: HashSet<String> = p.core.members().into_iter().filter(|m| m.state.is_up()).map(|m| m.name).collect();
+    let snap = p.catalog.snapshot();
+    let gone: HashSet<&str> = snap.endpoints.values().flatten().map(|e| e.node.as_str()).filter(|n| *n != me && !up.contains(*n)).collect();
+    gone_since.retain(|name, _| gone.contains(name.as_str()));
+    for name in &gone {
+        gone_since.entry(name.to_string()).or_insert_with(Instant::now);
+    }
+    let expired: HashSet<&str> = gone_since.iter().filter(|(_, since)| since.elapsed() >= p.endpoint_grace).map(|(n, _)| n.as_str()).collect();
     if expired.is_empty() {
         return;
     }
-    let snap = p.catalog.snapshot();
-    for ep in snap.endpoints.values().flatten().filter(|e| expired.contains(&&e.node)) {
+    for ep in snap.endpoints.values().flatten().filter(|e| expired.contains(e.node.as_str())) {
         let key = Key::Endpoint(ep.namespace.clone(), ep.service.clone(), ep.id.clone());
+        let state = p.core.member(&ep.node).map_or("no longer a member", |m| m.state.as_str());
         match p.catalog.delete(&key) {
-            Ok(()) => tracing::info!(%key, node = %ep.node, "removed: its node has been down longer than the grace period"),
+            Ok(()) => tracing::info!(%key, node = %ep.node, node_state = state, "removed: its node has been down longer than the grace period"),
             Err(e) => tracing::warn!(%key, error = %e, "cannot remove endpoint of a down node"),
         }
     }

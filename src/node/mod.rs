@@ -148,6 +148,32 @@ fn apply_config(catalog: &Catalog, config: &Config) -> Result<Vec<Endpoint>, Nod
     Ok(pending)
 }
 
+/// Retires endpoints this data dir registered under another node name (`[node] name` changed,
+/// or another config used this data dir before). Nothing would ever check, drain or re-assert
+/// them again — that is the work of a node of that name, and this node may not write them — so
+/// they would stay listed as they last were. Same rule as for records a config no longer
+/// declares: the data dir follows the config that runs now (ARCHITECTURE.md).
+fn retire_former_names(catalog: &Catalog) {
+    let former = catalog.endpoints_of_former_names();
+    if former.is_empty() {
+        return;
+    }
+    let names: std::collections::BTreeSet<&str> = former.iter().map(|e| e.node.as_str()).collect();
+    let names = names.into_iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    tracing::warn!(
+        "this data dir was used by node {names}; it now runs as `{}`: removing the {} endpoint(s) registered under the old name (register them again here if they still run, or start with the old `[node] name` to keep them)",
+        catalog.node(),
+        former.len()
+    );
+    for e in former {
+        let key = Key::Endpoint(e.namespace.clone(), e.service.clone(), e.id.clone());
+        match catalog.delete(&key) {
+            Ok(()) => tracing::info!(%key, node = %e.node, address = %e.address, "removed: registered by this data dir under its former node name"),
+            Err(err) => tracing::warn!(%key, error = %err, "cannot remove an endpoint of the former node name"),
+        }
+    }
+}
+
 /// Registers config endpoints that waited for their service's definition to replicate here.
 async fn register_pending(catalog: Arc<Catalog>, mut pending: Vec<Endpoint>, shutdown: CancellationToken) {
     let mut rx = catalog.subscribe();
@@ -228,8 +254,14 @@ fn advertise_addr(config: &Config, bound: SocketAddr, seeds: &[SocketAddr]) -> R
     }
 }
 
-fn me_view(config: &Config, generation: u64, addr: SocketAddr, role: Role) -> MemberView {
-    MemberView { name: config.node.name.clone(), generation, addr, role, state: MemberState::Alive, since: 0, renewal: 0, incarnation: 0 }
+fn me_view(me: &NodeId) -> MemberView {
+    MemberView { name: me.name.clone(), generation: me.generation, addr: me.addr, role: me.role, state: MemberState::Alive, since: 0, renewal: 0, incarnation: 0, admin: me.admin }
+}
+
+/// The admin address other nodes name when they send a user here: the bound address, with a
+/// wildcard IP replaced by the advertised gossip IP (the one peers reach this host at).
+fn advertised_admin(admin: SocketAddr, gossip: SocketAddr) -> SocketAddr {
+    if admin.ip().is_unspecified() { SocketAddr::new(gossip.ip(), admin.port()) } else { admin }
 }
 
 fn role_of(mode: Mode) -> Role {
@@ -251,6 +283,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         catalog.set_read_only(Vec::new());
     }
     let pending = apply_config(&catalog, &config)?;
+    retire_former_names(&catalog);
     undrain_after_restart(&catalog);
 
     let shutdown = CancellationToken::new();
@@ -264,9 +297,12 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     // routes to other hosts work from the first request (static stability after a restart).
     let mut mesh = None;
     let mut mesh_core = None;
+    let transport_stop = CancellationToken::new();
     if let Some(files) = config.tls_files() {
         let own = Arc::new(OwnEndpoints { catalog: catalog.clone(), stats: stats.clone() });
-        let (transport, incoming) = Transport::bind(config.gossip.listen, files, &config.node.name, own, shutdown.clone())?;
+        // The transport stops after the gossip task has said goodbye (not with everything else),
+        // so the leave reaches the peers and they show this node `left`, not `down`.
+        let (transport, incoming) = Transport::bind(config.gossip.listen, files, &config.node.name, own, transport_stop.clone())?;
         let seeds = resolve_seeds(&config).await;
         let advertise = advertise_addr(&config, transport.local_addr(), &seeds)?;
         let (peers_tx, peers) = watch::channel(Some(Arc::new(Default::default())));
@@ -294,14 +330,14 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
 
     let generation = catalog.next_generation()?;
     if let (Some((transport, incoming, seeds, peers_tx, view_tx)), Some(m)) = (mesh_core, &mesh) {
-        let me = NodeId::new(config.node.name.clone(), generation, m.advertise, role_of(mode));
+        let me = NodeId::new(config.node.name.clone(), generation, m.advertise, role_of(mode)).with_admin(Some(advertised_admin(admin_addr, m.advertise)));
         let gossip = GossipConfig { remove_down_after: Duration::from_secs(config.gossip.remove_down_after_s), ..GossipConfig::default() };
         let seed = rand::random::<u64>();
         let start = tokio::time::Instant::now();
         let mut core = Core::new(me.clone(), gossip, mesh::CatalogReplica { catalog: catalog.clone() }, seed, 0);
         core.restore(mesh::restore_members(&catalog), 0);
         let parts = mesh::MeshParts {
-            me: me_view(&config, generation, m.advertise, role_of(mode)),
+            me: me_view(&me),
             core,
             transport,
             incoming,
@@ -312,6 +348,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             start,
             endpoint_grace: Duration::from_secs(config.gossip.endpoint_grace_s),
             shutdown: shutdown.clone(),
+            transport_stop: transport_stop.clone(),
         };
         mesh::publish_initial(&parts);
         tasks.spawn(mesh::run(parts));
