@@ -74,7 +74,7 @@ impl HostsBlock {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound && block.is_none() => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => create(path).map_err(write_err)?,
-            Err(source) => return Err(DnsError::HostsRead { path: path.clone(), source }),
+            Err(source) => return Err(write_err(source)),
         };
         // Another weft (or anything else that locks it) editing the same file waits its turn, so
         // neither splices into content the other is rewriting. Resolvers do not lock; see
