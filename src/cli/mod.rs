@@ -399,7 +399,8 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     };
     match runtime.block_on(crate::node::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ crate::node::NodeError::Config(_)) => {
+        // The same problems `weft validate` reports with EX_CONFIG.
+        Err(e @ (crate::node::NodeError::Config(_) | crate::node::NodeError::Transport(crate::transport::TransportError::Tls(_)))) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_CONFIG)
         }
@@ -419,8 +420,11 @@ pub fn main() -> ExitCode {
                 eprintln!("weft validate: give a config file or directory (or -c)");
                 return ExitCode::from(64);
             };
-            match config::load(path) {
-                Ok(c) => {
+            match config::check(path) {
+                Ok(config::Checked { config: c, warnings }) => {
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
                     say(format!("OK: {} ({} namespaces, {} services, {} endpoints)", path.display(), c.namespaces.len(), c.services.len(), c.endpoints.len()));
                     ExitCode::SUCCESS
                 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Endpoint, Health, Namespace, Service};
 
-pub use load::load;
+pub use load::{check, load};
 
 /// sysexits' EX_CONFIG: what `weft validate` and `weft run` exit with on a bad configuration.
 pub const EXIT_CONFIG: u8 = 78;
@@ -264,6 +264,13 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.at, self.message)
     }
+}
+
+/// A configuration `weft validate` found fit to run, with what it should still tell the operator.
+#[derive(Debug)]
+pub struct Checked {
+    pub config: Config,
+    pub warnings: Vec<Problem>,
 }
 
 #[derive(Debug, thiserror::Error)]
