@@ -339,3 +339,56 @@ fn output_to_a_closed_pipe_ends_quietly() {
         assert!(!out.stderr().contains("panicked"), "{}", out.both());
     }
 }
+
+/// `--admin` and `-o` belong to the client commands: `weft run` refuses them (it used to start and
+/// ignore `--admin`), its help does not list them, and client commands take them before or after
+/// the command, the last one given winning over WEFT_ADMIN.
+#[test]
+fn client_flags_are_refused_by_run_and_left_out_of_its_help() {
+    let tmp = TempDir::new("run-flags");
+    let closed = |_: ()| format!("127.0.0.1:{}", free_port());
+    let weft = |args: &[&str], env: Option<&str>| {
+        let mut c = std::process::Command::new(WEFT);
+        c.args(args).env_remove("WEFT_ADMIN").env("XDG_STATE_HOME", tmp.join("xdg"));
+        if let Some(a) = env {
+            c.env("WEFT_ADMIN", a);
+        }
+        // a `run` that accepted the flag would keep running: the timeout fails the test
+        run_cmd(&mut c, None, Duration::from_secs(10))
+    };
+    let listen = closed(());
+    for args in [
+        vec!["run", "--no-dns", "--listen-admin", &listen, "--admin", "127.0.0.1:9999"],
+        vec!["--admin", "127.0.0.1:9999", "run", "--no-dns", "--listen-admin", &listen],
+        vec!["run", "--no-dns", "--listen-admin", &listen, "-o", "json"],
+    ] {
+        let out = weft(&args, None);
+        assert_eq!(out.code, Some(2), "`weft {}` must be refused: {}", args.join(" "), out.both());
+        let err = out.stderr();
+        assert!(err.contains("client commands") && err.contains("weft run") && err.contains("--listen-admin"), "the refusal says whose flag it is: {err}");
+    }
+    let out = weft(&["validate", "--admin", "127.0.0.1:9999", "x.toml"], None);
+    assert_eq!(out.code, Some(2), "{}", out.both());
+
+    for cmd in [&["run", "--help"][..], &["validate", "--help"], &["ca", "init", "--help"]] {
+        let help = weft(cmd, None).expect_ok().stdout();
+        assert!(!help.contains("--admin") && !help.contains("--output") && !help.contains("WEFT_ADMIN"), "`weft {}` lists client flags:\n{help}", cmd.join(" "));
+    }
+    let help = weft(&["run", "--help"], None).stdout();
+    assert!(help.contains("--listen-admin"), "{help}");
+    let help = weft(&["service", "list", "--help"], None).expect_ok().stdout();
+    assert!(help.contains("--admin") && help.contains("--output") && help.contains("WEFT_ADMIN"), "client commands keep them:\n{help}");
+
+    // which address a client command uses: the error names it
+    let (a, b, env) = (closed(()), closed(()), closed(()));
+    let target = |args: &[&str], env_addr: Option<&str>| {
+        let out = weft(args, env_addr);
+        assert_eq!(out.code, Some(1), "{}", out.both());
+        out.stderr()
+    };
+    assert!(target(&["status", "--admin", &a], Some(&env)).contains(&a));
+    assert!(target(&["--admin", &a, "status"], Some(&env)).contains(&a));
+    assert!(target(&["status"], Some(&env)).contains(&env));
+    assert!(target(&["service", "--admin", &a, "list"], None).contains(&a));
+    assert!(target(&["--admin", &a, "endpoint", "list", "--admin", &b], None).contains(&b));
+}
