@@ -217,9 +217,9 @@ pub enum EndpointCmd {
         service: String,
         #[command(flatten)]
         ns: ServiceRef,
-        /// IP:PORT the instance listens on.
+        /// IP:PORT or HOST:PORT the instance listens on (a host is resolved once, by the node, at registration).
         #[arg(long)]
-        address: SocketAddr,
+        address: crate::catalog::EndpointAddress,
         /// Zone of the instance (default: the node's zone).
         #[arg(long, default_value = "")]
         zone: String,

@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use super::load::Source;
 use super::locate::{find_in, find_key};
 use super::{Config, DEFAULT_NAMESPACE, Mode, Origin, Problem};
-use crate::catalog::{CatalogError, VipRange, validate as fields};
+use std::net::SocketAddr;
+
+use crate::catalog::{CatalogError, EndpointAddress, VipRange, validate as fields};
 
 fn problem(at: &Origin, message: String) -> Problem {
     Problem { at: at.clone(), message }
@@ -122,7 +124,13 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
     for e in &config.endpoints {
         let v = &e.value;
         let id = format!("{}/{}/{}", v.namespace, v.service, v.id);
-        if let Err(err) = fields::endpoint(&v.to_endpoint(&config.node)) {
+        // A host name is resolved only when the node registers the endpoint (`weft validate` warns
+        // when it does not resolve here); its other fields are checked with a stand-in address.
+        let address = match &v.address {
+            EndpointAddress::Ip(a) => *a,
+            EndpointAddress::Host { port, .. } => SocketAddr::from(([127, 0, 0, 1], *port)),
+        };
+        if let Err(err) = fields::endpoint(&v.to_endpoint(&config.node, address)) {
             out.push(problem(&point_at_field(sources, &e.at, &err), format!("endpoint `{id}`: {err}")));
             continue;
         }
@@ -179,9 +187,19 @@ pub(super) fn check_tls_files(config: &Config, sources: &[Source]) -> Vec<Proble
         .collect()
 }
 
-/// What does not stop a node but is almost certainly not what the operator meant.
+/// What does not stop a node but is almost certainly not what the operator meant. Blocking (it
+/// resolves endpoint host names): for `weft validate` only.
 pub(super) fn warnings(config: &Config, sources: &[Source]) -> Vec<Problem> {
     let mut out = Vec::new();
+    for e in &config.endpoints {
+        if let EndpointAddress::Host { host, port } = &e.value.address {
+            use std::net::ToSocketAddrs;
+            if let Err(err) = (host.as_str(), *port).to_socket_addrs() {
+                let at = point_into(sources, &e.at, "address");
+                out.push(problem(&at, format!("endpoint `{}`: `address`: host `{host}` does not resolve here ({err}); `weft run` refuses to start if it does not resolve where it runs", e.value.id)));
+            }
+        }
+    }
     if config.node.mode != Mode::Proxy {
         return out;
     }
