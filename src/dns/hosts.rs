@@ -164,7 +164,8 @@ fn create(path: &Path) -> io::Result<File> {
 /// 4. the new lines (again only first bytes change); then the padding is truncated, and the file
 ///    synced.
 ///
-/// A reader thus sees each line as it was, as it will be, commented out or blank, never spliced.
+/// A reader thus sees each line as it was, as it will be, commented out or blank, never spliced
+/// (for a read that overlaps at most one of the writes, which take microseconds each).
 /// The lines before the first change, usually all of the user's, are never written. A crash in
 /// the microseconds between writes 1 and 4 leaves the lines from the first change on commented
 /// out; weft writes its own block again at its next start.
