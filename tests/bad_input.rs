@@ -308,3 +308,79 @@ fn api_rejects_bad_fields_with_4xx_and_leaves_state_unchanged() {
 
     assert_eq!(snapshot(&w), before, "rejected requests must not change any state");
 }
+
+/// `weft validate` refuses what `weft run` would refuse at start: TLS files that are missing, do
+/// not parse, do not match, or name another node — each at the key naming the file, in the words
+/// `run` uses; a proxy node with no way to a registry is a warning (exit 0).
+#[test]
+fn validate_checks_tls_files_as_run_does_and_warns_about_a_lone_proxy() {
+    let tmp = TempDir::new("validate-tls");
+    let ca = MeshCa::new("validate");
+    let n1 = ca.issue("n1");
+    let other = ca.issue("other");
+    let garbage = tmp.join("garbage.pem");
+    fs::write(&garbage, "not a certificate\n").unwrap();
+    let missing = tmp.join("missing/ca.pem");
+    let conf = |name: &str, mode: &str, ca: &Path, cert: &Path, key: &Path, extra: &str| {
+        let p = tmp.join(&format!("{name}.toml"));
+        fs::write(
+            &p,
+            format!(
+                "[node]\nname = \"n1\"\nmode = \"{mode}\"\ndata_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
+                tmp.join(&format!("data-{name}")).display(),
+                ca.display(),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let validate = |p: &Path| weft_cmd(&["validate", p.to_str().unwrap()]);
+    let gossip = format!("\n[gossip]\nlisten = \"127.0.0.1:{}\"\njoin = [\"127.0.0.1:7946\"]\n", free_port());
+
+    // every TLS setting is right: OK, no warning
+    let good = conf("good", "proxy", &n1.ca, &n1.cert, &n1.key, &gossip);
+    let out = validate(&good);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(!out.stderr().contains("warning"), "{}", out.both());
+
+    // (a) a missing CA file (line 7) and a key that is not there either (line 9): both reported
+    let nokey = tmp.join("nokey.pem");
+    let p = conf("missing", "combined", &missing, &n1.cert, &nokey, "");
+    let out = validate(&p);
+    assert_config_error(&out, &p, &[7], &[missing.to_str().unwrap(), "No such file", "`ca`"]);
+    assert!(has_location(&out.stderr(), &p, 9) && out.stderr().contains(nokey.to_str().unwrap()), "the key file too:\n{}", out.both());
+
+    // (b) a certificate file that does not parse (line 8)
+    let p = conf("garbage", "combined", &n1.ca, &garbage, &n1.key, "");
+    assert_config_error(&validate(&p), &p, &[8], &[garbage.to_str().unwrap(), "no certificate"]);
+
+    // (c) a key that is not the certificate's (line 9)
+    let p = conf("mismatch", "combined", &n1.ca, &n1.cert, &other.key, "");
+    assert_config_error(&validate(&p), &p, &[9], &[other.key.to_str().unwrap(), "not the key"]);
+
+    // (d) a certificate issued to another node; `weft run` says the same, with the same exit code
+    let p = conf("othernode", "combined", &n1.ca, &other.cert, &other.key, &gossip);
+    let v = validate(&p);
+    assert_config_error(&v, &p, &[8], &["issued to node `other`", "`n1`"]);
+    let mut c = Command::new(WEFT);
+    c.args(["run", "-c", p.to_str().unwrap(), "--listen-admin", &format!("127.0.0.1:{}", free_port()), "--no-dns"]).env_remove("WEFT_ADMIN");
+    let run = run_cmd(&mut c, None, Duration::from_secs(20));
+    assert_eq!(run.code, Some(EX_CONFIG), "weft run on the same config: {}", run.both());
+    let said = v.stderr().lines().next().and_then(|l| l.split_once("[tls] `cert`: ")).map(|(_, m)| m.to_string()).unwrap_or_default();
+    assert!(!said.is_empty() && run.stderr().contains(&said), "run and validate must say the same: validate {:?}, run {:?}", v.stderr(), run.stderr());
+
+    // (e) a proxy with no mesh: a warning naming the mode line (3), exit 0
+    let p = tmp.join("lone-proxy.toml");
+    fs::write(&p, "[node]\nname = \"p\"\nmode = \"proxy\"\n").unwrap();
+    let out = validate(&p);
+    assert_eq!(out.code, Some(0), "a warning must not fail validate: {}", out.both());
+    assert!(out.stdout().contains("OK"), "{}", out.both());
+    assert!(out.stderr().contains("warning") && has_location(&out.stderr(), &p, 3) && out.stderr().contains("registry"), "{}", out.both());
+    // a proxy with TLS but no seed to join
+    let p = conf("nojoin", "proxy", &n1.ca, &n1.cert, &n1.key, "");
+    let out = validate(&p);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stderr().contains("warning") && out.stderr().contains("join"), "{}", out.both());
+}

@@ -425,3 +425,127 @@ fn service_update_changes_only_what_it_is_given() {
     let missing = w.cli(&["service", "update", "nope", "--lb", "p2c"]);
     assert!(!missing.ok() && missing.stderr().contains("weft service create"), "{}", missing.both());
 }
+
+/// `--admin` and `-o` belong to the client commands: `weft run` refuses them (it used to start and
+/// ignore `--admin`), its help does not list them, and client commands take them before or after
+/// the command, the last one given winning over WEFT_ADMIN.
+#[test]
+fn client_flags_are_refused_by_run_and_left_out_of_its_help() {
+    let tmp = TempDir::new("run-flags");
+    let closed = |_: ()| format!("127.0.0.1:{}", free_port());
+    let weft = |args: &[&str], env: Option<&str>| {
+        let mut c = std::process::Command::new(WEFT);
+        c.args(args).env_remove("WEFT_ADMIN").env("XDG_STATE_HOME", tmp.join("xdg"));
+        if let Some(a) = env {
+            c.env("WEFT_ADMIN", a);
+        }
+        // a `run` that accepted the flag would keep running: the timeout fails the test
+        run_cmd(&mut c, None, Duration::from_secs(10))
+    };
+    let listen = closed(());
+    for args in [
+        vec!["run", "--no-dns", "--listen-admin", &listen, "--admin", "127.0.0.1:9999"],
+        vec!["--admin", "127.0.0.1:9999", "run", "--no-dns", "--listen-admin", &listen],
+        vec!["run", "--no-dns", "--listen-admin", &listen, "-o", "json"],
+    ] {
+        let out = weft(&args, None);
+        assert_eq!(out.code, Some(2), "`weft {}` must be refused: {}", args.join(" "), out.both());
+        let err = out.stderr();
+        assert!(err.contains("client commands") && err.contains("weft run") && err.contains("--listen-admin"), "the refusal says whose flag it is: {err}");
+    }
+    let out = weft(&["validate", "--admin", "127.0.0.1:9999", "x.toml"], None);
+    assert_eq!(out.code, Some(2), "{}", out.both());
+
+    for cmd in [&["run", "--help"][..], &["validate", "--help"], &["ca", "init", "--help"]] {
+        let help = weft(cmd, None).expect_ok().stdout();
+        assert!(!help.contains("--admin") && !help.contains("--output") && !help.contains("WEFT_ADMIN"), "`weft {}` lists client flags:\n{help}", cmd.join(" "));
+    }
+    let help = weft(&["run", "--help"], None).stdout();
+    assert!(help.contains("--listen-admin"), "{help}");
+    let help = weft(&["service", "list", "--help"], None).expect_ok().stdout();
+    assert!(help.contains("--admin") && help.contains("--output") && help.contains("WEFT_ADMIN"), "client commands keep them:\n{help}");
+
+    // which address a client command uses: the error names it
+    let (a, b, env) = (closed(()), closed(()), closed(()));
+    let target = |args: &[&str], env_addr: Option<&str>| {
+        let out = weft(args, env_addr);
+        assert_eq!(out.code, Some(1), "{}", out.both());
+        out.stderr()
+    };
+    assert!(target(&["status", "--admin", &a], Some(&env)).contains(&a));
+    assert!(target(&["--admin", &a, "status"], Some(&env)).contains(&a));
+    assert!(target(&["status"], Some(&env)).contains(&env));
+    assert!(target(&["service", "--admin", &a, "list"], None).contains(&a));
+    assert!(target(&["--admin", &a, "endpoint", "list", "--admin", &b], None).contains(&b));
+}
+
+/// `localhost:PORT` is accepted wherever an endpoint address is given — `[[endpoint]] address`,
+/// `weft endpoint create --address`, the admin API — resolved by the node when it registers the
+/// endpoint, which then gets traffic at the resolved address. A host that does not resolve is
+/// refused naming it (`run` exits 78 at the entry; `validate` warns).
+#[test]
+fn endpoint_addresses_may_be_host_names() {
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let _b2 = http_backend(None, "by-cli", p2);
+    let _b3 = http_backend(None, "by-api", p3);
+    let _b1 = http_backend(None, "by-config", p1);
+    let toml = one_service_toml("named", "http", "named.test", 8080, &format!("localhost:{p1}")).replace("\"named-1\"", "\"by-config\"");
+    let w = Weft::start(WeftOpts::new(83).extra(&toml));
+    let out = w.cli(&["endpoint", "create", "by-cli", "--service", "named", "--address", &format!("localhost:{p2}")]);
+    out.expect_ok();
+    assert!(out.stdout().contains(&format!("127.0.0.1:{p2}")) && out.stdout().contains(&format!("localhost:{p2}")), "{}", out.stdout());
+    let v = w.post_ok("/v1/endpoints", &json!({ "namespace": "default", "service": "named", "id": "by-api", "address": format!("localhost:{p3}") }));
+    assert!(v.to_string().contains(&format!("127.0.0.1:{p3}")), "the record keeps the resolved address: {v}");
+
+    let list = as_list(&w.cli(&["endpoint", "list", "--service", "named", "-o", "json"]).expect_ok().json());
+    let addrs: BTreeSet<String> = list.iter().map(|e| e["address"].as_str().unwrap_or_default().to_string()).collect();
+    assert_eq!(addrs, set(&[&format!("127.0.0.1:{p1}"), &format!("127.0.0.1:{p2}"), &format!("127.0.0.1:{p3}")]), "{list:?}");
+
+    // all three get traffic through the alias
+    let vip = w.vip("named.test", 8080);
+    wait_tcp(&format!("{vip}:8080"), Duration::from_secs(5));
+    let mut seen = BTreeSet::new();
+    let ok = wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        if let Ok(r) = http(&vip, 8080, "GET", "/x", None)
+            && r.status == 200
+            && let Some(name) = backend_name(&r.text())
+        {
+            seen.insert(name);
+        }
+        seen.len() == 3
+    });
+    assert!(ok, "endpoints registered by host name must get traffic; answered: {seen:?}");
+
+    // a host that does not resolve: named, and nothing registered
+    let out = w.cli(&["endpoint", "create", "ghost", "--service", "named", "--address", "no-such-host.invalid:80"]);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(out.stderr().contains("no-such-host.invalid"), "{}", out.stderr());
+    let r = w.post("/v1/endpoints", &json!({ "namespace": "default", "service": "named", "id": "ghost", "address": "no-such-host.invalid:80" }));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("no-such-host.invalid") && r.text().contains("address"), "{}", r.text());
+    assert_eq!(w.get("/v1/endpoints/default/named/ghost").map(|r| r.status).unwrap_or(0), 404);
+
+    // in a config: validate warns, run refuses at the entry (exit 78)
+    let tmp = TempDir::new("ghost-conf");
+    let cfg = tmp.join("ghost.toml");
+    let data = tmp.join("data");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[node]\ndata_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{}\"\n[dns]\nenabled = false\nvip_cidr = \"{}\"\n{}",
+            data.display(),
+            free_port(),
+            vip_cidr(84),
+            one_service_toml("ghost", "http", "ghost.test", 8080, "no-such-host.invalid:80")
+        ),
+    )
+    .unwrap();
+    let out = weft_cmd(&["validate", cfg.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stderr().contains("warning") && out.stderr().contains("no-such-host.invalid"), "{}", out.both());
+    let mut c = std::process::Command::new(WEFT);
+    c.args(["run", "-c", cfg.to_str().unwrap()]).env_remove("WEFT_ADMIN");
+    let out = run_cmd(&mut c, None, Duration::from_secs(30));
+    assert_eq!(out.code, Some(EX_CONFIG), "{}", out.both());
+    assert!(out.stderr().contains("no-such-host.invalid") && out.stderr().contains(&format!("{}:", cfg.display())), "{}", out.stderr());
+}

@@ -191,3 +191,76 @@ fn hosts_file_block_resolves_aliases_and_is_removed_on_sigterm() {
     let g = getent(&ns, "appserver");
     assert!(!g.ok(), "appserver still resolves after shutdown: {}", g.stdout());
 }
+
+/// A resolver loop as a long-running application has it: every 100 ms, `getaddrinfo` (glibc,
+/// reading the hosts file afresh) for each name, one `NAME ADDRESS` line per answer (`-` when the
+/// name does not resolve).
+const RESOLVER_LOOP: &str = r#"
+import socket, sys, time
+while True:
+    for name in sys.argv[1:]:
+        try:
+            addr = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        except socket.gaierror:
+            addr = "-"
+        print(name, addr, flush=True)
+    time.sleep(0.1)
+"#;
+
+/// The last answer the resolver loop printed for `name`.
+fn last_answer(resolver: &Bg, name: &str) -> Option<String> {
+    resolver.log_text().lines().rev().find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_string))
+}
+
+/// `ip netns exec` bind-mounts /etc/netns/NS/hosts over /etc/hosts in a mount namespace of the
+/// process it starts: that process holds the file's inode from then on. weft must change that
+/// file in place, or a process that started before it never sees an alias (issue 12).
+#[test]
+fn hosts_file_reaches_a_process_that_started_before_weft() {
+    if !require_root("names::hosts_file_reaches_a_process_that_started_before_weft") {
+        return;
+    }
+    let ns = Netns::new("hostsold");
+    // DNS points at an address nobody answers: names can only come from the hosts file
+    ns.write_etc("resolv.conf", "nameserver 192.0.2.53\noptions timeout:1 attempts:1\n");
+    let tmp = TempDir::new("resolver");
+    let mut c = command(ns.ns(), "python3");
+    c.args(["-u", "-c", RESOLVER_LOOP, "appserver", "late-svc", "localhost"]);
+    let mut resolver = Bg::spawn("resolver loop", &mut c, Some(tmp.join("resolver.log")));
+    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(50), || last_answer(&resolver, "appserver").is_some());
+    assert!(ok && resolver.alive(), "the resolver loop did not start:\n{}", resolver.log_text());
+    assert_eq!(last_answer(&resolver, "appserver").as_deref(), Some("-"), "appserver resolves before weft runs");
+
+    let _backends = start_backends(&ns);
+    let hosts_path = ns.etc_file("hosts").to_string_lossy().into_owned();
+    let mut opts = WeftOpts::new(14).extra(&appserver_toml());
+    opts.netns = Some(ns.name.clone());
+    opts.admin_port = Some(9901);
+    opts.dns_enabled = false;
+    opts.hosts_file = Some(hosts_path.clone());
+    let mut w = Weft::start(opts);
+    let vip = w.vip("appserver", 4567);
+
+    let ok = wait_until(Duration::from_secs(5), Duration::from_millis(50), || last_answer(&resolver, "appserver").as_deref() == Some(vip.as_str()));
+    assert!(
+        ok,
+        "a process started before weft never resolved appserver to {vip} (last answer {:?}); {hosts_path}:\n{}",
+        last_answer(&resolver, "appserver"),
+        ns.read_etc("hosts")
+    );
+    assert_eq!(last_answer(&resolver, "localhost").as_deref(), Some("127.0.0.1"), "the file's own lines must stay readable");
+
+    // an alias added while both run reaches it too
+    w.cli(&["service", "create", "late", "--namespace", "shop.internal", "--alias", "late-svc:5000"]).expect_ok();
+    let late_vip = w.vip("late-svc", 5000);
+    let ok = wait_until(Duration::from_secs(5), Duration::from_millis(50), || last_answer(&resolver, "late-svc").as_deref() == Some(late_vip.as_str()));
+    assert!(ok, "late-svc never resolved to {late_vip} in the running process (last {:?})", last_answer(&resolver, "late-svc"));
+
+    // and the block's removal at shutdown
+    let st = w.sigterm(Duration::from_secs(30));
+    assert!(st.success(), "SIGTERM must exit 0, got {st}; log:\n{}", w.log());
+    let ok = wait_until(Duration::from_secs(5), Duration::from_millis(50), || last_answer(&resolver, "appserver").as_deref() == Some("-"));
+    assert!(ok, "appserver still resolves in the running process after weft stopped:\n{}", ns.read_etc("hosts"));
+    assert_eq!(last_answer(&resolver, "localhost").as_deref(), Some("127.0.0.1"));
+    assert!(resolver.alive(), "the resolver loop died:\n{}", resolver.log_text());
+}

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{AdminState, ApiError};
-use crate::catalog::{Body, Catalog, CatalogError, DiscoverQuery, Endpoint, Health, Key, Namespace, Origin, discover as run_discover};
+use crate::catalog::{Body, Catalog, CatalogError, DiscoverQuery, Endpoint, EndpointAddress, Health, Key, Namespace, Origin, discover as run_discover};
 
 pub use super::services::{get_service, list_services, patch_service, put_service};
 
@@ -180,8 +180,23 @@ pub async fn list_endpoints(State(s): St, Query(f): Query<Filter>) -> ApiResult 
     to_json(list)
 }
 
+/// An endpoint from a request body. An `address` given as `HOST:PORT` is resolved here, once: the
+/// record keeps the address (see `catalog::EndpointAddress`).
+async fn parse_endpoint(body: &[u8]) -> Result<Endpoint, ApiError> {
+    let mut v: Value = parse(body)?;
+    if let Some(Value::String(text)) = v.get("address")
+        && text.parse::<std::net::SocketAddr>().is_err()
+    {
+        let bad = |e: String| ApiError::bad_request(format!("field `address`: {e}"));
+        let address: EndpointAddress = text.parse().map_err(bad)?;
+        let resolved = address.resolve().await.map_err(|e| bad(e.to_string()))?;
+        v["address"] = Value::String(resolved.to_string());
+    }
+    parse(&serde_json::to_vec(&v).unwrap_or_default())
+}
+
 pub async fn put_endpoint(State(s): St, Query(o): Query<WriteOpts>, body: Bytes) -> ApiResult {
-    let mut ep: Endpoint = parse(&body)?;
+    let mut ep = parse_endpoint(&body).await?;
     let me = s.catalog.node();
     if !ep.node.is_empty() && ep.node != me {
         return Err(ApiError::bad_request(format!(

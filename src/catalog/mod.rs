@@ -3,6 +3,7 @@
 //! [`Catalog::merge`]; each committed change is persisted and then published as an immutable
 //! [`Snapshot`] that the routing table, DNS and discovery read without locks.
 
+mod address;
 mod discover;
 mod hlc;
 pub mod rules;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
+pub use address::{AddressError, EndpointAddress};
 pub use discover::{DiscoverQuery, DiscoverResult, HealthFilter, discover};
 pub use hlc::Hlc;
 pub use rules::{RetryOverride, RouteRule};

@@ -217,7 +217,9 @@ fn execute(cli: &Cli) -> Result<(), String> {
                 let before = call("GET", &path, None).ok();
                 let v = call("POST", "/v1/endpoints", Some(body))?;
                 let was = before.map(|b| format!(" (updated; was {})", cell(&b["address"]))).unwrap_or_default();
-                (v, Shown::Message(format!("endpoint {}/{service}/{id} registered at {address}{was}", ns.namespace)))
+                let at = cell(&v["address"]);
+                let named = if at == address.to_string() { String::new() } else { format!(" ({address})") };
+                (v, Shown::Message(format!("endpoint {}/{service}/{id} registered at {at}{named}{was}", ns.namespace)))
             }
             EndpointCmd::Drain { id, service, ns } | EndpointCmd::Undrain { id, service, ns } => {
                 let (verb, done) = if matches!(cmd, EndpointCmd::Drain { .. }) { ("drain", "draining: no new requests") } else { ("undrain", "back in service") };

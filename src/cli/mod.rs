@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod output;
+mod parse;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::catalog::{HealthFilter, Protocol};
 use crate::config::{self, Config, EXIT_CONFIG, Mode};
 pub use output::Format;
+pub use parse::command;
 use output::say;
 
 #[derive(Parser, Debug)]
@@ -22,11 +24,12 @@ pub struct Cli {
     /// Config file or directory of *.toml files (merged in lexical order).
     #[arg(short = 'c', long, global = true, env = "WEFT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Admin API address of the node to talk to (default: [admin] listen of the config, else 127.0.0.1:9901).
-    #[arg(long, global = true, env = "WEFT_ADMIN")]
+    /// Client commands: admin API address of the node to talk to (default: WEFT_ADMIN, else [admin]
+    /// listen of the config, else 127.0.0.1:9901); may also follow the command.
+    #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
-    /// Output format of client commands.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    /// Client commands: output format; may also follow the command.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
     #[command(subcommand)]
     pub command: Command,
@@ -231,9 +234,9 @@ pub enum EndpointCmd {
         service: String,
         #[command(flatten)]
         ns: ServiceRef,
-        /// IP:PORT the instance listens on.
+        /// IP:PORT or HOST:PORT the instance listens on (a host is resolved once, by the node, at registration).
         #[arg(long)]
-        address: SocketAddr,
+        address: crate::catalog::EndpointAddress,
         /// Zone of the instance (default: the node's zone).
         #[arg(long, default_value = "")]
         zone: String,
@@ -414,7 +417,8 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     };
     match runtime.block_on(crate::node::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ crate::node::NodeError::Config(_)) => {
+        // The same problems `weft validate` reports with EX_CONFIG.
+        Err(e @ (crate::node::NodeError::Config(_) | crate::node::NodeError::Transport(crate::transport::TransportError::Tls(_)))) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_CONFIG)
         }
@@ -426,7 +430,10 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match &cli.command {
         Command::Run(args) => run(&cli, args),
         Command::Validate { path } => {
@@ -434,8 +441,11 @@ pub fn main() -> ExitCode {
                 eprintln!("weft validate: give a config file or directory (or -c)");
                 return ExitCode::from(64);
             };
-            match config::load(path) {
-                Ok(c) => {
+            match config::check(path) {
+                Ok(config::Checked { config: c, warnings }) => {
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
                     say(format!("OK: {} ({} namespaces, {} services, {} endpoints)", path.display(), c.namespaces.len(), c.services.len(), c.endpoints.len()));
                     ExitCode::SUCCESS
                 }

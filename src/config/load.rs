@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 
 use super::locate::{key_at, line_col};
-use super::{AdminConfig, ClientConfig, Config, ConfigError, DnsConfig, EndpointConfig, GossipConfig, TlsConfig, Located, NodeConfig, Origin, Problem};
+use super::{AdminConfig, Checked, ClientConfig, Config, ConfigError, DnsConfig, EndpointConfig, GossipConfig, TlsConfig, Located, NodeConfig, Origin, Problem};
 use crate::catalog::{Namespace, Service};
 
 /// The shape of one file; single sections are checked here and merged as raw tables below.
@@ -102,6 +102,23 @@ fn section<T: DeserializeOwned + Default>(merged: &toml::Table, name: &str) -> R
 }
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_sources(path).map(|(config, _)| config)
+}
+
+/// What `weft validate` checks beyond [`load`]: what `weft run` would refuse only when it starts
+/// (the TLS files: read and parsed as the node does, which a client command reading the config for
+/// its admin address must not need), and warnings that do not stop a node.
+pub fn check(path: &Path) -> Result<Checked, ConfigError> {
+    let (config, sources) = load_sources(path)?;
+    let problems = super::validate::check_tls_files(&config, &sources);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
+    let warnings = super::validate::warnings(&config, &sources);
+    Ok(Checked { config, warnings })
+}
+
+fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
     let mut config = Config::default();
     let mut problems = Vec::new();
     let mut merged = toml::Table::new();
@@ -164,5 +181,5 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     if problems.is_empty() {
         problems.extend(super::validate::check(&config, &sources));
     }
-    if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
+    if problems.is_empty() { Ok((config, sources)) } else { Err(ConfigError::Invalid(problems)) }
 }

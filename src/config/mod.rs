@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Endpoint, Health, Namespace, Service};
+use crate::catalog::{Endpoint, EndpointAddress, Health, Namespace, Service};
 
-pub use load::load;
+pub use load::{check, load};
 
 /// sysexits' EX_CONFIG: what `weft validate` and `weft run` exit with on a bad configuration.
 pub const EXIT_CONFIG: u8 = 78;
@@ -185,7 +185,8 @@ pub struct EndpointConfig {
     pub namespace: String,
     pub service: String,
     pub id: String,
-    pub address: SocketAddr,
+    /// `IP:PORT` or `HOST:PORT`; a host is resolved when the node registers the endpoint.
+    pub address: EndpointAddress,
     #[serde(default)]
     pub zone: String,
     #[serde(default)]
@@ -193,13 +194,14 @@ pub struct EndpointConfig {
 }
 
 impl EndpointConfig {
-    pub fn to_endpoint(&self, node: &NodeConfig) -> Endpoint {
+    /// The record this node registers, at `address` (the configured one, resolved).
+    pub fn to_endpoint(&self, node: &NodeConfig, address: SocketAddr) -> Endpoint {
         Endpoint {
             namespace: self.namespace.clone(),
             service: self.service.clone(),
             id: self.id.clone(),
             node: node.name.clone(),
-            address: self.address,
+            address,
             zone: if self.zone.is_empty() { node.zone.clone() } else { self.zone.clone() },
             attributes: self.attributes.clone(),
             health: Health::Healthy,
@@ -264,6 +266,13 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.at, self.message)
     }
+}
+
+/// A configuration `weft validate` found fit to run, with what it should still tell the operator.
+#[derive(Debug)]
+pub struct Checked {
+    pub config: Config,
+    pub warnings: Vec<Problem>,
 }
 
 #[derive(Debug, thiserror::Error)]

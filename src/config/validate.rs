@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use super::load::Source;
 use super::locate::{find_in, find_key};
 use super::{Config, DEFAULT_NAMESPACE, Mode, Origin, Problem};
-use crate::catalog::{CatalogError, VipRange, validate as fields};
+use std::net::SocketAddr;
+
+use crate::catalog::{CatalogError, EndpointAddress, VipRange, validate as fields};
 
 fn problem(at: &Origin, message: String) -> Problem {
     Problem { at: at.clone(), message }
@@ -122,7 +124,13 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
     for e in &config.endpoints {
         let v = &e.value;
         let id = format!("{}/{}/{}", v.namespace, v.service, v.id);
-        if let Err(err) = fields::endpoint(&v.to_endpoint(&config.node)) {
+        // A host name is resolved only when the node registers the endpoint (`weft validate` warns
+        // when it does not resolve here); its other fields are checked with a stand-in address.
+        let address = match &v.address {
+            EndpointAddress::Ip(a) => *a,
+            EndpointAddress::Host { port, .. } => SocketAddr::from(([127, 0, 0, 1], *port)),
+        };
+        if let Err(err) = fields::endpoint(&v.to_endpoint(&config.node, address)) {
             out.push(problem(&point_at_field(sources, &e.at, &err), format!("endpoint `{id}`: {err}")));
             continue;
         }
@@ -157,4 +165,49 @@ pub fn parse_seed(seed: &str) -> Result<(String, u16), String> {
         }
         _ => Ok((seed.to_string(), super::DEFAULT_GOSSIP_PORT)),
     }
+}
+
+/// The `[tls]` files as a starting node reads them; each problem at the key naming the file.
+pub(super) fn check_tls_files(config: &Config, sources: &[Source]) -> Vec<Problem> {
+    use crate::transport::TlsError;
+    let Some(files) = config.tls_files() else { return Vec::new() };
+    let keys = [("ca", &files.ca), ("cert", &files.cert), ("key", &files.key)];
+    let tls_section = || sources.iter().rev().find_map(|s| super::locate::find_section(&s.text, "tls").map(|o| s.origin(o)));
+    crate::transport::tls::problems(&files, &config.node.name)
+        .into_iter()
+        .filter_map(|e| {
+            let key = match &e {
+                TlsError::Read { path, .. } | TlsError::Pem { path, .. } => keys.iter().find(|(_, p)| *p == path).map(|(k, _)| *k),
+                _ => None,
+            };
+            let at = key.and_then(|k| section_key(sources, "tls", k)).or_else(tls_section).or_else(|| sources.first().map(|s| s.origin(0)))?;
+            let named = key.map(|k| format!(" `{k}`")).unwrap_or_default();
+            Some(problem(&at, format!("[tls]{named}: {e}")))
+        })
+        .collect()
+}
+
+/// What does not stop a node but is almost certainly not what the operator meant. Blocking (it
+/// resolves endpoint host names): for `weft validate` only.
+pub(super) fn warnings(config: &Config, sources: &[Source]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for e in &config.endpoints {
+        if let EndpointAddress::Host { host, port } = &e.value.address {
+            use std::net::ToSocketAddrs;
+            if let Err(err) = (host.as_str(), *port).to_socket_addrs() {
+                let at = point_into(sources, &e.at, "address");
+                out.push(problem(&at, format!("endpoint `{}`: `address`: host `{host}` does not resolve here ({err}); `weft run` refuses to start if it does not resolve where it runs", e.value.id)));
+            }
+        }
+    }
+    if config.node.mode != Mode::Proxy {
+        return out;
+    }
+    let Some(at) = section_key(sources, "node", "mode").or_else(|| sources.first().map(|s| s.origin(0))) else { return out };
+    if config.tls_files().is_none() {
+        out.push(problem(&at, "`mode` = \"proxy\" without [tls] and [gossip]: a proxy node gets its namespaces and services from a registry over the mesh, and this one has no way to reach one, so it will route nothing (use mode = \"combined\" on a single host)".into()));
+    } else if config.gossip.join.is_empty() {
+        out.push(problem(&at, "`mode` = \"proxy\" with no [gossip] `join`: this node hears of a registry only if one lists it in its own `join`".into()));
+    }
+    out
 }

@@ -90,9 +90,27 @@ pub enum NodeError {
     Gossip(String),
 }
 
-/// Writes what the config declares through the same path as the API, and retires records that a
-/// previous config declared but this one no longer does.
-fn apply_config(catalog: &Catalog, config: &Config) -> Result<Vec<Endpoint>, NodeError> {
+/// The addresses of the config's endpoints, in order, host names resolved (on the blocking pool);
+/// a host that does not resolve is a problem at its entry.
+async fn resolve_config_addresses(config: &Config) -> Result<Vec<SocketAddr>, NodeError> {
+    let mut addresses = Vec::with_capacity(config.endpoints.len());
+    let mut problems = Vec::new();
+    for e in &config.endpoints {
+        match e.value.address.resolve().await {
+            Ok(a) => addresses.push(a),
+            Err(err) => {
+                let v = &e.value;
+                problems.push(Problem { at: e.at.clone(), message: format!("endpoint `{}/{}/{}`: `address`: {err}", v.namespace, v.service, v.id) });
+            }
+        }
+    }
+    if problems.is_empty() { Ok(addresses) } else { Err(NodeError::Config(problems)) }
+}
+
+/// Writes what the config declares through the same path as the API (endpoints at `addresses`,
+/// from [`resolve_config_addresses`]), and retires records that a previous config declared but
+/// this one no longer does.
+fn apply_config(catalog: &Catalog, config: &Config, addresses: &[SocketAddr]) -> Result<Vec<Endpoint>, NodeError> {
     let in_mesh = config.tls_files().is_some();
     let mut pending = Vec::new();
     let mut problems = Vec::new();
@@ -123,8 +141,8 @@ fn apply_config(catalog: &Catalog, config: &Config) -> Result<Vec<Endpoint>, Nod
             put(&s.at, Body::Service(s.value.clone()));
         }
     }
-    for e in &config.endpoints {
-        put(&e.at, Body::Endpoint(e.value.to_endpoint(&config.node)));
+    for (e, address) in config.endpoints.iter().zip(addresses) {
+        put(&e.at, Body::Endpoint(e.value.to_endpoint(&config.node, *address)));
     }
     if !problems.is_empty() {
         return Err(NodeError::Config(problems));
@@ -282,7 +300,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     if mode == Mode::Proxy {
         catalog.set_read_only(Vec::new());
     }
-    let pending = apply_config(&catalog, &config)?;
+    let addresses = resolve_config_addresses(&config).await?;
+    let pending = apply_config(&catalog, &config, &addresses)?;
     retire_former_names(&catalog);
     undrain_after_restart(&catalog);
 

@@ -146,13 +146,7 @@ impl Transport {
         shutdown: CancellationToken,
     ) -> Result<(Arc<Transport>, mpsc::Receiver<Incoming>), TransportError> {
         let (server, client, name, reset_secret) = quic_configs(&files)?;
-        if name != node_name {
-            return Err(TlsError::Pem {
-                path: files.cert.clone(),
-                message: format!("is issued to node `{name}` but this node is `{node_name}` (set [node] name, or issue a certificate with `weft ca issue --node {node_name}`)"),
-            }
-            .into());
-        }
+        tls::expect_node(&files, &name, node_name)?;
         let bind_err = |source| TransportError::Bind { addr: listen, source };
         let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
         let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_secret);

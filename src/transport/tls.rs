@@ -93,7 +93,11 @@ pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(client_verifier)
-        .with_single_cert(chain.clone(), key.clone_key())?;
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => TlsError::Pem { path: files.key.clone(), message: format!("is not the key of the certificate in {}", files.cert.display()) },
+            e => TlsError::Rustls(e),
+        })?;
     server.alpn_protocols = vec![ALPN.to_vec()];
     server.max_early_data_size = 0;
 
@@ -107,6 +111,29 @@ pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
         .with_client_auth_cert(chain, key)?;
     client.alpn_protocols = vec![ALPN.to_vec()];
     Ok(Configs { server, client, name, reset_secret })
+}
+
+/// The certificate must be this node's: the cluster knows nodes by the names their certificates
+/// prove.
+pub fn expect_node(files: &TlsFiles, cert_name: &str, node_name: &str) -> Result<(), TlsError> {
+    if cert_name == node_name {
+        return Ok(());
+    }
+    Err(TlsError::Pem {
+        path: files.cert.clone(),
+        message: format!("is issued to node `{cert_name}` but this node is `{node_name}` (set [node] name, or issue a certificate with `weft ca issue --node {node_name}`)"),
+    })
+}
+
+/// What starting a node named `node_name` with these files would run into, for `weft validate`:
+/// each file that cannot be read, else what [`load`] and [`expect_node`] refuse — the functions
+/// `weft run` uses, so both say the same.
+pub fn problems(files: &TlsFiles, node_name: &str) -> Vec<TlsError> {
+    let unreadable: Vec<TlsError> = [&files.ca, &files.cert, &files.key].into_iter().filter_map(|p| read(p).err()).collect();
+    if !unreadable.is_empty() {
+        return unreadable;
+    }
+    load(files).and_then(|c| expect_node(files, &c.name, node_name)).err().into_iter().collect()
 }
 
 /// The node name a certificate was issued for: its common name (also its first DNS SAN).
