@@ -186,6 +186,9 @@ pub const REFUSAL_HOLD: Duration = Duration::from_secs(2);
 /// connect failed outright. Read by endpoint choice (a refusing endpoint comes last in every mode)
 /// and by the owner's health checks (a check that merely timed out is not held against an
 /// endpoint that answered real traffic meanwhile).
+/// How fine `Liveness::alive_at` is kept.
+const ALIVE_GRAIN_US: u64 = 10_000;
+
 #[derive(Debug, Default)]
 pub struct Liveness {
     /// When it last answered ([`now_us`]): a response through this node, a new connection, or
@@ -198,8 +201,9 @@ pub struct Liveness {
 impl Liveness {
     /// It answered at `now`: any refusal is over.
     pub fn alive(&self, now: u64) {
-        // Loads first: this runs per response, and a write would bounce the line between cores.
-        if self.alive_at.load(Relaxed) < now {
+        // Loads first, and the time kept to 10 ms: this runs per response, and a write per
+        // response would bounce the line between cores (health checks ask about seconds).
+        if self.alive_at.load(Relaxed) + ALIVE_GRAIN_US <= now {
             self.alive_at.store(now, Relaxed);
         }
         if self.refused_at.load(Relaxed) != 0 {
@@ -227,9 +231,9 @@ impl Liveness {
         }
     }
 
-    /// Whether it answered at or after `since` ([`now_us`]).
+    /// Whether it answered at or after `since` ([`now_us`]), to within 10 ms.
     pub fn alive_since(&self, since: u64) -> bool {
-        self.alive_at.load(Relaxed) >= since.max(1)
+        self.alive_at.load(Relaxed) + ALIVE_GRAIN_US > since.max(1) && self.alive_at.load(Relaxed) != 0
     }
 
     /// When it last answered, 0 for never.
@@ -290,7 +294,7 @@ mod tests {
         assert!(l.refusing(after + 1), "the probe renews the hold for the requests behind it");
         l.alive(after + 2);
         assert!(!l.refusing(after + 3), "an answer ends the refusal");
-        assert!(l.alive_since(after + 2) && !l.alive_since(after + 3));
+        assert!(l.alive_since(after + 2) && !l.alive_since(after + 2 + ALIVE_GRAIN_US));
         l.claim_probe(after + 4);
         assert!(!l.refusing(after + 5), "claiming a probe on a live endpoint changes nothing");
     }
