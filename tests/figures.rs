@@ -6,6 +6,8 @@
 //! - the dashboard, read by a real headless chromium, shows per-endpoint rows, the mesh members
 //!   and marks a service with 1 of 3 endpoints healthy.
 //!
+//! - the README's discover walkthrough, run as written, lists the instance it registers.
+//!
 //! VIP nets 211-216 (gossip on 127.1.N.1).
 mod common;
 use common::*;
@@ -281,4 +283,44 @@ fn dashboard_shows_endpoints_members_and_partial_health() {
     assert!(part.contains("class=\"warn\">1 / 3") && part.contains("partly healthy"), "part's alias, 1 of 3 endpoints healthy, is marked: {part}");
     let web = dom_rows(&dom, "routes").into_iter().find(|r| r.contains("default/web")).unwrap();
     assert!(web.contains("3 / 3") && !web.contains("partly"), "web is fully healthy: {web}");
+}
+
+/// The sh block of README.md that follows the paragraph starting with `after`.
+fn readme_block(after: &str) -> String {
+    let readme = std::fs::read_to_string(format!("{MANIFEST_DIR}/README.md")).expect("README.md");
+    let start = readme.find(after).unwrap_or_else(|| panic!("README.md has no paragraph starting `{after}`"));
+    let rest = &readme[start..];
+    let open = rest.find("```sh\n").expect("a sh block after it") + "```sh\n".len();
+    let len = rest[open..].find("```").expect("the block ends");
+    rest[open..open + len].to_string()
+}
+
+/// README, "Five minutes with weft": the discover example, run as written (ports and paths moved
+/// to fresh ones) against a node that has the walkthrough's `web` (b1 live, b2 stopped). Its last
+/// command must list b3, the v2 instance. Before, the README registered b3 on a port nothing
+/// listened on, so b3 never passed a check and the query answered an empty list.
+#[test]
+fn readme_discover_walkthrough_lists_the_v2_instance() {
+    let (b1, b2, b3) = (free_port(), free_port(), free_port());
+    let _b1 = http_backend(None, "b1", b1);
+    let toml = format!(
+        "[[service]]\nnamespace = \"default\"\nname = \"web\"\nprotocol = \"http\"\naliases = [{{ dns_name = \"web.internal\", port = 8080 }}]\n\
+         [service.health_check]\ninterval_ms = 1000\n\n\
+         [[endpoint]]\nnamespace = \"default\"\nservice = \"web\"\nid = \"b1\"\naddress = \"127.0.0.1:{b1}\"\n\n\
+         [[endpoint]]\nnamespace = \"default\"\nservice = \"web\"\nid = \"b2\"\naddress = \"127.0.0.1:{b2}\"\n"
+    );
+    let w = Weft::start(WeftOpts::new(216).extra(&toml));
+    let tmp = TempDir::new("readme-b3");
+    let block = readme_block("Cloud Map style discovery").replace("18083", &b3.to_string()).replace("/tmp/b3", &tmp.join("b3").display().to_string());
+    assert!(block.contains("discover web --query version=v2 -o json"), "the README's discover example changed:\n{block}");
+    let script = format!("set -e\nW=\"{WEFT} --admin {}\"\ntrap 'kill $B3 2>/dev/null || true' EXIT\n{block}", w.admin);
+    let mut c = Command::new("bash");
+    c.arg("-c").arg(&script).env_remove("WEFT_ADMIN");
+    let out = run_cmd(&mut c, None, Duration::from_secs(60));
+    out.expect_ok();
+    let stdout = out.stdout();
+    let json_start = stdout.rfind("\n{").map(|i| i + 1).unwrap_or_else(|| panic!("no JSON from the last command:\n{stdout}"));
+    let found: Value = serde_json::from_str(&stdout[json_start..]).unwrap_or_else(|e| panic!("last command's output is not JSON ({e}):\n{stdout}"));
+    let listed: Vec<String> = as_list(&found["instances"]).iter().map(|i| format!("{} {} {}", i["id"], i["health"], i["attributes"]["version"])).collect();
+    assert_eq!(listed, vec![r#""b3" "HEALTHY" "v2""#], "`discover web --query version=v2` as the README runs it:\n{stdout}");
 }
