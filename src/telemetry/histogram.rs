@@ -3,7 +3,7 @@
 //!
 //! Bucket layout (HdrHistogram's): below 16 µs one bucket per microsecond; above, every power of
 //! two is cut into [`SUB_BUCKETS`] equal parts. A bucket is thus never wider than 1/8 of its lower
-//! bound (≤ 12.5 %): 1 ms sits in a bucket 128 µs wide, 1.4 s in one 131 ms wide, 9 s in one
+//! bound (≤ 12.5 %): 1 ms sits in a bucket 64 µs wide, 1.4 s in one 131 ms wide, 9 s in one
 //! 1.05 s wide. Quantiles interpolate within the bucket, as Prometheus does, so samples spread
 //! over a bucket are read back close to their true value. 241 buckets of 8 bytes make ~1.9 KB per
 //! histogram (one per service and one per endpoint a node routes to: ~2 MB for 1,000 endpoints).
