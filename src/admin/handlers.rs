@@ -268,7 +268,14 @@ pub async fn routes(State(s): St) -> ApiResult {
 }
 
 pub async fn stats(State(s): St) -> ApiResult {
-    let report = s.stats.report();
+    let mut report = s.stats.report();
+    let snap = s.catalog.snapshot();
+    for r in &mut report {
+        let registered = snap.endpoints_of(&r.namespace, &r.service);
+        for e in &mut r.endpoints {
+            e.node = registered.iter().find(|x| x.id == e.id).map(|x| x.node.clone()).unwrap_or_default();
+        }
+    }
     let by_service: BTreeMap<String, &crate::telemetry::ServiceReport> =
         report.iter().map(|r| (format!("{}/{}", r.namespace, r.service), r)).collect();
     to_json(by_service)

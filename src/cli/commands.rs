@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::client::{Client, ClientError};
-use super::output::{Format, cell, describe, rows, say, table};
+use super::output::{Format, cell, describe, rows, say, stats_tables, table};
 use super::{Cli, Command, EndpointCmd, NamespaceCmd, ServiceCmd, ServiceSpec};
 use crate::catalog::{Alias, HealthFilter, Protocol};
 use crate::config::{self, DEFAULT_ADMIN};
@@ -125,10 +125,6 @@ const NS_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("DESCRIPTION", "/descript
 const SVC_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("NAME", "/name"), ("PROTOCOL", "/protocol"), ("ALIASES", "/aliases"), ("HEALTHY", "/healthy_endpoints"), ("ENDPOINTS", "/endpoints")];
 const EP_COLS: &[(&str, &str)] = &[("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("DRAINING", "/draining"), ("NODE", "/node"), ("ATTRIBUTES", "/attributes")];
 const ROUTE_COLS: &[(&str, &str)] = &[("ALIAS", "/dns_name"), ("VIP", "/vip"), ("PORT", "/port"), ("NAMESPACE", "/namespace"), ("SERVICE", "/service"), ("PROTOCOL", "/protocol"), ("HEALTHY", "/healthy_endpoints"), ("ENDPOINTS", "/endpoints"), ("LISTENING", "/listening")];
-const STATS_COLS: &[(&str, &str)] = &[
-    ("SERVICE", "/name"), ("REQUESTS", "/requests"), ("2XX", "/responses/2xx"), ("4XX", "/responses/4xx"), ("5XX", "/responses/5xx"),
-    ("CONNS", "/active_connections"), ("RETRIES", "/retries"), ("EJECTIONS", "/ejections"), ("CONNECT_FAILS", "/connect_failures"), ("P50_US", "/latency_p50_us"), ("P99_US", "/latency_p99_us"),
-];
 const MEMBER_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("STATE", "/state"), ("ADDRESS", "/address"), ("ADMIN", "/admin"), ("GENERATION", "/generation"), ("ROLE", "/role"), ("RTT_MS", "/rtt_ms")];
 const DISCOVER_COLS: &[(&str, &str)] = &[("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("ATTRIBUTES", "/attributes")];
 
@@ -142,16 +138,10 @@ fn execute(cli: &Cli) -> Result<(), String> {
         Command::Stats => {
             let v = call("GET", "/v1/stats", None)?;
             if cli.output == Format::Table {
-                // One row per service, from the object keyed by `namespace/service`.
-                let list = Value::Array(v.as_object().into_iter().flatten().map(|(k, s)| {
-                    let mut s = s.clone();
-                    s["name"] = Value::String(k.clone());
-                    s
-                }).collect());
-                (list, Shown::Table(STATS_COLS))
-            } else {
-                (v, Shown::Describe)
+                stats_tables(&v);
+                return Ok(());
             }
+            (v, Shown::Describe)
         }
         Command::Namespace(cmd) => match cmd {
             NamespaceCmd::Create { name, description } => {

@@ -81,3 +81,99 @@ pub fn rows(list: &Value, fields: &[&str]) -> Vec<Vec<String>> {
         .map(|a| a.iter().map(|item| fields.iter().map(|f| cell(item.pointer(f).unwrap_or(&Value::Null))).collect()).collect())
         .unwrap_or_default()
 }
+
+/// A duration given in µs, for people: three significant figures in µs, ms or s; '-' for none.
+pub fn duration_us(v: &Value) -> String {
+    let Some(us) = v.as_f64() else { return "-".into() };
+    let three = |x: f64, unit: &str| match x {
+        x if x < 10.0 => format!("{x:.2} {unit}"),
+        x if x < 100.0 => format!("{x:.1} {unit}"),
+        x => format!("{x:.0} {unit}"),
+    };
+    match us {
+        us if us < 1_000.0 => format!("{us:.0} µs"),
+        us if us < 1_000_000.0 => three(us / 1_000.0, "ms"),
+        us => three(us / 1_000_000.0, "s"),
+    }
+}
+
+/// How a column of a figures table turns its JSON value into a cell.
+#[derive(Clone, Copy)]
+enum Shape {
+    Plain,
+    Duration,
+}
+
+const SERVICE_FIGURES: &[(&str, &str, Shape)] = &[
+    ("SERVICE", "/name", Shape::Plain),
+    ("REQUESTS", "/requests", Shape::Plain),
+    ("2XX", "/responses/2xx", Shape::Plain),
+    ("4XX", "/responses/4xx", Shape::Plain),
+    ("5XX", "/responses/5xx", Shape::Plain),
+    ("CONNS", "/active_connections", Shape::Plain),
+    ("RETRIES", "/retries", Shape::Plain),
+    ("EJECTIONS", "/ejections", Shape::Plain),
+    ("CONNECT_FAILS", "/connect_failures", Shape::Plain),
+    ("RELAYED", "/relayed_streams", Shape::Plain),
+    ("P50", "/latency_p50_us", Shape::Duration),
+    ("P99", "/latency_p99_us", Shape::Duration),
+];
+
+const ENDPOINT_FIGURES: &[(&str, &str, Shape)] = &[
+    ("SERVICE", "/service", Shape::Plain),
+    ("ENDPOINT", "/id", Shape::Plain),
+    ("NODE", "/node", Shape::Plain),
+    ("REQUESTS", "/requests", Shape::Plain),
+    ("CONNECTIONS", "/connections", Shape::Plain),
+    ("FAILURES", "/failures", Shape::Plain),
+    ("EJECTIONS", "/ejections", Shape::Plain),
+    ("EJECTED", "/ejected", Shape::Plain),
+    ("IN_FLIGHT", "/in_flight", Shape::Plain),
+    ("RELAYED", "/relayed_streams", Shape::Plain),
+    ("P50", "/response_time_p50_us", Shape::Duration),
+    ("P99", "/response_time_p99_us", Shape::Duration),
+];
+
+fn figures_table(list: &[Value], cols: &[(&str, &str, Shape)]) {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|item| {
+            cols.iter()
+                .map(|(_, ptr, shape)| {
+                    let v = item.pointer(ptr).unwrap_or(&Value::Null);
+                    match (shape, v) {
+                        (Shape::Duration, v) => duration_us(v),
+                        (Shape::Plain, Value::Bool(b)) => if *b { "yes" } else { "no" }.into(),
+                        (Shape::Plain, Value::Null) if ptr.starts_with("/responses/") => "0".into(),
+                        (Shape::Plain, Value::String(s)) if s.is_empty() => "-".into(),
+                        (Shape::Plain, v) => cell(v),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    table(&cols.iter().map(|c| c.0).collect::<Vec<_>>(), &rows);
+}
+
+/// `weft stats` for people: one row per service, then one per endpoint (the figures this node
+/// keeps for it: as a caller, and as the host that relays other nodes' streams to it). `stats` is
+/// GET /v1/stats, an object keyed by `namespace/service`.
+pub fn stats_tables(stats: &Value) {
+    let mut services = Vec::new();
+    let mut endpoints = Vec::new();
+    for (name, s) in stats.as_object().into_iter().flatten() {
+        let mut row = s.clone();
+        row["name"] = Value::String(name.clone());
+        services.push(row);
+        for e in s["endpoints"].as_array().into_iter().flatten() {
+            let mut row = e.clone();
+            row["service"] = Value::String(name.clone());
+            endpoints.push(row);
+        }
+    }
+    figures_table(&services, SERVICE_FIGURES);
+    if !endpoints.is_empty() {
+        say("");
+        figures_table(&endpoints, ENDPOINT_FIGURES);
+    }
+}

@@ -191,6 +191,7 @@ pub fn record(route: &ServiceRoute, t: &Target, ok: bool, timing: Option<(Durati
         // Its estimate is all failures now; when it is back it gets a fair share to prove itself.
         s.load.clear();
         route.stats.ejections.fetch_add(1, Relaxed);
+        s.ejections.fetch_add(1, Relaxed);
         tracing::warn!(service = %route.label(), endpoint = %t.id, node = %t.node, times = s.ejection.times(), "endpoint ejected after consecutive failures");
     }
 }

@@ -1,52 +1,16 @@
-//! In-process figures: lock-free counters and fixed-bucket histograms per service and endpoint,
+//! In-process figures: lock-free counters and log-linear histograms per service and endpoint,
 //! named after ECS Service Connect's CloudWatch metrics so migrating users find them. The admin API
 //! reads them now; the OTLP exporter (a later milestone) reads the same numbers.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use serde::Serialize;
 
+mod histogram;
 mod live;
+pub use histogram::{BOUNDS_US, BUCKETS, Histogram, SUB_BUCKETS, Snapshot as HistogramSnapshot, bucket_of};
 pub use live::{Ejection, EjectionRule, Liveness, PeakEwma, REFUSAL_HOLD, now_us, us_at};
-
-/// Upper bounds in microseconds; the last bucket catches the rest.
-const BUCKETS_US: [u64; 14] = [250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000, u64::MAX];
-
-#[derive(Default, Debug)]
-pub struct Histogram {
-    counts: [AtomicU64; 14],
-    sum_us: AtomicU64,
-}
-
-impl Histogram {
-    pub fn record(&self, d: Duration) {
-        let us = d.as_micros().min(u64::MAX as u128) as u64;
-        let i = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(BUCKETS_US.len() - 1);
-        self.counts[i].fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us, Relaxed);
-    }
-
-    /// The bucket bound under which `q` of the samples fall (an upper estimate, as Prometheus does).
-    pub fn quantile_us(&self, q: f64) -> Option<u64> {
-        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let want = (q * total as f64).ceil() as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= want {
-                return Some(BUCKETS_US[i]);
-            }
-        }
-        None
-    }
-}
 
 /// Why a request or connection failed, for counting (and later for retry and ejection decisions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +95,11 @@ pub struct EndpointStats {
     pub requests: AtomicU64,
     pub failures: AtomicU64,
     pub connections: AtomicU64,
+    /// Times this node's outlier detection ejected it.
+    pub ejections: AtomicU64,
+    /// Streams relayed to it from other hosts (on the node that owns it): the traffic this node
+    /// carries for callers elsewhere, which its own services' figures do not see.
+    pub relayed_streams: AtomicU64,
     pub response_time: Histogram,
     /// Latency estimate and outlier record, read when choosing an endpoint.
     pub load: PeakEwma,
@@ -164,58 +133,78 @@ impl Stats {
         lock(&self.endpoints).entry((ns.into(), svc.into(), id.into())).or_default().clone()
     }
 
+    /// Every service's figures, each with its endpoints'. `node` of an endpoint is left empty:
+    /// the figures do not know where an endpoint runs, the caller fills it in from the catalog.
     pub fn report(&self) -> Vec<ServiceReport> {
         let endpoints = lock(&self.endpoints);
         lock(&self.services)
             .iter()
-            .map(|((ns, svc), s)| ServiceReport {
-                namespace: ns.clone(),
-                service: svc.clone(),
-                active_connections: s.active_connections.load(Relaxed),
-                new_connections: s.new_connections.load(Relaxed),
-                bytes_in: s.bytes_in.load(Relaxed),
-                bytes_out: s.bytes_out.load(Relaxed),
-                requests: s.requests.load(Relaxed),
-                grpc_requests: s.grpc_requests.load(Relaxed),
-                responses: ["other", "1xx", "2xx", "3xx", "4xx", "5xx"]
-                    .iter()
-                    .zip(&s.responses)
-                    .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
-                    .filter(|(_, v)| *v > 0)
-                    .collect(),
-                retries: s.retries.load(Relaxed),
-                retry_reasons: RETRY_REASONS
-                    .iter()
-                    .zip(&s.retry_reasons)
-                    .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
-                    .filter(|(_, v)| *v > 0)
-                    .collect(),
-                retry_budget_exhausted: s.retry_budget_exhausted.load(Relaxed),
-                ejections: s.ejections.load(Relaxed),
-                health_transitions: s.health_transitions.load(Relaxed),
-                no_endpoint: s.no_endpoint.load(Relaxed),
-                connect_failures: s.connect_failures.load(Relaxed),
-                timeouts: s.timeouts.load(Relaxed),
-                upstream_errors: s.upstream_errors.load(Relaxed),
-                downstream_errors: s.downstream_errors.load(Relaxed),
-                latency_p50_us: s.latency.quantile_us(0.5),
-                latency_p99_us: s.latency.quantile_us(0.99),
-                endpoints: endpoints
+            .map(|((ns, svc), s)| {
+                let endpoints: Vec<EndpointReport> = endpoints
                     .range((ns.clone(), svc.clone(), String::new())..)
                     .take_while(|((n, s2, _), _)| n == ns && s2 == svc)
-                    .map(|((_, _, id), e)| EndpointReport {
-                        id: id.clone(),
-                        requests: e.requests.load(Relaxed),
-                        connections: e.connections.load(Relaxed),
-                        failures: e.failures.load(Relaxed),
-                        in_flight: e.in_flight.load(Relaxed),
-                        ejected: e.ejection.ejected(now_us()),
-                        ewma_latency_us: e.load.estimate_us().map(|c| c.round() as u64),
-                        response_time_p50_us: e.response_time.quantile_us(0.5),
-                    })
-                    .collect(),
+                    .map(|((_, _, id), e)| endpoint_report(id, e))
+                    .collect();
+                service_report(ns, svc, s, endpoints)
             })
             .collect()
+    }
+}
+
+fn endpoint_report(id: &str, e: &EndpointStats) -> EndpointReport {
+    let rt = e.response_time.snapshot();
+    EndpointReport {
+        id: id.to_string(),
+        node: String::new(),
+        requests: e.requests.load(Relaxed),
+        connections: e.connections.load(Relaxed),
+        failures: e.failures.load(Relaxed),
+        ejections: e.ejections.load(Relaxed),
+        relayed_streams: e.relayed_streams.load(Relaxed),
+        in_flight: e.in_flight.load(Relaxed),
+        ejected: e.ejection.ejected(now_us()),
+        ewma_latency_us: e.load.estimate_us().map(|c| c.round() as u64),
+        response_time_p50_us: rt.quantile_us(0.5),
+        response_time_p99_us: rt.quantile_us(0.99),
+    }
+}
+
+fn service_report(ns: &str, svc: &str, s: &ServiceStats, endpoints: Vec<EndpointReport>) -> ServiceReport {
+    let latency = s.latency.snapshot();
+    ServiceReport {
+        namespace: ns.to_string(),
+        service: svc.to_string(),
+        active_connections: s.active_connections.load(Relaxed),
+        new_connections: s.new_connections.load(Relaxed),
+        bytes_in: s.bytes_in.load(Relaxed),
+        bytes_out: s.bytes_out.load(Relaxed),
+        requests: s.requests.load(Relaxed),
+        grpc_requests: s.grpc_requests.load(Relaxed),
+        responses: ["other", "1xx", "2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .zip(&s.responses)
+            .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
+            .filter(|(_, v)| *v > 0)
+            .collect(),
+        retries: s.retries.load(Relaxed),
+        retry_reasons: RETRY_REASONS
+            .iter()
+            .zip(&s.retry_reasons)
+            .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
+            .filter(|(_, v)| *v > 0)
+            .collect(),
+        retry_budget_exhausted: s.retry_budget_exhausted.load(Relaxed),
+        ejections: s.ejections.load(Relaxed),
+        health_transitions: s.health_transitions.load(Relaxed),
+        no_endpoint: s.no_endpoint.load(Relaxed),
+        connect_failures: s.connect_failures.load(Relaxed),
+        timeouts: s.timeouts.load(Relaxed),
+        upstream_errors: s.upstream_errors.load(Relaxed),
+        downstream_errors: s.downstream_errors.load(Relaxed),
+        latency_p50_us: latency.quantile_us(0.5),
+        latency_p99_us: latency.quantile_us(0.99),
+        relayed_streams: endpoints.iter().map(|e| e.relayed_streams).sum(),
+        endpoints,
     }
 }
 
@@ -242,34 +231,24 @@ pub struct ServiceReport {
     pub downstream_errors: u64,
     pub latency_p50_us: Option<u64>,
     pub latency_p99_us: Option<u64>,
+    /// Streams relayed to this node's endpoints of the service from other hosts.
+    pub relayed_streams: u64,
     pub endpoints: Vec<EndpointReport>,
 }
 
 #[derive(Serialize)]
 pub struct EndpointReport {
     pub id: String,
+    /// The node that runs it, from the catalog (empty when it is no longer registered).
+    pub node: String,
     pub requests: u64,
     pub connections: u64,
     pub failures: u64,
+    pub ejections: u64,
+    pub relayed_streams: u64,
     pub in_flight: u32,
     pub ejected: bool,
     pub ewma_latency_us: Option<u64>,
     pub response_time_p50_us: Option<u64>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_quantiles_are_bucket_bounds() {
-        let h = Histogram::default();
-        assert_eq!(h.quantile_us(0.5), None);
-        for _ in 0..99 {
-            h.record(Duration::from_micros(100));
-        }
-        h.record(Duration::from_millis(30));
-        assert_eq!(h.quantile_us(0.5), Some(250));
-        assert_eq!(h.quantile_us(1.0), Some(50_000));
-    }
+    pub response_time_p99_us: Option<u64>,
 }

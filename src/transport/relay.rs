@@ -214,6 +214,7 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
     let _ = tcp.set_nodelay(true);
     stats.connections.fetch_add(1, Relaxed);
     stats.liveness.alive(crate::telemetry::now_us());
+    stats.relayed_streams.fetch_add(1, Relaxed);
     if send.write_all(&[Status::Ok as u8]).await.is_err() {
         return;
     }
