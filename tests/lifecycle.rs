@@ -216,11 +216,13 @@ address = "127.0.0.1:{port}"
     assert!(took >= Duration::from_secs(5), "the listeners stayed open under load ({took:?})");
 }
 
-/// Refused connection attempts seen by a prober that connects every millisecond, with the
-/// first and last refusal (since `t0`).
+/// Refusals counted by the prober, with the first and the last (since its `t0`).
+type Refusals = (u64, Option<Duration>, Option<Duration>);
+
+/// Refused connection attempts seen by a prober that connects every millisecond.
 struct Prober {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<(u64, Option<Duration>, Option<Duration>)>>,
+    thread: Option<std::thread::JoinHandle<Refusals>>,
 }
 
 impl Prober {
@@ -243,7 +245,7 @@ impl Prober {
         Prober { stop, thread: Some(thread) }
     }
 
-    fn finish(mut self) -> (u64, Option<Duration>, Option<Duration>) {
+    fn finish(mut self) -> Refusals {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap()
     }
