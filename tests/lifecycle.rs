@@ -300,3 +300,66 @@ fn restart_under_load_refuses_only_in_the_gap() {
     assert!(last <= ready + Duration::from_millis(100), "refusals went on after the new process was ready ({last:?}, ready {ready:?})");
     assert!(r.total > r.failed * 2, "the new process serves: {}", r.summary("restart"));
 }
+
+/// A binary upgrade under 100 clients: `weft run --takeover` on the same config and data dir
+/// takes the alias listening sockets of the running process, which stops accepting, finishes
+/// its connections and exits. No request fails and no connection is refused; the hosts block
+/// stays. The backend is nginx: the new process starts with an empty upstream pool, and a
+/// Python backend's listen backlog of 5 would drop its first connections (see the restart test).
+#[test]
+fn takeover_under_load_refuses_nothing() {
+    if !require_program("takeover_under_load_refuses_nothing", "nginx") {
+        return;
+    }
+    let tmp = TempDir::new("takeover");
+    let port = free_port();
+    let conf = format!(
+        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir};\n\
+         server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"backend=nginx\\n\"; }} }}\n}}\n",
+        dir = tmp.path().display()
+    );
+    std::fs::write(tmp.join("nginx.conf"), conf).unwrap();
+    let _nginx = Bg::spawn("nginx", Command::new("nginx").args(["-c", &tmp.join("nginx.conf").display().to_string(), "-p", &tmp.path().display().to_string()]), Some(tmp.join("nginx.out")));
+    wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(10));
+    let hosts = tmp.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let mut opts = WeftOpts::new(63).extra(&service("web", "web.takeover", 8080, port, ""));
+    opts.node_extra = "drain_timeout_s = 4".into();
+    opts.hosts_file = Some(hosts.display().to_string());
+    let mut w = Weft::start(opts);
+    let vip = w.vip("web.takeover", 8080);
+    wait_for("web.takeover serving", Duration::from_secs(10), || http(&vip, 8080, "GET", "/", None).ok().filter(|r| r.status == 200));
+
+    let spec = Spec::new(&[&format!("{vip}:8080")]).workers(100).rate(1000.0).duration(Duration::from_secs(8)).timeout(Duration::from_secs(5));
+    let load = Load::start(spec);
+    load.sleep_until(Duration::from_secs(2));
+    let t0 = Instant::now();
+    let prober = Prober::start(format!("{vip}:8080").parse().unwrap(), t0);
+    let mut c = Command::new(WEFT);
+    c.arg("run").arg("-c").arg(&w.config).arg("--takeover").env_remove("WEFT_ADMIN").env("WEFT_LOG", "info");
+    let log = w.dir.join("takeover.log");
+    let mut new = Bg::spawn("weft --takeover", &mut c, Some(log.clone()));
+    let ok = wait_until(Duration::from_secs(15), Duration::from_millis(5), || w.try_exit().is_some());
+    assert!(ok, "the old process did not exit within 15 s of the takeover; log:\n{}\n--- new ---\n{}", w.log(), new.log_text());
+    let exited = t0.elapsed();
+    let st = w.try_exit().unwrap();
+    assert!(st.success(), "the old process exited with {st}; log:\n{}", w.log());
+    assert!(w.log().contains("handed its listeners"), "old log:\n{}", w.log());
+    let ready = wait_for("the new process ready", Duration::from_secs(10), || {
+        (new.log_text().contains("weft ready") && w.get("/v1/status").is_ok_and(|r| r.status == 200)).then(|| t0.elapsed())
+    });
+    let (refused, _, _) = prober.finish();
+    let r = load.join();
+    r.print("takeover under load");
+    eprintln!("timeline: {}\ntakeover: old process exited {exited:?} after the new one started, new one ready {ready:?} after; refused probes: {refused}", r.timeline_line());
+    assert!(new.alive(), "the new process died; log:\n{}", new.log_text());
+    assert_eq!(refused, 0, "connections refused during the takeover; new log:\n{}", new.log_text());
+    assert_eq!(r.failed, 0, "requests failed during the takeover: {}", r.summary("takeover"));
+    assert!(r.total > 5000, "{}", r.summary("takeover"));
+    let block = std::fs::read_to_string(&hosts).unwrap();
+    assert!(block.contains("web.takeover"), "the hosts block must stay across a takeover:\n{block}");
+    let r = http(&vip, 8080, "GET", "/after", None).expect("the new process serves");
+    assert_eq!(r.status, 200);
+    new.kill();
+}

@@ -113,6 +113,11 @@ pub struct RunArgs {
     /// Run without the DNS responder (overrides [dns] enabled).
     #[arg(long = "no-dns")]
     pub no_dns: bool,
+    /// Replace the weft running with the same data dir without refusing a connection: take
+    /// over its alias listening sockets (a binary upgrade; the old process finishes its open
+    /// connections and exits).
+    #[arg(long)]
+    pub takeover: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -413,7 +418,7 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::node::run(config, reload)) {
+    match runtime.block_on(crate::node::run(config, crate::node::Launch { reload, takeover: args.takeover })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ crate::node::NodeError::Config(_)) => {
             eprintln!("error: {e}");

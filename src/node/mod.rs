@@ -2,12 +2,13 @@
 //! mesh transport, admin API, DNS and alias listeners, and runs until SIGTERM/SIGINT (SIGHUP
 //! reloads the config). Mode changes the wiring, never the code of a subsystem.
 
+mod handover;
 mod mesh;
 mod reload;
 
 pub use reload::ConfigLoader;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,6 +93,8 @@ pub enum NodeError {
     Transport(#[from] crate::transport::TransportError),
     #[error("[gossip] {0}")]
     Gossip(String),
+    #[error("{0}")]
+    Handover(String),
 }
 
 /// Writes what the config declares through the same path as the API, and retires records that a
@@ -251,13 +254,57 @@ fn role_of(mode: Mode) -> Role {
     }
 }
 
-/// Runs a node until SIGTERM or SIGINT. `reload` reads the configuration again on SIGHUP
-/// (`None`: started without a file, so a SIGHUP changes nothing).
-pub async fn run(config: Config, reload: Option<ConfigLoader>) -> Result<(), NodeError> {
+/// How `weft run` starts a node besides its configuration.
+#[derive(Default)]
+pub struct Launch {
+    /// Reads the configuration again on SIGHUP (`None`: started without a file, so a SIGHUP
+    /// changes nothing).
+    pub reload: Option<ConfigLoader>,
+    /// Take the listening sockets and the store of the weft running on the same data dir
+    /// (`weft run --takeover`, see `handover`).
+    pub takeover: bool,
+}
+
+/// Opens the store; after a takeover the old process may take a moment to let go of it.
+async fn open_store(data_dir: &std::path::Path, takeover: bool) -> Result<Store, NodeError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(if takeover { 5 } else { 0 });
+    loop {
+        match Store::open(data_dir) {
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "store not free yet");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Runs a node until SIGTERM or SIGINT (SIGHUP reloads the configuration), or until a new
+/// process takes it over.
+pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     // First, so a signal during startup is not fatal: SIGHUP's default action kills the process.
     let mut signals = Signals::new().map_err(NodeError::Signals)?;
     let data_dir: PathBuf = config.node.data_dir();
-    let store = Store::open(&data_dir)?;
+    let mut inherited = HashMap::new();
+    // In a mesh the QUIC port is held by every upstream connection to another host; it cannot
+    // be handed over yet, and the new process could not bind it.
+    let single_host = config.tls_files().is_none();
+    if launch.takeover && !single_host {
+        return Err(NodeError::Handover("--takeover works for single-host nodes (no [tls]) for now: a mesh node's QUIC port cannot be handed over yet; restart it instead".into()));
+    }
+    if launch.takeover {
+        let dir = data_dir.clone();
+        inherited = tokio::task::spawn_blocking(move || handover::take_over(&dir)).await.map_err(|e| NodeError::Handover(e.to_string()))?.map_err(NodeError::Handover)?;
+        tracing::info!(listeners = inherited.len(), "took over the listening sockets of the running process");
+    }
+    let store = open_store(&data_dir, launch.takeover).await?;
+    let mut handovers = if single_host {
+        handover::listen(&data_dir)
+            .inspect_err(|e| tracing::warn!(error = %e, "no handover socket in the data dir; `weft run --takeover` cannot replace this process"))
+            .ok()
+    } else {
+        None
+    };
     let vip_range = VipRange::parse(&config.dns.vip_cidr)
         .map_err(|e| CatalogError::Invalid { field: "dns.vip_cidr".into(), message: e })?;
     let catalog = Arc::new(Catalog::open(store, &config.node.name, vip_range)?);
@@ -272,6 +319,7 @@ pub async fn run(config: Config, reload: Option<ConfigLoader>) -> Result<(), Nod
     let stats = Arc::new(Stats::default());
     let table = Arc::new(ArcSwap::from_pointee(Default::default()));
     let listener_errors = Arc::new(Mutex::new(Default::default()));
+    let listener_fds: crate::proxy::ListenerFds = Default::default();
     let names: NameTable = Arc::new(ArcSwap::from_pointee(Default::default()));
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -332,7 +380,7 @@ pub async fn run(config: Config, reload: Option<ConfigLoader>) -> Result<(), Nod
         tasks.spawn(mesh::run(parts));
     }
     let (clients_tx, clients_rx) = watch::channel(reload::clients_of(&config));
-    let mut reloader = reload::Reloader::new(reload, config.clone(), clients_tx);
+    let mut reloader = reload::Reloader::new(launch.reload, config.clone(), clients_tx);
     if !pending.is_empty() {
         reloader.track_pending(tasks.spawn(register_pending(catalog.clone(), pending, shutdown.clone())));
     }
@@ -353,6 +401,8 @@ pub async fn run(config: Config, reload: Option<ConfigLoader>) -> Result<(), Nod
             names: names.clone(),
             hosts: hosts_file.clone().map(HostsBlock::new),
             errors: listener_errors.clone(),
+            fds: listener_fds.clone(),
+            inherited: std::mem::take(&mut inherited),
             drain: drain_rx,
             mesh: mesh.as_ref().map(|m| m.transport.clone()),
             me: config.node.name.clone(),
@@ -402,10 +452,38 @@ pub async fn run(config: Config, reload: Option<ConfigLoader>) -> Result<(), Nod
         data_dir.display()
     );
 
-    while signals.next().await == Signal::Reload {
-        reloader.reload(&catalog, &mut tasks, &shutdown).await;
-    }
+    let handed = loop {
+        tokio::select! {
+            s = signals.next() => match s {
+                Signal::Reload => reloader.reload(&catalog, &mut tasks, &shutdown).await,
+                Signal::Stop => break None,
+            },
+            Some(req) = handover::next_request(&mut handovers) => {
+                if let Some(conn) = handover::offer(req, &listener_fds).await {
+                    break Some(conn);
+                }
+            }
+        }
+    };
     let drain_timeout = Duration::from_secs(reloader.current.node.drain_timeout_s);
+    if let Some(conn) = handed {
+        // The new process accepts on the same sockets from now on; this one finishes its open
+        // connections, and its endpoints stay in service: the new process serves them.
+        drain_tx.send_replace(Some(DrainPlan::handed_over(drain_timeout)));
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        drop(mesh);
+        // The store closes with the last catalog handle; the new process waits for it.
+        if let Err(c) = Arc::try_unwrap(catalog) {
+            tracing::warn!(handles = Arc::strong_count(&c), "the store is still held; the new process waits for it");
+        }
+        handover::release(conn).await;
+        if let Some(p) = proxy_task {
+            let _ = tokio::time::timeout(drain_timeout + Duration::from_secs(2), p).await;
+        }
+        let _ = writeln!(std::io::stderr(), "weft handed its listeners to a new process; stopped");
+        return Ok(());
+    }
     drain(&catalog, mesh.as_ref(), &drain_tx, proxy_task, drain_timeout, &mut signals).await;
     tracing::info!("shutting down");
     shutdown.cancel();

@@ -24,13 +24,16 @@ pub struct DrainPlan {
     pub close_by: Instant,
     /// Connections still open then are left behind: the node stops.
     pub deadline: Instant,
+    /// Another process took the listening sockets (`weft run --takeover`): this one stops
+    /// accepting at once and leaves the hosts block to it.
+    pub handed_over: bool,
 }
 
 impl DrainPlan {
     /// A drain that ends at once.
     pub fn now() -> DrainPlan {
         let now = Instant::now();
-        DrainPlan { hold_until: now, close_by: now, deadline: now }
+        DrainPlan { hold_until: now, close_by: now, deadline: now, handed_over: false }
     }
 
     /// The drain window: listeners accept for up to three quarters of `timeout`, keeping the last
@@ -38,7 +41,14 @@ impl DrainPlan {
     pub fn new(timeout: Duration, hold: Duration) -> DrainPlan {
         let now = Instant::now();
         let hold = hold.min(timeout);
-        DrainPlan { hold_until: now + hold, close_by: now + (timeout * 3 / 4).max(hold), deadline: now + timeout }
+        DrainPlan { hold_until: now + hold, close_by: now + (timeout * 3 / 4).max(hold), deadline: now + timeout, handed_over: false }
+    }
+
+    /// After a handover: stop accepting now (the new process accepts on the same sockets), and
+    /// let open connections finish within `timeout`.
+    pub fn handed_over(timeout: Duration) -> DrainPlan {
+        let now = Instant::now();
+        DrainPlan { hold_until: now, close_by: now, deadline: now + timeout, handed_over: true }
     }
 }
 
@@ -58,11 +68,11 @@ pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
 pub const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Serves a connection accepted during the drain. Its stop token fires `DRAIN_IDLE` after it was
-/// accepted, or at the end of the window, whichever comes first. A token that had already fired
-/// would close it before its first request: the connections accepted earlier share one token,
-/// and that token fires `DRAIN_IDLE` after the drain begins.
-pub(super) async fn serve_late(s: TcpStream, kind: Listener, window_end: CancellationToken) {
-    let token = window_end.child_token();
+/// accepted. The connections accepted earlier share one token, which fires `DRAIN_IDLE` after
+/// the drain begins; a token that had already fired would close this one before its first
+/// request.
+pub(super) async fn serve_late(s: TcpStream, kind: Listener) {
+    let token = CancellationToken::new();
     // Boxed: the three kinds differ, and this runs only for connections made during a drain.
     let mut conn: Pin<Box<dyn Future<Output = ()> + Send>> = match kind {
         Listener::Http1(l) => Box::pin(h1::serve(s, l, token.clone())),

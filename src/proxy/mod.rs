@@ -82,6 +82,10 @@ struct Running {
 /// Listener state for the admin API: bound, or why not.
 pub type ListenerErrors = Arc<Mutex<BTreeMap<SocketAddr, String>>>;
 
+/// A duplicate of every alias listening socket, for handing them to a new process
+/// (`weft run --takeover`).
+pub type ListenerFds = Arc<Mutex<BTreeMap<SocketAddr, std::os::fd::OwnedFd>>>;
+
 pub struct Proxy {
     shared: Arc<Shared>,
     stats: Arc<Stats>,
@@ -91,6 +95,9 @@ pub struct Proxy {
     names: NameTable,
     hosts: Option<HostsBlock>,
     errors: ListenerErrors,
+    fds: ListenerFds,
+    /// Listening sockets a previous process handed over, used instead of binding anew.
+    inherited: HashMap<SocketAddr, std::net::TcpListener>,
     /// The accept loops (and the timer of a drain).
     tracker: TaskTracker,
     /// The client connections: the drain window ends early once there are none.
@@ -99,7 +106,7 @@ pub struct Proxy {
     drain: watch::Receiver<Option<DrainPlan>>,
     /// The stop token of connections accepted before the drain: it fires `DRAIN_IDLE` into it.
     early_stop: CancellationToken,
-    /// Fires when the drain window ends: the accept loops stop and every connection winds down.
+    /// Fires when the drain window ends: the accept loops stop.
     window_end: CancellationToken,
     me: String,
     peers: watch::Receiver<Peers>,
@@ -126,6 +133,9 @@ pub struct ProxyParts {
     pub names: NameTable,
     pub hosts: Option<HostsBlock>,
     pub errors: ListenerErrors,
+    pub fds: ListenerFds,
+    /// Listening sockets handed over by the process this one replaces.
+    pub inherited: HashMap<SocketAddr, std::net::TcpListener>,
     /// Set by the node when it begins to drain.
     pub drain: watch::Receiver<Option<DrainPlan>>,
     /// The mesh transport, when this node is part of a multi-host mesh.
@@ -149,6 +159,8 @@ impl Proxy {
             names: p.names,
             hosts: p.hosts,
             errors: p.errors,
+            fds: p.fds,
+            inherited: p.inherited,
             tracker: TaskTracker::new(),
             conns: TaskTracker::new(),
             drain: p.drain,
@@ -166,10 +178,12 @@ impl Proxy {
         let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients, &self.me, &peers));
         self.shared.table.store(table.clone());
         // Stop listeners whose alias went away or changed protocol (their connections finish).
+        let fds = self.fds.clone();
         self.running.retain(|addr, r| {
             let keep = table.listeners.get(addr).is_some_and(|s| s.protocol == r.spec.protocol);
             if !keep {
                 r.stop.cancel();
+                lock(&fds).remove(addr);
             }
             keep
         });
@@ -181,7 +195,11 @@ impl Proxy {
                 r.spec = spec.clone();
                 continue;
             }
-            match tokio::net::TcpListener::bind(addr).await {
+            let bound = match self.inherited.remove(addr) {
+                Some(l) => tokio::net::TcpListener::from_std(l),
+                None => tokio::net::TcpListener::bind(addr).await,
+            };
+            match bound {
                 Ok(l) => self.start(l, *addr, spec.clone(), route.clone()),
                 Err(e) => {
                     tracing::error!(%addr, alias = %spec.dns_name, error = %e, "cannot bind alias listener");
@@ -190,6 +208,10 @@ impl Proxy {
             }
         }
         *self.errors.lock().unwrap_or_else(|p| p.into_inner()) = errors;
+        // Sockets handed over for aliases this configuration no longer has.
+        for (addr, _) in self.inherited.drain() {
+            tracing::info!(%addr, "closing a listening socket handed over for an alias that is gone");
+        }
         self.names.store(Arc::new(table.names.clone()));
         if let Some(hosts) = self.hosts.clone() {
             // The write fsyncs; keep it off the runtime's worker threads. Awaiting it keeps
@@ -204,6 +226,13 @@ impl Proxy {
     }
 
     fn start(&mut self, listener: tokio::net::TcpListener, addr: SocketAddr, spec: ListenerSpec, route: Arc<ServiceRoute>) {
+        use std::os::fd::AsFd;
+        match listener.as_fd().try_clone_to_owned() {
+            Ok(fd) => {
+                lock(&self.fds).insert(addr, fd);
+            }
+            Err(e) => tracing::warn!(%addr, error = %e, "cannot keep a handle of the listening socket; a takeover will bind it anew"),
+        }
         tracing::info!(%addr, alias = %spec.dns_name, protocol = %spec.protocol, service = %route.label(), "listening");
         let slot = Arc::new(ArcSwap::new(route));
         let http = || Arc::new(HttpListener { slot: slot.clone(), shared: self.shared.clone() });
@@ -233,7 +262,7 @@ impl Proxy {
                 };
                 if shared.stopping() {
                     shared.accepted_late.fetch_add(1, Relaxed);
-                    conns.spawn(drain::serve_late(s, kind.clone(), window_end.clone()));
+                    conns.spawn(drain::serve_late(s, kind.clone()));
                     continue;
                 }
                 match &kind {
@@ -317,8 +346,11 @@ impl Proxy {
     /// The end of the drain window: listeners close, connections finish until the deadline, then
     /// the hosts block goes.
     async fn close(mut self, mut plan: DrainPlan) {
+        let handed_over = plan.handed_over;
+        // The accept loops stop. The connections' own stop tokens keep their timers: cutting an
+        // idle connection now would cut the request its client may be sending (99 of them when
+        // a takeover did so under 100 clients).
         self.window_end.cancel();
-        self.early_stop.cancel();
         for r in self.running.values() {
             r.stop.cancel();
         }
@@ -341,7 +373,9 @@ impl Proxy {
                 },
             }
         }
-        if let Some(hosts) = self.hosts.clone() {
+        lock(&self.fds).clear();
+        // After a handover the new process keeps the block up to date.
+        if let Some(hosts) = self.hosts.clone().filter(|_| !handed_over) {
             match tokio::task::spawn_blocking(move || hosts.remove()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the managed block from the hosts file"),
@@ -349,6 +383,10 @@ impl Proxy {
             }
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Resolves when the drain window is over: at `close_by`, or earlier, once `hold_until` has
