@@ -120,7 +120,7 @@ pub(super) fn take_over(data_dir: &Path) -> Result<HashMap<SocketAddr, std::net:
     let fail = |what: &str, e: std::io::Error| format!("--takeover: {what} {}: {e}", path.display());
     let conn = seqpacket().map_err(|e| fail("cannot make a socket for", e))?;
     let addr = SocketAddrUnix::new(&path).map_err(|e| fail("bad socket path", e.into()))?;
-    rustix::net::connect(&conn, &addr).map_err(|e| fail("no weft runs with this data dir (nothing answers at", e.into()))?;
+    rustix::net::connect(&conn, &addr).map_err(|e| fail("no weft runs with this data dir: nothing answers at", e.into()))?;
     rustix::net::send(&conn, REQUEST, SendFlags::empty()).map_err(|e| fail("cannot ask", e.into()))?;
     let mut out = HashMap::new();
     loop {
