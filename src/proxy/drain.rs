@@ -85,3 +85,20 @@ pub(super) async fn serve_late(s: TcpStream, kind: Listener) {
     }
     conn.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_three_quarters_of_the_timeout_and_at_least_the_hold() {
+        let p = DrainPlan::new(Duration::from_secs(20), Duration::from_secs(1));
+        assert_eq!(p.close_by - p.hold_until, Duration::from_secs(14));
+        assert_eq!(p.deadline - p.close_by, Duration::from_secs(5));
+        // A drain shorter than the hold: the hold is cut to it, and so is the window.
+        let p = DrainPlan::new(Duration::from_millis(500), Duration::from_secs(1));
+        assert_eq!(p.hold_until, p.deadline);
+        assert_eq!(p.close_by, p.deadline);
+        assert!(!p.handed_over && DrainPlan::handed_over(Duration::from_secs(4)).handed_over);
+    }
+}
