@@ -99,7 +99,7 @@ pub enum CaCmd {
     },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// registry, proxy or combined (overrides [node] mode).
     #[arg(long, value_enum)]
@@ -116,6 +116,11 @@ pub struct RunArgs {
     /// Run without the DNS responder (overrides [dns] enabled).
     #[arg(long = "no-dns")]
     pub no_dns: bool,
+    /// Replace the weft running with the same data dir without refusing a connection: take
+    /// over its alias listening sockets (a binary upgrade; the old process finishes its open
+    /// connections and exits).
+    #[arg(long)]
+    pub takeover: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -382,26 +387,42 @@ fn load_or_exit(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     })
 }
 
+impl RunArgs {
+    /// The command line's settings win over the files', at startup and on every reload.
+    fn apply(&self, config: &mut Config) {
+        if let Some(m) = self.mode {
+            config.node.mode = m;
+        }
+        if let Some(d) = &self.data_dir {
+            config.node.data_dir = Some(d.clone());
+        }
+        if let Some(a) = self.listen_admin {
+            config.admin.listen = a;
+        }
+        if let Some(a) = self.listen_dns {
+            config.dns.listen = a;
+        }
+        if self.no_dns {
+            config.dns.enabled = false;
+        }
+    }
+}
+
 fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     let mut config = match load_or_exit(cli.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(m) = args.mode {
-        config.node.mode = m;
-    }
-    if let Some(d) = &args.data_dir {
-        config.node.data_dir = Some(d.clone());
-    }
-    if let Some(a) = args.listen_admin {
-        config.admin.listen = a;
-    }
-    if let Some(a) = args.listen_dns {
-        config.dns.listen = a;
-    }
-    if args.no_dns {
-        config.dns.enabled = false;
-    }
+    args.apply(&mut config);
+    // SIGHUP reads the same files again, with the same flags.
+    let reload: Option<crate::node::ConfigLoader> = cli.config.clone().map(|path| {
+        let overrides = args.clone();
+        std::sync::Arc::new(move || {
+            let mut c = config::load(&path)?;
+            overrides.apply(&mut c);
+            Ok(c)
+        }) as crate::node::ConfigLoader
+    });
     init_logging();
     // On a single CPU (a container limit, `taskset`, a small VM) the work-stealing scheduler only
     // adds hand-offs and atomics; one thread runs everything with less per-request CPU
@@ -415,7 +436,7 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::node::run(config)) {
+    match runtime.block_on(crate::node::run(config, crate::node::Launch { reload, takeover: args.takeover })) {
         Ok(()) => ExitCode::SUCCESS,
         // The same problems `weft validate` reports with EX_CONFIG.
         Err(e @ (crate::node::NodeError::Config(_) | crate::node::NodeError::Transport(crate::transport::TransportError::Tls(_)))) => {

@@ -1,10 +1,15 @@
 //! The composition root: opens the store, restores the catalog, applies the config, binds the
-//! mesh transport, admin API, DNS and alias listeners, and runs until SIGTERM/SIGINT. Mode
-//! changes the wiring, never the code of a subsystem.
+//! mesh transport, admin API, DNS and alias listeners, and runs until SIGTERM/SIGINT (SIGHUP
+//! reloads the config). Mode changes the wiring, never the code of a subsystem.
 
+mod handover;
 mod mesh;
+mod reload;
 
-use std::collections::HashSet;
+pub use reload::ConfigLoader;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,7 +27,7 @@ use crate::gossip::{Core, GossipConfig, MemberState, MemberView, NodeId, Role};
 use crate::proxy::Peers;
 use crate::transport::{LocalEndpoints, RelayRequest, Transport};
 use crate::policy::Builtin;
-use crate::proxy::{Proxy, ProxyParts};
+use crate::proxy::{DrainPlan, Proxy, ProxyParts};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Stats;
 
@@ -88,6 +93,8 @@ pub enum NodeError {
     Transport(#[from] crate::transport::TransportError),
     #[error("[gossip] {0}")]
     Gossip(String),
+    #[error("{0}")]
+    Handover(String),
 }
 
 /// The addresses of the config's endpoints, in order, host names resolved (on the blocking pool);
@@ -142,7 +149,14 @@ fn apply_config(catalog: &Catalog, config: &Config, addresses: &[SocketAddr]) ->
         }
     }
     for (e, address) in config.endpoints.iter().zip(addresses) {
-        put(&e.at, Body::Endpoint(e.value.to_endpoint(&config.node, *address)));
+        let mut ep = e.value.to_endpoint(&config.node, *address);
+        // Draining is not a config setting: an operator's drain survives a reload (and a
+        // restart; the drain of a shutdown is undone by `undrain_after_restart`).
+        let key = Key::Endpoint(ep.namespace.clone(), ep.service.clone(), ep.id.clone());
+        if let Some(crate::catalog::Record { body: Some(Body::Endpoint(old)), .. }) = catalog.record(&key) {
+            ep.draining = old.draining;
+        }
+        put(&e.at, Body::Endpoint(ep));
     }
     if !problems.is_empty() {
         return Err(NodeError::Config(problems));
@@ -290,9 +304,57 @@ fn role_of(mode: Mode) -> Role {
     }
 }
 
-pub async fn run(config: Config) -> Result<(), NodeError> {
+/// How `weft run` starts a node besides its configuration.
+#[derive(Default)]
+pub struct Launch {
+    /// Reads the configuration again on SIGHUP (`None`: started without a file, so a SIGHUP
+    /// changes nothing).
+    pub reload: Option<ConfigLoader>,
+    /// Take the listening sockets and the store of the weft running on the same data dir
+    /// (`weft run --takeover`, see `handover`).
+    pub takeover: bool,
+}
+
+/// Opens the store; after a takeover the old process may take a moment to let go of it.
+async fn open_store(data_dir: &std::path::Path, takeover: bool) -> Result<Store, NodeError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(if takeover { 5 } else { 0 });
+    loop {
+        match Store::open(data_dir) {
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "store not free yet");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Runs a node until SIGTERM or SIGINT (SIGHUP reloads the configuration), or until a new
+/// process takes it over.
+pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
+    // First, so a signal during startup is not fatal: SIGHUP's default action kills the process.
+    let mut signals = Signals::new().map_err(NodeError::Signals)?;
     let data_dir: PathBuf = config.node.data_dir();
-    let store = Store::open(&data_dir)?;
+    let mut inherited = HashMap::new();
+    // In a mesh the QUIC port is held by every upstream connection to another host; it cannot
+    // be handed over yet, and the new process could not bind it.
+    let single_host = config.tls_files().is_none();
+    if launch.takeover && !single_host {
+        return Err(NodeError::Handover("--takeover works for single-host nodes (no [tls]) for now: a mesh node's QUIC port cannot be handed over yet; restart it instead".into()));
+    }
+    if launch.takeover {
+        let dir = data_dir.clone();
+        inherited = tokio::task::spawn_blocking(move || handover::take_over(&dir)).await.map_err(|e| NodeError::Handover(e.to_string()))?.map_err(NodeError::Handover)?;
+        tracing::info!(listeners = inherited.len(), "took over the listening sockets of the running process");
+    }
+    let store = open_store(&data_dir, launch.takeover).await?;
+    let mut handovers = if single_host {
+        handover::listen(&data_dir)
+            .inspect_err(|e| tracing::warn!(error = %e, "no handover socket in the data dir; `weft run --takeover` cannot replace this process"))
+            .ok()
+    } else {
+        None
+    };
     let vip_range = VipRange::parse(&config.dns.vip_cidr)
         .map_err(|e| CatalogError::Invalid { field: "dns.vip_cidr".into(), message: e })?;
     let catalog = Arc::new(Catalog::open(store, &config.node.name, vip_range)?);
@@ -309,6 +371,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let stats = Arc::new(Stats::default());
     let table = Arc::new(ArcSwap::from_pointee(Default::default()));
     let listener_errors = Arc::new(Mutex::new(Default::default()));
+    let listener_fds: crate::proxy::ListenerFds = Default::default();
     let names: NameTable = Arc::new(ArcSwap::from_pointee(Default::default()));
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -372,29 +435,31 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         mesh::publish_initial(&parts);
         tasks.spawn(mesh::run(parts));
     }
+    let (clients_tx, clients_rx) = watch::channel(reload::clients_of(&config));
+    let mut reloader = reload::Reloader::new(launch.reload, config.clone(), clients_tx);
     if !pending.is_empty() {
-        tasks.spawn(register_pending(catalog.clone(), pending, shutdown.clone()));
+        reloader.track_pending(tasks.spawn(register_pending(catalog.clone(), pending, shutdown.clone())));
     }
 
     tasks.spawn(crate::health::run(catalog.clone(), stats.clone(), shutdown.clone()));
 
-    // The data plane stops on its own token: on SIGTERM it drains before the rest shuts down.
-    let draining = CancellationToken::new();
-    let drain_timeout = Duration::from_secs(config.node.drain_timeout_s);
+    // The data plane stops on its own: on SIGTERM it drains before the rest shuts down.
+    let (drain_tx, drain_rx) = watch::channel(None);
     let mut proxy_task = None;
     let hosts_file = config.dns.hosts_file.clone().filter(|_| mode.runs_proxy());
     if mode.runs_proxy() {
-        let clients: HashSet<String> = config.clients.iter().map(|c| c.value.namespace.clone()).collect();
         let mut proxy = Proxy::new(ProxyParts {
             policy: Arc::new(Builtin),
             stats: stats.clone(),
             table: table.clone(),
             zone: config.node.zone.clone(),
-            clients,
+            clients: clients_rx,
             names: names.clone(),
             hosts: hosts_file.clone().map(HostsBlock::new),
             errors: listener_errors.clone(),
-            shutdown: draining.clone(),
+            fds: listener_fds.clone(),
+            inherited: std::mem::take(&mut inherited),
+            drain: drain_rx,
             mesh: mesh.as_ref().map(|m| m.transport.clone()),
             me: config.node.name.clone(),
             peers,
@@ -402,7 +467,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         let rx = catalog.subscribe();
         // Listeners are bound before the node reports ready.
         proxy.apply(&catalog.snapshot()).await;
-        proxy_task = Some(tokio::spawn(proxy.run(rx, drain_timeout)));
+        proxy_task = Some(tokio::spawn(proxy.run(rx)));
     }
 
     let info = NodeInfo {
@@ -443,51 +508,99 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         data_dir.display()
     );
 
-    let mut signals = Signals::new().map_err(NodeError::Signals)?;
-    signals.next().await;
-    drain(&catalog, mesh.as_ref(), draining, proxy_task, drain_timeout, &mut signals).await;
+    let handed = loop {
+        tokio::select! {
+            s = signals.next() => match s {
+                Signal::Reload => reloader.reload(&catalog, &mut tasks, &shutdown).await,
+                Signal::Stop => break None,
+            },
+            Some(req) = handover::next_request(&mut handovers) => {
+                if let Some(conn) = handover::offer(req, &listener_fds).await {
+                    break Some(conn);
+                }
+            }
+        }
+    };
+    let drain_timeout = Duration::from_secs(reloader.current.node.drain_timeout_s);
+    if let Some(conn) = handed {
+        // The new process accepts on the same sockets from now on; this one finishes its open
+        // connections, and its endpoints stay in service: the new process serves them.
+        drain_tx.send_replace(Some(DrainPlan::handed_over(drain_timeout)));
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        drop(mesh);
+        // The store closes with the last catalog handle; the new process waits for it.
+        if let Err(c) = Arc::try_unwrap(catalog) {
+            tracing::warn!(handles = Arc::strong_count(&c), "the store is still held; the new process waits for it");
+        }
+        handover::release(conn).await;
+        if let Some(p) = proxy_task {
+            let _ = tokio::time::timeout(drain_timeout + Duration::from_secs(2), p).await;
+        }
+        let _ = writeln!(std::io::stderr(), "weft handed its listeners to a new process; stopped");
+        return Ok(());
+    }
+    drain(&catalog, mesh.as_ref(), &drain_tx, proxy_task, drain_timeout, &mut signals).await;
     tracing::info!("shutting down");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     drop(mesh);
     // Dropping the last catalog handle closes the store cleanly.
     drop(catalog);
-    eprintln!("weft stopped");
+    // Not eprintln!, which panics when stderr is gone (the terminal of `weft run &` closed).
+    let _ = writeln!(std::io::stderr(), "weft stopped");
     Ok(())
 }
 
-/// SIGTERM and SIGINT; a second one cuts a drain short.
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// SIGTERM and SIGINT stop (a second one cuts a drain short); SIGHUP reloads the config.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn new() -> std::io::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())?, hup: signal(SignalKind::hangup())? })
     }
 
-    async fn next(&mut self) {
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
+
+    /// The next stop signal; a SIGHUP meanwhile is noted and ignored.
+    async fn stop(&mut self) {
+        while self.next().await == Signal::Reload {
+            tracing::warn!("SIGHUP ignored: the node is stopping");
         }
     }
 }
 
-/// The graceful part of a shutdown: endpoints marked draining (peers stop choosing them), a
-/// moment for that to reach every peer, then listeners close while requests in flight, open
-/// connections and streams relayed from other nodes finish, for up to `timeout` in all.
-async fn drain(catalog: &Catalog, mesh: Option<&Mesh>, draining: CancellationToken, mut proxy: Option<tokio::task::JoinHandle<()>>, timeout: Duration, signals: &mut Signals) {
+/// The graceful part of a shutdown. The endpoints are marked draining, so peers stop choosing
+/// them. The proxy keeps its listeners open through the drain window (`DrainPlan`): at least a
+/// moment for the drain to reach every peer, and at most three quarters of `timeout`, but only
+/// while client connections are open. Requests in flight, open connections and streams that
+/// other nodes relayed here then finish, within `timeout` in all.
+async fn drain(catalog: &Catalog, mesh: Option<&Mesh>, plan: &watch::Sender<Option<DrainPlan>>, mut proxy: Option<tokio::task::JoinHandle<()>>, timeout: Duration, signals: &mut Signals) {
     let deadline = tokio::time::Instant::now() + timeout;
     let n = drain_own_endpoints(catalog);
+    let hold = if mesh.is_some() && n > 0 { DRAIN_PROPAGATION } else { Duration::ZERO };
+    plan.send_replace(Some(DrainPlan::new(timeout, hold)));
     tracing::info!(endpoints = n, timeout_s = timeout.as_secs(), "draining: endpoints marked, finishing work in flight");
     let work = async {
-        if mesh.is_some() && n > 0 {
-            tokio::time::sleep(DRAIN_PROPAGATION.min(timeout)).await;
-        }
-        draining.cancel();
         if let Some(p) = proxy.as_mut() {
             let _ = p.await;
         }
@@ -500,10 +613,11 @@ async fn drain(catalog: &Catalog, mesh: Option<&Mesh>, draining: CancellationTok
     tokio::select! {
         _ = work => tracing::info!("drained"),
         _ = tokio::time::sleep_until(deadline) => tracing::warn!("drain timeout reached; closing what is still open"),
-        _ = signals.next() => tracing::warn!("second signal: not waiting for the drain"),
+        _ = signals.stop() => tracing::warn!("second signal: not waiting for the drain"),
     }
-    // The proxy's own wait ends at the same deadline; it then removes the hosts file block.
-    draining.cancel();
+    // The proxy's own wait ends at the same deadline (now, after a second signal); it then
+    // removes the hosts file block.
+    plan.send_replace(Some(DrainPlan::now()));
     if let Some(p) = proxy.filter(|p| !p.is_finished()) {
         let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
     }

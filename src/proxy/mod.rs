@@ -5,6 +5,7 @@ mod attempt;
 mod body;
 mod budget;
 mod conn;
+mod drain;
 pub mod error;
 mod goaway;
 mod h1;
@@ -17,7 +18,7 @@ mod tcp;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use drain::{DRAIN_IDLE, DRAIN_QUIET, DrainPlan};
 pub use error::{ProxyError, Side};
 pub use table::{ListenerSpec, Peer, PeerState, Peers, RoutingTable, ServiceRoute};
 
@@ -47,6 +49,8 @@ pub struct Shared {
     /// Set once `draining` is cancelled. Every HTTP/1.1 response asks; the token's own check
     /// takes a lock all connections share.
     stopping: AtomicBool,
+    /// Connections accepted since the drain began, to tell a quiet node from a busy one.
+    accepted_late: AtomicU64,
 }
 
 impl Shared {
@@ -62,6 +66,7 @@ pub struct HttpListener {
     pub shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 enum Listener {
     Http1(Arc<HttpListener>),
     Http2(Arc<HttpListener>),
@@ -77,6 +82,10 @@ struct Running {
 /// Listener state for the admin API: bound, or why not.
 pub type ListenerErrors = Arc<Mutex<BTreeMap<SocketAddr, String>>>;
 
+/// A duplicate of every alias listening socket, for handing them to a new process
+/// (`weft run --takeover`).
+pub type ListenerFds = Arc<Mutex<BTreeMap<SocketAddr, std::os::fd::OwnedFd>>>;
+
 pub struct Proxy {
     shared: Arc<Shared>,
     stats: Arc<Stats>,
@@ -86,10 +95,32 @@ pub struct Proxy {
     names: NameTable,
     hosts: Option<HostsBlock>,
     errors: ListenerErrors,
+    fds: ListenerFds,
+    /// Listening sockets a previous process handed over, used instead of binding anew.
+    inherited: HashMap<SocketAddr, std::net::TcpListener>,
+    /// The accept loops (and the timer of a drain).
     tracker: TaskTracker,
-    shutdown: CancellationToken,
+    /// The client connections: the drain window ends early once there are none.
+    conns: TaskTracker,
+    /// The node's drain, once it begins.
+    drain: watch::Receiver<Option<DrainPlan>>,
+    /// The stop token of connections accepted before the drain: it fires `DRAIN_IDLE` into it.
+    early_stop: CancellationToken,
+    /// Fires when the drain window ends: the accept loops stop.
+    window_end: CancellationToken,
     me: String,
     peers: watch::Receiver<Peers>,
+    /// The `[[client]]` namespaces, which a config reload may change.
+    clients_rx: watch::Receiver<HashSet<String>>,
+}
+
+/// What the proxy manager waits for.
+enum Event {
+    Snapshot,
+    Tick,
+    Clients,
+    Drain,
+    WindowOver,
 }
 
 pub struct ProxyParts {
@@ -97,11 +128,16 @@ pub struct ProxyParts {
     pub stats: Arc<Stats>,
     pub table: Arc<ArcSwap<RoutingTable>>,
     pub zone: String,
-    pub clients: HashSet<String>,
+    /// The `[[client]]` namespaces (only their aliases get listeners when any are listed).
+    pub clients: watch::Receiver<HashSet<String>>,
     pub names: NameTable,
     pub hosts: Option<HostsBlock>,
     pub errors: ListenerErrors,
-    pub shutdown: CancellationToken,
+    pub fds: ListenerFds,
+    /// Listening sockets handed over by the process this one replaces.
+    pub inherited: HashMap<SocketAddr, std::net::TcpListener>,
+    /// Set by the node when it begins to drain.
+    pub drain: watch::Receiver<Option<DrainPlan>>,
     /// The mesh transport, when this node is part of a multi-host mesh.
     pub mesh: Option<Arc<crate::transport::Transport>>,
     /// This node's name, and the other nodes of the mesh as membership sees them.
@@ -111,20 +147,28 @@ pub struct ProxyParts {
 
 impl Proxy {
     pub fn new(p: ProxyParts) -> Proxy {
-        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(p.mesh), table: p.table, zone: p.zone, draining: p.shutdown.clone(), stopping: AtomicBool::new(false) });
+        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(p.mesh), table: p.table, zone: p.zone, draining: CancellationToken::new(), stopping: AtomicBool::new(false), accepted_late: AtomicU64::new(0) });
+        let mut clients_rx = p.clients;
+        let clients = clients_rx.borrow_and_update().clone();
         Proxy {
             shared,
             stats: p.stats,
             builder: TableBuilder::default(),
-            clients: p.clients,
+            clients,
             running: HashMap::new(),
             names: p.names,
             hosts: p.hosts,
             errors: p.errors,
+            fds: p.fds,
+            inherited: p.inherited,
             tracker: TaskTracker::new(),
-            shutdown: p.shutdown,
+            conns: TaskTracker::new(),
+            drain: p.drain,
+            early_stop: CancellationToken::new(),
+            window_end: CancellationToken::new(),
             me: p.me,
             peers: p.peers,
+            clients_rx,
         }
     }
 
@@ -134,10 +178,12 @@ impl Proxy {
         let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients, &self.me, &peers));
         self.shared.table.store(table.clone());
         // Stop listeners whose alias went away or changed protocol (their connections finish).
+        let fds = self.fds.clone();
         self.running.retain(|addr, r| {
             let keep = table.listeners.get(addr).is_some_and(|s| s.protocol == r.spec.protocol);
             if !keep {
                 r.stop.cancel();
+                lock(&fds).remove(addr);
             }
             keep
         });
@@ -149,7 +195,11 @@ impl Proxy {
                 r.spec = spec.clone();
                 continue;
             }
-            match tokio::net::TcpListener::bind(addr).await {
+            let bound = match self.inherited.remove(addr) {
+                Some(l) => tokio::net::TcpListener::from_std(l),
+                None => tokio::net::TcpListener::bind(addr).await,
+            };
+            match bound {
                 Ok(l) => self.start(l, *addr, spec.clone(), route.clone()),
                 Err(e) => {
                     tracing::error!(%addr, alias = %spec.dns_name, error = %e, "cannot bind alias listener");
@@ -158,6 +208,10 @@ impl Proxy {
             }
         }
         *self.errors.lock().unwrap_or_else(|p| p.into_inner()) = errors;
+        // Sockets handed over for aliases this configuration no longer has.
+        for (addr, _) in self.inherited.drain() {
+            tracing::info!(%addr, "closing a listening socket handed over for an alias that is gone");
+        }
         self.names.store(Arc::new(table.names.clone()));
         if let Some(hosts) = self.hosts.clone() {
             // The write fsyncs; keep it off the runtime's worker threads. Awaiting it keeps
@@ -172,6 +226,13 @@ impl Proxy {
     }
 
     fn start(&mut self, listener: tokio::net::TcpListener, addr: SocketAddr, spec: ListenerSpec, route: Arc<ServiceRoute>) {
+        use std::os::fd::AsFd;
+        match listener.as_fd().try_clone_to_owned() {
+            Ok(fd) => {
+                lock(&self.fds).insert(addr, fd);
+            }
+            Err(e) => tracing::warn!(%addr, error = %e, "cannot keep a handle of the listening socket; a takeover will bind it anew"),
+        }
         tracing::info!(%addr, alias = %spec.dns_name, protocol = %spec.protocol, service = %route.label(), "listening");
         let slot = Arc::new(ArcSwap::new(route));
         let http = || Arc::new(HttpListener { slot: slot.clone(), shared: self.shared.clone() });
@@ -181,79 +242,171 @@ impl Proxy {
             Protocol::Tcp => Listener::Tcp(Arc::new(tcp::TcpListener { slot: slot.clone(), shared: self.shared.clone() })),
         };
         let stop = CancellationToken::new();
-        let (tracker, shutdown, stop2) = (self.tracker.clone(), self.shutdown.clone(), stop.clone());
+        let (conns, early, window_end, stop2, shared) = (self.conns.clone(), self.early_stop.clone(), self.window_end.clone(), stop.clone(), self.shared.clone());
         self.tracker.spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     _ = stop2.cancelled() => break,
-                    _ = shutdown.cancelled() => break,
+                    // The end of the drain window: from now on the port refuses.
+                    _ = window_end.cancelled() => break,
                     r = listener.accept() => r,
                 };
-                match (accepted, &kind) {
-                    (Ok((s, _)), Listener::Http1(l)) => {
-                        tracker.spawn(h1::serve(s, l.clone(), shutdown.clone()));
-                    }
-                    (Ok((s, _)), Listener::Http2(l)) => {
-                        tracker.spawn(http::serve(s, l.clone(), shutdown.clone()));
-                    }
-                    (Ok((s, _)), Listener::Tcp(l)) => {
-                        tracker.spawn(tcp::serve(s, l.clone()));
-                    }
-                    (Err(e), _) => {
+                let s = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
                         // Usually out of file descriptors: back off instead of spinning.
                         tracing::warn!(%addr, error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
                     }
+                };
+                if shared.stopping() {
+                    shared.accepted_late.fetch_add(1, Relaxed);
+                    conns.spawn(drain::serve_late(s, kind.clone()));
+                    continue;
                 }
+                match &kind {
+                    Listener::Http1(l) => conns.spawn(h1::serve(s, l.clone(), early.clone())),
+                    Listener::Http2(l) => conns.spawn(http::serve(s, l.clone(), early.clone())),
+                    Listener::Tcp(l) => conns.spawn(tcp::serve(s, l.clone())),
+                };
             }
         });
         self.running.insert(addr, Running { spec, slot, stop });
     }
 
-    /// Follows the catalog until shutdown, then closes listeners, waits up to `grace` for open
-    /// connections and removes the hosts block.
-    pub async fn run(mut self, mut rx: watch::Receiver<Arc<Snapshot>>, grace: Duration) {
+    /// Follows the catalog until the node drains, keeps the listeners open through the drain
+    /// window (following the catalog still), then closes them, waits for the open connections
+    /// until the drain's deadline and removes the hosts block.
+    pub async fn run(mut self, mut rx: watch::Receiver<Arc<Snapshot>>) {
         let mut retry = tokio::time::interval(Duration::from_secs(5));
+        let mut plan: Option<DrainPlan> = None;
         loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => {
-                    self.shared.stopping.store(true, Relaxed);
-                    break;
-                }
-                r = rx.changed() => {
-                    if r.is_err() { break; }
+            // Only the waits race; what an event does is never cut short by another one.
+            let event = tokio::select! {
+                r = rx.changed() => if r.is_err() { Event::Drain } else { Event::Snapshot },
+                // A node went down or came back: its endpoints leave or rejoin the table now.
+                Ok(()) = self.peers.changed() => Event::Snapshot,
+                Ok(()) = self.clients_rx.changed() => Event::Clients,
+                // Aliases whose port was taken get another chance without a catalog change, and
+                // idle upstream sockets past their lifetime are closed.
+                _ = retry.tick() => Event::Tick,
+                _ = self.drain.changed() => Event::Drain,
+                _ = window_over(plan, &self.conns, &self.shared), if plan.is_some() => Event::WindowOver,
+            };
+            match event {
+                Event::Snapshot => {
                     let snap = rx.borrow_and_update().clone();
                     self.apply(&snap).await;
                 }
-                // A node went down or came back: its endpoints leave or rejoin the table now.
-                Ok(()) = self.peers.changed() => {
+                Event::Clients => {
+                    self.clients = self.clients_rx.borrow_and_update().clone();
                     let snap = rx.borrow().clone();
                     self.apply(&snap).await;
                 }
-                // Aliases whose port was taken get another chance without a catalog change, and
-                // idle upstream sockets past their lifetime are closed.
-                _ = retry.tick() => {
+                Event::Tick => {
                     self.shared.pools.sweep();
                     if !self.errors.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
                         let snap = rx.borrow().clone();
                         self.apply(&snap).await;
                     }
                 }
+                // A closed channel (the node is gone) ends everything at once.
+                Event::Drain => {
+                    let next = self.drain.borrow_and_update().unwrap_or_else(DrainPlan::now);
+                    if plan.is_none() {
+                        self.begin_drain(&next);
+                    }
+                    plan = Some(next);
+                }
+                Event::WindowOver => break,
             }
         }
+        self.close(plan.unwrap_or_else(DrainPlan::now)).await;
+    }
+
+    /// The drain begins: every HTTP/1.1 response from now on says `Connection: close`, and open
+    /// connections that wait for a request get `DRAIN_IDLE` for it. The listeners stay open.
+    fn begin_drain(&mut self, plan: &DrainPlan) {
+        self.shared.stopping.store(true, Relaxed);
+        self.shared.draining.cancel();
+        // Closed, `wait` returns as soon as no connection is left (new ones may still come).
+        self.conns.close();
+        let early = self.early_stop.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(DRAIN_IDLE) => early.cancel(),
+                _ = early.cancelled() => {}
+            }
+        });
+        let window = plan.close_by.saturating_duration_since(tokio::time::Instant::now());
+        tracing::info!(connections = self.conns.len(), "draining: listeners stay open (every connection is asked to close) until the node has been without connections for {DRAIN_QUIET:?}, for up to {window:?}");
+    }
+
+    /// The end of the drain window: listeners close, connections finish until the deadline, then
+    /// the hosts block goes.
+    async fn close(mut self, mut plan: DrainPlan) {
+        let handed_over = plan.handed_over;
+        // The accept loops stop. The connections' own stop tokens keep their timers: cutting an
+        // idle connection now would cut the request its client may be sending (99 of them when
+        // a takeover did so under 100 clients).
+        self.window_end.cancel();
         for r in self.running.values() {
             r.stop.cancel();
         }
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            tracing::warn!("connections still open after {grace:?}; closing them");
+        self.conns.close();
+        tracing::info!(connections = self.conns.len(), "listeners closed; open connections finish");
+        let (tracker, conns) = (self.tracker.clone(), self.conns.clone());
+        let mut all_done = std::pin::pin!(async move { tokio::join!(tracker.wait(), conns.wait()) });
+        loop {
+            tokio::select! {
+                _ = all_done.as_mut() => break,
+                _ = tokio::time::sleep_until(plan.deadline) => {
+                    tracing::warn!(connections = self.conns.len(), "connections still open at the drain deadline; closing them");
+                    break;
+                }
+                // A second signal moves the deadline to now.
+                r = self.drain.changed() => match r {
+                    Ok(()) => plan = self.drain.borrow_and_update().unwrap_or_else(DrainPlan::now),
+                    Err(_) => plan = DrainPlan::now(),
+                },
+            }
         }
-        if let Some(hosts) = self.hosts.clone() {
+        lock(&self.fds).clear();
+        // After a handover the new process keeps the block up to date.
+        if let Some(hosts) = self.hosts.clone().filter(|_| !handed_over) {
             match tokio::task::spawn_blocking(move || hosts.remove()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the managed block from the hosts file"),
                 Err(e) => tracing::error!(error = %e, "hosts file cleanup task failed"),
             }
         }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Resolves when the drain window is over: at `close_by`, or earlier, once `hold_until` has
+/// passed and no client connection has been open or accepted for `DRAIN_QUIET`.
+async fn window_over(plan: Option<DrainPlan>, conns: &TaskTracker, shared: &Shared) {
+    let Some(plan) = plan else { return std::future::pending().await };
+    let quiet = async {
+        tokio::time::sleep_until(plan.hold_until).await;
+        loop {
+            // The tracker was closed when the drain began: `wait` returns whenever it is empty.
+            conns.wait().await;
+            let seen = shared.accepted_late.load(Relaxed);
+            tokio::time::sleep(DRAIN_QUIET).await;
+            if shared.accepted_late.load(Relaxed) == seen && conns.is_empty() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::sleep_until(plan.close_by) => {}
+        _ = quiet => {}
     }
 }

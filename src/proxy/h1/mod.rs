@@ -113,7 +113,10 @@ async fn requests(l: &HttpListener, client: &mut Client, activity: &Arc<Activity
                 return;
             }
         };
-        if exchange(l, client, &mut buf, head, activity, sc).await == Next::Close || l.shared.stopping() {
+        // The response said whether the connection stays. If a drain began after it was written,
+        // the next response says close. Closing now would cut the request the client may
+        // already be sending on a connection it was told to keep.
+        if exchange(l, client, &mut buf, head, activity, sc).await == Next::Close {
             return;
         }
         // A large head or small body once must not pin its buffer for the connection's life.
