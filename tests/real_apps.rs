@@ -131,7 +131,14 @@ fn plain_http_servers_one_killed_under_20_clients_lose_nothing() {
     let r = load.join();
     show("http.server, one killed", &r, &w, "files");
     assert!(r.total > 3_000, "too little traffic to prove anything: {}", r.total);
-    assert_eq!(r.failed, 0, "requests failed: {:?} first: {:?}\n{}", r.errors, r.first_failures, w.log());
+    // weft's own give-ups (a status with x-weft-error) must not happen. A response the dying
+    // server had begun (http.server writes its head and its body separately) can only be cut:
+    // the client has its head, and no proxy that streams can take it back. At most the one or two
+    // responses in flight at the kill.
+    let gave_up: u64 = r.errors.iter().filter(|(e, _)| e.starts_with("status")).map(|(_, n)| n).sum();
+    let cut: u64 = r.errors.iter().filter(|(e, _)| e.starts_with("read")).map(|(_, n)| n).sum();
+    assert_eq!(gave_up, 0, "weft gave up on requests: {:?} first: {:?}\n{}", r.errors, r.first_failures, w.log());
+    assert!(cut <= 2 && r.failed == gave_up + cut, "failures other than responses cut by the kill: {:?} first: {:?}", r.errors, r.first_failures);
 }
 
 /// The lines of the shared "seen" log that start with `prefix`, counted.
