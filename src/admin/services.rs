@@ -37,6 +37,7 @@ fn service_view(snap: &Snapshot, v: &Service, live: &Liveness) -> Value {
         ("retry", json!(RetryConfig::default())),
         ("outlier", json!(OutlierConfig::default())),
         ("rules", json!([])),
+        ("policy", Value::Null),
     ];
     for (k, d) in defaults {
         out.entry(k).or_insert(d);

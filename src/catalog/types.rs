@@ -117,6 +117,9 @@ pub struct Service {
     /// Per-route settings, matched in order on method and path; the first match applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RouteRule>,
+    /// The policy plugin (`[[plugin]] name`) whose hooks replace the built-in ones it exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

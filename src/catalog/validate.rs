@@ -64,6 +64,9 @@ pub fn service(s: &Service) -> Result<(), CatalogError> {
         return Err(invalid("rules", "are not allowed for tcp services (there are no methods or paths to match)"));
     }
     super::rules::validate(&s.rules)?;
+    if let Some(p) = &s.policy {
+        check_name("policy", p, 127, &['.'])?;
+    }
     traffic(s)
 }
 
