@@ -24,6 +24,18 @@ pub struct RouteRule {
     /// Paths starting with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
+    /// Only requests carrying this header (with this value, when one is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderMatch>,
+    /// A routing rule: matching requests go to this other service of the namespace (a canary, a
+    /// new version) instead. Routing rules and setting rules are looked up separately: the first
+    /// matching routing rule decides where a request goes, then the first matching setting rule
+    /// of the service that carries it decides how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// With `to`: only this percentage of the matching requests go there (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
     /// `false`: the request has side effects whatever its method says, so it is never sent again
     /// after it may have reached the application (connect failures and refused streams are still
     /// retried: nothing was processed). `true`: safe to repeat, even a POST.
@@ -36,6 +48,15 @@ pub struct RouteRule {
     /// (0 disables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_s: Option<u64>,
+}
+
+/// A header condition: the header is present (with this value, compared exactly, when given).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// The retry settings a rule may change; the retry budget stays the service's.
@@ -70,11 +91,24 @@ impl RetryOverride {
 }
 
 impl RouteRule {
-    /// Whether a request with this method and path (no query) is one of this rule's.
-    pub fn matches(&self, method: &str, path: &str) -> bool {
+    /// Whether a request with this method, path (no query) and headers (`header(name)`: the
+    /// first value of a header, by case-insensitive name) is one of this rule's.
+    pub fn matches<'h>(&self, method: &str, path: &str, header: impl Fn(&str) -> Option<&'h [u8]>) -> bool {
         (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
             && self.path_prefix.as_ref().is_none_or(|p| path.starts_with(p.as_str()))
             && self.path.as_ref().is_none_or(|g| glob(g.as_bytes(), path.as_bytes()))
+            && self.header.as_ref().is_none_or(|h| header(&h.name).is_some_and(|v| h.value.as_ref().is_none_or(|want| want.as_bytes() == v)))
+    }
+
+    /// A routing rule (it has a destination) rather than a setting rule.
+    pub fn routes(&self) -> bool {
+        self.to.is_some()
+    }
+
+    /// Whether a request this routing rule matched goes to its destination: `percent` of them,
+    /// by a random draw.
+    pub fn draw(&self) -> bool {
+        self.percent.is_none_or(|p| rand::random_range(0..100) < p)
     }
 }
 
@@ -129,6 +163,24 @@ pub fn validate(rules: &[RouteRule]) -> Result<(), CatalogError> {
         if retry.max_retries.is_some_and(|n| n > 10) {
             return Err(invalid(field("retry.max_retries"), "is above 10"));
         }
+        if let Some(h) = &r.header
+            && (h.name.is_empty() || h.name.len() > 256 || !h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        {
+            return Err(invalid(field("header.name"), format!("`{}` is not a header name", h.name)));
+        }
+        match (&r.to, r.percent) {
+            (None, Some(_)) => return Err(invalid(field("percent"), "goes with `to` (the service a share of requests goes to)")),
+            (Some(_), Some(p)) if !(1..=100).contains(&p) => return Err(invalid(field("percent"), format!("is {p}; it is a percentage, 1 to 100"))),
+            _ => {}
+        }
+        if let Some(to) = &r.to {
+            if to.is_empty() || to.len() > 127 || !to.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                return Err(invalid(field("to"), format!("`{to}` is not a service name")));
+            }
+            if r.idempotent.is_some() || !r.retry.is_empty() || r.request_s.is_some() {
+                return Err(invalid(field("to"), "a routing rule (with `to`) sets nothing else: put idempotent, retry and request_s in a rule of its own (the destination service's rules apply to what it carries)"));
+            }
+        }
     }
     Ok(())
 }
@@ -140,6 +192,18 @@ pub fn describe(r: &RouteRule) -> String {
         (Some(p), _) => s.push_str(&format!(" {p}")),
         (None, Some(p)) => s.push_str(&format!(" prefix:{p}")),
         (None, None) => s.push_str(" /**"),
+    }
+    if let Some(h) = &r.header {
+        match &h.value {
+            Some(v) => s.push_str(&format!(" header={}:{v}", h.name)),
+            None => s.push_str(&format!(" header={}", h.name)),
+        }
+    }
+    if let Some(to) = &r.to {
+        s.push_str(&format!(" to={to}"));
+    }
+    if let Some(p) = r.percent {
+        s.push_str(&format!(" percent={p}"));
     }
     if let Some(i) = r.idempotent {
         s.push_str(&format!(" idempotent={i}"));
@@ -156,7 +220,7 @@ pub fn describe(r: &RouteRule) -> String {
 /// Parses the CLI's one-line form (what [`describe`] prints): `METHODS PATH [key=value …]`, where
 /// METHODS is `*` or a comma list, PATH a pattern or `prefix:/path`, and the keys are
 /// `idempotent`, `max_retries`, `per_try_timeout_ms`, `backoff_base_ms`, `backoff_max_ms`,
-/// `request_s`.
+/// `request_s`, and for a routing rule `to`, `percent` and `header=NAME[:VALUE]` (a condition).
 pub fn parse(line: &str) -> Result<RouteRule, String> {
     let mut words = line.split_whitespace();
     let (Some(methods), Some(path)) = (words.next(), words.next()) else {
@@ -182,7 +246,16 @@ pub fn parse(line: &str) -> Result<RouteRule, String> {
             "backoff_base_ms" => r.retry.backoff_base_ms = Some(small()?),
             "backoff_max_ms" => r.retry.backoff_max_ms = Some(small()?),
             "request_s" => r.request_s = Some(num()?),
-            _ => return Err(format!("`{k}` in rule `{line}` is not a rule setting (idempotent, max_retries, per_try_timeout_ms, backoff_base_ms, backoff_max_ms, request_s)")),
+            "header" => {
+                let (name, value) = match v.split_once(':') {
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (v, None),
+                };
+                r.header = Some(HeaderMatch { name: name.to_ascii_lowercase(), value });
+            }
+            "to" => r.to = Some(v.to_string()),
+            "percent" => r.percent = Some(small()?),
+            _ => return Err(format!("`{k}` in rule `{line}` is not a rule setting (idempotent, max_retries, per_try_timeout_ms, backoff_base_ms, backoff_max_ms, request_s, header, to, percent)")),
         }
     }
     Ok(r)
@@ -204,16 +277,41 @@ mod tests {
         assert!(glob(b"/v*/items", b"/v2/items"));
     }
 
+    fn none(_: &str) -> Option<&'static [u8]> {
+        None
+    }
+
+    #[test]
+    fn routing_rules_match_headers_and_draw_a_share() {
+        let canary = parse("* /** header=x-canary:1 to=api-v2").unwrap();
+        assert!(canary.routes() && validate(std::slice::from_ref(&canary)).is_ok());
+        let with = |n: &str| (n == "x-canary").then_some(&b"1"[..]);
+        let other = |n: &str| (n == "x-canary").then_some(&b"0"[..]);
+        assert!(canary.matches("GET", "/x", with) && !canary.matches("GET", "/x", other) && !canary.matches("GET", "/x", none));
+        let any_value = parse("* /** header=x-canary to=api-v2").unwrap();
+        assert!(any_value.matches("GET", "/x", other));
+        let share = parse("* /** to=api-v2 percent=10").unwrap();
+        let hits = (0..10_000).filter(|_| share.draw()).count();
+        assert!((700..=1300).contains(&hits), "{hits} of 10,000 at 10 %");
+        assert_eq!(parse(&describe(&canary)).unwrap(), canary);
+        assert_eq!(parse(&describe(&share)).unwrap(), share);
+        let e = |line: &str| validate(&[parse(line).unwrap()]).unwrap_err().to_string();
+        assert!(e("* /** percent=10").contains("goes with `to`"));
+        assert!(e("* /** to=api-v2 percent=0").contains("1 to 100"));
+        assert!(e("* /** to=api-v2 idempotent=false").contains("sets nothing else"));
+        assert!(e("* /** to=a/b").contains("not a service name"));
+    }
+
     #[test]
     fn rules_match_method_and_path() {
         let r = parse("GET /api/vote/* idempotent=false max_retries=0 request_s=30").unwrap();
-        assert!(r.matches("GET", "/api/vote/ihop"));
-        assert!(r.matches("get", "/api/vote/ihop"), "methods compare without case");
-        assert!(!r.matches("POST", "/api/vote/ihop"));
-        assert!(!r.matches("GET", "/api/getvotes"));
+        assert!(r.matches("GET", "/api/vote/ihop", none));
+        assert!(r.matches("get", "/api/vote/ihop", none), "methods compare without case");
+        assert!(!r.matches("POST", "/api/vote/ihop", none));
+        assert!(!r.matches("GET", "/api/getvotes", none));
         assert_eq!((r.idempotent, r.retry.max_retries, r.request_s), (Some(false), Some(0), Some(30)));
         let p = parse("* prefix:/reports/").unwrap();
-        assert!(p.matches("DELETE", "/reports/2026") && !p.matches("GET", "/report"));
+        assert!(p.matches("DELETE", "/reports/2026", none) && !p.matches("GET", "/report", none));
         assert_eq!(parse(&describe(&r)).unwrap(), r, "describe and parse round-trip");
         assert!(validate(&[r, p]).is_ok());
     }

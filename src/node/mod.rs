@@ -26,7 +26,6 @@ use crate::dns::{DnsResponder, HostsBlock, NameTable, system_upstreams};
 use crate::gossip::{Core, GossipConfig, MemberState, MemberView, NodeId, Role};
 use crate::proxy::Peers;
 use crate::transport::{LocalEndpoints, RelayRequest, Transport};
-use crate::policy::Builtin;
 use crate::proxy::{DrainPlan, Proxy, ProxyParts};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Stats;
@@ -449,7 +448,10 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     let hosts_file = config.dns.hosts_file.clone().filter(|_| mode.runs_proxy());
     if mode.runs_proxy() {
         let mut proxy = Proxy::new(ProxyParts {
-            policy: Arc::new(Builtin),
+            // The plugin host plugs in here (issue 13); until then every service runs the
+            // built-in hooks and its routing rules.
+            plugins: Arc::new(crate::policy::NoPlugins),
+            plugins_changed: tokio::sync::watch::channel(0).1,
             stats: stats.clone(),
             table: table.clone(),
             zone: config.node.zone.clone(),

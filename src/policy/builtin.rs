@@ -21,18 +21,6 @@ pub struct Builtin;
 const ZONE_AVAILABLE_PERCENT: usize = 72;
 
 impl Policy for Builtin {
-    fn route(&self, _req: &RequestInfo<'_>) -> Option<String> {
-        None
-    }
-
-    fn routes(&self) -> bool {
-        false
-    }
-
-    fn reads_requests(&self) -> bool {
-        false
-    }
-
     fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Option<u32> {
         let now = c.now_us;
         let n = c.targets.len();

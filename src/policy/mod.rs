@@ -12,7 +12,9 @@ use crate::catalog::{LbKind, RetryConfig};
 use crate::telemetry::EndpointStats;
 
 mod builtin;
+mod service;
 pub use builtin::Builtin;
+pub use service::{HookFailed, Hooks, NoPlugins, Plugin, PluginSource, PolicyRefused, ServicePolicy, route_by_rules};
 
 /// What a hook knows about the request. Borrowed, so the built-in path allocates nothing.
 #[derive(Clone, Copy, Debug)]
@@ -207,19 +209,9 @@ pub enum RetryDecision {
     Retry { backoff_ms: u32 },
 }
 
+/// The endpoint-choice and retry hooks, as the built-in policy implements them (a plugin's
+/// counterparts are [`Plugin`]; [`ServicePolicy`] puts the two together per service).
 pub trait Policy: Send + Sync {
-    /// Another service of the same namespace to send this request to (e.g. a canary), or `None`.
-    fn route(&self, req: &RequestInfo<'_>) -> Option<String>;
-    /// Whether [`Policy::route`] may ever answer; when not, the data path skips describing the
-    /// request to it.
-    fn routes(&self) -> bool {
-        true
-    }
-    /// Whether any hook looks at a request's authority, path or headers; when not, the data path
-    /// leaves them empty instead of describing every request (the built-in policy does not).
-    fn reads_requests(&self) -> bool {
-        true
-    }
     /// Index of the chosen target, or `None` when no candidate is acceptable.
     fn pick_endpoint(&self, req: &RequestInfo<'_>, candidates: &Candidates<'_>) -> Option<u32>;
     fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, elapsed: Duration) -> RetryDecision;

@@ -16,7 +16,6 @@ use crate::policy::{Candidates, Outcome, RequestInfo, RetryDecision, Target};
 use crate::telemetry::{RETRY_REASONS, us_at};
 
 pub struct Attempts<'a> {
-    shared: &'a Shared,
     route: &'a ServiceRoute,
     pub info: RequestInfo<'a>,
     /// Endpoints this request will not go to again: it may have reached them, or they refused.
@@ -34,10 +33,10 @@ pub struct Attempts<'a> {
 
 impl<'a> Attempts<'a> {
     /// `start`: when the request began, a clock reading the caller has already made.
-    pub fn new(shared: &'a Shared, route: &'a ServiceRoute, info: RequestInfo<'a>, start: Instant) -> Attempts<'a> {
+    pub fn new(route: &'a ServiceRoute, info: RequestInfo<'a>, start: Instant) -> Attempts<'a> {
         let start_us = us_at(start.into_std());
         route.budget.request(start_us);
-        Attempts { shared, route, info, excluded: Vec::new(), timed_out: Vec::new(), last_timed_out: false, start, start_us, last: None }
+        Attempts { route, info, excluded: Vec::new(), timed_out: Vec::new(), last_timed_out: false, start, start_us, last: None }
     }
 
     /// The time for a try's bookkeeping (pool ages, ejection and latency clocks): the request's
@@ -52,7 +51,8 @@ impl<'a> Attempts<'a> {
         let route = self.route;
         let now_us = if self.info.attempt == 1 { self.start_us } else { us_at(Instant::now().into_std()) };
         let c = Candidates { targets: &route.targets, excluded: &self.excluded, timed_out: &self.timed_out, cursor: &route.cursor, lb: route.lb, now_us };
-        match self.shared.policy.pick_endpoint(&self.info, &c).and_then(|i| route.targets.get(i as usize)) {
+        let picked = route.policy.pick_endpoint(&self.info, &c).map_err(|e| ProxyError::Policy(e.to_string()))?;
+        match picked.and_then(|i| route.targets.get(i as usize)) {
             Some(t) => {
                 t.stats.liveness.claim_probe(now_us);
                 Ok(t.clone())
@@ -87,7 +87,14 @@ impl<'a> Attempts<'a> {
         if !replayable || route.targets.iter().all(|t| self.excluded.contains(&t.index)) {
             return false;
         }
-        let RetryDecision::Retry { backoff_ms } = self.shared.policy.should_retry(&self.info, outcome, self.start.elapsed()) else {
+        let decision = match route.policy.should_retry(&self.info, outcome, self.start.elapsed()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.last = Some(ProxyError::Policy(e.to_string()));
+                return false;
+            }
+        };
+        let RetryDecision::Retry { backoff_ms } = decision else {
             tracing::debug!(service = %route.label(), endpoint = %target.id, reason = RETRY_REASONS[reason(outcome)], idempotent = self.info.idempotent, "not retrying");
             return false;
         };
@@ -111,6 +118,19 @@ impl<'a> Attempts<'a> {
     pub fn error(&mut self) -> ProxyError {
         self.last.take().unwrap_or_else(|| ProxyError::NoEndpoint(self.route.label()))
     }
+}
+
+/// The route phase: the service a request goes to, as its listener's service's policy says —
+/// `Some` when that is another service of the namespace (a canary), `None` to keep it. A
+/// destination this node does not know keeps the request where it is.
+pub fn routed(shared: &Shared, route: &ServiceRoute, req: &RequestInfo<'_>) -> Result<Option<Arc<ServiceRoute>>, ProxyError> {
+    let alt = route.policy.route(req).map_err(|e| ProxyError::Policy(e.to_string()))?;
+    let Some(alt) = alt else { return Ok(None) };
+    let found = shared.table.load().services.get(&(route.namespace.clone(), alt.clone())).cloned();
+    if found.is_none() {
+        tracing::debug!(service = %route.label(), to = %alt, "the route hook named a service this node does not know; the request stays");
+    }
+    Ok(found)
 }
 
 /// The index in [`RETRY_REASONS`] of an outcome: what the retry counters and the log call it.

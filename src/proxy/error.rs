@@ -40,13 +40,16 @@ pub enum ProxyError {
     BodyTimeout(Duration),
     #[error("client connection: {0}")]
     Downstream(String),
+    /// A fail-closed policy plugin could not answer.
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::Downstream(_) | ProxyError::BadRequest(_) | ProxyError::BodyTimeout(_) => Side::Downstream,
-            ProxyError::NoEndpoint(_) => Side::Internal,
+            ProxyError::NoEndpoint(_) | ProxyError::Policy(_) => Side::Internal,
             _ => Side::Upstream,
         }
     }
@@ -58,7 +61,7 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoint(_) | ProxyError::Policy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RequestTimeout { .. } | ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Downstream(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -70,6 +73,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::NoEndpoint(_) => "no-healthy-endpoint",
+            ProxyError::Policy(_) => "policy",
             ProxyError::Connect { .. } => "connect-failed",
             ProxyError::ConnectTimeout { .. } => "connect-timeout",
             ProxyError::RequestTimeout { .. } | ProxyError::BodyTimeout(_) => "request-timeout",
@@ -82,7 +86,7 @@ impl ProxyError {
 
     pub fn kind(&self) -> FailureKind {
         match self {
-            ProxyError::NoEndpoint(_) => FailureKind::NoEndpoint,
+            ProxyError::NoEndpoint(_) | ProxyError::Policy(_) => FailureKind::NoEndpoint,
             ProxyError::Connect { .. } => FailureKind::Connect,
             ProxyError::ConnectTimeout { .. } | ProxyError::RequestTimeout { .. } => FailureKind::Timeout,
             ProxyError::Upstream { .. } | ProxyError::UpstreamIo { .. } | ProxyError::BadResponse { .. } => FailureKind::Upstream,

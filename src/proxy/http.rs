@@ -77,18 +77,25 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
     });
     let authority = authority.unwrap_or_default();
     let (parts, body) = req.into_parts();
-    let info = request_info(&route, route.defaults(), &parts, &authority, &l.shared.zone);
-    if let Some(alt) = l.shared.policy.route(&info)
-        && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt)) {
-            route = r.clone();
+    let mut refused = None;
+    if route.policy.routes() {
+        match attempt::routed(&l.shared, &route, &request_info(&route, route.defaults(), &parts, &authority, &l.shared.zone)) {
+            Ok(Some(r)) => route = r,
+            Ok(None) => {}
+            Err(e) => refused = Some(e),
         }
+    }
     let stats = route.stats.clone();
     stats.requests.fetch_add(1, Relaxed);
     if grpc {
         stats.grpc_requests.fetch_add(1, Relaxed);
     }
     let req = Request::from_parts(parts, body);
-    let resp = match forward(&l, &route, &authority, req).await {
+    let forwarded = match refused {
+        Some(e) => Err(e),
+        None => forward(&l, &route, &authority, req).await,
+    };
+    let resp = match forwarded {
         Ok(r) => r,
         Err(e) => {
             // Endpoint failures were counted try by try where they happened.
@@ -111,11 +118,11 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     parts.version = http::Version::HTTP_2;
     let replay = Replay::default();
     let mut unsent = Some(replay.tee(body));
-    let settings = if route.rules.is_empty() { route.defaults() } else { route.settings(parts.method.as_str(), parts.uri.path()) };
+    let settings = if route.rules.is_empty() { route.defaults() } else { route.settings(parts.method.as_str(), parts.uri.path(), |n| parts.headers.get(n).map(|v| v.as_bytes())) };
     let info = request_info(route, settings, &parts, authority, &l.shared.zone);
     let begun = Instant::now();
     let deadline = settings.request_timeout.map(|t| begun + t);
-    let mut attempts = Attempts::new(&l.shared, route, info, begun);
+    let mut attempts = Attempts::new(route, info, begun);
     // A connection that went away under an unprocessed request (GOAWAY: the endpoint closing
     // it after N requests, or restarting) says nothing about the endpoint: the request goes
     // again to the same endpoint over a new connection (up to ten times), outside the retry

@@ -33,14 +33,13 @@ pub use table::{ListenerSpec, Peer, PeerState, Peers, RoutingTable, ServiceRoute
 
 use crate::catalog::{Protocol, Snapshot};
 use crate::dns::{HostsBlock, NameTable};
-use crate::policy::Policy;
+use crate::policy::PluginSource;
 use crate::telemetry::Stats;
 use pool::Pools;
 use table::TableBuilder;
 
 /// What every listener and connection of this node shares.
 pub struct Shared {
-    pub policy: Arc<dyn Policy>,
     pools: Arc<Pools>,
     pub table: Arc<ArcSwap<RoutingTable>>,
     pub zone: String,
@@ -112,6 +111,8 @@ pub struct Proxy {
     peers: watch::Receiver<Peers>,
     /// The `[[client]]` namespaces, which a config reload may change.
     clients_rx: watch::Receiver<HashSet<String>>,
+    plugins: Arc<dyn PluginSource>,
+    plugins_changed: watch::Receiver<u64>,
 }
 
 /// What the proxy manager waits for.
@@ -124,7 +125,10 @@ enum Event {
 }
 
 pub struct ProxyParts {
-    pub policy: Arc<dyn Policy>,
+    /// Where services' policy plugins are found, and a signal that bumps when one is loaded,
+    /// replaced or removed (the table is rebuilt then, so services pick up the new version).
+    pub plugins: Arc<dyn PluginSource>,
+    pub plugins_changed: watch::Receiver<u64>,
     pub stats: Arc<Stats>,
     pub table: Arc<ArcSwap<RoutingTable>>,
     pub zone: String,
@@ -147,7 +151,7 @@ pub struct ProxyParts {
 
 impl Proxy {
     pub fn new(p: ProxyParts) -> Proxy {
-        let shared = Arc::new(Shared { policy: p.policy, pools: Pools::new(p.mesh), table: p.table, zone: p.zone, draining: CancellationToken::new(), stopping: AtomicBool::new(false), accepted_late: AtomicU64::new(0) });
+        let shared = Arc::new(Shared { pools: Pools::new(p.mesh), table: p.table, zone: p.zone, draining: CancellationToken::new(), stopping: AtomicBool::new(false), accepted_late: AtomicU64::new(0) });
         let mut clients_rx = p.clients;
         let clients = clients_rx.borrow_and_update().clone();
         Proxy {
@@ -169,13 +173,15 @@ impl Proxy {
             me: p.me,
             peers: p.peers,
             clients_rx,
+            plugins: p.plugins,
+            plugins_changed: p.plugins_changed,
         }
     }
 
     /// Brings the routing table, listeners and names in line with a snapshot.
     pub async fn apply(&mut self, snap: &Snapshot) {
         let peers = self.peers.borrow_and_update().clone();
-        let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients, &self.me, &peers));
+        let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients, &self.me, &peers, &*self.plugins));
         self.shared.table.store(table.clone());
         // Stop listeners whose alias went away or changed protocol (their connections finish).
         let fds = self.fds.clone();
@@ -287,6 +293,8 @@ impl Proxy {
                 r = rx.changed() => if r.is_err() { Event::Drain } else { Event::Snapshot },
                 // A node went down or came back: its endpoints leave or rejoin the table now.
                 Ok(()) = self.peers.changed() => Event::Snapshot,
+                // A plugin was loaded, replaced or removed: services pick up its new version.
+                Ok(()) = self.plugins_changed.changed() => Event::Snapshot,
                 Ok(()) = self.clients_rx.changed() => Event::Clients,
                 // Aliases whose port was taken get another chance without a catalog change, and
                 // idle upstream sockets past their lifetime are closed.

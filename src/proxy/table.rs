@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use super::budget::RetryBudget;
-use crate::catalog::{Health, LbKind, Protocol, RetryConfig, RouteRule, Snapshot};
+use crate::catalog::{Health, LbKind, Protocol, RetryConfig, RouteRule, Service, Snapshot};
+use crate::policy::{Plugin, PluginSource, ServicePolicy};
 use crate::policy::Target;
 use crate::telemetry::{EjectionRule, ServiceStats, Stats, now_us};
 
@@ -31,8 +32,10 @@ pub struct ServiceRoute {
     pub ejection: EjectionRule,
     pub max_ejected_percent: u32,
     pub budget: Arc<RetryBudget>,
-    /// The service's route rules with their settings worked out, in match order.
+    /// The service's setting rules with their settings worked out, in match order.
     pub rules: Vec<RuleRoute>,
+    /// Its hooks: the built-in ones, with its plugin's where it exports them.
+    pub policy: ServicePolicy,
 }
 
 /// One route rule, ready for the request path.
@@ -53,9 +56,9 @@ pub struct Settings<'a> {
 }
 
 impl ServiceRoute {
-    /// The settings for a request with this method and path (no query).
-    pub fn settings(&self, method: &str, path: &str) -> Settings<'_> {
-        match self.rules.iter().find(|r| r.rule.matches(method, path)) {
+    /// The settings for a request with this method, path (no query) and headers.
+    pub fn settings<'h>(&self, method: &str, path: &str, header: impl Fn(&str) -> Option<&'h [u8]> + Copy) -> Settings<'_> {
+        match self.rules.iter().find(|r| r.rule.matches(method, path, header)) {
             Some(r) => Settings { retry: &r.retry, request_timeout: r.request_timeout, idempotent: r.rule.idempotent },
             None => self.defaults(),
         }
@@ -116,6 +119,17 @@ pub struct Peer {
 /// a mesh, and every endpoint is reached directly.
 pub type Peers = Option<Arc<HashMap<String, Peer>>>;
 
+/// The plugin a service names, if it is loaded; a missing one leaves the built-in hooks (and is
+/// reported by `weft plugin list` and the log).
+fn policy_of(svc: &Service, plugins: &dyn PluginSource) -> Option<Arc<dyn Plugin>> {
+    let name = svc.policy.as_deref()?;
+    let found = plugins.plugin(name);
+    if found.is_none() {
+        tracing::warn!(service = %format!("{}/{}", svc.namespace, svc.name), plugin = name, "the service's policy plugin is not loaded on this node; it runs with the built-in policy");
+    }
+    found
+}
+
 fn secs(s: u64) -> Option<Duration> {
     (s > 0).then(|| Duration::from_secs(s))
 }
@@ -136,7 +150,8 @@ pub struct TableBuilder {
 impl TableBuilder {
     /// `clients`: when not empty, only these namespaces get listeners and names on this host.
     /// `me` is this node's name: its endpoints are dialled directly, others through their node.
-    pub fn build(&mut self, snap: &Snapshot, stats: &Stats, clients: &HashSet<String>, me: &str, peers: &Peers) -> RoutingTable {
+    /// `plugins`: where a service's `policy` is found.
+    pub fn build(&mut self, snap: &Snapshot, stats: &Stats, clients: &HashSet<String>, me: &str, peers: &Peers, plugins: &dyn PluginSource) -> RoutingTable {
         let mut table = RoutingTable::default();
         for (key, svc) in &snap.services {
             let targets = snap
@@ -207,9 +222,11 @@ impl TableBuilder {
                 },
                 max_ejected_percent: o.max_ejected_percent,
                 budget: kept.budget.clone(),
+                policy: ServicePolicy::new(&svc.rules, policy_of(svc, plugins)),
                 rules: svc
                     .rules
                     .iter()
+                    .filter(|r| !r.routes())
                     .map(|r| RuleRoute {
                         rule: r.clone(),
                         retry: r.retry.apply(&svc.retry),

@@ -38,7 +38,7 @@ async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, 
         source_zone: &l.shared.zone,
         retry: &route.retry,
     };
-    let mut attempts = Attempts::new(&l.shared, route, info, tokio::time::Instant::now());
+    let mut attempts = Attempts::new(route, info, tokio::time::Instant::now());
     let (target, conn) = attempt::connect(&mut attempts, |t: Arc<Target>, _| async move { l.shared.pools.connect(route, &t, route.connect_timeout).await }).await?;
     attempt::record(route, &target, true, None);
     Ok((target, conn))

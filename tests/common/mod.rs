@@ -451,11 +451,19 @@ impl Resp {
 
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`).
 pub fn http(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<Resp> {
+    http_with(host, port, method, path, &[], body)
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(host: &str, port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> std::io::Result<Resp> {
     let sa = (host, port).to_socket_addrs()?.next().unwrap();
     let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
     s.set_write_timeout(Some(Duration::from_secs(15)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nAccept: */*\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
         req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
     } else if method == "POST" || method == "PUT" {

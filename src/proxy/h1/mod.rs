@@ -132,17 +132,28 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     // first try's timing); clock reads were a few percent of the per-request CPU.
     let start = Instant::now();
     let mut route = l.slot.load_full();
-    if l.shared.policy.routes()
-        && let Some(alt) = l.shared.policy.route(&request_info(&route, route.defaults(), &head, &buf[..], &l.shared.zone, true))
-        && let Some(r) = l.shared.table.load().services.get(&(route.namespace.clone(), alt))
-    {
-        route = r.clone();
+    let mut refused = None;
+    // The route phase runs only for services whose policy may send requests elsewhere.
+    if route.policy.routes() {
+        match attempt::routed(&l.shared, &route, &request_info(&route, route.defaults(), &head, &buf[..], &l.shared.zone, true)) {
+            Ok(Some(r)) => route = r,
+            Ok(None) => {}
+            Err(e) => refused = Some(e),
+        }
     }
     let stats = route.stats.clone();
     stats.requests.fetch_add(1, Relaxed);
     // Route rules are matched only for services that have them: the usual request skips this.
-    let settings = if route.rules.is_empty() { route.defaults() } else { route.settings(head.method(&buf[..]), path_of(head.target(&buf[..]))) };
-    let result = forward(Exchange { l, route: &route, settings, start }, client, buf, &head, activity, sc).await;
+    let settings = if route.rules.is_empty() {
+        route.defaults()
+    } else {
+        let headers = Headers::Raw { buf: &buf[..], fields: &head.fields };
+        route.settings(head.method(&buf[..]), path_of(head.target(&buf[..])), |n| headers.get(n))
+    };
+    let result = match refused {
+        Some(e) => Err((e, None)),
+        None => forward(Exchange { l, route: &route, settings, start }, client, buf, &head, activity, sc).await,
+    };
     let mut done = None;
     let next = match result {
         Ok((status, next, at)) => {
@@ -368,13 +379,13 @@ fn try_until(retry: &RetryConfig, deadline: Option<Instant>, sent: Instant) -> O
 async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: &Head, n: usize, sc: &mut Scratch) -> Result<Answer, ProxyError> {
     let Exchange { l, route, settings, .. } = x;
     let pools = &l.shared.pools;
-    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, l.shared.policy.reads_requests());
+    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, route.policy.reads_requests());
     sc.out.clear();
     head.write_to(buf, &mut sc.out, true, &[]);
     sc.out.extend_from_slice(&buf[head.len..head.len + n]);
     let is_head = head.method.get(buf) == b"HEAD";
     let deadline = x.deadline();
-    let mut attempts = Attempts::new(&l.shared, route, info, x.start);
+    let mut attempts = Attempts::new(route, info, x.start);
     loop {
         let (target, mut up) = attempt::connect(&mut attempts, |t: Arc<Target>, now| sc.upstream(pools, route, t, now)).await?;
         target.stats.requests.fetch_add(1, Relaxed);
@@ -426,8 +437,8 @@ async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: 
 async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, sc: &mut Scratch) -> Result<Answer, ProxyError> {
     let Exchange { l, route, settings, .. } = x;
     let pools = &l.shared.pools;
-    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, l.shared.policy.reads_requests());
-    let mut attempts = Attempts::new(&l.shared, route, info, x.start);
+    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, route.policy.reads_requests());
+    let mut attempts = Attempts::new(route, info, x.start);
     let connected = attempt::connect(&mut attempts, |t: Arc<Target>, now| sc.upstream(pools, route, t, now)).await;
     drop(attempts);
     let (target, mut up) = match connected {

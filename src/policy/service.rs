@@ -1,0 +1,147 @@
+//! A service's policy: the built-in hooks, with a plugin's in place of those it exports. Resolved
+//! once per routing-table build, so a request finds its service's hooks without a lookup.
+//!
+//! A plugin hook may fail (trap, fuel, memory, suspended after repeated failures). Its plugin
+//! counts the failure; the request then gets the built-in hook's answer (`fail = "open"`, the
+//! default), or is refused with 503 `x-weft-error: policy` (`fail = "closed"`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::builtin::Builtin;
+use super::{Candidates, Outcome, Policy, RequestInfo, RetryDecision};
+use crate::catalog::RouteRule;
+
+/// Which hooks a plugin exports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub route: bool,
+    pub pick: bool,
+    pub retry: bool,
+}
+
+/// A plugin call that did not answer; the plugin has counted it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HookFailed(pub String);
+
+/// What the data path needs of a loaded policy plugin (implemented by `crate::plugin`).
+pub trait Plugin: Send + Sync {
+    fn name(&self) -> &str;
+    fn hooks(&self) -> Hooks;
+    /// `fail = "closed"`: a failed call refuses the request instead of falling back.
+    fn fail_closed(&self) -> bool;
+    /// Whether its hooks read request headers (its manifest names some).
+    fn reads_headers(&self) -> bool;
+    fn route(&self, req: &RequestInfo<'_>) -> Result<Option<String>, HookFailed>;
+    /// The chosen candidate's `Target::index`, or `None` to leave the choice to the built-in hook.
+    fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Result<Option<u32>, HookFailed>;
+    fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, elapsed: Duration) -> Result<RetryDecision, HookFailed>;
+}
+
+/// Finds plugins by name when a routing table is built.
+pub trait PluginSource: Send + Sync {
+    fn plugin(&self, name: &str) -> Option<Arc<dyn Plugin>>;
+}
+
+/// No plugins at all.
+pub struct NoPlugins;
+
+impl PluginSource for NoPlugins {
+    fn plugin(&self, _name: &str) -> Option<Arc<dyn Plugin>> {
+        None
+    }
+}
+
+/// A fail-closed plugin's hook failed: the request is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("policy plugin {plugin} failed ({hook}): {reason}")]
+pub struct PolicyRefused {
+    pub plugin: String,
+    pub hook: &'static str,
+    pub reason: String,
+}
+
+/// The hooks one service's requests go through.
+#[derive(Default)]
+pub struct ServicePolicy {
+    /// The service's routing rules (those with a destination), for the built-in `route`.
+    routing: Vec<RouteRule>,
+    plugin: Option<Arc<dyn Plugin>>,
+}
+
+impl std::fmt::Debug for ServicePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServicePolicy").field("routing", &self.routing.len()).field("plugin", &self.plugin.as_ref().map(|p| p.name().to_string())).finish()
+    }
+}
+
+impl ServicePolicy {
+    pub fn new(rules: &[RouteRule], plugin: Option<Arc<dyn Plugin>>) -> ServicePolicy {
+        ServicePolicy { routing: rules.iter().filter(|r| r.routes()).cloned().collect(), plugin }
+    }
+
+    fn plugin_with(&self, has: impl Fn(Hooks) -> bool) -> Option<&Arc<dyn Plugin>> {
+        self.plugin.as_ref().filter(|p| has(p.hooks()))
+    }
+
+    /// Whether `route` may ever send a request elsewhere; when not, the data path skips it.
+    pub fn routes(&self) -> bool {
+        !self.routing.is_empty() || self.plugin_with(|h| h.route).is_some()
+    }
+
+    /// Whether a hook reads the request's authority, path or headers; when not, the data path
+    /// leaves them out of [`RequestInfo`] (describing every request costs ~3 % of its work).
+    pub fn reads_requests(&self) -> bool {
+        self.routes() || self.plugin.as_ref().is_some_and(|p| p.reads_headers())
+    }
+
+    /// Another service of the namespace for this request, or `None` to keep it.
+    pub fn route(&self, req: &RequestInfo<'_>) -> Result<Option<String>, PolicyRefused> {
+        if let Some(p) = self.plugin_with(|h| h.route) {
+            match p.route(req) {
+                Ok(r) => return Ok(r),
+                Err(e) => fallback(p, "route", e)?,
+            }
+        }
+        Ok(route_by_rules(&self.routing, req))
+    }
+
+    pub fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Result<Option<u32>, PolicyRefused> {
+        if let Some(p) = self.plugin_with(|h| h.pick) {
+            match p.pick_endpoint(req, c) {
+                // A plugin may only choose among the candidates it was shown.
+                Ok(Some(i)) if c.targets.iter().any(|t| t.index == i && !c.excluded.contains(&i)) => return Ok(Some(i)),
+                Ok(_) => {}
+                Err(e) => fallback(p, "pick-endpoint", e)?,
+            }
+        }
+        Ok(Builtin.pick_endpoint(req, c))
+    }
+
+    pub fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, elapsed: Duration) -> Result<RetryDecision, PolicyRefused> {
+        if let Some(p) = self.plugin_with(|h| h.retry) {
+            match p.should_retry(req, outcome, elapsed) {
+                Ok(d) => return Ok(d),
+                Err(e) => fallback(p, "should-retry", e)?,
+            }
+        }
+        Ok(Builtin.should_retry(req, outcome, elapsed))
+    }
+}
+
+/// A failed plugin call: fall back to the built-in hook, or refuse when the plugin says so.
+fn fallback(p: &Arc<dyn Plugin>, hook: &'static str, e: HookFailed) -> Result<(), PolicyRefused> {
+    if p.fail_closed() {
+        return Err(PolicyRefused { plugin: p.name().to_string(), hook, reason: e.0 });
+    }
+    tracing::debug!(plugin = p.name(), hook, error = %e, "plugin hook failed; the built-in hook answers");
+    Ok(())
+}
+
+/// The built-in `route`: the first routing rule that matches decides; a weighted one sends its
+/// share (`percent`) there and keeps the rest.
+pub fn route_by_rules(rules: &[RouteRule], req: &RequestInfo<'_>) -> Option<String> {
+    let rule = rules.iter().find(|r| r.matches(req.method, req.path, |n| req.headers.get(n)))?;
+    rule.draw().then(|| rule.to.clone()).flatten()
+}
