@@ -2,14 +2,13 @@
 //! detection and the latency estimate, and the decision to try again — which needs the policy's
 //! yes, a request that can be sent again as it was, and a retry budget that is not spent.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::error::{ProxyError, Side};
+use super::error::ProxyError;
 use super::table::ServiceRoute;
 use super::Shared;
 use crate::policy::{Candidates, Outcome, RequestInfo, RetryDecision, Target};
@@ -44,6 +43,11 @@ impl<'a> Attempts<'a> {
     /// later tries, which come after a failure and maybe a backoff.
     pub fn now(&self) -> Instant {
         if self.info.attempt == 1 { self.start } else { Instant::now() }
+    }
+
+    /// The service the request goes to.
+    pub fn route(&self) -> &'a ServiceRoute {
+        self.route
     }
 
     /// The endpoint for the next try.
@@ -213,28 +217,5 @@ pub fn record(route: &ServiceRoute, t: &Target, ok: bool, timing: Option<(Durati
         route.stats.ejections.fetch_add(1, Relaxed);
         s.ejections.fetch_add(1, Relaxed);
         tracing::warn!(service = %route.label(), endpoint = %t.id, node = %t.node, times = s.ejection.times(), "endpoint ejected after consecutive failures");
-    }
-}
-
-/// Connects to an endpoint the policy picks, trying others while connecting fails (nothing was
-/// sent, so that is always safe).
-/// `connect` gets the target and the time of the try ([`Attempts::now`]).
-pub async fn connect<C, F, Fut>(attempts: &mut Attempts<'_>, mut connect: F) -> Result<(Arc<Target>, C), ProxyError>
-where
-    F: FnMut(Arc<Target>, Instant) -> Fut,
-    Fut: Future<Output = Result<C, ProxyError>>,
-{
-    loop {
-        let target = attempts.pick()?;
-        match connect(target.clone(), attempts.now()).await {
-            Ok(c) => return Ok((target, c)),
-            Err(e) if e.side() == Side::Upstream && e.retryable() => {
-                attempts.failed(&target, e);
-                if !attempts.again(&target, Outcome::ConnectFailed, true).await {
-                    return Err(attempts.error());
-                }
-            }
-            Err(e) => return Err(e),
-        }
     }
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Listener, h1, http, tcp};
+use super::{Listener, h1, h2, tcp};
 
 /// When the drain window ends and when the drain stops waiting. The node sets the times, and a
 /// second signal moves them to now.
@@ -76,7 +76,7 @@ pub(super) async fn serve_late(s: TcpStream, kind: Listener) {
     // Boxed: the three kinds differ, and this runs only for connections made during a drain.
     let mut conn: Pin<Box<dyn Future<Output = ()> + Send>> = match kind {
         Listener::Http1(l) => Box::pin(h1::serve(s, l, token.clone())),
-        Listener::Http2(l) => Box::pin(http::serve(s, l, token.clone())),
+        Listener::Http2(l) => Box::pin(h2::serve(s, l, token.clone())),
         Listener::Tcp(l) => Box::pin(tcp::serve(s, l)),
     };
     tokio::select! {

@@ -9,8 +9,9 @@ mod drain;
 pub mod error;
 mod goaway;
 mod h1;
-mod http;
+mod h2;
 mod io;
+mod pipeline;
 mod pool;
 mod replay;
 pub mod table;
@@ -273,7 +274,7 @@ impl Proxy {
                 }
                 match &kind {
                     Listener::Http1(l) => conns.spawn(h1::serve(s, l.clone(), early.clone())),
-                    Listener::Http2(l) => conns.spawn(http::serve(s, l.clone(), early.clone())),
+                    Listener::Http2(l) => conns.spawn(h2::serve(s, l.clone(), early.clone())),
                     Listener::Tcp(l) => conns.spawn(tcp::serve(s, l.clone())),
                 };
             }

@@ -9,7 +9,8 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
 
 use super::Shared;
-use super::attempt::{self, Attempts};
+use super::attempt::Attempts;
+use super::pipeline::{self, Codec, Tried};
 use super::body::InFlight;
 use super::error::ProxyError;
 use super::io::{Activity, Metered};
@@ -25,7 +26,33 @@ pub struct TcpListener {
     pub shared: Arc<Shared>,
 }
 
-async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, Conn), ProxyError> {
+/// The TCP codec under the request pipeline: a try is a connect; once one succeeds there is
+/// nothing more to classify (bytes flow until either side closes).
+struct TcpCodec<'a> {
+    l: &'a TcpListener,
+    route: &'a ServiceRoute,
+}
+
+impl Codec for TcpCodec<'_> {
+    type Conn = Conn;
+    /// The connection, and its count as in flight on the endpoint while it lasts.
+    type Answer = (Conn, InFlight);
+    const COUNTS_REQUESTS: bool = false;
+
+    async fn connect(&mut self, t: &Arc<Target>, _now: tokio::time::Instant) -> Result<Conn, ProxyError> {
+        self.l.shared.pools.connect(self.route, t, self.route.connect_timeout).await
+    }
+
+    async fn reconnect(&mut self, t: &Arc<Target>, _old: Option<Conn>) -> Result<Conn, ProxyError> {
+        self.connect(t, tokio::time::Instant::now()).await
+    }
+
+    async fn send(&mut self, _t: &Arc<Target>, conn: Conn, in_flight: InFlight, _a: &Attempts<'_>) -> Tried<(Conn, InFlight), Conn> {
+        Tried::Answered { answer: (conn, in_flight), ok: true, timing: None, retry_on: None }
+    }
+}
+
+async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, (Conn, InFlight)), ProxyError> {
     let info = RequestInfo {
         namespace: &route.namespace,
         service: &route.service,
@@ -39,9 +66,7 @@ async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, 
         retry: &route.retry,
     };
     let mut attempts = Attempts::new(route, info, tokio::time::Instant::now());
-    let (target, conn) = attempt::connect(&mut attempts, |t: Arc<Target>, _| async move { l.shared.pools.connect(route, &t, route.connect_timeout).await }).await?;
-    attempt::record(route, &target, true, None);
-    Ok((target, conn))
+    pipeline::run(&mut attempts, &mut TcpCodec { l, route }).await
 }
 
 /// A draining node lets the connection run on: the node's drain timeout bounds it.
@@ -58,9 +83,8 @@ pub async fn serve(client: TcpStream, l: Arc<TcpListener>) {
             // Closing is all a TCP client can be told; the reason goes to the log and figures.
             tracing::info!(service = %route.label(), error = %e, "no upstream for tcp connection");
         }
-        Ok((target, upstream)) => {
+        Ok((target, (upstream, _in_flight))) => {
             target.stats.connections.fetch_add(1, Relaxed);
-            let _in_flight = InFlight::new(target.clone());
             let activity = Activity::new();
             let mut a = Metered::new(client, activity.clone(), Some(stats.clone()));
             let mut b = Metered::new(upstream, activity.clone(), None);

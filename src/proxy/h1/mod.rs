@@ -7,8 +7,10 @@ mod body;
 mod chunked;
 mod head;
 mod scan;
+mod tries;
 
-use std::pin::pin;
+pub(super) use tries::try_limit;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -19,17 +21,16 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use self::body::{copy_body, read_response_head};
+use self::body::copy_body;
 use self::head::{BodyKind, Head, HeadError, reserve};
 use super::error::ProxyError;
 use super::io::{Activity, Deadline, Gate, Metered};
 use super::pool::{Pools, Upstream};
 use super::table::{ServiceRoute, Settings};
-use crate::catalog::RetryConfig;
 use super::HttpListener;
-use super::attempt::{self, Attempts};
+use super::attempt;
 use super::body::InFlight;
-use crate::policy::{Headers, Outcome, RequestInfo, Target};
+use crate::policy::{Headers, RequestInfo, Target};
 
 type Client = Metered<TcpStream>;
 
@@ -320,11 +321,11 @@ async fn forward(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
                 let limit = x.settings.request_timeout.unwrap_or(HEAD_TIMEOUT).min(HEAD_TIMEOUT);
                 read_to(client, buf, head.len + n, limit).await.map_err(|e| (e, None))?;
             }
-            let r = replayable(x, client, buf, head, n, sc).await;
+            let r = tries::replayable(x, client, buf, head, n, sc).await;
             buf.advance(head.len + n);
             r
         }
-        None => streaming(x, client, buf, head, sc).await,
+        None => tries::streaming(x, client, buf, head, sc).await,
     };
     let answer = answer.map_err(|e| (e, None))?;
     drop(busy);
@@ -343,137 +344,6 @@ async fn read_to(client: &mut Client, buf: &mut BytesMut, want: usize, limit: Du
         }
     }
     Ok(())
-}
-
-/// The wait for one try's response head: the per-try timeout, within what is left of the
-/// request timeout.
-pub(super) fn try_limit(retry: &RetryConfig, deadline: Option<Instant>) -> Duration {
-    let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-    match retry.per_try_timeout_ms {
-        0 => left,
-        ms => left.min(Duration::from_millis(ms)),
-    }
-}
-
-/// When a try's wait for its response head ends, and how long that is after it was sent.
-#[derive(Clone, Copy)]
-struct Limit {
-    until: Instant,
-    after: Duration,
-}
-
-/// [`try_limit`] as a deadline for a try sent at `sent`, from times already read.
-fn try_until(retry: &RetryConfig, deadline: Option<Instant>, sent: Instant) -> Option<Limit> {
-    let whole = deadline.map(|until| Limit { until, after: until.saturating_duration_since(sent) });
-    match retry.per_try_timeout_ms {
-        0 => whole,
-        ms => {
-            let per_try = Limit { until: sent + Duration::from_millis(ms), after: Duration::from_millis(ms) };
-            Some(whole.filter(|w| w.until < per_try.until).unwrap_or(per_try))
-        }
-    }
-}
-
-/// A request whose body is in `buf`: sent whole on each try, so a failed try (broken connection,
-/// timeout, 503) can be repeated on another endpoint when the policy deems it safe.
-async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: &Head, n: usize, sc: &mut Scratch) -> Result<Answer, ProxyError> {
-    let Exchange { l, route, settings, .. } = x;
-    let pools = &l.shared.pools;
-    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, route.policy.reads_requests());
-    sc.out.clear();
-    head.write_to(buf, &mut sc.out, true, &[]);
-    sc.out.extend_from_slice(&buf[head.len..head.len + n]);
-    let is_head = head.method.get(buf) == b"HEAD";
-    let deadline = x.deadline();
-    let mut attempts = Attempts::new(route, info, x.start);
-    loop {
-        let (target, mut up) = attempt::connect(&mut attempts, |t: Arc<Target>, now| sc.upstream(pools, route, t, now)).await?;
-        target.stats.requests.fetch_add(1, Relaxed);
-        let in_flight = InFlight::new(target.clone());
-        let addr = target.address;
-        // A pooled connection on the first try: sent at the start, near enough (a fresh one took
-        // a connect first).
-        let sent = if up.reused { attempts.now() } else { Instant::now() };
-        let limit = try_until(settings.retry, deadline, sent);
-        let mut r = send(&mut up, client, &sc.out, is_head, head.minor > 0, &mut sc.timer, limit, addr).await;
-        // A pooled connection the endpoint closed a moment ago fails before any byte comes back:
-        // an idempotent request goes once more over a fresh connection to the same endpoint
-        // (a repeat is harmless even if the first got through).
-        if matches!(r, Err(ProxyError::UpstreamIo { .. })) && up.reused && up.buf.is_empty() && attempts.info.idempotent {
-            match pools.fresh_h1(route, &target).await {
-                Ok(fresh) => {
-                    up = fresh;
-                    r = send(&mut up, client, &sc.out, is_head, head.minor > 0, &mut sc.timer, limit, addr).await;
-                }
-                // The try's cause stays the broken connection (the request may have reached the
-                // endpoint); the failed connect only tells us the endpoint is gone.
-                Err(e) => attempt::resend_failed(route, &target, &e),
-            }
-        }
-        match r {
-            Ok(resp) => {
-                let at = Instant::now();
-                let took = at - sent;
-                target.stats.response_time.record(took);
-                attempt::record(route, &target, resp.status < 500, Some((took, at)));
-                if resp.status == 503 && attempts.again(&target, Outcome::Status(503), true).await {
-                    continue;
-                }
-                return Ok(Answer { target, up, resp, body_done: true, _in_flight: in_flight });
-            }
-            Err(e) => {
-                let outcome = if matches!(e, ProxyError::RequestTimeout { .. }) { Outcome::Timeout } else { Outcome::Reset };
-                attempts.failed(&target, e);
-                if !attempts.again(&target, outcome, true).await {
-                    return Err(attempts.error());
-                }
-            }
-        }
-    }
-}
-
-/// A request whose body streams from the client to the endpoint as it arrives: only connect
-/// failures are retried, since after that the body is gone.
-async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, sc: &mut Scratch) -> Result<Answer, ProxyError> {
-    let Exchange { l, route, settings, .. } = x;
-    let pools = &l.shared.pools;
-    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, route.policy.reads_requests());
-    let mut attempts = Attempts::new(route, info, x.start);
-    let connected = attempt::connect(&mut attempts, |t: Arc<Target>, now| sc.upstream(pools, route, t, now)).await;
-    drop(attempts);
-    let (target, mut up) = match connected {
-        Ok(c) => c,
-        Err(e) => {
-            // The request is answered here: consume its head so the next one can be read.
-            buf.advance(head.len);
-            return Err(e);
-        }
-    };
-    target.stats.requests.fetch_add(1, Relaxed);
-    let in_flight = InFlight::new(target.clone());
-    let is_head = head.method.get(buf) == b"HEAD";
-    sc.out.clear();
-    head.write_to(buf, &mut sc.out, true, &[]);
-    buf.advance(head.len);
-    let addr = target.address;
-    let sent = Instant::now();
-    let limit = try_until(settings.retry, x.deadline(), sent);
-    match exchange_head(&mut up, client, buf, head, &mut sc.out, is_head, &mut sc.timer, limit, addr).await {
-        Ok((resp, body_done)) => {
-            let at = Instant::now();
-            let took = at - sent;
-            target.stats.response_time.record(took);
-            attempt::record(route, &target, resp.status < 500, Some((took, at)));
-            Ok(Answer { target, up, resp, body_done, _in_flight: in_flight })
-        }
-        Err(e) => {
-            if e.side() == super::Side::Upstream {
-                route.stats.failure(e.kind());
-                attempt::record(route, &target, false, None);
-            }
-            Err(e)
-        }
-    }
 }
 
 /// Sends the response head and body to the client, and keeps both connections when that is safe.
@@ -525,65 +395,6 @@ async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
         }
     }
     Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }, done))
-}
-
-fn timed_out(addr: std::net::SocketAddr, limit: Option<Limit>) -> ProxyError {
-    ProxyError::RequestTimeout { addr, after: limit.map_or(Duration::ZERO, |l| l.after) }
-}
-
-/// Writes a whole request and reads the final response head within `limit`.
-#[allow(clippy::too_many_arguments)]
-async fn send(up: &mut Upstream, client: &mut Client, out: &[u8], is_head: bool, interim: bool, timer: &mut Deadline, limit: Option<Limit>, addr: std::net::SocketAddr) -> Result<Head, ProxyError> {
-    up.stream.write_all(out).await.map_err(|source| ProxyError::UpstreamIo { addr, source })?;
-    let read = pin!(read_response_head(&mut up.stream, &mut up.buf, is_head, interim, client, addr));
-    timer.run(limit.map(|l| l.until), read).await.ok_or_else(|| timed_out(addr, limit))?
-}
-
-/// Writes the request head, then its body concurrently with reading the response, so an
-/// `Expect: 100-continue` or an early error response flows back at once) and returns the final
-/// response head and whether the whole request body went out.
-#[allow(clippy::too_many_arguments)]
-async fn exchange_head(
-    up: &mut Upstream,
-    client: &mut Client,
-    buf: &mut BytesMut,
-    head: &Head,
-    out: &mut Vec<u8>,
-    is_head: bool,
-    timer: &mut Deadline,
-    limit: Option<Limit>,
-    addr: std::net::SocketAddr,
-) -> Result<(Head, bool), ProxyError> {
-    let (mut up_r, mut up_w) = up.stream.split();
-    let (mut cl_r, mut cl_w) = tokio::io::split(&mut *client);
-    let send = async {
-        let r = copy_body(head.body, buf, &mut cl_r, &mut up_w, out).await;
-        r.map_err(|e| e.into_proxy_from_client(addr))
-    };
-    let read = pin!(read_response_head(&mut up_r, &mut up.buf, is_head, head.minor > 0, &mut cl_w, addr));
-    let recv = timer.run(limit.map(|l| l.until), read);
-    tokio::pin!(send, recv);
-    let mut sent: Option<Result<(), ProxyError>> = None;
-    loop {
-        tokio::select! {
-            r = &mut send, if sent.is_none() => {
-                // The client gave up mid-body: nobody is left to answer.
-                if let Err(ProxyError::Downstream(d)) = r {
-                    return Err(ProxyError::Downstream(d));
-                }
-                sent = Some(r);
-            }
-            r = &mut recv => {
-                let resp = r.ok_or_else(|| timed_out(addr, limit))?;
-                return match (resp, sent) {
-                    (Ok(h), Some(Ok(()))) => Ok((h, true)),
-                    // An answer before the whole body went out: forward it, then close.
-                    (Ok(h), _) => Ok((h, false)),
-                    (Err(e), _) => Err(e),
-                };
-            }
-        }
-    }
 }
 
 /// After `101 Switching Protocols`: bytes both ways until either side closes.

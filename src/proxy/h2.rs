@@ -26,6 +26,9 @@ use super::io::{Activity, Gate, Metered};
 use super::table::{ServiceRoute, Settings};
 use super::HttpListener;
 use super::attempt::{self, Attempts};
+use super::pipeline::{self, Codec, Tried};
+use super::pool::{H2, Pools};
+use crate::catalog::RetryConfig;
 use super::replay::{Replay, UpBody};
 use super::h1::try_limit;
 use crate::catalog::Protocol;
@@ -112,98 +115,104 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
 }
 
 async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
-    let pools = &l.shared.pools;
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = http::Version::HTTP_2;
     let replay = Replay::default();
-    let mut unsent = Some(replay.tee(body));
+    let unsent = Some(replay.tee(body));
     let settings = if route.rules.is_empty() { route.defaults() } else { route.settings(parts.method.as_str(), parts.uri.path(), |n| parts.headers.get(n).map(|v| v.as_bytes())) };
     let info = request_info(route, settings, &parts, authority, &l.shared.zone);
     let begun = Instant::now();
-    let deadline = settings.request_timeout.map(|t| begun + t);
     let mut attempts = Attempts::new(route, info, begun);
-    // A connection that went away under an unprocessed request (GOAWAY: the endpoint closing
-    // it after N requests, or restarting) says nothing about the endpoint: the request goes
-    // again to the same endpoint over a new connection (up to ten times), outside the retry
-    // count. So does an idempotent request whose connection ended without a word about it.
-    let mut same_again: Option<(Arc<Target>, Outcome, ProxyError)> = None;
-    let mut went_away = 0;
-    loop {
-        let (target, mut conn) = match same_again.take() {
-            Some((t, outcome, cause)) => match pools.h2(route, &t, route.connect_timeout).await {
-                Ok(c) => (t, c),
-                Err(e) => {
-                    attempt::resend_failed(route, &t, &e);
-                    attempts.failed(&t, cause);
-                    if !attempts.again(&t, outcome, true).await {
-                        return Err(attempts.error());
-                    }
-                    continue;
-                }
-            },
-            None => attempt::connect(&mut attempts, |t: Arc<Target>, _| async move { pools.h2(route, &t, route.connect_timeout).await }).await?,
+    let mut codec = Codec2 { pools: &l.shared.pools, route, parts: &parts, replay: &replay, unsent, retry: settings.retry, deadline: settings.request_timeout.map(|t| begun + t) };
+    pipeline::run(&mut attempts, &mut codec).await.map(|(_, r)| r)
+}
+
+/// The HTTP/2 and gRPC codec under the request pipeline: one stream per try on a shared
+/// connection, the body streamed to the first endpoint while a copy is kept for a retry.
+struct Codec2<'a> {
+    pools: &'a Pools,
+    route: &'a ServiceRoute,
+    parts: &'a http::request::Parts,
+    replay: &'a Replay,
+    /// A body not sent yet: the first try's, or one hyper handed back unsent.
+    unsent: Option<UpBody>,
+    retry: &'a RetryConfig,
+    deadline: Option<Instant>,
+}
+
+impl Codec for Codec2<'_> {
+    type Conn = H2;
+    type Answer = Response<ProxyBody>;
+    const COUNTS_REQUESTS: bool = true;
+
+    async fn connect(&mut self, t: &Arc<Target>, _now: Instant) -> Result<H2, ProxyError> {
+        self.pools.h2(self.route, t, self.route.connect_timeout).await
+    }
+
+    async fn reconnect(&mut self, t: &Arc<Target>, old: Option<H2>) -> Result<H2, ProxyError> {
+        if let Some(old) = old {
+            self.pools.forget_h2(t, &old);
+        }
+        self.pools.h2(self.route, t, self.route.connect_timeout).await
+    }
+
+    async fn send(&mut self, t: &Arc<Target>, mut conn: H2, in_flight: InFlight, attempts: &Attempts<'_>) -> Tried<Response<ProxyBody>, H2> {
+        let Some(body) = self.unsent.take().or_else(|| self.replay.again()) else {
+            // Only a replayable request is tried again, so its body is always there.
+            return Tried::Failed { error: ProxyError::Downstream("the request body is no longer there for another try".into()), outcome: Outcome::Reset, replayable: false };
         };
-        let Some(body) = unsent.take().or_else(|| replay.again()) else {
-            return Err(attempts.error());
-        };
-        let addr = target.address;
-        target.stats.requests.fetch_add(1, Relaxed);
-        let in_flight = InFlight::new(target.clone());
+        let addr = t.address;
         let sent = Instant::now();
-        let limit = try_limit(settings.retry, deadline);
-        let answer = conn.send.try_send_request(rebuild(&parts, body));
-        let failed = match watched(limit, answer, &mut conn.gone).await {
+        let limit = try_limit(self.retry, self.deadline);
+        let answer = conn.send.try_send_request(rebuild(self.parts, body));
+        match watched(limit, answer, &mut conn.gone).await {
             Sent::Answer(Ok(resp)) => {
                 let at = Instant::now();
-                let took = at - sent;
-                target.stats.response_time.record(took);
                 let grpc_status = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<u32>().ok());
                 let unavailable = grpc_status == Some(GRPC_UNAVAILABLE);
-                attempt::record(route, &target, resp.status().as_u16() < 500 && !unavailable, Some((took, at)));
+                let ok = resp.status().as_u16() < 500 && !unavailable;
                 let retry_on = match (resp.status().as_u16(), unavailable) {
-                    (503, _) => Some(Outcome::Status(503)),
-                    (_, true) => Some(Outcome::GrpcStatus(GRPC_UNAVAILABLE)),
+                    (503, _) => Some((Outcome::Status(503), self.replay.ready())),
+                    (_, true) => Some((Outcome::GrpcStatus(GRPC_UNAVAILABLE), self.replay.ready())),
                     _ => None,
                 };
-                if let Some(o) = retry_on
-                    && attempts.again(&target, o, replay.ready()).await {
-                        continue;
-                    }
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 let body = ProxyBody::Upstream(UpstreamBody { inner: body, _in_flight: in_flight });
-                return Ok(Response::from_parts(parts, body));
+                Tried::Answered { answer: Response::from_parts(parts, body), ok, timing: Some((at - sent, at)), retry_on }
             }
-            Sent::TimedOut => (Outcome::Timeout, replay.ready(), false, ProxyError::RequestTimeout { addr, after: limit }),
+            Sent::TimedOut => Tried::Failed { error: ProxyError::RequestTimeout { addr, after: limit }, outcome: Outcome::Timeout, replayable: self.replay.ready() },
             Sent::Lost => {
                 // The endpoint may have run it: it goes again over a new connection to the same
                 // endpoint only if repeating it is harmless; otherwise the retry policy decides.
                 tracing::debug!(%addr, "an HTTP/2 connection ended without answering a request");
-                let e = std::io::Error::other("the HTTP/2 connection ended without answering the request");
-                (Outcome::Reset, replay.ready(), attempts.info.idempotent, ProxyError::UpstreamIo { addr, source: e })
+                let error = ProxyError::UpstreamIo { addr, source: std::io::Error::other("the HTTP/2 connection ended without answering the request") };
+                if attempts.info.idempotent && self.replay.ready() {
+                    Tried::SameAgain { error, outcome: Outcome::Reset, conn: Some(conn) }
+                } else {
+                    Tried::Failed { error, outcome: Outcome::Reset, replayable: self.replay.ready() }
+                }
             }
             Sent::Answer(Err(mut e)) => {
-                // hyper hands back a request it never sent: it goes on untouched.
+                // hyper hands back a request it never sent (a refused stream, or one cut by a
+                // GOAWAY: RFC 9113 §8.7 says unprocessed): it goes on untouched.
                 let returned = e.take_message();
-                let outcome = if returned.is_some() { Outcome::Refused } else { classify(e.error()) };
-                let replayable = returned.is_some() || replay.ready();
-                unsent = returned.map(|r| r.into_body());
-                (outcome, replayable, outcome == Outcome::Refused, ProxyError::Upstream { addr, source: e.into_error() })
+                let error = ProxyError::Upstream { addr, source: e.into_error() };
+                match returned {
+                    Some(r) => {
+                        self.unsent = Some(r.into_body());
+                        Tried::SameAgain { error, outcome: Outcome::Refused, conn: Some(conn) }
+                    }
+                    None => {
+                        let outcome = match &error {
+                            ProxyError::Upstream { source, .. } => classify(source),
+                            _ => Outcome::Reset,
+                        };
+                        Tried::Failed { error, outcome, replayable: self.replay.ready() }
+                    }
+                }
             }
-        };
-        let (outcome, replayable, same_endpoint, error) = failed;
-        // Bounded: an endpoint that recycles connections faster than requests finish must not
-        // hold a request forever.
-        if same_endpoint && replayable && went_away < MAX_WENT_AWAY {
-            went_away += 1;
-            pools.forget_h2(&target, &conn);
-            same_again = Some((target, outcome, error));
-            continue;
-        }
-        attempts.failed(&target, error);
-        if !attempts.again(&target, outcome, replayable).await {
-            return Err(attempts.error());
         }
     }
 }
@@ -237,12 +246,6 @@ async fn watched<F: Future>(limit: Duration, answer: F, gone: &mut watch::Receiv
 
 /// A refused stream (REFUSED_STREAM, or cut off by a GOAWAY) was not processed by the endpoint
 /// (RFC 9113 §8.7), so any request may go elsewhere; other stream errors may come after it ran.
-/// How often one request may be refused that way (or lose its connection) before it fails. An
-/// endpoint that recycles its connections after a few dozen streams while as many are in flight
-/// (nginx's `keepalive_requests`) refuses the overflow of every new connection, so a request may
-/// be refused several times in a row on a loaded machine. Each round is a new connection, and
-/// the request timeout bounds them all.
-const MAX_WENT_AWAY: u32 = 10;
 
 fn classify(e: &hyper::Error) -> Outcome {
     let mut source = std::error::Error::source(e);
