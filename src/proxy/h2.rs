@@ -209,7 +209,13 @@ impl Codec for Codec2<'_> {
                             ProxyError::Upstream { source, .. } => classify(source),
                             _ => Outcome::Reset,
                         };
-                        Tried::Failed { error, outcome, replayable: self.replay.ready() }
+                        // A stream the endpoint refused (REFUSED_STREAM) was not processed
+                        // either: again over a new connection, if the body can be sent again.
+                        if outcome == Outcome::Refused && self.replay.ready() {
+                            Tried::SameAgain { error, outcome, conn: Some(conn) }
+                        } else {
+                            Tried::Failed { error, outcome, replayable: self.replay.ready() }
+                        }
                     }
                 }
             }
