@@ -252,7 +252,6 @@ async fn watched<F: Future>(limit: Duration, answer: F, gone: &mut watch::Receiv
 
 /// A refused stream (REFUSED_STREAM, or cut off by a GOAWAY) was not processed by the endpoint
 /// (RFC 9113 §8.7), so any request may go elsewhere; other stream errors may come after it ran.
-
 fn classify(e: &hyper::Error) -> Outcome {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

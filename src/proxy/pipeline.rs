@@ -72,10 +72,14 @@ pub trait Codec {
 /// forever. Each round is a new connection, and the request timeout bounds them all.
 const MAX_SAME_AGAIN: u32 = 10;
 
+/// A resend to the same endpoint: where, the first try's outcome and error (what the try is
+/// judged by if the new connection fails too), and the old connection.
+type Resend<C> = (Arc<Target>, Outcome, ProxyError, Option<C>);
+
 /// Runs a request's tries to an answer or a final error.
 pub async fn run<C: Codec>(attempts: &mut Attempts<'_>, codec: &mut C) -> Result<(Arc<Target>, C::Answer), ProxyError> {
     let route = attempts.route();
-    let mut same_again: Option<(Arc<Target>, Outcome, ProxyError, Option<C::Conn>)> = None;
+    let mut same_again: Option<Resend<C::Conn>> = None;
     let mut resends = 0;
     loop {
         let (target, conn) = match same_again.take() {
