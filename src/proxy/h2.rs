@@ -124,13 +124,16 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     let info = request_info(route, settings, &parts, authority, &l.shared.zone);
     let begun = Instant::now();
     let mut attempts = Attempts::new(route, info, begun);
-    let mut codec = Codec2 { pools: &l.shared.pools, route, parts: &parts, replay: &replay, unsent, retry: settings.retry, deadline: settings.request_timeout.map(|t| begun + t) };
-    pipeline::run(&mut attempts, &mut codec).await.map(|(_, r)| r)
+    let mut codec = Codec2 { answer: None, pools: &l.shared.pools, route, parts: &parts, replay: &replay, unsent, retry: settings.retry, deadline: settings.request_timeout.map(|t| begun + t) };
+    pipeline::run(&mut attempts, &mut codec).await?;
+    codec.answer.ok_or_else(|| attempts.error())
 }
 
 /// The HTTP/2 and gRPC codec under the request pipeline: one stream per try on a shared
 /// connection, the body streamed to the first endpoint while a copy is kept for a retry.
 struct Codec2<'a> {
+    /// The last try's answer.
+    answer: Option<Response<ProxyBody>>,
     pools: &'a Pools,
     route: &'a ServiceRoute,
     parts: &'a http::request::Parts,
@@ -143,7 +146,6 @@ struct Codec2<'a> {
 
 impl Codec for Codec2<'_> {
     type Conn = H2;
-    type Answer = Response<ProxyBody>;
     const COUNTS_REQUESTS: bool = true;
 
     async fn connect(&mut self, t: &Arc<Target>, _now: Instant) -> Result<H2, ProxyError> {
@@ -157,7 +159,7 @@ impl Codec for Codec2<'_> {
         self.pools.h2(self.route, t, self.route.connect_timeout).await
     }
 
-    async fn send(&mut self, t: &Arc<Target>, mut conn: H2, in_flight: InFlight, attempts: &Attempts<'_>) -> Tried<Response<ProxyBody>, H2> {
+    async fn send(&mut self, t: &Arc<Target>, mut conn: H2, in_flight: InFlight, attempts: &Attempts<'_>) -> Tried<H2> {
         let Some(body) = self.unsent.take().or_else(|| self.replay.again()) else {
             // Only a replayable request is tried again, so its body is always there.
             return Tried::Failed { error: ProxyError::Downstream("the request body is no longer there for another try".into()), outcome: Outcome::Reset, replayable: false };
@@ -180,7 +182,8 @@ impl Codec for Codec2<'_> {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 let body = ProxyBody::Upstream(UpstreamBody { inner: body, _in_flight: in_flight });
-                Tried::Answered { answer: Response::from_parts(parts, body), ok, timing: Some((at - sent, at)), retry_on }
+                self.answer = Some(Response::from_parts(parts, body));
+                Tried::Answered { ok, timing: Some((at - sent, at)), retry_on }
             }
             Sent::TimedOut => Tried::Failed { error: ProxyError::RequestTimeout { addr, after: limit }, outcome: Outcome::Timeout, replayable: self.replay.ready() },
             Sent::Lost => {

@@ -31,12 +31,13 @@ use super::error::{ProxyError, Side};
 use crate::policy::{Outcome, Target};
 
 /// How one try ended, as the codec classified it.
-pub enum Tried<A, C> {
-    /// A response arrived. `ok`: a success for outlier detection (not a 5xx nor gRPC
-    /// UNAVAILABLE); `timing`: how long it took to its head, and when that came; `retry_on`: the
-    /// outcome to ask should-retry about (a 503, gRPC UNAVAILABLE) and whether the request can
-    /// still be sent again.
-    Answered { answer: A, ok: bool, timing: Option<(Duration, Instant)>, retry_on: Option<(Outcome, bool)> },
+pub enum Tried<C> {
+    /// A response arrived, and the codec keeps it (an answer is a few hundred bytes: handed up
+    /// through every return it was copied each time, ~3 % of a request's instructions). `ok`: a
+    /// success for outlier detection (not a 5xx nor gRPC UNAVAILABLE); `timing`: how long it took
+    /// to its head, and when that came; `retry_on`: the outcome to ask should-retry about (a 503,
+    /// gRPC UNAVAILABLE) and whether the request can still be sent again.
+    Answered { ok: bool, timing: Option<(Duration, Instant)>, retry_on: Option<(Outcome, bool)> },
     /// The try failed; `replayable`: the request can be sent again exactly as it was.
     Failed { error: ProxyError, outcome: Outcome, replayable: bool },
     /// The connection went away under a request the endpoint did not process (GOAWAY, a refused
@@ -50,7 +51,6 @@ pub enum Tried<A, C> {
 /// A protocol under the pipeline.
 pub trait Codec {
     type Conn;
-    type Answer;
     /// Whether each try counts as a request of its endpoint (HTTP kinds; a TCP connection is
     /// counted as a connection instead).
     const COUNTS_REQUESTS: bool;
@@ -59,9 +59,10 @@ pub trait Codec {
     fn connect(&mut self, t: &Arc<Target>, now: Instant) -> impl Future<Output = Result<Self::Conn, ProxyError>>;
     /// A new connection to `t`, for a [`Tried::SameAgain`]; `old` is the one that went away.
     fn reconnect(&mut self, t: &Arc<Target>, old: Option<Self::Conn>) -> impl Future<Output = Result<Self::Conn, ProxyError>>;
-    /// Sends the request over `conn` and classifies how the try ended. `in_flight` counts the
-    /// try on its endpoint until the answer (and its body) is done: an answer keeps it.
-    fn send(&mut self, t: &Arc<Target>, conn: Self::Conn, in_flight: InFlight, attempts: &Attempts<'_>) -> impl Future<Output = Tried<Self::Answer, Self::Conn>>;
+    /// Sends the request over `conn` and classifies how the try ended; an answer stays with the
+    /// codec (the last one is what the request gets). `in_flight` counts the try on its endpoint
+    /// until the answer (and its body) is done: an answer keeps it.
+    fn send(&mut self, t: &Arc<Target>, conn: Self::Conn, in_flight: InFlight, attempts: &Attempts<'_>) -> impl Future<Output = Tried<Self::Conn>>;
 }
 
 /// Resends to the same endpoint over a new connection, per request. An endpoint that recycles its
@@ -76,8 +77,9 @@ const MAX_SAME_AGAIN: u32 = 10;
 /// judged by if the new connection fails too), and the old connection.
 type Resend<C> = (Arc<Target>, Outcome, ProxyError, Option<C>);
 
-/// Runs a request's tries to an answer or a final error.
-pub async fn run<C: Codec>(attempts: &mut Attempts<'_>, codec: &mut C) -> Result<(Arc<Target>, C::Answer), ProxyError> {
+/// Runs a request's tries to an answer (kept by the codec; the endpoint that gave it is returned)
+/// or a final error.
+pub async fn run<C: Codec>(attempts: &mut Attempts<'_>, codec: &mut C) -> Result<Arc<Target>, ProxyError> {
     let route = attempts.route();
     let mut same_again: Option<Resend<C::Conn>> = None;
     let mut resends = 0;
@@ -101,7 +103,7 @@ pub async fn run<C: Codec>(attempts: &mut Attempts<'_>, codec: &mut C) -> Result
             target.stats.requests.fetch_add(1, Relaxed);
         }
         match codec.send(&target, conn, in_flight, attempts).await {
-            Tried::Answered { answer, ok, timing, retry_on } => {
+            Tried::Answered { ok, timing, retry_on } => {
                 if let Some((took, _)) = timing {
                     target.stats.response_time.record(took);
                 }
@@ -111,7 +113,7 @@ pub async fn run<C: Codec>(attempts: &mut Attempts<'_>, codec: &mut C) -> Result
                 {
                     continue;
                 }
-                return Ok((target, answer));
+                return Ok(target);
             }
             // The client went away, or sent something unusable: nothing to hold against the
             // endpoint, and nobody to try again for.

@@ -29,14 +29,14 @@ pub struct TcpListener {
 /// The TCP codec under the request pipeline: a try is a connect; once one succeeds there is
 /// nothing more to classify (bytes flow until either side closes).
 struct TcpCodec<'a> {
+    /// The connection, and its count as in flight on the endpoint while it lasts.
+    answer: Option<(Conn, InFlight)>,
     l: &'a TcpListener,
     route: &'a ServiceRoute,
 }
 
 impl Codec for TcpCodec<'_> {
     type Conn = Conn;
-    /// The connection, and its count as in flight on the endpoint while it lasts.
-    type Answer = (Conn, InFlight);
     const COUNTS_REQUESTS: bool = false;
 
     async fn connect(&mut self, t: &Arc<Target>, _now: tokio::time::Instant) -> Result<Conn, ProxyError> {
@@ -47,8 +47,9 @@ impl Codec for TcpCodec<'_> {
         self.connect(t, tokio::time::Instant::now()).await
     }
 
-    async fn send(&mut self, _t: &Arc<Target>, conn: Conn, in_flight: InFlight, _a: &Attempts<'_>) -> Tried<(Conn, InFlight), Conn> {
-        Tried::Answered { answer: (conn, in_flight), ok: true, timing: None, retry_on: None }
+    async fn send(&mut self, _t: &Arc<Target>, conn: Conn, in_flight: InFlight, _a: &Attempts<'_>) -> Tried<Conn> {
+        self.answer = Some((conn, in_flight));
+        Tried::Answered { ok: true, timing: None, retry_on: None }
     }
 }
 
@@ -66,7 +67,9 @@ async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, 
         retry: &route.retry,
     };
     let mut attempts = Attempts::new(route, info, tokio::time::Instant::now());
-    pipeline::run(&mut attempts, &mut TcpCodec { l, route }).await
+    let mut codec = TcpCodec { answer: None, l, route };
+    let target = pipeline::run(&mut attempts, &mut codec).await?;
+    Ok((target, codec.answer.ok_or_else(|| attempts.error())?))
 }
 
 /// A draining node lets the connection run on: the node's drain timeout bounds it.

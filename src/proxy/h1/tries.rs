@@ -65,6 +65,7 @@ pub(super) async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &Bytes
     sc.out.extend_from_slice(&buf[head.len..head.len + n]);
     let mut attempts = Attempts::new(route, info, x.start);
     let mut codec = Replayable {
+        answer: None,
         up: Ups { pools: &l.shared.pools, route },
         retry: settings.retry,
         deadline: x.deadline(),
@@ -73,7 +74,8 @@ pub(super) async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &Bytes
         client,
         sc,
     };
-    pipeline::run(&mut attempts, &mut codec).await.map(|(_, a)| a)
+    pipeline::run(&mut attempts, &mut codec).await?;
+    codec.answer.ok_or_else(|| attempts.error())
 }
 
 /// A request whose body streams from the client to the endpoint as it arrives.
@@ -85,8 +87,9 @@ pub(super) async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut By
     let info = request_info(route, settings, head, &head_bytes[..], &l.shared.zone, route.policy.reads_requests());
     let mut attempts = Attempts::new(route, info, x.start);
     let is_head = head.method.get(&head_bytes) == b"HEAD";
-    let mut codec = Streaming { up: Ups { pools: &l.shared.pools, route }, retry: settings.retry, deadline: x.deadline(), is_head, head, head_bytes: &head_bytes, client, buf, sc };
-    pipeline::run(&mut attempts, &mut codec).await.map(|(_, a)| a)
+    let mut codec = Streaming { answer: None, up: Ups { pools: &l.shared.pools, route }, retry: settings.retry, deadline: x.deadline(), is_head, head, head_bytes: &head_bytes, client, buf, sc };
+    pipeline::run(&mut attempts, &mut codec).await?;
+    codec.answer.ok_or_else(|| attempts.error())
 }
 
 /// Where a try's upstream connection comes from.
@@ -96,6 +99,8 @@ struct Ups<'a> {
 }
 
 struct Replayable<'a, 'c> {
+    /// The last try's answer.
+    answer: Option<Answer>,
     up: Ups<'a>,
     retry: &'a RetryConfig,
     deadline: Option<Instant>,
@@ -109,7 +114,6 @@ struct Replayable<'a, 'c> {
 
 impl Codec for Replayable<'_, '_> {
     type Conn = Upstream;
-    type Answer = Answer;
     const COUNTS_REQUESTS: bool = true;
 
     async fn connect(&mut self, t: &Arc<Target>, now: Instant) -> Result<Upstream, ProxyError> {
@@ -120,7 +124,7 @@ impl Codec for Replayable<'_, '_> {
         self.up.pools.fresh_h1(self.up.route, t).await
     }
 
-    async fn send(&mut self, t: &Arc<Target>, mut up: Upstream, in_flight: InFlight, attempts: &Attempts<'_>) -> Tried<Answer, Upstream> {
+    async fn send(&mut self, t: &Arc<Target>, mut up: Upstream, in_flight: InFlight, attempts: &Attempts<'_>) -> Tried<Upstream> {
         let addr = t.address;
         // A pooled connection on the first try: sent at the start, near enough (a fresh one took
         // a connect first).
@@ -130,7 +134,8 @@ impl Codec for Replayable<'_, '_> {
             Ok(resp) => {
                 let at = Instant::now();
                 let (ok, retry_on) = (resp.status < 500, (resp.status == 503).then_some((Outcome::Status(503), true)));
-                Tried::Answered { answer: Answer { target: t.clone(), up, resp, body_done: true, _in_flight: in_flight }, ok, timing: Some((at - sent, at)), retry_on }
+                self.answer = Some(Answer { target: t.clone(), up, resp, body_done: true, _in_flight: in_flight });
+                Tried::Answered { ok, timing: Some((at - sent, at)), retry_on }
             }
             // A pooled connection the endpoint closed a moment ago fails before any byte comes
             // back: an idempotent request goes once more over a new connection to the same
@@ -142,6 +147,7 @@ impl Codec for Replayable<'_, '_> {
 }
 
 struct Streaming<'a, 'c> {
+    answer: Option<Answer>,
     up: Ups<'a>,
     retry: &'a RetryConfig,
     deadline: Option<Instant>,
@@ -157,7 +163,6 @@ struct Streaming<'a, 'c> {
 
 impl Codec for Streaming<'_, '_> {
     type Conn = Upstream;
-    type Answer = Answer;
     const COUNTS_REQUESTS: bool = true;
 
     async fn connect(&mut self, t: &Arc<Target>, now: Instant) -> Result<Upstream, ProxyError> {
@@ -168,7 +173,7 @@ impl Codec for Streaming<'_, '_> {
         self.up.pools.fresh_h1(self.up.route, t).await
     }
 
-    async fn send(&mut self, t: &Arc<Target>, mut up: Upstream, in_flight: InFlight, _attempts: &Attempts<'_>) -> Tried<Answer, Upstream> {
+    async fn send(&mut self, t: &Arc<Target>, mut up: Upstream, in_flight: InFlight, _attempts: &Attempts<'_>) -> Tried<Upstream> {
         let head = self.head;
         self.sc.out.clear();
         head.write_to(self.head_bytes, &mut self.sc.out, true, &[]);
@@ -179,7 +184,8 @@ impl Codec for Streaming<'_, '_> {
             Ok((resp, body_done)) => {
                 let at = Instant::now();
                 let ok = resp.status < 500;
-                Tried::Answered { answer: Answer { target: t.clone(), up, resp, body_done, _in_flight: in_flight }, ok, timing: Some((at - sent, at)), retry_on: None }
+                self.answer = Some(Answer { target: t.clone(), up, resp, body_done, _in_flight: in_flight });
+                Tried::Answered { ok, timing: Some((at - sent, at)), retry_on: None }
             }
             // The body is gone: the policy is not asked.
             Err(error) => Tried::Failed { outcome: outcome_of(&error), error, replayable: false },
