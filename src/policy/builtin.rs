@@ -22,25 +22,29 @@ const ZONE_AVAILABLE_PERCENT: usize = 72;
 
 impl Policy for Builtin {
     fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Option<u32> {
-        let now = c.now_us;
         let n = c.targets.len();
-        // The best rank present; the usual case (an available endpoint) stops the scan early.
-        let mut best = None;
-        for i in 0..n {
-            let r = c.rank(i);
-            if r.is_some() && (best.is_none() || r < best) {
-                best = r;
-                if r == Some(Rank::Available) {
-                    break;
-                }
-            }
+        // One endpoint: nothing to choose, only whether it may be tried.
+        if n == 1 {
+            return c.rank(0).map(|_| c.targets[0].index);
         }
-        let best = best?;
-        let tier = |i: usize| c.rank(i) == Some(best);
+        // Each candidate ranked once (the choice below looks at them several times).
+        let mut small = [None; 16];
+        let mut large = Vec::new();
+        let ranks: &mut [Option<Rank>] = if n <= small.len() {
+            &mut small[..n]
+        } else {
+            large.resize(n, None);
+            &mut large
+        };
+        for (i, r) in ranks.iter_mut().enumerate() {
+            *r = c.rank(i);
+        }
+        let best = ranks.iter().flatten().min().copied()?;
+        let tier = |i: usize| ranks[i] == Some(best);
         let zone = req.source_zone;
         let local = |i: usize| c.targets[i].zone == zone;
         let in_zone = |i: usize| tier(i) && local(i);
-        let pick = if !zone.is_empty() && zone_has_enough(c, zone, now) && (0..n).any(in_zone) {
+        let pick = if !zone.is_empty() && zone_has_enough(c, zone, c.now_us) && (0..n).any(in_zone) {
             choose(c, &in_zone)
         } else {
             choose(c, &tier)
