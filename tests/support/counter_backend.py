@@ -8,6 +8,7 @@ MODE (applies to every request except the control paths below):
   die-after-read  reads the whole request, counts it, then closes the socket without answering
                   (the request provably reached the app: a proxy must not replay a POST)
   status-503      answers 503 (body `backend=NAME overloaded`)
+  status-429      answers 429 (body `backend=NAME too many requests`)
   sleep           sleeps --sleep-ms before answering 200
 
 Control paths (never counted as requests, never affected by MODE):
@@ -31,7 +32,7 @@ from request_body import read_body
 p = argparse.ArgumentParser()
 p.add_argument("name")
 p.add_argument("port", type=int)
-p.add_argument("--mode", default="ok", choices=["ok", "die-after-read", "status-503", "sleep"])
+p.add_argument("--mode", default="ok", choices=["ok", "die-after-read", "status-503", "status-429", "sleep"])
 p.add_argument("--sleep-ms", type=int, default=0)
 p.add_argument("--healthz-fail-s", type=float, default=0.0)
 p.add_argument("--bind", default="127.0.0.1")
@@ -100,6 +101,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if args.mode == "status-503":
             self._send(503, f"backend={args.name} overloaded\n".encode())
+            return
+        if args.mode == "status-429":
+            self._send(429, f"backend={args.name} too many requests\n".encode())
             return
         if args.mode == "sleep":
             time.sleep(args.sleep_ms / 1000.0)
