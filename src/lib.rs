@@ -12,6 +12,7 @@ pub mod dns;
 pub mod gossip;
 pub mod health;
 pub mod node;
+pub mod plugin;
 pub mod policy;
 pub mod proxy;
 pub mod store;

@@ -3,6 +3,7 @@
 
 mod error;
 mod handlers;
+mod plugins;
 mod services;
 
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ pub struct AdminState {
     pub started: std::time::Instant,
     /// The mesh as the gossip task last published it, when this node is part of one.
     pub mesh: Option<tokio::sync::watch::Receiver<MeshView>>,
+    pub plugins: Arc<crate::plugin::PluginHost>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -90,6 +92,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/routes", get(routes))
         .route("/v1/stats", get(stats))
         .route("/v1/members", get(members))
+        .route("/v1/plugins", get(plugins::list))
+        .route("/v1/plugins/{name}/reload", post(plugins::reload))
         .fallback(unknown_path)
         .with_state(state)
 }

@@ -30,6 +30,11 @@ fn check_name(field: &str, value: &str, max: usize, extra: &[char]) -> Result<()
     Ok(())
 }
 
+/// A plugin's name (`[[plugin]] name`, a service's `policy`).
+pub fn plugin_name(field: &str, name: &str) -> Result<(), CatalogError> {
+    check_name(field, name, 63, &[])
+}
+
 pub fn namespace(ns: &Namespace) -> Result<(), CatalogError> {
     check_name("name", &ns.name, 253, &['.'])?;
     if ns.description.len() > 1024 {
@@ -41,6 +46,9 @@ pub fn namespace(ns: &Namespace) -> Result<(), CatalogError> {
 pub fn service(s: &Service) -> Result<(), CatalogError> {
     check_name("namespace", &s.namespace, 253, &['.'])?;
     check_name("name", &s.name, 127, &['.'])?;
+    if let Some(p) = &s.policy {
+        plugin_name("policy", p)?;
+    }
     for (i, a) in s.aliases.iter().enumerate() {
         let field = format!("aliases[{i}].dns_name");
         check_name(&field, &a.dns_name, 127, &['.'])?;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::client::{Client, ClientError};
 use super::output::{Format, cell, describe, rows, say, stats_tables, table};
-use super::{Cli, Command, EndpointCmd, NamespaceCmd, ServiceCmd, ServiceSpec};
+use super::{Cli, Command, EndpointCmd, NamespaceCmd, PluginCmd, ServiceCmd, ServiceSpec};
 use crate::catalog::{Alias, HealthFilter, Protocol};
 use crate::config::{self, DEFAULT_ADMIN};
 
@@ -67,6 +67,7 @@ fn service_fields(spec: &ServiceSpec) -> Result<Value, String> {
         ("health_check.interval_ms", spec.check_interval_ms.map(|x| json!(x))),
         ("retry.max_retries", spec.retries.map(|x| json!(x))),
         ("retry.non_idempotent", spec.retry_non_idempotent.map(|x| json!(x))),
+        ("policy", spec.policy.as_ref().map(|x| json!(x))),
     ];
     for (path, value) in given {
         if let Some(value) = value {
@@ -253,7 +254,20 @@ fn execute(cli: &Cli) -> Result<(), String> {
             }
             (v, Shown::Describe)
         }
-        Command::Run(_) | Command::Validate { .. } | Command::Ca(_) => unreachable!("handled by cli::main"),
+        Command::Plugin(PluginCmd::List) => {
+            let v = call("GET", "/v1/plugins", None)?;
+            if cli.output == Format::Table {
+                super::plugin::list_table(&v);
+                return Ok(());
+            }
+            (v, Shown::Describe)
+        }
+        Command::Plugin(PluginCmd::Reload { name }) => {
+            let v = call("POST", &format!("/v1/plugins/{}/reload", enc(name)), None)?;
+            let hash = v.get("hash").and_then(Value::as_str).map(|h| &h[..h.len().min(12)]).unwrap_or("-").to_string();
+            (v, Shown::Message(format!("plugin {name} reloaded (sha256 {hash}…)")))
+        }
+        Command::Run(_) | Command::Validate { .. } | Command::Ca(_) | Command::Plugin(PluginCmd::Check { .. }) => unreachable!("handled by cli::main"),
     };
     if cli.output == Format::Json {
         say(serde_json::to_string_pretty(&value).unwrap_or_default());

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod output;
 mod parse;
+mod plugin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,21 @@ pub enum Command {
     /// The cluster certificate authority: make it, and sign node certificates.
     #[command(subcommand)]
     Ca(CaCmd),
+    /// Policy plugins (WebAssembly components): check one, list what the node runs, reload one.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCmd {
+    /// Check a component against weft's WIT (no node needed): prints the hooks it exports, their
+    /// WIT, and the request headers it reads; exits non-zero with the reason when it is refused.
+    Check { file: PathBuf },
+    /// The node's plugins: status, hash, hooks, services using them, calls, failures and time
+    /// per call.
+    List,
+    /// Read a plugin's file again now (the node also notices a replaced file within 0.5 s).
+    Reload { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +205,10 @@ pub struct ServiceSpec {
     /// (`--retry-non-idempotent=false` turns it off again).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub retry_non_idempotent: Option<bool>,
+    /// The policy plugin (`[[plugin]] name`) whose hooks replace the built-in ones it exports
+    /// (`--set policy=null` goes back to the built-in policy).
+    #[arg(long)]
+    pub policy: Option<String>,
     /// Any other setting, as in the config file and the API: `--set outlier.consecutive_failures=3`,
     /// `--set health_check.timeout_ms=2000`; the value is read as JSON when it parses (numbers,
     /// booleans, lists, `null` = back to the default), else as a string. Repeat for several.
@@ -477,6 +497,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Ca(cmd) => ca(&cli, cmd),
+        Command::Plugin(PluginCmd::Check { file }) => plugin::check(file),
         _ => commands::client_command(&cli),
     }
 }

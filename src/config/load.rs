@@ -1,6 +1,6 @@
 //! Reading and merging files. Each file is parsed on its own (so errors carry its name and
 //! positions); `[node] [admin] [dns] [tls] [gossip]` tables are deep-merged key by key in lexical file order, and
-//! `[[namespace]] [[service]] [[endpoint]] [[client]]` entries are concatenated.
+//! `[[namespace]] [[service]] [[endpoint]] [[client]] [[plugin]]` entries are concatenated.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +35,8 @@ struct FileConfig {
     endpoint: Vec<Spanned<EndpointConfig>>,
     #[serde(default)]
     client: Vec<Spanned<ClientConfig>>,
+    #[serde(default)]
+    plugin: Vec<Spanned<crate::plugin::PluginSpec>>,
 }
 
 /// A file as read: its text is kept for locating semantic errors later.
@@ -110,7 +112,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// its admin address must not need), and warnings that do not stop a node.
 pub fn check(path: &Path) -> Result<Checked, ConfigError> {
     let (config, sources) = load_sources(path)?;
-    let problems = super::validate::check_tls_files(&config, &sources);
+    let mut problems = super::validate::check_tls_files(&config, &sources);
+    problems.extend(super::validate::check_plugin_files(&config, &sources));
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }
@@ -143,6 +146,14 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
                 config.services.extend(locate(&src, parsed.service));
                 config.endpoints.extend(locate(&src, parsed.endpoint));
                 config.clients.extend(locate(&src, parsed.client));
+                // A plugin's path is relative to the file that names it.
+                let dir = file.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+                config.plugins.extend(locate(&src, parsed.plugin).into_iter().map(|mut p| {
+                    if p.value.path.is_relative() {
+                        p.value.path = dir.join(&p.value.path);
+                    }
+                    p
+                }));
             }
         }
         config.files.push(file);

@@ -251,6 +251,7 @@ pub struct Config {
     pub services: Vec<Located<Service>>,
     pub endpoints: Vec<Located<EndpointConfig>>,
     pub clients: Vec<Located<ClientConfig>>,
+    pub plugins: Vec<Located<crate::plugin::PluginSpec>>,
     /// The files read, in merge order.
     pub files: Vec<PathBuf>,
 }
@@ -286,6 +287,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The `[[plugin]]` entries, as the plugin host takes them.
+    pub fn plugin_specs(&self) -> Vec<crate::plugin::PluginSpec> {
+        self.plugins.iter().map(|p| p.value.clone()).collect()
+    }
+
     /// The TLS files when the multi-host mesh is configured.
     pub fn tls_files(&self) -> Option<crate::transport::TlsFiles> {
         let t = &self.tls;

@@ -142,6 +142,16 @@ pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
         }
     }
 
+    let mut plugins = HashSet::new();
+    for p in &config.plugins {
+        let v = &p.value;
+        if let Err(e) = v.check() {
+            out.push(problem(&p.at, format!("plugin `{}`: {e}", v.name)));
+        } else if !plugins.insert(v.name.as_str()) {
+            out.push(problem(&p.at, format!("plugin `{}` is defined twice", v.name)));
+        }
+    }
+
     for c in &config.clients {
         if check_refs && !namespaces.contains(c.value.namespace.as_str()) {
             out.push(problem(&c.at, format!("client: `namespace` `{}` is not defined in the config", c.value.namespace)));
@@ -187,6 +197,19 @@ pub(super) fn check_tls_files(config: &Config, sources: &[Source]) -> Vec<Proble
         .collect()
 }
 
+/// The `[[plugin]]` files as a starting node loads them: read, compiled and matched against the
+/// WIT, each problem at the entry that names the file. Blocking (compiles): for `weft validate`.
+pub(super) fn check_plugin_files(config: &Config, sources: &[Source]) -> Vec<Problem> {
+    config
+        .plugins
+        .iter()
+        .filter_map(|p| {
+            let e = crate::plugin::PluginHost::check_file(&p.value.path).err()?;
+            Some(problem(&point_into(sources, &p.at, "path"), format!("plugin `{}`: {e}", p.value.name)))
+        })
+        .collect()
+}
+
 /// What does not stop a node but is almost certainly not what the operator meant. Blocking (it
 /// resolves endpoint host names): for `weft validate` only.
 pub(super) fn warnings(config: &Config, sources: &[Source]) -> Vec<Problem> {
@@ -198,6 +221,13 @@ pub(super) fn warnings(config: &Config, sources: &[Source]) -> Vec<Problem> {
                 let at = point_into(sources, &e.at, "address");
                 out.push(problem(&at, format!("endpoint `{}`: `address`: host `{host}` does not resolve here ({err}); `weft run` refuses to start if it does not resolve where it runs", e.value.id)));
             }
+        }
+    }
+    let plugins: HashSet<&str> = config.plugins.iter().map(|p| p.value.name.as_str()).collect();
+    for s in &config.services {
+        if let Some(name) = s.value.policy.as_deref().filter(|n| !plugins.contains(n)) {
+            let at = point_into(sources, &s.at, "policy");
+            out.push(problem(&at, format!("service `{}/{}`: `policy` `{name}` is not a [[plugin]] of this config; unless it is pushed to the mesh, the service runs with the built-in policy", s.value.namespace, s.value.name)));
         }
     }
     if config.node.mode != Mode::Proxy {

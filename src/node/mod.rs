@@ -59,6 +59,8 @@ pub enum NodeError {
     Gossip(String),
     #[error("{0}")]
     Handover(String),
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Plugins(Vec<crate::plugin::PluginError>),
 }
 
 /// This node's own endpoints, for the relay side of the cross-host data path.
@@ -200,6 +202,15 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     retire_former_names(&catalog);
     undrain_after_restart(&catalog);
 
+    // Plugins load before any listener: a service that names one serves with it from the first
+    // request. Compiling blocks, so it runs off the runtime's threads.
+    let plugins = crate::plugin::PluginHost::new(Some(&data_dir));
+    let (host, specs) = (plugins.clone(), config.plugin_specs());
+    let refused = tokio::task::spawn_blocking(move || host.configure(&specs)).await.unwrap_or_default();
+    if !refused.is_empty() {
+        return Err(NodeError::Plugins(refused));
+    }
+
     let shutdown = CancellationToken::new();
     let stats = Arc::new(Stats::default());
     let table = Arc::new(ArcSwap::from_pointee(Default::default()));
@@ -269,7 +280,8 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         tasks.spawn(mesh::run(parts));
     }
     let (clients_tx, clients_rx) = watch::channel(reload::clients_of(&config));
-    let mut reloader = reload::Reloader::new(launch.reload, config.clone(), clients_tx);
+    let mut reloader = reload::Reloader::new(launch.reload, config.clone(), clients_tx, plugins.clone());
+    tasks.spawn(crate::plugin::watch::run(plugins.clone(), shutdown.clone()));
     if !pending.is_empty() {
         reloader.track_pending(tasks.spawn(register_pending(catalog.clone(), pending, shutdown.clone())));
     }
@@ -282,10 +294,8 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     let hosts_file = config.dns.hosts_file.clone().filter(|_| mode.runs_proxy());
     if mode.runs_proxy() {
         let mut proxy = Proxy::new(ProxyParts {
-            // The plugin host plugs in here (issue 13); until then every service runs the
-            // built-in hooks and its routing rules.
-            plugins: Arc::new(crate::policy::NoPlugins),
-            plugins_changed: tokio::sync::watch::channel(0).1,
+            plugins: plugins.clone(),
+            plugins_changed: plugins.subscribe(),
             stats: stats.clone(),
             table: table.clone(),
             zone: config.node.zone.clone(),
@@ -326,6 +336,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         info,
         started: std::time::Instant::now(),
         mesh: mesh.as_ref().map(|m| m.view.clone()),
+        plugins: plugins.clone(),
     });
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -38,6 +38,7 @@ pub(super) struct Reloader {
     clients: watch::Sender<HashSet<String>>,
     /// The task that registers config endpoints whose service has not replicated here yet.
     pending: Option<AbortHandle>,
+    plugins: Arc<crate::plugin::PluginHost>,
 }
 
 /// The `[[client]]` namespaces of a configuration.
@@ -46,8 +47,8 @@ pub(super) fn clients_of(config: &Config) -> HashSet<String> {
 }
 
 impl Reloader {
-    pub fn new(loader: Option<ConfigLoader>, current: Config, clients: watch::Sender<HashSet<String>>) -> Reloader {
-        Reloader { loader, current, clients, pending: None }
+    pub fn new(loader: Option<ConfigLoader>, current: Config, clients: watch::Sender<HashSet<String>>, plugins: Arc<crate::plugin::PluginHost>) -> Reloader {
+        Reloader { loader, current, clients, pending: None, plugins }
     }
 
     /// Remembers the task that registers pending config endpoints. A reload replaces it, because
@@ -87,6 +88,12 @@ impl Reloader {
                 return;
             }
         };
+        // Plugins first, so a service whose new `policy` names a new plugin finds it loaded. A
+        // plugin that is refused keeps its previous version (if it had one).
+        let (host, specs) = (self.plugins.clone(), effective.plugin_specs());
+        for e in tokio::task::spawn_blocking(move || host.configure(&specs)).await.unwrap_or_default() {
+            tracing::error!(error = %e, "plugin refused on reload; its previous version (if any) keeps serving");
+        }
         let before = config_versions(catalog);
         // Catalog writes commit to the store: off the runtime's threads.
         let (c, e) = (catalog.clone(), effective.clone());

@@ -1,0 +1,76 @@
+//! `weft plugin check` (local: compiles the file here) and the table of `weft plugin list`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::output::{say, table};
+use crate::plugin::{PluginHost, hook_names, hook_wit};
+
+/// Compiles and checks a component as a node would load it; prints its hooks and their WIT.
+pub fn check(file: &Path) -> ExitCode {
+    match PluginHost::check_file(file) {
+        Ok((hooks, wanted, hash)) => {
+            say(format!("OK: {} is a weft:policy@0.2.0 plugin (sha256 {hash})", file.display()));
+            let names = hook_names(hooks);
+            say(format!("hooks: {} (the others stay built-in)", names.join(", ")));
+            if wanted.is_empty() {
+                say("reads no request headers");
+            } else {
+                say(format!("reads request headers: {}", wanted.join(", ")));
+            }
+            for (on, iface) in [(hooks.route, "router"), (hooks.pick, "balancer"), (hooks.retry, "retrier")] {
+                if let Some(wit) = hook_wit(iface).filter(|_| on) {
+                    say(format!("\n{wit}"));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One row per plugin and hook: what it is, where it runs, how its calls went.
+pub fn list_table(v: &Value) {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    let mut rows = Vec::new();
+    for p in v.as_array().into_iter().flatten() {
+        let hash = p.get("hash").and_then(Value::as_str).map(|h| h[..h.len().min(12)].to_string()).unwrap_or_else(|| "-".into());
+        let services = p.get("services").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")).filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into());
+        let status = match p.get("last_refusal").and_then(Value::as_str) {
+            Some(_) => format!("{} (last load refused)", s(p, "status")),
+            None => s(p, "status"),
+        };
+        let calls = p.get("calls").and_then(Value::as_object).cloned().unwrap_or_default();
+        if calls.is_empty() {
+            rows.push(vec![s(p, "name"), status.clone(), hash.clone(), services.clone(), "-".into(), "-".into(), "-".into(), "-".into()]);
+        }
+        for (i, (hook, f)) in calls.iter().enumerate() {
+            let n = |k: &str| f.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let first = i == 0;
+            let cell = |x: String| if first { x } else { String::new() };
+            rows.push(vec![
+                cell(s(p, "name")),
+                cell(status.clone()),
+                cell(hash.clone()),
+                cell(services.clone()),
+                hook.clone(),
+                n("calls").to_string(),
+                n("failures").to_string(),
+                format!("{:.2}", n("mean_ns") as f64 / 1000.0),
+            ]);
+        }
+    }
+    table(&["NAME", "STATUS", "SHA256", "SERVICES", "HOOK", "CALLS", "FAILURES", "µS/CALL"], &rows);
+    for p in v.as_array().into_iter().flatten() {
+        if let Some(r) = p.get("last_refusal").and_then(Value::as_str) {
+            say(format!("{}: {r}", s(p, "name")));
+        } else if let Some(e) = p.get("last_error").and_then(Value::as_str) {
+            say(format!("{}: last failure: {e}", s(p, "name")));
+        }
+    }
+}
