@@ -102,6 +102,8 @@ pub struct MeshParts {
     pub shutdown: CancellationToken,
     /// Cancelled by this task once its goodbye is out: stops the transport.
     pub transport_stop: CancellationToken,
+    /// The telemetry registry, which gets the membership and peer figures.
+    pub stats: Arc<crate::telemetry::Registry>,
 }
 
 /// Members saved by a previous run, to announce to at start (static stability: a node that comes
@@ -274,8 +276,32 @@ fn publish_members(p: &MeshParts) {
         ("rejected_records", c.rejected_records),
         ("records_merged", c.records_merged),
     ];
+    p.stats.node.set_mesh(mesh_figures(p, &counters));
     let alive = std::iter::once(p.me.name.clone()).chain(p.core.members().into_iter().filter(|m| m.state == MemberState::Alive).map(|m| m.name)).collect();
     p.view.send_replace(MeshView { members: list, counters: counters.into_iter().collect(), alive });
+}
+
+/// What the telemetry registry keeps of the mesh: members by state, events, each peer's path.
+fn mesh_figures(p: &MeshParts, counters: &[(&'static str, u64)]) -> crate::telemetry::MeshFigures {
+    let mut f = crate::telemetry::MeshFigures::default();
+    for s in ["alive", "suspect", "down"] {
+        f.members.insert(s, 0);
+    }
+    *f.members.entry("alive").or_default() += 1;
+    let me = p.catalog.node();
+    for m in p.core.members().into_iter().filter(|m| m.name != me) {
+        *f.members.entry(m.state.as_str()).or_default() += 1;
+        if m.state != MemberState::Down
+            && let Some(path) = p.transport.path(m.addr)
+        {
+            f.peers.insert(m.name.clone(), crate::telemetry::PeerFigures { rtt_s: Some(path.rtt.as_secs_f64()), lost_packets: path.lost_packets, sent_packets: path.sent_packets });
+        }
+    }
+    f.events = counters.iter().copied().collect();
+    let t = &p.transport.stats;
+    f.tls_errors_target = t.handshakes_rejected.load(Relaxed);
+    f.active_relays = t.active_relays.load(Relaxed);
+    f
 }
 
 fn save_members(p: &MeshParts) {

@@ -233,7 +233,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     let mut dns_addr = None;
     if mode.runs_proxy() && config.dns.enabled {
         let upstream = config.dns.upstream.clone().unwrap_or_else(|| system_upstreams(config.dns.listen));
-        let dns = DnsResponder::bind(config.dns.listen, upstream, config.dns.ttl, names.clone()).await?;
+        let dns = DnsResponder::bind(config.dns.listen, upstream, config.dns.ttl, names.clone()).await?.count_into(stats.clone());
         dns_addr = Some(dns.local_addr());
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -264,6 +264,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
             endpoint_grace: Duration::from_secs(config.gossip.endpoint_grace_s),
             shutdown: shutdown.clone(),
             transport_stop: transport_stop.clone(),
+            stats: stats.clone(),
         };
         mesh::publish_initial(&parts);
         tasks.spawn(mesh::run(parts));
