@@ -3,6 +3,7 @@
 
 mod error;
 mod handlers;
+pub use handlers::telemetry_snapshot;
 mod services;
 
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@ mod apply;
 mod handover;
 mod mesh;
 mod reload;
+mod telemetry;
 
 pub use reload::ConfigLoader;
 use apply::*;
@@ -59,6 +60,8 @@ pub enum NodeError {
     Gossip(String),
     #[error("{0}")]
     Handover(String),
+    #[error("telemetry: {0}")]
+    Telemetry(String),
 }
 
 /// This node's own endpoints, for the relay side of the cross-host data path.
@@ -202,6 +205,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
 
     let shutdown = CancellationToken::new();
     let stats = Arc::new(Stats::default());
+    let exporter = telemetry::start_export(&config, &catalog, &stats)?;
     let table = Arc::new(ArcSwap::from_pointee(Default::default()));
     let listener_errors = Arc::new(Mutex::new(Default::default()));
     let listener_fds: crate::proxy::ListenerFds = Default::default();
@@ -321,13 +325,14 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     };
     let state = Arc::new(AdminState {
         catalog: catalog.clone(),
-        stats,
+        stats: stats.clone(),
         table,
         listener_errors,
         info,
         started: std::time::Instant::now(),
         mesh: mesh.as_ref().map(|m| m.view.clone()),
     });
+    tasks.spawn(telemetry::retain_series(catalog.clone(), stats.clone(), shutdown.clone()));
     let stop = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = admin::serve(admin_listener, state, stop).await {
@@ -365,6 +370,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         drain_tx.send_replace(Some(DrainPlan::handed_over(drain_timeout)));
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
+        telemetry::stop_export(exporter).await;
         drop(mesh);
         // The store closes with the last catalog handle; the new process waits for it.
         if let Err(c) = Arc::try_unwrap(catalog) {
@@ -381,6 +387,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     tracing::info!("shutting down");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
+    telemetry::stop_export(exporter).await;
     drop(mesh);
     // Dropping the last catalog handle closes the store cleanly.
     drop(catalog);

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 pub mod families;
+pub mod otlp;
 mod histogram;
 mod live;
 mod node;
