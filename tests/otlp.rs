@@ -110,7 +110,9 @@ fn two_hosts_export_over_grpc_what_was_sent() {
     let tel = telemetry_toml(&collector, "grpc");
     let a = Weft::start_mesh(&MeshNode::new("a", "combined", 240, &ip(240), ca.issue("a")).extra(&format!("{tel}\n{}\n{}", service("web"), service("bad"))));
     let b = Weft::start_mesh(&MeshNode::new("b", "proxy", 241, &ip(241), ca.issue("b")).join(&a.gossip_addr()).extra(&tel));
-    let ok = wait_until(Duration::from_secs(20), Duration::from_millis(100), || a.sees_all_alive(&["a", "b"]) && b.sees_all_alive(&["a", "b"]));
+    let ok = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        a.sees_all_alive(&["a", "b"]) && b.sees_all_alive(&["a", "b"]) && ["default/web", "default/bad"].iter().all(|n| b.service_names().contains(&n.to_string()))
+    });
     assert!(ok, "no mesh: {:?} {:?}", a.try_members(), b.try_members());
     for (svc, id, port) in [("web", "w1", ports[0]), ("bad", "b1", ports[1]), ("bad", "b2", ports[2])] {
         b.post_ok("/v1/endpoints", &serde_json::json!({"namespace": "default", "service": svc, "id": id, "address": format!("127.0.0.1:{port}")}));
@@ -168,6 +170,9 @@ fn two_hosts_export_over_grpc_what_was_sent() {
     let members = rx.latest("b", "weft.gossip.members", &[("weft.member.state", "alive")]).unwrap();
     assert_eq!(members["value"].as_f64(), Some(2.0), "{members}");
     assert!(rx.latest("a", "weft.quic.rtt", &[("weft.peer", "b")]).is_some(), "QUIC RTT per peer");
+    wait_until(Duration::from_secs(10), Duration::from_millis(100), || rx.latest("b", "weft.gossip.replication.lag", &[]).is_some());
+    let lag = rx.latest("b", "weft.gossip.replication.lag", &[]).unwrap_or_else(|| panic!("b merged a's records: a replication lag; b's /metrics:\n{}", b.get("/metrics").unwrap().text()));
+    assert!(lag["value"].as_f64().is_some_and(|v| (0.0..60.0).contains(&v)), "{lag}");
 
     // Prometheus' text from the same registry.
     let text = a.get("/metrics").unwrap().text();

@@ -35,6 +35,8 @@ pub fn role_str(r: Role) -> &'static str {
 /// them while it was unreachable (it is alive, so they are not stale).
 pub struct CatalogReplica {
     pub catalog: Arc<Catalog>,
+    /// Gets the replication lag of what is merged.
+    pub stats: Arc<crate::telemetry::Registry>,
 }
 
 impl Replica for CatalogReplica {
@@ -71,6 +73,11 @@ impl Replica for CatalogReplica {
         };
         for r in &merged {
             tracing::debug!(key = %r.key, writer = %r.version.writer, hlc = r.version.hlc, "merged");
+        }
+        // The version's clock is its writer's wall time (ms in the high 48 bits).
+        if let Some(newest) = merged.iter().filter(|r| r.version.writer != me).map(|r| r.version.hlc >> 16).max() {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            self.stats.node.replication_lag_ms.store(now.saturating_sub(newest), Relaxed);
         }
         // We are alive, so our own endpoints are not stale: write them back (a newer version).
         for ep in reassert.into_inner() {
@@ -301,6 +308,8 @@ fn mesh_figures(p: &MeshParts, counters: &[(&'static str, u64)]) -> crate::telem
     let t = &p.transport.stats;
     f.tls_errors_target = t.handshakes_rejected.load(Relaxed);
     f.active_relays = t.active_relays.load(Relaxed);
+    let lag = p.stats.node.replication_lag_ms.load(Relaxed);
+    f.replication_lag_s = (lag != u64::MAX).then(|| lag as f64 / 1000.0);
     f
 }
 

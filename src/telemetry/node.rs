@@ -51,8 +51,10 @@ pub struct MeshFigures {
     pub tls_errors_client: u64,
 }
 
-#[derive(Default)]
 pub struct NodeStats {
+    /// Write on its node to merge here (ms) of the newest record last merged from a peer;
+    /// `u64::MAX` until one is.
+    pub replication_lag_ms: AtomicU64,
     dns: [AtomicU64; 6],
     mesh: Mutex<Option<MeshFigures>>,
     /// Exports the OTLP exporter made, and the ones that failed.
@@ -68,6 +70,18 @@ pub struct NodeReport {
     pub mesh: Option<MeshFigures>,
     pub exports: u64,
     pub export_failures: u64,
+}
+
+impl Default for NodeStats {
+    fn default() -> Self {
+        NodeStats {
+            replication_lag_ms: AtomicU64::new(u64::MAX),
+            dns: Default::default(),
+            mesh: Mutex::default(),
+            exports: AtomicU64::default(),
+            export_failures: AtomicU64::default(),
+        }
+    }
 }
 
 impl NodeStats {
