@@ -33,7 +33,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
 else
   PROXY_CPU=(); LOAD_CPU=(); PIN_NOTE="no pinning"
 fi
-machine_note
+MACHINE_START="$(machine_note)"; echo "$MACHINE_START (start)"
 
 start_backend
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
@@ -106,4 +106,4 @@ print(f"\nexport on / off, throughput per busy core: {ratio:.3f}x (goal >= 0.98:
 mx, hwm = (int(x) for x in open(f"{tmp}/mem.txt").read().split())
 print(f"weft-on RSS at {rate} req/s: max {mx / 1024:.1f} MB, VmHWM {hwm / 1024:.1f} MB (goal <= 25 MB: {'met' if mx <= 25 * 1024 else 'NOT met'})")
 PY
-machine_note
+MACHINE_END="$(machine_note)"; echo "$MACHINE_END (end)"
