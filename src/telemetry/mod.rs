@@ -10,15 +10,14 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 pub mod families;
-pub mod otlp;
 mod histogram;
 mod live;
 mod node;
-
+pub mod otlp;
 pub mod prom;
 mod snapshot;
 pub use node::{DnsAnswer, MeshFigures, NodeReport, NodeStats, PeerFigures};
-pub use snapshot::{HistogramSeries, Snapshot};
+pub use snapshot::Snapshot;
 pub use histogram::{BOUNDS_US, BUCKETS, Histogram, SUB_BUCKETS, Snapshot as HistogramSnapshot, bucket_of};
 pub use live::{Ejection, EjectionRule, Liveness, PeakEwma, REFUSAL_HOLD, now_us, us_at};
 

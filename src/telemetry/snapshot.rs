@@ -6,12 +6,6 @@ use serde::Serialize;
 use super::node::NodeReport;
 use super::{PluginCounter, Registry, ServiceReport};
 
-/// A histogram series ready for an exporter: its attributes and counts.
-pub struct HistogramSeries<'a> {
-    pub attributes: Vec<(&'static str, String)>,
-    pub histogram: &'a super::HistogramSnapshot,
-}
-
 #[derive(Serialize)]
 pub struct Snapshot {
     pub services: Vec<ServiceReport>,
