@@ -29,7 +29,7 @@ pub(super) fn start_export(config: &Config, catalog: &Arc<Catalog>, stats: &Arc<
 pub(super) async fn stop_export(exporter: Option<Exporter>) {
     let Some(e) = exporter else { return };
     match tokio::task::spawn_blocking(move || e.shutdown(FLUSH_DEADLINE)).await {
-        Ok(true) => tracing::info!("OTLP exporter flushed and stopped"),
+        Ok(true) => tracing::info!("OTLP exporter stopped (its final flush, if it failed, is logged above)"),
         _ => tracing::warn!(deadline_ms = FLUSH_DEADLINE.as_millis() as u64, "OTLP exporter did not stop within its deadline; left behind"),
     }
 }
