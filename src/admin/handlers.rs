@@ -267,16 +267,29 @@ pub async fn routes(State(s): St) -> ApiResult {
     Ok(Json(Value::Array(list)))
 }
 
-pub async fn stats(State(s): St) -> ApiResult {
-    let mut report = s.stats.report();
-    let snap = s.catalog.snapshot();
-    for r in &mut report {
+/// One snapshot of the telemetry registry with each endpoint's node filled in from the catalog.
+pub fn telemetry_snapshot(stats: &crate::telemetry::Registry, catalog: &crate::catalog::Catalog) -> crate::telemetry::Snapshot {
+    let mut t = stats.snapshot();
+    let snap = catalog.snapshot();
+    for r in &mut t.services {
         let registered = snap.endpoints_of(&r.namespace, &r.service);
         for e in &mut r.endpoints {
             e.node = registered.iter().find(|x| x.id == e.id).map(|x| x.node.clone()).unwrap_or_default();
         }
     }
+    t
+}
+
+pub async fn stats(State(s): St) -> ApiResult {
+    let t = telemetry_snapshot(&s.stats, &s.catalog);
     let by_service: BTreeMap<String, &crate::telemetry::ServiceReport> =
-        report.iter().map(|r| (format!("{}/{}", r.namespace, r.service), r)).collect();
+        t.services.iter().map(|r| (format!("{}/{}", r.namespace, r.service), r)).collect();
     to_json(by_service)
+}
+
+/// Prometheus' scrape: the same registry, encoded by `telemetry::prom`.
+pub async fn metrics(State(s): St) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let text = crate::telemetry::prom::render(&telemetry_snapshot(&s.stats, &s.catalog));
+    ([(http::header::CONTENT_TYPE, crate::telemetry::prom::CONTENT_TYPE)], text).into_response()
 }

@@ -4,6 +4,7 @@
 mod error;
 mod handlers;
 mod plugins;
+pub use handlers::telemetry_snapshot;
 mod services;
 
 use std::net::SocketAddr;
@@ -91,6 +92,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/discover", post(discover))
         .route("/v1/routes", get(routes))
         .route("/v1/stats", get(stats))
+        .route("/metrics", get(metrics))
         .route("/v1/members", get(members))
         .route("/v1/plugins", get(plugins::list))
         .route("/v1/plugins/{name}/reload", post(plugins::reload))

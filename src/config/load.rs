@@ -28,6 +28,8 @@ struct FileConfig {
     #[serde(default)]
     gossip: Option<GossipConfig>,
     #[serde(default)]
+    telemetry: Option<super::TelemetryConfig>,
+    #[serde(default)]
     namespace: Vec<Spanned<Namespace>>,
     #[serde(default)]
     service: Vec<Spanned<Service>>,
@@ -133,7 +135,7 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
             Err(e) => problems.push(parse_error(&src, e)),
             Ok(parsed) => {
                 let raw: toml::Table = toml::from_str(&src.text).unwrap_or_default();
-                for name in ["node", "admin", "dns", "tls", "gossip"] {
+                for name in ["node", "admin", "dns", "tls", "gossip", "telemetry"] {
                     if let Some(toml::Value::Table(t)) = raw.get(name) {
                         let mut wrapped = toml::Table::new();
                         wrapped.insert(name.to_string(), toml::Value::Table(t.clone()));
@@ -141,7 +143,7 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
                     }
                 }
                 config.gossip_set |= parsed.gossip.is_some();
-                let _ = (parsed.node, parsed.admin, parsed.dns, parsed.tls);
+                let _ = (parsed.node, parsed.admin, parsed.dns, parsed.tls, parsed.telemetry);
                 config.namespaces.extend(locate(&src, parsed.namespace));
                 config.services.extend(locate(&src, parsed.service));
                 config.endpoints.extend(locate(&src, parsed.endpoint));
@@ -187,6 +189,10 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
         match section(&merged, "gossip") {
             Ok(v) => config.gossip = v,
             Err(e) => merge_err("gossip", e),
+        }
+        match section(&merged, "telemetry") {
+            Ok(v) => config.telemetry = v,
+            Err(e) => merge_err("telemetry", e),
         }
     }
     if problems.is_empty() {

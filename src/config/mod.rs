@@ -2,6 +2,8 @@
 //! mirror subsystems. Every problem is reported as `file:line:col: message`, and all of them at
 //! once, so an operator fixes a file in one pass.
 
+mod telemetry;
+pub use telemetry::{ExportSettings, Protocol as OtlpProtocol, TelemetryConfig, resolve as resolve_telemetry};
 mod load;
 mod locate;
 mod validate;
@@ -245,6 +247,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub tls: TlsConfig,
     pub gossip: GossipConfig,
+    pub telemetry: TelemetryConfig,
     /// True when the files have a `[gossip]` table (it then needs `[tls]`).
     pub gossip_set: bool,
     pub namespaces: Vec<Located<Namespace>>,

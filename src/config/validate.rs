@@ -53,6 +53,17 @@ fn section_key(sources: &[Source], section: &str, key: &str) -> Option<Origin> {
 }
 
 pub(super) fn check(config: &Config, sources: &[Source]) -> Vec<Problem> {
+    let mut out = check_sections(config, sources);
+    if let Err(e) = super::resolve_telemetry(&config.telemetry, &|k| std::env::var(k).ok()) {
+        let at = sources.iter().rev().find_map(|s| super::locate::find_section(&s.text, "telemetry").map(|o| s.origin(o))).or_else(|| sources.first().map(|s| s.origin(0)));
+        if let Some(at) = at {
+            out.push(problem(&at, format!("[telemetry] / OTEL_* variables: {e}")));
+        }
+    }
+    out
+}
+
+fn check_sections(config: &Config, sources: &[Source]) -> Vec<Problem> {
     let mut out = Vec::new();
     let file_start = || sources.first().map(|s| s.origin(0));
     if let Err(e) = VipRange::parse(&config.dns.vip_cidr)

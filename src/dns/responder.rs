@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::telemetry::DnsAnswer;
 use hickory_proto::op::{Edns, Message, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -39,6 +40,8 @@ pub struct DnsResponder {
 }
 
 struct Ctx {
+    /// Where answers are counted (the node's telemetry registry, or one of its own).
+    stats: Arc<crate::telemetry::Registry>,
     upstream: Vec<SocketAddr>,
     ttl: u32,
     names: NameTable,
@@ -59,6 +62,7 @@ impl DnsResponder {
             info!(%addr, "DNS responder has no upstreams; unknown names get NXDOMAIN");
         }
         let ctx = Arc::new(Ctx {
+            stats: Arc::default(),
             upstream,
             ttl,
             names,
@@ -69,6 +73,14 @@ impl DnsResponder {
             addr,
             ctx,
         })
+    }
+
+    /// Counts answers into the node's telemetry registry.
+    pub fn count_into(mut self, stats: Arc<crate::telemetry::Registry>) -> Self {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.stats = stats;
+        }
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -199,39 +211,43 @@ async fn serve_tcp(ctx: &Ctx, mut stream: TcpStream) {
 }
 
 impl Ctx {
-    /// Returns the wire response, or None when the datagram deserves no answer.
+    /// Returns the wire response, or None when the datagram deserves no answer; counts the answer.
     async fn handle(&self, raw: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let (out, answer) = self.answer(raw, tcp).await;
+        if let Some(a) = answer {
+            self.stats.node.dns_answer(a);
+        }
+        out
+    }
+
+    async fn answer(&self, raw: &[u8], tcp: bool) -> (Option<Vec<u8>>, Option<DnsAnswer>) {
         // Never answer responses or ID-less fragments: that is how reflection loops start.
         if raw.len() < 12 || raw[2] & 0x80 != 0 {
-            return None;
+            return (None, None);
         }
         let id = u16::from_be_bytes([raw[0], raw[1]]);
         let req = match Message::from_vec(raw) {
             Ok(m) => m,
             Err(e) => {
                 debug!(error = %e, "DNS: malformed query");
-                return encode(&Message::error_msg(
-                    id,
-                    OpCode::Query,
-                    ResponseCode::FormErr,
-                ));
+                return (encode(&Message::error_msg(id, OpCode::Query, ResponseCode::FormErr)), Some(DnsAnswer::FormErr));
             }
         };
         if req.metadata.op_code != OpCode::Query {
-            return encode(&reply(&req, ResponseCode::NotImp));
+            return (encode(&reply(&req, ResponseCode::NotImp)), Some(DnsAnswer::NotImp));
         }
         if let [q] = req.queries.as_slice()
             && let Some(vip) = self.lookup(q.name())
         {
             trace!(name = %q.name(), qtype = %q.query_type(), %vip, "DNS: local answer");
-            return encode(&self.local_answer(&req, q, vip));
+            return (encode(&self.local_answer(&req, q, vip)), Some(DnsAnswer::Local));
         }
         if self.upstream.is_empty() {
-            return encode(&reply(&req, ResponseCode::NXDomain));
+            return (encode(&reply(&req, ResponseCode::NXDomain)), Some(DnsAnswer::NxDomain));
         }
         match self.forward(raw, id, tcp).await {
-            Some(resp) => Some(resp),
-            None => encode(&reply(&req, ResponseCode::ServFail)),
+            Some(resp) => (Some(resp), Some(DnsAnswer::Forwarded)),
+            None => (encode(&reply(&req, ResponseCode::ServFail)), Some(DnsAnswer::ServFail)),
         }
     }
 

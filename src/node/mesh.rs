@@ -35,6 +35,8 @@ pub fn role_str(r: Role) -> &'static str {
 /// them while it was unreachable (it is alive, so they are not stale).
 pub struct CatalogReplica {
     pub catalog: Arc<Catalog>,
+    /// Gets the replication lag of what is merged.
+    pub stats: Arc<crate::telemetry::Registry>,
 }
 
 impl Replica for CatalogReplica {
@@ -72,6 +74,11 @@ impl Replica for CatalogReplica {
         for r in &merged {
             tracing::debug!(key = %r.key, writer = %r.version.writer, hlc = r.version.hlc, "merged");
         }
+        // The version's clock is its writer's wall time (ms in the high 48 bits).
+        if let Some(newest) = merged.iter().filter(|r| r.version.writer != me).map(|r| r.version.hlc >> 16).max() {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            self.stats.node.replication_lag_ms.store(now.saturating_sub(newest), Relaxed);
+        }
         // We are alive, so our own endpoints are not stale: write them back (a newer version).
         for ep in reassert.into_inner() {
             tracing::info!(endpoint = %ep.id, "re-registering an endpoint a registry removed while this node looked down");
@@ -102,6 +109,8 @@ pub struct MeshParts {
     pub shutdown: CancellationToken,
     /// Cancelled by this task once its goodbye is out: stops the transport.
     pub transport_stop: CancellationToken,
+    /// The telemetry registry, which gets the membership and peer figures.
+    pub stats: Arc<crate::telemetry::Registry>,
 }
 
 /// Members saved by a previous run, to announce to at start (static stability: a node that comes
@@ -274,8 +283,34 @@ fn publish_members(p: &MeshParts) {
         ("rejected_records", c.rejected_records),
         ("records_merged", c.records_merged),
     ];
+    p.stats.node.set_mesh(mesh_figures(p, &counters));
     let alive = std::iter::once(p.me.name.clone()).chain(p.core.members().into_iter().filter(|m| m.state == MemberState::Alive).map(|m| m.name)).collect();
     p.view.send_replace(MeshView { members: list, counters: counters.into_iter().collect(), alive });
+}
+
+/// What the telemetry registry keeps of the mesh: members by state, events, each peer's path.
+fn mesh_figures(p: &MeshParts, counters: &[(&'static str, u64)]) -> crate::telemetry::MeshFigures {
+    let mut f = crate::telemetry::MeshFigures::default();
+    for s in ["alive", "suspect", "down"] {
+        f.members.insert(s, 0);
+    }
+    *f.members.entry("alive").or_default() += 1;
+    let me = p.catalog.node();
+    for m in p.core.members().into_iter().filter(|m| m.name != me) {
+        *f.members.entry(m.state.as_str()).or_default() += 1;
+        if m.state != MemberState::Down
+            && let Some(path) = p.transport.path(m.addr)
+        {
+            f.peers.insert(m.name.clone(), crate::telemetry::PeerFigures { rtt_s: Some(path.rtt.as_secs_f64()), lost_packets: path.lost_packets, sent_packets: path.sent_packets });
+        }
+    }
+    f.events = counters.iter().copied().collect();
+    let t = &p.transport.stats;
+    f.tls_errors_target = t.handshakes_rejected.load(Relaxed);
+    f.active_relays = t.active_relays.load(Relaxed);
+    let lag = p.stats.node.replication_lag_ms.load(Relaxed);
+    f.replication_lag_s = (lag != u64::MAX).then(|| lag as f64 / 1000.0);
+    f
 }
 
 fn save_members(p: &MeshParts) {

@@ -6,6 +6,7 @@ mod apply;
 mod handover;
 mod mesh;
 mod reload;
+mod telemetry;
 
 pub use reload::ConfigLoader;
 use apply::*;
@@ -61,6 +62,8 @@ pub enum NodeError {
     Handover(String),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Plugins(Vec<crate::plugin::PluginError>),
+    #[error("telemetry: {0}")]
+    Telemetry(String),
 }
 
 /// This node's own endpoints, for the relay side of the cross-host data path.
@@ -213,6 +216,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
 
     let shutdown = CancellationToken::new();
     let stats = Arc::new(Stats::default());
+    let exporter = telemetry::start_export(&config, &catalog, &stats)?;
     let table = Arc::new(ArcSwap::from_pointee(Default::default()));
     let listener_errors = Arc::new(Mutex::new(Default::default()));
     let listener_fds: crate::proxy::ListenerFds = Default::default();
@@ -244,7 +248,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     let mut dns_addr = None;
     if mode.runs_proxy() && config.dns.enabled {
         let upstream = config.dns.upstream.clone().unwrap_or_else(|| system_upstreams(config.dns.listen));
-        let dns = DnsResponder::bind(config.dns.listen, upstream, config.dns.ttl, names.clone()).await?;
+        let dns = DnsResponder::bind(config.dns.listen, upstream, config.dns.ttl, names.clone()).await?.count_into(stats.clone());
         dns_addr = Some(dns.local_addr());
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -260,7 +264,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         let gossip = GossipConfig { remove_down_after: Duration::from_secs(config.gossip.remove_down_after_s), ..GossipConfig::default() };
         let seed = rand::random::<u64>();
         let start = tokio::time::Instant::now();
-        let mut core = Core::new(me.clone(), gossip, mesh::CatalogReplica { catalog: catalog.clone() }, seed, 0);
+        let mut core = Core::new(me.clone(), gossip, mesh::CatalogReplica { catalog: catalog.clone(), stats: stats.clone() }, seed, 0);
         core.restore(mesh::restore_members(&catalog), 0);
         let parts = mesh::MeshParts {
             me: me_view(&me),
@@ -275,6 +279,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
             endpoint_grace: Duration::from_secs(config.gossip.endpoint_grace_s),
             shutdown: shutdown.clone(),
             transport_stop: transport_stop.clone(),
+            stats: stats.clone(),
         };
         mesh::publish_initial(&parts);
         tasks.spawn(mesh::run(parts));
@@ -330,7 +335,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     };
     let state = Arc::new(AdminState {
         catalog: catalog.clone(),
-        stats,
+        stats: stats.clone(),
         table,
         listener_errors,
         info,
@@ -338,6 +343,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         mesh: mesh.as_ref().map(|m| m.view.clone()),
         plugins: plugins.clone(),
     });
+    tasks.spawn(telemetry::retain_series(catalog.clone(), stats.clone(), shutdown.clone()));
     let stop = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = admin::serve(admin_listener, state, stop).await {
@@ -375,6 +381,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         drain_tx.send_replace(Some(DrainPlan::handed_over(drain_timeout)));
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
+        telemetry::stop_export(exporter).await;
         drop(mesh);
         // The store closes with the last catalog handle; the new process waits for it.
         if let Err(c) = Arc::try_unwrap(catalog) {
@@ -391,6 +398,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     tracing::info!("shutting down");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
+    telemetry::stop_export(exporter).await;
     drop(mesh);
     // Dropping the last catalog handle closes the store cleanly.
     drop(catalog);

@@ -109,8 +109,7 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
             error_response(&e, grpc)
         }
     };
-    stats.response(resp.status().as_u16());
-    stats.latency.record(start.elapsed());
+    stats.finish(resp.status().as_u16(), start.elapsed());
     Ok(resp)
 }
 

@@ -98,7 +98,27 @@ pub struct Snapshot {
     pub sum_us: u64,
 }
 
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot { counts: vec![0; BUCKETS], sum_us: 0 }
+    }
+}
+
 impl Snapshot {
+    /// Adds another histogram's counts to these.
+    pub fn add(&mut self, other: &Snapshot) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.sum_us += other.sum_us;
+    }
+
+    /// Bucket boundaries in seconds, for exporters of explicit-bucket histograms: the upper
+    /// bound of every bucket but the open-ended last one (`BOUNDS_US[1..]`).
+    pub fn bounds_s() -> Vec<f64> {
+        BOUNDS_US[1..].iter().map(|&b| b as f64 / 1e6).collect()
+    }
+
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }

@@ -1,14 +1,23 @@
-//! In-process figures: lock-free counters and log-linear histograms per service and endpoint,
-//! named after ECS Service Connect's CloudWatch metrics so migrating users find them. The admin API
-//! reads them now; the OTLP exporter (a later milestone) reads the same numbers.
+//! The telemetry registry: lock-free counters and log-linear histograms per service and endpoint,
+//! node-wide figures of the mesh (gossip, QUIC peers, DNS) and named counters of plugins. Every
+//! subsystem records into handles it got from here; one [`Snapshot`] of it is what the admin API,
+//! the dashboard, `weft stats`, Prometheus' `/metrics` and the OTLP exporter read (the names and
+//! kinds they publish are in [`families`], listed in docs/metrics.md).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
+pub mod families;
 mod histogram;
 mod live;
+mod node;
+pub mod otlp;
+pub mod prom;
+mod snapshot;
+pub use node::{DnsAnswer, MeshFigures, NodeReport, NodeStats, PeerFigures};
+pub use snapshot::Snapshot;
 pub use histogram::{BOUNDS_US, BUCKETS, Histogram, SUB_BUCKETS, Snapshot as HistogramSnapshot, bucket_of};
 pub use live::{Ejection, EjectionRule, Liveness, PeakEwma, REFUSAL_HOLD, now_us, us_at};
 
@@ -47,9 +56,20 @@ pub struct ServiceStats {
     pub timeouts: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub downstream_errors: AtomicU64,
-    /// Client-side latency: from request arrival to response headers sent.
-    pub latency: Histogram,
+    /// Client-side latency, from request arrival to response headers sent, by the response's
+    /// status class (index as in `responses`).
+    pub latency: [Histogram; 6],
 }
+
+/// The index of a status code's class in `responses` and `latency`.
+#[inline]
+pub fn status_class(status: u16) -> usize {
+    let class = (status / 100) as usize;
+    if (1..=5).contains(&class) { class } else { 0 }
+}
+
+/// Status class names, in `responses` / `latency` order.
+pub const STATUS_CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Why a retry happened; the names match the policy's outcomes (and the WIT world's).
 pub const RETRY_REASONS: [&str; 6] = ["connect-failed", "refused", "reset", "timeout", "status", "grpc-status"];
@@ -70,9 +90,21 @@ impl ServiceStats {
         ConnectionGuard(self.clone())
     }
 
-    pub fn response(&self, status: u16) {
-        let class = (status / 100) as usize;
-        self.responses[if (1..=5).contains(&class) { class } else { 0 }].fetch_add(1, Relaxed);
+    /// A request answered with `status` after `took`: counted by class and timed.
+    #[inline]
+    pub fn finish(&self, status: u16, took: std::time::Duration) {
+        let class = status_class(status);
+        self.responses[class].fetch_add(1, Relaxed);
+        self.latency[class].record(took);
+    }
+
+    /// All classes' latency together.
+    pub fn latency_snapshot(&self) -> HistogramSnapshot {
+        let mut all = self.latency[0].snapshot();
+        for h in &self.latency[1..] {
+            all.add(&h.snapshot());
+        }
+        all
     }
 
     pub fn failure(&self, kind: FailureKind) {
@@ -100,6 +132,9 @@ pub struct EndpointStats {
     /// Streams relayed to it from other hosts (on the node that owns it): the traffic this node
     /// carries for callers elsewhere, which its own services' figures do not see.
     pub relayed_streams: AtomicU64,
+    /// Bytes relayed to it and back (target side, on the node that owns it): TargetProcessedBytes.
+    pub relayed_bytes_in: AtomicU64,
+    pub relayed_bytes_out: AtomicU64,
     pub response_time: Histogram,
     /// Latency estimate and outlier record, read when choosing an endpoint.
     pub load: PeakEwma,
@@ -115,16 +150,61 @@ type EndpointKey = (String, String, String);
 
 /// The registry of all figures; handles are looked up once per routing-table rebuild, never per request.
 #[derive(Default)]
-pub struct Stats {
+pub struct Registry {
     services: Mutex<BTreeMap<ServiceKey, Arc<ServiceStats>>>,
     endpoints: Mutex<BTreeMap<EndpointKey, Arc<EndpointStats>>>,
+    /// Node-wide figures: gossip, QUIC peers, DNS, the exporter's own.
+    pub node: NodeStats,
+    plugins: Mutex<BTreeMap<PluginKey, Arc<AtomicU64>>>,
+}
+
+/// The name the rest of the code has used for the registry.
+pub type Stats = Registry;
+
+/// A plugin's counter: plugin name, counter name, attributes (sorted by key).
+type PluginKey = (String, String, Vec<(String, String)>);
+
+/// A plugin's named counter as read in a snapshot.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginCounter {
+    pub plugin: String,
+    pub name: String,
+    pub attributes: Vec<(String, String)>,
+    pub value: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Stats {
+impl Registry {
+    /// The counter `name` of `plugin` with `attributes` (the registration point of the plugin
+    /// host): look it up once and keep the handle; adding to it is one relaxed atomic add.
+    pub fn plugin_counter(&self, plugin: &str, name: &str, attributes: &[(&str, &str)]) -> Arc<AtomicU64> {
+        let mut attrs: Vec<(String, String)> = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        attrs.sort();
+        lock(&self.plugins).entry((plugin.into(), name.into(), attrs)).or_default().clone()
+    }
+
+    /// Forgets a plugin's counters (the plugin was removed).
+    pub fn drop_plugin(&self, plugin: &str) {
+        lock(&self.plugins).retain(|(p, _, _), _| p != plugin);
+    }
+
+    /// Drops the series of services and endpoints that no longer exist (called on each catalog
+    /// change with what the catalog still has).
+    pub fn retain(&self, keep_service: impl Fn(&str, &str) -> bool, keep_endpoint: impl Fn(&str, &str, &str) -> bool) {
+        lock(&self.services).retain(|(ns, svc), _| keep_service(ns, svc));
+        lock(&self.endpoints).retain(|(ns, svc, id), _| keep_endpoint(ns, svc, id));
+    }
+
+    fn plugin_report(&self) -> Vec<PluginCounter> {
+        lock(&self.plugins)
+            .iter()
+            .map(|((plugin, name, attributes), v)| PluginCounter { plugin: plugin.clone(), name: name.clone(), attributes: attributes.clone(), value: v.load(Relaxed) })
+            .collect()
+    }
+
     pub fn service(&self, ns: &str, svc: &str) -> Arc<ServiceStats> {
         lock(&self.services).entry((ns.into(), svc.into())).or_default().clone()
     }
@@ -154,6 +234,9 @@ impl Stats {
 fn endpoint_report(id: &str, e: &EndpointStats) -> EndpointReport {
     let rt = e.response_time.snapshot();
     EndpointReport {
+        relayed_bytes_in: e.relayed_bytes_in.load(Relaxed),
+        relayed_bytes_out: e.relayed_bytes_out.load(Relaxed),
+        routable: e.routable.load(Relaxed),
         id: id.to_string(),
         node: String::new(),
         requests: e.requests.load(Relaxed),
@@ -166,11 +249,12 @@ fn endpoint_report(id: &str, e: &EndpointStats) -> EndpointReport {
         ewma_latency_us: e.load.estimate_us().map(|c| c.round() as u64),
         response_time_p50_us: rt.quantile_us(0.5),
         response_time_p99_us: rt.quantile_us(0.99),
+        response_time: rt,
     }
 }
 
 fn service_report(ns: &str, svc: &str, s: &ServiceStats, endpoints: Vec<EndpointReport>) -> ServiceReport {
-    let latency = s.latency.snapshot();
+    let latency = s.latency_snapshot();
     ServiceReport {
         namespace: ns.to_string(),
         service: svc.to_string(),
@@ -180,7 +264,7 @@ fn service_report(ns: &str, svc: &str, s: &ServiceStats, endpoints: Vec<Endpoint
         bytes_out: s.bytes_out.load(Relaxed),
         requests: s.requests.load(Relaxed),
         grpc_requests: s.grpc_requests.load(Relaxed),
-        responses: ["other", "1xx", "2xx", "3xx", "4xx", "5xx"]
+        responses: STATUS_CLASSES
             .iter()
             .zip(&s.responses)
             .map(|(k, v)| (k.to_string(), v.load(Relaxed)))
@@ -205,6 +289,7 @@ fn service_report(ns: &str, svc: &str, s: &ServiceStats, endpoints: Vec<Endpoint
         latency_p99_us: latency.quantile_us(0.99),
         relayed_streams: endpoints.iter().map(|e| e.relayed_streams).sum(),
         endpoints,
+        latency_by_class: std::array::from_fn(|i| s.latency[i].snapshot()),
     }
 }
 
@@ -234,6 +319,9 @@ pub struct ServiceReport {
     /// Streams relayed to this node's endpoints of the service from other hosts.
     pub relayed_streams: u64,
     pub endpoints: Vec<EndpointReport>,
+    /// The latency histogram by status class, for exporters (not in the JSON).
+    #[serde(skip)]
+    pub latency_by_class: [HistogramSnapshot; 6],
 }
 
 #[derive(Serialize)]
@@ -246,9 +334,16 @@ pub struct EndpointReport {
     pub failures: u64,
     pub ejections: u64,
     pub relayed_streams: u64,
+    pub relayed_bytes_in: u64,
+    pub relayed_bytes_out: u64,
+    /// Whether the last routing table had it routable (healthy, reachable, not draining).
+    pub routable: bool,
     pub in_flight: u32,
     pub ejected: bool,
     pub ewma_latency_us: Option<u64>,
     pub response_time_p50_us: Option<u64>,
     pub response_time_p99_us: Option<u64>,
+    /// TargetResponseTime's histogram, for exporters (not in the JSON).
+    #[serde(skip)]
+    pub response_time: HistogramSnapshot,
 }

@@ -47,6 +47,13 @@ pub enum Incoming {
     Message { peer: String, from: SocketAddr, bytes: Bytes },
 }
 
+/// One peer's QUIC path, as [`Transport::path`] reads it.
+pub struct PathFigures {
+    pub rtt: Duration,
+    pub lost_packets: u64,
+    pub sent_packets: u64,
+}
+
 /// Counters for the admin API: what was refused or thrown away, and why.
 #[derive(Debug, Default)]
 pub struct TransportStats {
@@ -413,6 +420,14 @@ impl Transport {
     /// Smoothed round-trip time to a peer we hold a connection to.
     pub fn rtt(&self, addr: SocketAddr) -> Option<Duration> {
         self.cached(addr).map(|c| c.rtt())
+    }
+
+    /// The QUIC path to a peer we hold a connection to: RTT and packet counts.
+    pub fn path(&self, addr: SocketAddr) -> Option<PathFigures> {
+        self.cached(addr).map(|c| {
+            let s = c.stats();
+            PathFigures { rtt: c.rtt(), lost_packets: s.path.lost_packets, sent_packets: s.path.sent_packets }
+        })
     }
 
     /// Opens a data-path stream to `node` (at `addr`) for one of its endpoints.

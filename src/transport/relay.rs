@@ -130,6 +130,7 @@ impl AsyncRead for Answering {
         let r = Pin::new(&mut this.tcp).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.stats.liveness.alive(crate::telemetry::now_us());
+            this.stats.relayed_bytes_out.fetch_add((buf.filled().len() - before) as u64, Relaxed);
         }
         r
     }
@@ -137,7 +138,12 @@ impl AsyncRead for Answering {
 
 impl AsyncWrite for Answering {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.stats.relayed_bytes_in.fetch_add(n as u64, Relaxed);
+        }
+        r
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_flush(cx)

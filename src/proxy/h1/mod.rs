@@ -156,9 +156,10 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
         None => forward(Exchange { l, route: &route, settings, start }, client, buf, &head, activity, sc).await,
     };
     let mut done = None;
+    let answered_with;
     let next = match result {
         Ok((status, next, at)) => {
-            stats.response(status);
+            answered_with = status;
             done = Some(at);
             next
         }
@@ -171,11 +172,11 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
             match answered {
                 // The response had started; the client can only be told by closing.
                 Some(status) => {
-                    stats.response(status);
+                    answered_with = status;
                     Next::Close
                 }
                 None => {
-                    stats.response(e.status().as_u16());
+                    answered_with = e.status().as_u16();
                     // Unread request body bytes would be taken for the next request: close then.
                     let close = head.close || head.body != BodyKind::Empty;
                     let written = write_error(client, e.status().as_u16(), e.code(), &format!("weft: {e}"), close).await;
@@ -184,7 +185,7 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
             }
         }
     };
-    stats.latency.record(done.unwrap_or_else(Instant::now) - start);
+    stats.finish(answered_with, done.unwrap_or_else(Instant::now) - start);
     next
 }
 

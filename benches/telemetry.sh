@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# What OTLP export costs the data plane: the same weft build twice, in one run, on loopback —
+# `weft-off` with `[telemetry] enabled = false` and `weft-on` exporting every second over
+# HTTP/protobuf to a local receiver (tests/support/otlp_receiver.py; needs pip's
+# opentelemetry-proto, tests/requirements.txt).
+#
+#   bash benches/telemetry.sh          # DURATION=10s CONNS=50 ROUNDS=3
+#   WEFT_BIN=target/quick-release/weft bash benches/telemetry.sh
+#
+# Both get the same `wrk -t1 -cCONNS -dDURATION` in interleaved rounds (medians), pinned to core 1
+# with wrk and the backend (nginx) on core 0. The figure is throughput per busy core: req/s divided
+# by the CPU the weft process used in the round (utime+stime), as a ratio on/off; plain req/s too.
+# Then a memory phase: weft-on serves RSS_RATE req/s (benches/fixed_rate.py) for RSS_DURATION s
+# while its VmRSS is sampled. Goals (issue 14): per-core throughput >= 0.98x, RSS <= 25 MB at
+# 2,000 req/s with export on.
+set -euo pipefail
+
+DURATION="${DURATION:-10s}"
+ROUNDS="${ROUNDS:-3}"
+CONNS="${CONNS:-50}"
+RSS_RATE="${RSS_RATE:-2000}"
+RSS_DURATION="${RSS_DURATION:-10}"
+BENCH=telemetry
+source "$(dirname "$0")/lib.sh"
+
+need wrk wrk
+need nginx nginx-light
+need python3 python3
+need curl curl
+
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+  PROXY_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0); PIN_NOTE="weft on core 1; wrk, backend and receiver on core 0"
+else
+  PROXY_CPU=(); LOAD_CPU=(); PIN_NOTE="no pinning"
+fi
+MACHINE_START="$(machine_note)"; echo "$MACHINE_START (start)"
+
+start_backend
+wait_http "http://127.0.0.1:$BACKEND_PORT/"
+
+OTLP_PORT="$(free_port)"
+"${LOAD_CPU[@]}" python3 "$ROOT/tests/support/otlp_receiver.py" http "$OTLP_PORT" "$TMP/otlp.jsonl" >"$TMP/receiver.log" 2>&1 &
+PIDS+=($!)
+
+weft_binary
+declare -A ADMIN VIP PID
+for name in weft-off weft-on; do
+  admin="127.0.0.1:$(free_port)"
+  net=$([ "$name" = weft-on ] && echo 201 || echo 202)
+  {
+    bench_weft_toml "$name" "$admin" "enabled = false" "127.255.$net.0/24" http
+    if [ "$name" = weft-on ]; then
+      printf '\n[telemetry]\nendpoint = "http://127.0.0.1:%s"\nprotocol = "http/protobuf"\ninterval_ms = 1000\n' "$OTLP_PORT"
+    else
+      printf '\n[telemetry]\nenabled = false\n'
+    fi
+  } >"$TMP/$name.toml"
+  WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg-$name" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/$name.toml" >"$TMP/$name.log" 2>&1 &
+  PID[$name]=$!
+  PIDS+=(${PID[$name]})
+  ADMIN[$name]="$admin"
+  wait_http "http://$admin/v1/status"
+  VIP[$name]="$(healthy_vip "$admin" 1)" || { echo "benches/telemetry.sh: $name has no route; see $TMP/$name.log" >&2; KEEP_TMP=1; exit 1; }
+done
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ="$(getconf CLK_TCK)"
+for name in weft-off weft-on; do
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s "http://${VIP[$name]}:8080/" >/dev/null
+done
+for round in $(seq 1 "$ROUNDS"); do
+  order=(weft-off weft-on); [ $((round % 2)) -eq 0 ] && order=(weft-on weft-off)
+  for name in "${order[@]}"; do
+    t0="$(ticks "${PID[$name]}")"
+    "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" "http://${VIP[$name]}:8080/" >"$TMP/wrk-$name-$round.txt"
+    t1="$(ticks "${PID[$name]}")"
+    echo "$((t1 - t0))" >"$TMP/cpu-$name-$round.txt"
+  done
+done
+
+rss_while "${PID[weft-on]}" "$TMP/mem.txt" "${LOAD_CPU[@]}" python3 "$ROOT/benches/fixed_rate.py" --url "http://${VIP[weft-on]}:8080/" \
+  --rate "$RSS_RATE" --conns 50 --duration "$RSS_DURATION" --warmup 2 >"$TMP/fixed.txt" 2>&1 || true
+exports="$(curl -fsS "http://${ADMIN[weft-on]}/metrics" | awk '/^weft_telemetry_exports_total\{outcome="ok"\}/ {print $2}')"
+
+python3 - "$TMP" "$ROUNDS" "$HZ" "$DURATION" "$CONNS" "$PIN_NOTE" "$RSS_RATE" "${exports:-0}" <<'PY'
+import re, statistics, sys
+tmp, rounds, hz, duration, conns, pin, rate, exports = sys.argv[1:9]
+rounds, hz = int(rounds), int(hz)
+def rps(p):
+    m = re.search(r"Requests/sec:\s+([\d.]+)", open(p).read())
+    return float(m.group(1)) if m else 0.0
+dur = float(duration.rstrip("s"))
+res = {}
+for n in ("weft-off", "weft-on"):
+    r = [rps(f"{tmp}/wrk-{n}-{i}.txt") for i in range(1, rounds + 1)]
+    cpu = [int(open(f"{tmp}/cpu-{n}-{i}.txt").read()) / hz for i in range(1, rounds + 1)]
+    per_core = [x * dur / c if c else 0 for x, c in zip(r, cpu)]
+    res[n] = (statistics.median(r), statistics.median(per_core), statistics.median(cpu) / dur)
+print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration}, {pin}; medians of {rounds} interleaved rounds\n")
+print(f"{'target':10} {'req/s':>10} {'req per CPU-s':>14} {'busy cores':>11}")
+for n, (r, pc, busy) in res.items():
+    print(f"{n:10} {r:10.0f} {pc:14.0f} {busy:11.2f}")
+ratio = res["weft-on"][1] / res["weft-off"][1]
+print(f"\nexport on / off, throughput per busy core: {ratio:.3f}x (goal >= 0.98: {'met' if ratio >= 0.98 else 'NOT met'}); "
+      f"req/s {res['weft-on'][0] / res['weft-off'][0]:.3f}x; {exports} exports made")
+mx, hwm = (int(x) for x in open(f"{tmp}/mem.txt").read().split())
+print(f"weft-on RSS at {rate} req/s: max {mx / 1024:.1f} MB, VmHWM {hwm / 1024:.1f} MB (goal <= 25 MB: {'met' if mx <= 25 * 1024 else 'NOT met'})")
+PY
+MACHINE_END="$(machine_note)"; echo "$MACHINE_END (end)"
