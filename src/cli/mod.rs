@@ -76,7 +76,13 @@ pub enum Command {
 pub enum PluginCmd {
     /// Check a component against weft's WIT (no node needed): prints the hooks it exports, their
     /// WIT, and the request headers it reads; exits non-zero with the reason when it is refused.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// The configuration to hand the plugin (`[[plugin]] config`), for plugins that check
+        /// theirs when they load.
+        #[arg(long = "plugin-config", value_name = "TEXT", default_value = "")]
+        plugin_config: String,
+    },
     /// The node's plugins: status, hash, hooks, services using them, calls, failures and time
     /// per call.
     List,
@@ -497,7 +503,11 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Ca(cmd) => ca(&cli, cmd),
-        Command::Plugin(PluginCmd::Check { file }) => plugin::check(file),
+        Command::Plugin(PluginCmd::Check { file, plugin_config: config }) => {
+            // The plugin's own log lines (a bad configuration, say) explain a refusal.
+            init_logging();
+            plugin::check(file, config)
+        }
         _ => commands::client_command(&cli),
     }
 }

@@ -9,8 +9,8 @@ use super::output::{say, table};
 use crate::plugin::{PluginHost, hook_names, hook_wit};
 
 /// Compiles and checks a component as a node would load it; prints its hooks and their WIT.
-pub fn check(file: &Path) -> ExitCode {
-    match PluginHost::check_file(file) {
+pub fn check(file: &Path, config: &str) -> ExitCode {
+    match PluginHost::check_file(file, config) {
         Ok((hooks, wanted, hash)) => {
             say(format!("OK: {} is a weft:policy@0.2.0 plugin (sha256 {hash})", file.display()));
             let names = hook_names(hooks);

@@ -215,7 +215,7 @@ pub(super) fn check_plugin_files(config: &Config, sources: &[Source]) -> Vec<Pro
         .plugins
         .iter()
         .filter_map(|p| {
-            let e = crate::plugin::PluginHost::check_file(&p.value.path).err()?;
+            let e = crate::plugin::PluginHost::check_file(&p.value.path, &p.value.config).err()?;
             Some(problem(&point_into(sources, &p.at, "path"), format!("plugin `{}`: {e}", p.value.name)))
         })
         .collect()

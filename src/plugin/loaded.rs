@@ -123,7 +123,13 @@ pub fn describe(e: &wasmtime::Error) -> String {
         Some(wasmtime::Trap::OutOfFuel) => "ran out of fuel (an endless or too long computation)".into(),
         Some(t) => format!("trapped: {t}"),
         None => {
-            let s = format!("{e:#}");
+            // wasmtime puts a multi-line wasm backtrace in the chain: keep the causes, one line.
+            let s = e.chain().map(|c| c.to_string()).filter(|c| !c.contains("wasm backtrace")).collect::<Vec<_>>().join(": ");
+            let s = if s.is_empty() { e.root_cause().to_string() } else { s };
+            if s.contains("unknown import") && s.contains("wasi:") {
+                // A Rust guest's panic handler writes to stderr and reads the environment.
+                return format!("it called WASI, which plugins do not get (a Rust guest does this when it panics): {s}");
+            }
             if s.contains("memory") && (s.contains("grow") || s.contains("limit")) {
                 format!("exceeded its memory cap: {s}")
             } else {

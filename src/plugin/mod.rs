@@ -269,13 +269,13 @@ impl PluginHost {
 
     /// Checks a file as `weft plugin check` does: compiled and matched against the WIT (no
     /// cache, no instance kept). Returns the hooks it exports and the headers it reads.
-    pub fn check_file(path: &Path) -> Result<(Hooks, Vec<String>, String), PluginError> {
+    pub fn check_file(path: &Path, config: &str) -> Result<(Hooks, Vec<String>, String), PluginError> {
         let bytes = engine::read(path)?;
         let file = path.display().to_string();
         let refused = |reason: String| PluginError::Refused { file: file.clone(), reason };
         let engine = engine::engine();
         let (prepared, hash) = engine::compile(&engine, &bytes, None).map_err(refused)?;
-        let spec = PluginSpec { name: "check".into(), path: path.to_path_buf(), config: String::new(), fuel: DEFAULT_FUEL, memory_mb: DEFAULT_MEMORY_MB, fail: Fail::Open };
+        let spec = PluginSpec { name: "check".into(), path: path.to_path_buf(), config: config.to_string(), fuel: DEFAULT_FUEL, memory_mb: DEFAULT_MEMORY_MB, fail: Fail::Open };
         let loaded = Loaded::new(spec, hash.clone(), bytes.len(), prepared).map_err(refused)?;
         Ok((loaded.hooks, loaded.wanted.clone(), hash))
     }
