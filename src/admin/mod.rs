@@ -89,6 +89,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/discover", post(discover))
         .route("/v1/routes", get(routes))
         .route("/v1/stats", get(stats))
+        .route("/v1/stats/access-log", get(handlers::access_log_stats))
         .route("/v1/members", get(members))
         .fallback(unknown_path)
         .with_state(state)

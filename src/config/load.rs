@@ -28,6 +28,8 @@ struct FileConfig {
     #[serde(default)]
     gossip: Option<GossipConfig>,
     #[serde(default)]
+    access_log: Option<crate::telemetry::access::AccessLogConfig>,
+    #[serde(default)]
     namespace: Vec<Spanned<Namespace>>,
     #[serde(default)]
     service: Vec<Spanned<Service>>,
@@ -130,7 +132,7 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
             Err(e) => problems.push(parse_error(&src, e)),
             Ok(parsed) => {
                 let raw: toml::Table = toml::from_str(&src.text).unwrap_or_default();
-                for name in ["node", "admin", "dns", "tls", "gossip"] {
+                for name in ["node", "admin", "dns", "tls", "gossip", "access_log"] {
                     if let Some(toml::Value::Table(t)) = raw.get(name) {
                         let mut wrapped = toml::Table::new();
                         wrapped.insert(name.to_string(), toml::Value::Table(t.clone()));
@@ -138,7 +140,7 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
                     }
                 }
                 config.gossip_set |= parsed.gossip.is_some();
-                let _ = (parsed.node, parsed.admin, parsed.dns, parsed.tls);
+                let _ = (parsed.node, parsed.admin, parsed.dns, parsed.tls, parsed.access_log);
                 config.namespaces.extend(locate(&src, parsed.namespace));
                 config.services.extend(locate(&src, parsed.service));
                 config.endpoints.extend(locate(&src, parsed.endpoint));
@@ -176,6 +178,13 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
         match section(&merged, "gossip") {
             Ok(v) => config.gossip = v,
             Err(e) => merge_err("gossip", e),
+        }
+        match section(&merged, "access_log") {
+            Ok(v) => config.access_log = v,
+            Err(e) => merge_err("access_log", e),
+        }
+        if let Some(p) = config.access_log.problem() {
+            merge_err("access_log", p);
         }
     }
     if problems.is_empty() {

@@ -245,6 +245,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub tls: TlsConfig,
     pub gossip: GossipConfig,
+    pub access_log: crate::telemetry::access::AccessLogConfig,
     /// True when the files have a `[gossip]` table (it then needs `[tls]`).
     pub gossip_set: bool,
     pub namespaces: Vec<Located<Namespace>>,

@@ -148,6 +148,8 @@ pub struct ProxyParts {
     /// This node's name, and the other nodes of the mesh as membership sees them.
     pub me: String,
     pub peers: watch::Receiver<Peers>,
+    /// The node's access log writer, when it runs.
+    pub access: Option<Arc<crate::telemetry::access::AccessLog>>,
 }
 
 impl Proxy {
@@ -158,7 +160,7 @@ impl Proxy {
         Proxy {
             shared,
             stats: p.stats,
-            builder: TableBuilder::default(),
+            builder: TableBuilder::with_access(p.access),
             clients,
             running: HashMap::new(),
             names: p.names,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
+pub mod access;
 mod histogram;
 mod live;
 pub use histogram::{BOUNDS_US, BUCKETS, Histogram, SUB_BUCKETS, Snapshot as HistogramSnapshot, bucket_of};
@@ -118,6 +119,8 @@ type EndpointKey = (String, String, String);
 pub struct Stats {
     services: Mutex<BTreeMap<ServiceKey, Arc<ServiceStats>>>,
     endpoints: Mutex<BTreeMap<EndpointKey, Arc<EndpointStats>>>,
+    /// The access log's own figures (records written, dropped, sampled out).
+    pub access: Arc<access::AccessFigures>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
