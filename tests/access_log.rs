@@ -174,3 +174,39 @@ fn a_tmpfs_that_fills_up_costs_no_request() {
     assert_eq!(written + dropped, n);
     assert!(dropped > 0 && written > 0, "some records fit in 16 KiB, the rest were dropped and counted: written {written}, dropped {dropped}");
 }
+
+#[test]
+fn tcp_connections_are_logged_one_line_each() {
+    let tmp = TempDir::new("access-tcp");
+    let log = tmp.join("access.log");
+    let port = free_port();
+    let _b = http_backend(None, "b1", port);
+    let toml = format!(
+        "[access_log]\nenabled = true\npath = \"{}\"\n\n{}",
+        log.display(),
+        service("raw.test", 9000, &[("b1", port)], "").replace("protocol = \"http\"", "protocol = \"tcp\"")
+    );
+    let w = Weft::start(WeftOpts::new(164).extra(&toml));
+    let vip = w.vip("raw.test", 9000);
+    wait_tcp(&format!("{vip}:9000"), Duration::from_secs(5));
+    let n = 25;
+    let mut sizes = Vec::new();
+    for i in 0..n {
+        let r = http(&vip, 9000, "GET", &format!("/tcp/{i}"), None).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        assert_eq!(r.status, 200);
+        sizes.push(r.body.len());
+    }
+    // The probe connection of wait_tcp is a connection too.
+    let (written, dropped) = wait_accounted(&w, n + 1);
+    assert_eq!(dropped, 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert_eq!(lines.len() as u64, written);
+    let with_data: Vec<&Value> = lines.iter().filter(|v| v["bytes_received"].as_u64() > Some(0)).collect();
+    assert_eq!(with_data.len(), n as usize, "{text}");
+    for v in with_data {
+        assert_eq!(v["protocol"], "TCP", "{v}");
+        assert_eq!(v["upstream_endpoint"], "b1", "{v}");
+        assert!(v["bytes_sent"].as_u64().unwrap() > 100, "{v}");
+    }
+}

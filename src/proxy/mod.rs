@@ -1,6 +1,7 @@
 //! The data plane: turns catalog snapshots into a routing table, keeps one listener per alias
 //! (`VIP:port`) in step with it, and publishes alias names to DNS and the hosts file.
 
+mod access;
 mod attempt;
 mod body;
 mod budget;

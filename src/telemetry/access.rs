@@ -183,6 +183,14 @@ pub struct ServiceLog {
     pub service: Arc<str>,
 }
 
+/// A random request id, UUID-v4 shaped (what Envoy generates).
+pub fn new_request_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = (u128::from_be_bytes(b) & !(0xfu128 << 76) & !(0x3u128 << 62)) | (0x4u128 << 76) | (0x2u128 << 62);
+    let s = format!("{h:032x}");
+    format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..])
+}
+
 /// Unix microseconds of an instant of the tokio clock.
 pub fn unix_us(at: tokio::time::Instant) -> u64 {
     let ago = at.elapsed();

@@ -36,7 +36,7 @@ pub(super) fn begin(route: &ServiceRoute, head: &Head, buf: &[u8], client: &Clie
     let mut request_id = text("x-request-id");
     let mut added = None;
     if request_id.is_none() && log.log.request_id {
-        let id = new_request_id();
+        let id = crate::telemetry::access::new_request_id();
         added = Some(format!("x-request-id: {id}"));
         request_id = Some(id);
     }
@@ -54,14 +54,6 @@ pub(super) fn begin(route: &ServiceRoute, head: &Head, buf: &[u8], client: &Clie
         read,
         written,
     })
-}
-
-/// A random request id, UUID-v4 shaped (what Envoy generates).
-pub(super) fn new_request_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = (u128::from_be_bytes(b) & !(0xfu128 << 76) & !(0x3u128 << 62)) | (0x4u128 << 76) | (0x2u128 << 62);
-    let s = format!("{h:032x}");
-    format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..])
 }
 
 /// The record of a finished request. `status` 0: the client got no response. `unread`: bytes
