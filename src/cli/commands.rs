@@ -135,6 +135,9 @@ fn execute(cli: &Cli) -> Result<(), String> {
         Command::Status => (call("GET", "/v1/status", None)?, Shown::Describe),
         Command::Routes => (call("GET", "/v1/routes", None)?, Shown::Table(ROUTE_COLS)),
         Command::Members => (call("GET", "/v1/members", None)?, Shown::Table(MEMBER_COLS)),
+        Command::Top { interval_ms, sort, iterations } => {
+            return super::top::run(&client, std::time::Duration::from_millis((*interval_ms).max(100)), *sort, *iterations);
+        }
         Command::Stats => {
             let v = call("GET", "/v1/stats", None)?;
             if cli.output == Format::Table {

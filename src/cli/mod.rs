@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod output;
 mod parse;
+mod top;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +62,17 @@ pub enum Command {
     Routes,
     /// Show traffic figures per service.
     Stats,
+    /// A live view of every service: req/s, success rate, latency, connections; q quits.
+    Top {
+        /// Redraw every this many milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        #[arg(long, value_enum, default_value = "rps")]
+        sort: top::SortBy,
+        /// Stop after this many redraws (0: until q).
+        #[arg(long, default_value_t = 0)]
+        iterations: u64,
+    },
     /// Show the mesh's nodes: state, address, generation, role and round-trip time.
     Members,
     /// The cluster certificate authority: make it, and sign node certificates.
