@@ -210,3 +210,30 @@ fn tcp_connections_are_logged_one_line_each() {
         assert!(v["bytes_sent"].as_u64().unwrap() > 100, "{v}");
     }
 }
+
+#[test]
+fn a_service_switched_on_through_the_cli_logs_at_once() {
+    let tmp = TempDir::new("access-cli");
+    let log = tmp.join("access.log");
+    let port = free_port();
+    let _b = http_backend(None, "b1", port);
+    // The node's log is off by default: the writer runs, but no service uses it.
+    let toml = format!("[access_log]\npath = \"{}\"\n\n{}", log.display(), service("web.test", 8080, &[("b1", port)], ""));
+    let w = Weft::start(WeftOpts::new(166).extra(&toml));
+    let vip = w.vip("web.test", 8080);
+    wait_tcp(&format!("{vip}:8080"), Duration::from_secs(5));
+    for i in 0..10 {
+        assert_eq!(http(&vip, 8080, "GET", &format!("/before/{i}"), None).unwrap().status, 200);
+    }
+    weft_cmd(&["service", "update", "web", "--access-log", "true", "--admin", &w.admin]).expect_ok();
+    assert_eq!(w.get_json("/v1/services/default/web")["access_log"], true);
+    // The routing table is rebuilt from the catalog change; until then requests go unlogged.
+    wait_for("a request logged after the switch", Duration::from_secs(10), || {
+        let r = http(&vip, 8080, "GET", "/after", None).ok()?;
+        assert_eq!(r.status, 200);
+        (access_figures(&w).0 > 0).then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("/before/"), "requests before the switch are not logged: {text}");
+    assert!(text.contains("\"path\":\"/after\""), "{text}");
+}

@@ -62,6 +62,7 @@ fn service_fields(spec: &ServiceSpec) -> Result<Value, String> {
         ("timeouts.request_s", spec.request_timeout.map(|x| json!(x))),
         ("timeouts.idle_s", spec.idle_timeout.map(|x| json!(x))),
         ("lb", spec.lb.map(|x| json!(x))),
+        ("access_log", spec.access_log.map(|x| json!(x))),
         ("health_check.kind", spec.check.map(|x| json!(x))),
         ("health_check.path", spec.check_path.as_ref().map(|x| json!(x))),
         ("health_check.interval_ms", spec.check_interval_ms.map(|x| json!(x))),

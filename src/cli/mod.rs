@@ -185,6 +185,9 @@ pub struct ServiceSpec {
     /// Load balancing (default p2c: power of two choices over latency × load).
     #[arg(long, value_enum)]
     pub lb: Option<crate::catalog::LbKind>,
+    /// Send its requests to the node's access log (true/false; default: `[access_log] enabled`).
+    #[arg(long)]
+    pub access_log: Option<bool>,
     /// Active health check run by each endpoint's node (default tcp).
     #[arg(long, value_enum)]
     pub check: Option<crate::catalog::CheckKind>,
