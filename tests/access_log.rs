@@ -237,3 +237,42 @@ fn a_service_switched_on_through_the_cli_logs_at_once() {
     assert!(!text.contains("/before/"), "requests before the switch are not logged: {text}");
     assert!(text.contains("\"path\":\"/after\""), "{text}");
 }
+
+#[test]
+fn grpc_calls_are_logged_with_their_method_path() {
+    if !require_program("grpc_calls_are_logged_with_their_method_path", "python3") {
+        return;
+    }
+    if !std::process::Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success()) {
+        assert!(!ci(), "needs python3 with grpcio (pip install -r tests/requirements.txt)");
+        loud("*** SKIP grpc access log: python3 module grpc missing ***");
+        return;
+    }
+    let tmp = TempDir::new("access-grpc");
+    let log = tmp.join("access.log");
+    let port = free_port();
+    let mut sc = std::process::Command::new("python3");
+    sc.arg(support_path("grpc/server.py")).arg(port.to_string());
+    let _server = Bg::spawn("grpc server", &mut sc, Some(tmp.join("server.log")));
+    wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(20));
+    let toml = format!("[access_log]\nenabled = true\npath = \"{}\"\n{}", log.display(), one_service_toml("widgets", "grpc", "widgets.test", 50051, &format!("127.0.0.1:{port}")));
+    let w = Weft::start(WeftOpts::new(168).extra(&toml));
+    let vip = w.vip("widgets.test", 50051);
+    let mut c = std::process::Command::new("python3");
+    c.arg(support_path("grpc/client.py")).arg(format!("{vip}:50051")).arg("3");
+    c.env_remove("http_proxy").env_remove("https_proxy").env_remove("grpc_proxy");
+    run_cmd(&mut c, None, Duration::from_secs(60)).expect_ok();
+    let calls = w.get_json("/v1/stats")["default/widgets"]["requests"].as_u64().unwrap();
+    assert!(calls >= 50, "{calls}");
+    assert_eq!(wait_accounted(&w, calls), (calls, 0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["protocol"], "gRPC", "{line}");
+        assert_eq!(v["method"], "POST", "{line}");
+        assert!(v["path"].as_str().unwrap().starts_with('/') && v["path"].as_str().unwrap().contains('/'), "{line}");
+        assert_eq!(v["response_code"], 200, "{line}");
+        assert_eq!(v["upstream_endpoint"], "widgets-1", "{line}");
+        assert_eq!(v["x_request_id"].as_str().map(str::len), Some(36), "{line}");
+    }
+}
