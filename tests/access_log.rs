@@ -225,6 +225,7 @@ fn a_service_switched_on_through_the_cli_logs_at_once() {
     for i in 0..10 {
         assert_eq!(http(&vip, 8080, "GET", &format!("/before/{i}"), None).unwrap().status, 200);
     }
+    assert!(!writer_thread(w.pid()), "no writer thread while nothing is logged");
     weft_cmd(&["service", "update", "web", "--access-log", "true", "--admin", &w.admin]).expect_ok();
     assert_eq!(w.get_json("/v1/services/default/web")["access_log"], true);
     // The routing table is rebuilt from the catalog change; until then requests go unlogged.
@@ -236,6 +237,15 @@ fn a_service_switched_on_through_the_cli_logs_at_once() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("/before/"), "requests before the switch are not logged: {text}");
     assert!(text.contains("\"path\":\"/after\""), "{text}");
+    assert!(writer_thread(w.pid()), "the writer thread runs once a service logs");
+}
+
+/// Whether the process has its access log writer thread.
+fn writer_thread(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/PID/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .any(|c| c.trim() == "weft-access-log")
 }
 
 #[test]

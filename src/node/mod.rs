@@ -283,14 +283,17 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     let mut proxy_task = None;
     let hosts_file = config.dns.hosts_file.clone().filter(|_| mode.runs_proxy());
     if mode.runs_proxy() {
-        // The writer thread runs on every proxying node (it sleeps while no service logs), so a
-        // service switched on through the API logs at once; the file is opened off the runtime.
-        let (cfg, figures) = (config.access_log.clone(), stats.access.clone());
-        let access = tokio::task::spawn_blocking(move || crate::telemetry::access::AccessLog::start(&cfg, figures))
-            .await
-            .map_err(|e| NodeError::AccessLog(crate::telemetry::access::AccessLogError::Thread(std::io::Error::other(e.to_string()))))??;
+        // With `[access_log] enabled` the writer starts now, so a file that cannot be opened stops
+        // the node; otherwise the proxy starts it when a service first asks for a log.
+        let mut access = None;
+        if config.access_log.enabled {
+            let (cfg, figures) = (config.access_log.clone(), stats.access.clone());
+            let started = tokio::task::spawn_blocking(move || crate::telemetry::access::AccessLog::start(&cfg, figures)).await;
+            access = Some(started.map_err(|e| NodeError::AccessLog(crate::telemetry::access::AccessLogError::Thread(std::io::Error::other(e.to_string()))))??);
+        }
         let mut proxy = Proxy::new(ProxyParts {
-            access: Some(access),
+            access,
+            access_config: config.access_log.clone(),
             // The plugin host plugs in here (issue 13); until then every service runs the
             // built-in hooks and its routing rules.
             plugins: Arc::new(crate::policy::NoPlugins),
