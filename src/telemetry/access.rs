@@ -159,7 +159,7 @@ impl AccessLog {
             return true;
         }
         let n = self.seen.fetch_add(1, Relaxed);
-        let keep = self.every != u64::MAX && n % self.every == 0;
+        let keep = self.every != u64::MAX && n.is_multiple_of(self.every);
         if !keep {
             self.figures.sampled_out.fetch_add(1, Relaxed);
         }
