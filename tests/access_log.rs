@@ -46,7 +46,7 @@ fn a_thousand_requests_make_a_thousand_json_lines() {
     let vip = w.vip("web.test", 8080);
     wait_tcp(&format!("{vip}:8080"), Duration::from_secs(5));
 
-    let n = 1000;
+    let n: u64 = 1000;
     let mut expected: BTreeMap<String, (u16, String)> = BTreeMap::new();
     let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     for i in 0..n {
