@@ -6,6 +6,8 @@
 //! - the dashboard, read by a real headless chromium, shows per-endpoint rows, the mesh members
 //!   and marks a service with 1 of 3 endpoints healthy.
 //!
+//! - under load, the dashboard's live figures (requests, req/s) read from the page's DOM change,
+//!   and a screenshot of it is taken (`$CARGO_TARGET_TMPDIR/dashboard-under-load.png`);
 //! - the README's discover walkthrough, run as written, lists the instance it registers.
 //!
 //! VIP nets 211-216 (gossip on 127.1.N.1).
@@ -283,6 +285,55 @@ fn dashboard_shows_endpoints_members_and_partial_health() {
     assert!(part.contains("class=\"warn\">1 / 3") && part.contains("partly healthy"), "part's alias, 1 of 3 endpoints healthy, is marked: {part}");
     let web = dom_rows(&dom, "routes").into_iter().find(|r| r.contains("default/web")).unwrap();
     assert!(web.contains("3 / 3") && !web.contains("partly"), "web is fully healthy: {web}");
+}
+
+/// The live figures under load: two DOM reads a few seconds apart show the service's request
+/// count grow and a req/s near the load; a screenshot is taken.
+#[test]
+fn dashboard_live_figures_change_under_load() {
+    if !require_program("dashboard_live_figures_change_under_load", "chromium") {
+        return;
+    }
+    let port = free_port();
+    let _b = http_backend(None, "b1", port);
+    let toml = format!(
+        "[[service]]\nnamespace = \"default\"\nname = \"web\"\nprotocol = \"http\"\naliases = [{{ dns_name = \"web.live\", port = 8080 }}]\n\n[[endpoint]]\nnamespace = \"default\"\nservice = \"web\"\nid = \"b1\"\naddress = \"127.0.0.1:{port}\"\n"
+    );
+    let w = Weft::start(WeftOpts::new(167).extra(&toml));
+    let vip = w.vip("web.live", 8080);
+    wait_for("web.live serving", Duration::from_secs(10), || http(&vip, 8080, "GET", "/", None).ok().filter(|r| r.status == 200));
+    let load = common::load::Load::start(common::load::Spec::new(&[&format!("{vip}:8080")]).workers(5).rate(100.0).duration(Duration::from_secs(40)));
+    load.sleep_until(Duration::from_secs(2));
+    let url = format!("http://{}/", w.admin);
+    // The page's req/s is worked out between two refreshes, which headless chromium's virtual
+    // time runs much closer together than a second: only its presence is checked here.
+    let read = |profile: &TempDir| -> (u64, String) {
+        let dom = chromium_dom(&url, profile);
+        let row = dom_rows(&dom, "stats").into_iter().map(|r| cells(&r)).find(|c| c.first().map(String::as_str) == Some("default/web")).unwrap_or_else(|| panic!("no stats row for default/web:\n{dom}"));
+        (row[1].parse().unwrap_or_else(|_| panic!("requests cell: {row:?}")), row[2].clone())
+    };
+    let (p1, p2) = (TempDir::new("chromium-live1"), TempDir::new("chromium-live2"));
+    let (first, _) = read(&p1);
+    std::thread::sleep(Duration::from_secs(3));
+    let (second, rps) = read(&p2);
+    eprintln!("dashboard: requests {first} then {second}; req/s {rps}");
+    assert!(second > first + 100, "the request count on the page grows under load: {first} then {second}");
+    assert!(rps.parse::<f64>().is_ok(), "a req/s figure after the page's second refresh: {rps}");
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-under-load.png");
+    let _ = std::fs::remove_file(&shot);
+    let p3 = TempDir::new("chromium-shot");
+    let mut c = Command::new("chromium");
+    c.args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--hide-scrollbars", "--window-size=1280,900"])
+        .arg(format!("--user-data-dir={}", p3.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .args(["--virtual-time-budget=3000", &url]);
+    run_cmd(&mut c, None, Duration::from_secs(60)).expect_ok();
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("screenshot {}: {e}", shot.display()));
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a PNG screenshot of the dashboard ({} bytes)", png.len());
+    eprintln!("screenshot: {}", shot.display());
+    load.stop();
+    assert_eq!(load.join().failed, 0);
 }
 
 /// The sh block of README.md that follows the paragraph starting with `after`.

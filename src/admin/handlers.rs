@@ -80,7 +80,7 @@ pub async fn dashboard() -> Html<&'static str> {
 }
 
 pub async fn unknown_path() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such API path; see /v1/status, /v1/namespaces, /v1/services, /v1/endpoints, /v1/discover, /v1/routes, /v1/stats")
+    ApiError::new(StatusCode::NOT_FOUND, "no such API path; see /v1/status, /v1/namespaces, /v1/services, /v1/endpoints, /v1/discover, /v1/routes, /v1/stats, /v1/stats/access-log")
 }
 
 pub async fn status(State(s): St) -> ApiResult {
@@ -265,6 +265,12 @@ pub async fn routes(State(s): St) -> ApiResult {
         })
         .collect();
     Ok(Json(Value::Array(list)))
+}
+
+/// The access log's own figures: records written, dropped (queue full, destination failing),
+/// left out by sampling.
+pub async fn access_log_stats(State(s): St) -> ApiResult {
+    to_json(s.stats.access.report())
 }
 
 /// One snapshot of the telemetry registry with each endpoint's node filled in from the catalog.

@@ -93,6 +93,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/routes", get(routes))
         .route("/v1/stats", get(stats))
         .route("/metrics", get(metrics))
+        .route("/v1/stats/access-log", get(handlers::access_log_stats))
         .route("/v1/members", get(members))
         .route("/v1/plugins", get(plugins::list))
         .route("/v1/plugins/{name}/reload", post(plugins::reload))

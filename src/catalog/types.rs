@@ -120,6 +120,10 @@ pub struct Service {
     /// The policy plugin (`[[plugin]] name`) whose hooks replace the built-in ones it exports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// Whether its requests go to the node's access log; absent: the node's `[access_log]
+    /// enabled` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

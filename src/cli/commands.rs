@@ -62,6 +62,7 @@ fn service_fields(spec: &ServiceSpec) -> Result<Value, String> {
         ("timeouts.request_s", spec.request_timeout.map(|x| json!(x))),
         ("timeouts.idle_s", spec.idle_timeout.map(|x| json!(x))),
         ("lb", spec.lb.map(|x| json!(x))),
+        ("access_log", spec.access_log.map(|x| json!(x))),
         ("health_check.kind", spec.check.map(|x| json!(x))),
         ("health_check.path", spec.check_path.as_ref().map(|x| json!(x))),
         ("health_check.interval_ms", spec.check_interval_ms.map(|x| json!(x))),
@@ -136,6 +137,9 @@ fn execute(cli: &Cli) -> Result<(), String> {
         Command::Status => (call("GET", "/v1/status", None)?, Shown::Describe),
         Command::Routes => (call("GET", "/v1/routes", None)?, Shown::Table(ROUTE_COLS)),
         Command::Members => (call("GET", "/v1/members", None)?, Shown::Table(MEMBER_COLS)),
+        Command::Top { interval_ms, sort, iterations } => {
+            return super::top::run(&client, std::time::Duration::from_millis((*interval_ms).max(100)), *sort, *iterations);
+        }
         Command::Stats => {
             let v = call("GET", "/v1/stats", None)?;
             if cli.output == Format::Table {

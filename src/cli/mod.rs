@@ -6,6 +6,7 @@ mod commands;
 mod output;
 mod parse;
 mod plugin;
+mod top;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +63,17 @@ pub enum Command {
     Routes,
     /// Show traffic figures per service.
     Stats,
+    /// A live view of every service: req/s, success rate, latency, connections; q quits.
+    Top {
+        /// Redraw every this many milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        #[arg(long, value_enum, default_value = "rps")]
+        sort: top::SortBy,
+        /// Stop after this many redraws (0: until q).
+        #[arg(long, default_value_t = 0)]
+        iterations: u64,
+    },
     /// Show the mesh's nodes: state, address, generation, role and round-trip time.
     Members,
     /// The cluster certificate authority: make it, and sign node certificates.
@@ -195,6 +207,9 @@ pub struct ServiceSpec {
     /// Load balancing (default p2c: power of two choices over latency × load).
     #[arg(long, value_enum)]
     pub lb: Option<crate::catalog::LbKind>,
+    /// Send its requests to the node's access log (true/false; default: `[access_log] enabled`).
+    #[arg(long)]
+    pub access_log: Option<bool>,
     /// Active health check run by each endpoint's node (default tcp).
     #[arg(long, value_enum)]
     pub check: Option<crate::catalog::CheckKind>,

@@ -30,6 +30,8 @@ struct FileConfig {
     #[serde(default)]
     telemetry: Option<super::TelemetryConfig>,
     #[serde(default)]
+    access_log: Option<crate::telemetry::access::AccessLogConfig>,
+    #[serde(default)]
     namespace: Vec<Spanned<Namespace>>,
     #[serde(default)]
     service: Vec<Spanned<Service>>,
@@ -135,7 +137,7 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
             Err(e) => problems.push(parse_error(&src, e)),
             Ok(parsed) => {
                 let raw: toml::Table = toml::from_str(&src.text).unwrap_or_default();
-                for name in ["node", "admin", "dns", "tls", "gossip", "telemetry"] {
+                for name in ["node", "admin", "dns", "tls", "gossip", "telemetry", "access_log"] {
                     if let Some(toml::Value::Table(t)) = raw.get(name) {
                         let mut wrapped = toml::Table::new();
                         wrapped.insert(name.to_string(), toml::Value::Table(t.clone()));
@@ -143,7 +145,7 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
                     }
                 }
                 config.gossip_set |= parsed.gossip.is_some();
-                let _ = (parsed.node, parsed.admin, parsed.dns, parsed.tls, parsed.telemetry);
+                let _ = (parsed.node, parsed.admin, parsed.dns, parsed.tls, parsed.telemetry, parsed.access_log);
                 config.namespaces.extend(locate(&src, parsed.namespace));
                 config.services.extend(locate(&src, parsed.service));
                 config.endpoints.extend(locate(&src, parsed.endpoint));
@@ -193,6 +195,13 @@ fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
         match section(&merged, "telemetry") {
             Ok(v) => config.telemetry = v,
             Err(e) => merge_err("telemetry", e),
+        }
+        match section(&merged, "access_log") {
+            Ok(v) => config.access_log = v,
+            Err(e) => merge_err("access_log", e),
+        }
+        if let Some(p) = config.access_log.problem() {
+            merge_err("access_log", p);
         }
     }
     if problems.is_empty() {

@@ -248,6 +248,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub gossip: GossipConfig,
     pub telemetry: TelemetryConfig,
+    pub access_log: crate::telemetry::access::AccessLogConfig,
     /// True when the files have a `[gossip]` table (it then needs `[tls]`).
     pub gossip_set: bool,
     pub namespaces: Vec<Located<Namespace>>,

@@ -58,6 +58,8 @@ pub enum NodeError {
     Transport(#[from] crate::transport::TransportError),
     #[error("[gossip] {0}")]
     Gossip(String),
+    #[error("[access_log] {0}")]
+    AccessLog(#[from] crate::telemetry::access::AccessLogError),
     #[error("{0}")]
     Handover(String),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
@@ -298,7 +300,17 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     let mut proxy_task = None;
     let hosts_file = config.dns.hosts_file.clone().filter(|_| mode.runs_proxy());
     if mode.runs_proxy() {
+        // With `[access_log] enabled` the writer starts now, so a file that cannot be opened stops
+        // the node; otherwise the proxy starts it when a service first asks for a log.
+        let mut access = None;
+        if config.access_log.enabled {
+            let (cfg, figures) = (config.access_log.clone(), stats.access.clone());
+            let started = tokio::task::spawn_blocking(move || crate::telemetry::access::AccessLog::start(&cfg, figures)).await;
+            access = Some(started.map_err(|e| NodeError::AccessLog(crate::telemetry::access::AccessLogError::Thread(std::io::Error::other(e.to_string()))))??);
+        }
         let mut proxy = Proxy::new(ProxyParts {
+            access,
+            access_config: config.access_log.clone(),
             plugins: plugins.clone(),
             plugins_changed: plugins.subscribe(),
             stats: stats.clone(),

@@ -135,6 +135,7 @@ fn effective(running: &Config, new: Config) -> (Config, Vec<(String, String, Str
     diff("dns", &running.dns, &new.dns, &mut diffs);
     diff("tls", &running.tls, &new.tls, &mut diffs);
     diff("gossip", &running.gossip, &new.gossip, &mut diffs);
+    diff("access_log", &running.access_log, &new.access_log, &mut diffs);
     diffs.retain(|(setting, _, _)| !LIVE_SETTINGS.contains(&setting.as_str()));
     let mut out = new;
     let drain_timeout_s = out.node.drain_timeout_s;
@@ -144,6 +145,7 @@ fn effective(running: &Config, new: Config) -> (Config, Vec<(String, String, Str
     out.dns = running.dns.clone();
     out.tls = running.tls.clone();
     out.gossip = running.gossip.clone();
+    out.access_log = running.access_log.clone();
     out.gossip_set = running.gossip_set;
     (out, diffs)
 }

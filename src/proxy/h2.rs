@@ -79,7 +79,7 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
         req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string)
     });
     let authority = authority.unwrap_or_default();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let mut refused = None;
     if route.policy.routes() {
         match attempt::routed(&l.shared, &route, &request_info(&route, route.defaults(), &parts, &authority, &l.shared.zone)) {
@@ -93,14 +93,22 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
     if grpc {
         stats.grpc_requests.fetch_add(1, Relaxed);
     }
+    let begun = if route.access.is_some() { super::access::begin_h2(&route, &mut parts) } else { None };
+    let bytes_in = if begun.is_some() { content_length(&parts.headers) } else { 0 };
     let req = Request::from_parts(parts, body);
     let forwarded = match refused {
         Some(e) => Err(e),
         None => forward(&l, &route, &authority, req).await,
     };
+    let mut upstream = None;
+    let mut flags = "-";
     let resp = match forwarded {
-        Ok(r) => r,
+        Ok((r, up)) => {
+            upstream = begun.is_some().then_some(up);
+            r
+        }
         Err(e) => {
+            flags = e.code();
             // Endpoint failures were counted try by try where they happened.
             if e.side() != super::Side::Upstream {
                 stats.failure(e.kind());
@@ -110,10 +118,23 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
         }
     };
     stats.finish(resp.status().as_u16(), start.elapsed());
+    if let Some(b) = begun {
+        // Per-stream byte counts are not kept: the declared lengths stand for them.
+        let bytes_out = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+        let protocol = if grpc { "gRPC" } else { "HTTP/2" };
+        super::access::finish(b, protocol, start, super::access::Ended { status: resp.status().as_u16(), flags, bytes_in, bytes_out, upstream });
+    }
     Ok(resp)
 }
 
-async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+fn content_length(h: &http::HeaderMap) -> u64 {
+    h.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0)
+}
+
+/// The response, the endpoint that gave it and the tries it took.
+type Forwarded = (Response<ProxyBody>, (Arc<Target>, u32));
+
+async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: Request<Incoming>) -> Result<Forwarded, ProxyError> {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = http::Version::HTTP_2;
@@ -124,8 +145,9 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     let begun = Instant::now();
     let mut attempts = Attempts::new(route, info, begun);
     let mut codec = Codec2 { answer: None, pools: &l.shared.pools, route, parts: &parts, replay: &replay, unsent, retry: settings.retry, deadline: settings.request_timeout.map(|t| begun + t) };
-    pipeline::run(&mut attempts, &mut codec).await?;
-    codec.answer.ok_or_else(|| attempts.error())
+    let target = pipeline::run(&mut attempts, &mut codec).await?;
+    let tries = attempts.info.attempt;
+    codec.answer.map(|r| (r, (target, tries))).ok_or_else(|| attempts.error())
 }
 
 /// The HTTP/2 and gRPC codec under the request pipeline: one stream per try on a shared

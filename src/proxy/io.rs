@@ -192,11 +192,19 @@ pub struct Metered<S> {
     inner: S,
     activity: Arc<Activity>,
     stats: Option<Arc<ServiceStats>>,
+    /// Bytes read and written over the connection's life (a request's are a difference).
+    read: u64,
+    written: u64,
 }
 
 impl<S> Metered<S> {
     pub fn new(inner: S, activity: Arc<Activity>, stats: Option<Arc<ServiceStats>>) -> Self {
-        Metered { inner, activity, stats }
+        Metered { inner, activity, stats, read: 0, written: 0 }
+    }
+
+    /// Bytes read and written so far.
+    pub fn counted(&self) -> (u64, u64) {
+        (self.read, self.written)
     }
 }
 
@@ -206,6 +214,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
+            self.read += n as u64;
             self.activity.touch();
             if let Some(s) = &self.stats {
                 s.bytes_in.fetch_add(n as u64, Relaxed);
@@ -217,8 +226,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
 
 impl<S> Metered<S> {
     /// A response streaming out is activity too, even when the client sends nothing.
-    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+    fn wrote(&mut self, r: &Poll<io::Result<usize>>) {
         if let Poll::Ready(Ok(n)) = r {
+            self.written += *n as u64;
             self.activity.touch();
             if let Some(s) = &self.stats {
                 s.bytes_out.fetch_add(*n as u64, Relaxed);

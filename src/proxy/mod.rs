@@ -1,6 +1,7 @@
 //! The data plane: turns catalog snapshots into a routing table, keeps one listener per alias
 //! (`VIP:port`) in step with it, and publishes alias names to DNS and the hosts file.
 
+mod access;
 mod attempt;
 mod body;
 mod budget;
@@ -114,6 +115,7 @@ pub struct Proxy {
     clients_rx: watch::Receiver<HashSet<String>>,
     plugins: Arc<dyn PluginSource>,
     plugins_changed: watch::Receiver<u64>,
+    access_config: crate::telemetry::access::AccessLogConfig,
 }
 
 /// What the proxy manager waits for.
@@ -148,6 +150,10 @@ pub struct ProxyParts {
     /// This node's name, and the other nodes of the mesh as membership sees them.
     pub me: String,
     pub peers: watch::Receiver<Peers>,
+    /// The node's access log writer, when it runs (started at once when `[access_log] enabled`).
+    pub access: Option<Arc<crate::telemetry::access::AccessLog>>,
+    /// `[access_log]`: the writer starts when a service first wants it.
+    pub access_config: crate::telemetry::access::AccessLogConfig,
 }
 
 impl Proxy {
@@ -158,7 +164,7 @@ impl Proxy {
         Proxy {
             shared,
             stats: p.stats,
-            builder: TableBuilder::default(),
+            builder: TableBuilder::with_access(p.access),
             clients,
             running: HashMap::new(),
             names: p.names,
@@ -176,11 +182,29 @@ impl Proxy {
             clients_rx,
             plugins: p.plugins,
             plugins_changed: p.plugins_changed,
+            access_config: p.access_config,
+        }
+    }
+
+    /// Starts the access log writer once a service wants it. Not before: a thread of its own
+    /// makes the process multi-threaded, which puts every `send` and `recv` of a one-CPU node on
+    /// glibc's slower cancellable path (BENCHMARKS.md). The file is opened off the runtime.
+    async fn start_access_log(&mut self, snap: &Snapshot) {
+        let enabled = self.access_config.enabled;
+        if self.builder.access.is_some() || !snap.services.values().any(|s| s.access_log.unwrap_or(enabled)) {
+            return;
+        }
+        let (cfg, figures) = (self.access_config.clone(), self.stats.access.clone());
+        match tokio::task::spawn_blocking(move || crate::telemetry::access::AccessLog::start(&cfg, figures)).await {
+            Ok(Ok(log)) => self.builder.access = Some(log),
+            Ok(Err(e)) => tracing::error!(error = %e, "access log not started; requests are not logged"),
+            Err(e) => tracing::error!(error = %e, "access log not started"),
         }
     }
 
     /// Brings the routing table, listeners and names in line with a snapshot.
     pub async fn apply(&mut self, snap: &Snapshot) {
+        self.start_access_log(snap).await;
         let peers = self.peers.borrow_and_update().clone();
         let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients, &self.me, &peers, &*self.plugins));
         self.shared.table.store(table.clone());

@@ -11,6 +11,7 @@ use super::budget::RetryBudget;
 use crate::catalog::{Health, LbKind, Protocol, RetryConfig, RouteRule, Service, Snapshot};
 use crate::policy::{Plugin, PluginSource, ServicePolicy};
 use crate::policy::Target;
+use crate::telemetry::access::{AccessLog, ServiceLog};
 use crate::telemetry::{EjectionRule, ServiceStats, Stats, now_us};
 
 type ServiceKey = (String, String);
@@ -36,6 +37,8 @@ pub struct ServiceRoute {
     pub rules: Vec<RuleRoute>,
     /// Its hooks: the built-in ones, with its plugin's where it exports them.
     pub policy: ServicePolicy,
+    /// The node's access log, when this service's requests go to it.
+    pub access: Option<ServiceLog>,
 }
 
 /// One route rule, ready for the request path.
@@ -144,10 +147,16 @@ struct Kept {
 /// Builds tables and keeps what must outlive one table (round-robin positions, retry budgets).
 #[derive(Default)]
 pub struct TableBuilder {
+    /// The node's access log writer (services that want it get a handle).
+    pub access: Option<Arc<AccessLog>>,
     kept: HashMap<ServiceKey, Kept>,
 }
 
 impl TableBuilder {
+    pub fn with_access(access: Option<Arc<AccessLog>>) -> TableBuilder {
+        TableBuilder { access, ..TableBuilder::default() }
+    }
+
     /// `clients`: when not empty, only these namespaces get listeners and names on this host.
     /// `me` is this node's name: its endpoints are dialled directly, others through their node.
     /// `plugins`: where a service's `policy` is found.
@@ -223,6 +232,7 @@ impl TableBuilder {
                 max_ejected_percent: o.max_ejected_percent,
                 budget: kept.budget.clone(),
                 policy: ServicePolicy::new(&svc.rules, policy_of(svc, plugins)),
+                access: self.access.as_ref().filter(|l| svc.access_log.unwrap_or(l.default_on)).map(|l| ServiceLog { log: l.clone(), namespace: svc.namespace.as_str().into(), service: svc.name.as_str().into() }),
                 rules: svc
                     .rules
                     .iter()

@@ -53,7 +53,8 @@ impl Codec for TcpCodec<'_> {
     }
 }
 
-async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, (Conn, InFlight)), ProxyError> {
+/// The endpoint, the tries it took, and the connection to it.
+async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, u32, (Conn, InFlight)), ProxyError> {
     let info = RequestInfo {
         namespace: &route.namespace,
         service: &route.service,
@@ -69,7 +70,8 @@ async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, 
     let mut attempts = Attempts::new(route, info, tokio::time::Instant::now());
     let mut codec = TcpCodec { answer: None, l, route };
     let target = pipeline::run(&mut attempts, &mut codec).await?;
-    Ok((target, codec.answer.ok_or_else(|| attempts.error())?))
+    let tries = attempts.info.attempt;
+    Ok((target, tries, codec.answer.ok_or_else(|| attempts.error())?))
 }
 
 /// A draining node lets the connection run on: the node's drain timeout bounds it.
@@ -78,15 +80,19 @@ pub async fn serve(client: TcpStream, l: Arc<TcpListener>) {
     let stats = route.stats.clone();
     let _connection = stats.open_connection();
     let _ = client.set_nodelay(true);
+    let start = tokio::time::Instant::now();
+    let begun = if route.access.is_some() { super::access::begin_tcp(&route) } else { None };
+    let mut ended = super::access::Ended { status: 0, flags: "-", bytes_in: 0, bytes_out: 0, upstream: None };
     match connect(&l, &route).await {
         Err(e) => {
+            ended.flags = e.code();
             if e.side() != super::Side::Upstream {
                 stats.failure(e.kind());
             }
             // Closing is all a TCP client can be told; the reason goes to the log and figures.
             tracing::info!(service = %route.label(), error = %e, "no upstream for tcp connection");
         }
-        Ok((target, (upstream, _in_flight))) => {
+        Ok((target, tries, (upstream, _in_flight))) => {
             target.stats.connections.fetch_add(1, Relaxed);
             let activity = Activity::new();
             let mut a = Metered::new(client, activity.clone(), Some(stats.clone()));
@@ -97,6 +103,11 @@ pub async fn serve(client: TcpStream, l: Arc<TcpListener>) {
                 Some(Ok(_)) => {}
                 None => tracing::debug!(service = %route.label(), "closing idle tcp connection"),
             }
+            (ended.bytes_in, ended.bytes_out) = a.counted();
+            ended.upstream = begun.is_some().then_some((target, tries));
         }
+    }
+    if let Some(b) = begun {
+        super::access::finish(b, "TCP", start, ended);
     }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
+pub mod access;
 pub mod families;
 mod histogram;
 mod live;
@@ -156,6 +157,8 @@ pub struct Registry {
     /// Node-wide figures: gossip, QUIC peers, DNS, the exporter's own.
     pub node: NodeStats,
     plugins: Mutex<BTreeMap<PluginKey, Arc<AtomicU64>>>,
+    /// The access log's own figures (records written, dropped, sampled out).
+    pub access: Arc<access::AccessFigures>,
 }
 
 /// The name the rest of the code has used for the registry.

@@ -6,6 +6,7 @@
 mod body;
 mod chunked;
 mod head;
+mod log;
 mod scan;
 mod tries;
 
@@ -151,16 +152,20 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
         let headers = Headers::Raw { buf: &buf[..], fields: &head.fields };
         route.settings(head.method(&buf[..]), path_of(head.target(&buf[..])), |n| headers.get(n))
     };
+    // The access log takes what it needs from the head now: it leaves the buffer when sent.
+    let pending = if route.access.is_some() { log::begin(&route, &head, &buf[..], client) } else { None };
+    let added = pending.as_ref().and_then(|p| p.added.as_deref());
+    let x = Exchange { l, route: &route, settings, start, added: added.as_slice(), logged: pending.is_some() };
     let result = match refused {
         Some(e) => Err((e, None)),
-        None => forward(Exchange { l, route: &route, settings, start }, client, buf, &head, activity, sc).await,
+        None => forward(x, client, buf, &head, activity, sc).await,
     };
     let mut done = None;
-    let answered_with;
+    let logged: (u16, &str, log::Upstream);
     let next = match result {
-        Ok((status, next, at)) => {
-            answered_with = status;
+        Ok((status, next, at, upstream)) => {
             done = Some(at);
+            logged = (status, "-", upstream);
             next
         }
         Err((e, answered)) => {
@@ -172,11 +177,11 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
             match answered {
                 // The response had started; the client can only be told by closing.
                 Some(status) => {
-                    answered_with = status;
+                    logged = (status, e.code(), None);
                     Next::Close
                 }
                 None => {
-                    answered_with = e.status().as_u16();
+                    logged = (e.status().as_u16(), e.code(), None);
                     // Unread request body bytes would be taken for the next request: close then.
                     let close = head.close || head.body != BodyKind::Empty;
                     let written = write_error(client, e.status().as_u16(), e.code(), &format!("weft: {e}"), close).await;
@@ -185,7 +190,11 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
             }
         }
     };
-    stats.finish(answered_with, done.unwrap_or_else(Instant::now) - start);
+    let done = done.unwrap_or_else(Instant::now);
+    stats.finish(logged.0, done - start);
+    if let Some(p) = pending {
+        log::finish(p, client, buf.len(), (start, done), logged.0, logged.1, logged.2);
+    }
     next
 }
 
@@ -269,7 +278,7 @@ impl Scratch {
 type Failed = (ProxyError, Option<u16>);
 
 /// The status sent, what to do with the client connection, and when the response was done.
-type Delivered = (u16, Next, Instant);
+type Delivered = (u16, Next, Instant, log::Upstream);
 
 /// What every step of one request shares: where it came in, where it goes, when it began.
 #[derive(Clone, Copy)]
@@ -279,6 +288,10 @@ struct Exchange<'a> {
     /// The settings of the request's route rule, or the service's.
     settings: Settings<'a>,
     start: Instant,
+    /// Fields added to the request on its way (an `x-request-id` for the access log).
+    added: &'a [&'a str],
+    /// The request goes to the access log (which wants the endpoint and the tries).
+    logged: bool,
 }
 
 impl Exchange<'_> {
@@ -310,6 +323,8 @@ struct Answer {
     /// The whole request body went out (false when the endpoint answered early).
     body_done: bool,
     _in_flight: InFlight,
+    /// Tries it took (set once the pipeline is done).
+    attempts: u32,
 }
 
 async fn forward(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, activity: &Arc<Activity>, sc: &mut Scratch) -> Result<Delivered, Failed> {
@@ -351,7 +366,8 @@ async fn read_to(client: &mut Client, buf: &mut BytesMut, want: usize, limit: Du
 async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head: &Head, a: Answer, sc: &mut Scratch) -> Result<Delivered, Failed> {
     let out = &mut sc.out;
     let Exchange { l, route, .. } = x;
-    let Answer { target, mut up, resp, body_done, _in_flight } = a;
+    let Answer { target, mut up, resp, body_done, _in_flight, attempts } = a;
+    let logged = x.logged.then(|| (target.clone(), attempts));
     let addr = target.address;
     let upstream_failed = |e: ProxyError| {
         route.stats.failure(e.kind());
@@ -378,7 +394,7 @@ async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
     if upgraded {
         client.write_all(out).await.map_err(|e| (ProxyError::Downstream(e.to_string()), Some(status)))?;
         tunnel(client, buf, &mut up).await;
-        return Ok((status, Next::Close, Instant::now()));
+        return Ok((status, Next::Close, Instant::now(), logged));
     }
     let copied = copy_body(resp.body, &mut up.buf, &mut up.stream, client, out).await;
     copied.map_err(|e| {
@@ -395,7 +411,7 @@ async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
             l.shared.pools.checkin_h1(super::conn::dest(&h.target), h.up, h.expires);
         }
     }
-    Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }, done))
+    Ok((status, if keep_client { Next::KeepAlive } else { Next::Close }, done, logged))
 }
 
 /// After `101 Switching Protocols`: bytes both ways until either side closes.

@@ -61,7 +61,7 @@ pub(super) async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &Bytes
     let Exchange { l, route, settings, .. } = x;
     let info = request_info(route, settings, head, &buf[..], &l.shared.zone, route.policy.reads_requests());
     sc.out.clear();
-    head.write_to(buf, &mut sc.out, true, &[]);
+    head.write_to(buf, &mut sc.out, true, x.added);
     sc.out.extend_from_slice(&buf[head.len..head.len + n]);
     let mut attempts = Attempts::new(route, info, x.start);
     let mut codec = Replayable {
@@ -75,7 +75,8 @@ pub(super) async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &Bytes
         sc,
     };
     pipeline::run(&mut attempts, &mut codec).await?;
-    codec.answer.ok_or_else(|| attempts.error())
+    let tries = attempts.info.attempt;
+    codec.answer.map(|a| Answer { attempts: tries, ..a }).ok_or_else(|| attempts.error())
 }
 
 /// A request whose body streams from the client to the endpoint as it arrives.
@@ -87,9 +88,10 @@ pub(super) async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut By
     let info = request_info(route, settings, head, &head_bytes[..], &l.shared.zone, route.policy.reads_requests());
     let mut attempts = Attempts::new(route, info, x.start);
     let is_head = head.method.get(&head_bytes) == b"HEAD";
-    let mut codec = Streaming { answer: None, up: Ups { pools: &l.shared.pools, route }, retry: settings.retry, deadline: x.deadline(), is_head, head, head_bytes: &head_bytes, client, buf, sc };
+    let mut codec = Streaming { answer: None, up: Ups { pools: &l.shared.pools, route }, retry: settings.retry, deadline: x.deadline(), is_head, head, head_bytes: &head_bytes, client, buf, sc, added: x.added };
     pipeline::run(&mut attempts, &mut codec).await?;
-    codec.answer.ok_or_else(|| attempts.error())
+    let tries = attempts.info.attempt;
+    codec.answer.map(|a| Answer { attempts: tries, ..a }).ok_or_else(|| attempts.error())
 }
 
 /// Where a try's upstream connection comes from.
@@ -134,7 +136,7 @@ impl Codec for Replayable<'_, '_> {
             Ok(resp) => {
                 let at = Instant::now();
                 let (ok, retry_on) = (resp.status < 500, (resp.status == 503).then_some((Outcome::Status(503), true)));
-                self.answer = Some(Answer { target: t.clone(), up, resp, body_done: true, _in_flight: in_flight });
+                self.answer = Some(Answer { target: t.clone(), up, resp, body_done: true, _in_flight: in_flight, attempts: 1 });
                 Tried::Answered { ok, timing: Some((at - sent, at)), retry_on }
             }
             // A pooled connection the endpoint closed a moment ago fails before any byte comes
@@ -159,6 +161,8 @@ struct Streaming<'a, 'c> {
     /// The client's buffer after the head: the start of the body.
     buf: &'c mut BytesMut,
     sc: &'c mut Scratch,
+    /// Fields added to the head on its way (an `x-request-id`).
+    added: &'a [&'a str],
 }
 
 impl Codec for Streaming<'_, '_> {
@@ -176,7 +180,7 @@ impl Codec for Streaming<'_, '_> {
     async fn send(&mut self, t: &Arc<Target>, mut up: Upstream, in_flight: InFlight, _attempts: &Attempts<'_>) -> Tried<Upstream> {
         let head = self.head;
         self.sc.out.clear();
-        head.write_to(self.head_bytes, &mut self.sc.out, true, &[]);
+        head.write_to(self.head_bytes, &mut self.sc.out, true, self.added);
         let addr = t.address;
         let sent = Instant::now();
         let limit = try_until(self.retry, self.deadline, sent);
@@ -184,7 +188,7 @@ impl Codec for Streaming<'_, '_> {
             Ok((resp, body_done)) => {
                 let at = Instant::now();
                 let ok = resp.status < 500;
-                self.answer = Some(Answer { target: t.clone(), up, resp, body_done, _in_flight: in_flight });
+                self.answer = Some(Answer { target: t.clone(), up, resp, body_done, _in_flight: in_flight, attempts: 1 });
                 Tried::Answered { ok, timing: Some((at - sent, at)), retry_on: None }
             }
             // The body is gone: the policy is not asked.
