@@ -17,7 +17,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::weft::policy::{balancer, manifest, retrier, router};
-pub use weft::policy::types::{EndpointInfo, Outcome, RequestInfo, RetryDecision};
+pub use self::weft::policy::types::{EndpointInfo, Outcome, RequestInfo, RetryDecision};
 
 /// What a store carries: the memory cap and the plugin's shared state for host calls.
 pub struct State {
@@ -25,10 +25,10 @@ pub struct State {
     shared: Arc<Shared>,
 }
 
-impl weft::policy::types::Host for State {}
+impl self::weft::policy::types::Host for State {}
 
-impl weft::policy::host::Host for State {
-    fn log(&mut self, level: weft::policy::host::Level, message: String) {
+impl self::weft::policy::host::Host for State {
+    fn log(&mut self, level: self::weft::policy::host::Level, message: String) {
         self.shared.log(level, &message);
     }
 
@@ -72,7 +72,7 @@ fn found(exports: &[String]) -> String {
 /// Checks a component against the WIT: each hook interface it exports must match exactly.
 pub fn prepare(engine: &Engine, component: &Component) -> Result<Prepared, PrepareError> {
     let mut linker: Linker<State> = Linker::new(engine);
-    weft::policy::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+    self::weft::policy::host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
         .map_err(|e| PrepareError::Mismatch(format!("{e:#}")))?;
     // A std guest imports WASI (stderr for its panic message, the clock, random) whether it uses
     // it or not. Plugins get none of it: such an import links, and traps if called.
