@@ -143,7 +143,7 @@ start_backend() { # [listen-options] [http-lines]
 # A weft config: node $1 with its admin API at $2, the `[dns]` line $3 (a `listen = ...` or
 # `enabled = false`), VIPs from $4, and the benchmark service ($5: its protocol) with the backend
 # as its one endpoint.
-bench_weft_toml() { # name admin-addr dns-line vip-cidr protocol
+bench_weft_toml() { # name admin-addr dns-line vip-cidr protocol [service-extra-lines]
   cat <<CONF
 [node]
 name = "$1"
@@ -156,7 +156,7 @@ listen = "$2"
 $3
 vip_cidr = "$4"
 
-$(bench_service_toml "$5")
+$(bench_service_toml "$5" "${6:-}")
 
 [[endpoint]]
 namespace = "bench.internal"

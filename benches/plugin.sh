@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# What a policy plugin costs the data plane, in one run:
+#  1. per hook call, in-process (benches/plugin_hooks.rs: the example plugins on warm instances);
+#  2. HTTP/1.1 throughput per busy core through four weft nodes of the same build, interleaved
+#     rounds: `builtin` (no plugin), `canary` (canary-router's `route` on every request, 0 %
+#     canary), `retry` (retry-policy's `should-retry`: called on failures only, so ~free here) and
+#     `picker` (version-picker's `pick-endpoint` on every request, with the header set);
+#  3. optionally (INSTR=1) instructions per request under callgrind, builtin vs canary.
+#
+#   bash plugins/build.sh && bash benches/plugin.sh     # DURATION=10s CONNS=50 ROUNDS=3
+#   WEFT_BIN=target/quick-release/weft bash benches/plugin.sh
+#
+# Goals (issue 13): per-core throughput with each plugin >= 0.98x the built-in policy; route and
+# should-retry <= 500 ns per call, pick-endpoint over 8 candidates <= 1 us.
+set -euo pipefail
+DURATION="${DURATION:-10s}"
+ROUNDS="${ROUNDS:-3}"
+CONNS="${CONNS:-50}"
+BENCH=plugin
+source "$(dirname "$0")/lib.sh"
+
+need wrk wrk
+need nginx nginx-light
+need python3 python3
+need curl curl
+REL="$ROOT/plugins/target/wasm32-wasip2/release"
+for f in canary_router retry_policy version_picker; do
+  [ -f "$REL/$f.wasm" ] || { echo "benches/plugin.sh: $REL/$f.wasm missing: run bash plugins/build.sh" >&2; exit 1; }
+done
+
+echo "== hook calls, in-process"
+(cd "$ROOT" && cargo bench --profile quick-release --bench plugin_hooks 2>/dev/null)
+
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+  PROXY_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0); PIN_NOTE="weft on core 1; wrk and backend on core 0"
+else
+  PROXY_CPU=(); LOAD_CPU=(); PIN_NOTE="no pinning"
+fi
+start_backend
+wait_http "http://127.0.0.1:$BACKEND_PORT/"
+weft_binary
+
+NAMES=(builtin canary retry picker)
+declare -A ADMIN VIP PID FILE CONFIG
+FILE[canary]=canary_router; CONFIG[canary]='{"service":"backend-v2","percent":0}'
+FILE[retry]=retry_policy; CONFIG[retry]='{"statuses":[429,503]}'
+FILE[picker]=version_picker; CONFIG[picker]='{"header":"x-version","attribute":"version"}'
+net=190
+for name in "${NAMES[@]}"; do
+  admin="127.0.0.1:$(free_port)"; net=$((net + 1))
+  {
+    if [ "$name" = builtin ]; then
+      bench_weft_toml "$name" "$admin" "enabled = false" "127.255.$net.0/24" http
+    else
+      bench_weft_toml "$name" "$admin" "enabled = false" "127.255.$net.0/24" http "policy = \"$name\""
+      printf '\n[[plugin]]\nname = "%s"\npath = "%s/%s.wasm"\nconfig = %s\n' "$name" "$REL" "${FILE[$name]}" "'${CONFIG[$name]}'"
+    fi
+  } >"$TMP/$name.toml"
+  WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg-$name" "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/$name.toml" >"$TMP/$name.log" 2>&1 &
+  PID[$name]=$!; PIDS+=(${PID[$name]}); ADMIN[$name]="$admin"
+  wait_http "http://$admin/v1/status" || { echo "benches/plugin.sh: $name did not start; see $TMP/$name.log" >&2; cat "$TMP/$name.log" >&2; exit 1; }
+  VIP[$name]="$(healthy_vip "$admin" 1)" || { echo "benches/plugin.sh: $name has no route; see $TMP/$name.log" >&2; KEEP_TMP=1; exit 1; }
+done
+
+# The picker reads x-version on every request (and finds no endpoint of that version: the
+# built-in balancer then chooses, after the plugin's full scan).
+cat >"$TMP/hdr.lua" <<'LUA'
+wrk.headers["x-version"] = "v2"
+LUA
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ="$(getconf CLK_TCK)"
+for name in "${NAMES[@]}"; do
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s -s "$TMP/hdr.lua" "http://${VIP[$name]}:8080/" >/dev/null
+done
+for round in $(seq 1 "$ROUNDS"); do
+  order=("${NAMES[@]}"); [ $((round % 2)) -eq 0 ] && order=(picker retry canary builtin)
+  for name in "${order[@]}"; do
+    t0="$(ticks "${PID[$name]}")"
+    "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" -s "$TMP/hdr.lua" "http://${VIP[$name]}:8080/" >"$TMP/wrk-$name-$round.txt"
+    t1="$(ticks "${PID[$name]}")"
+    echo "$((t1 - t0))" >"$TMP/cpu-$name-$round.txt"
+  done
+done
+for name in canary picker; do
+  curl -fsS "http://${ADMIN[$name]}/v1/plugins" >"$TMP/plugins-$name.json"
+done
+
+python3 - "$TMP" "$ROUNDS" "$HZ" "$DURATION" "$CONNS" "$PIN_NOTE" <<'PY'
+import json, re, statistics, sys
+tmp, rounds, hz, duration, conns, pin = sys.argv[1:7]
+rounds, hz = int(rounds), int(hz)
+dur = float(duration.rstrip("s"))
+def rps(p):
+    m = re.search(r"Requests/sec:\s+([\d.]+)", open(p).read())
+    return float(m.group(1)) if m else 0.0
+res = {}
+for n in ("builtin", "canary", "retry", "picker"):
+    r = [rps(f"{tmp}/wrk-{n}-{i}.txt") for i in range(1, rounds + 1)]
+    cpu = [int(open(f"{tmp}/cpu-{n}-{i}.txt").read()) / hz for i in range(1, rounds + 1)]
+    per_core = [x * dur / c if c else 0 for x, c in zip(r, cpu)]
+    res[n] = (statistics.median(r), statistics.median(per_core), statistics.median(cpu) / dur)
+print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration}, {pin}; medians of {rounds} interleaved rounds\n")
+print(f"{'policy':10} {'req/s':>10} {'req per CPU-s':>14} {'busy cores':>11} {'vs built-in':>12}")
+for n, (r, pc, busy) in res.items():
+    ratio = pc / res["builtin"][1]
+    verdict = "" if n == "builtin" else (" met" if ratio >= 0.98 else " NOT met")
+    print(f"{n:10} {r:10.0f} {pc:14.0f} {busy:11.2f} {ratio:11.3f}x{verdict}")
+for n in ("canary", "picker"):
+    for p in json.load(open(f"{tmp}/plugins-{n}.json")):
+        for hook, f in p["calls"].items():
+            print(f"{n}: {hook} {f['calls']} calls, {f['failures']} failures, {f['mean_ns']} ns/call in the node")
+PY

@@ -1,0 +1,114 @@
+//! The cost of one plugin hook call, in-process: the example plugins loaded by weft's plugin host
+//! as a node loads them, each hook called in a loop on a warm instance; the built-in hook beside
+//! it for scale. Run by benches/plugin.sh (or alone):
+//!
+//!     bash plugins/build.sh
+//!     cargo bench --profile quick-release --bench plugin_hooks
+//!
+//! Prints ns per call for `route` (canary-router), `should-retry` (retry-policy) and
+//! `pick-endpoint` over 8 candidates with two attributes each (version-picker).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use weft::catalog::{LbKind, RetryConfig};
+use weft::plugin::{Fail, PluginHost, PluginSpec};
+use weft::policy::{Builtin, Candidates, Headers, Outcome, Plugin, PluginSource, Policy, RequestInfo, Target};
+
+const CALLS: u32 = 200_000;
+
+fn spec(name: &str, file: &str, config: &str) -> PluginSpec {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/target/wasm32-wasip2/release").join(file);
+    PluginSpec { name: name.into(), path, config: config.into(), fuel: 1_000_000, memory_mb: 16, fail: Fail::Open }
+}
+
+fn per_call(mut f: impl FnMut()) -> f64 {
+    for _ in 0..1_000 {
+        f();
+    }
+    // Best of five rounds: the machine is shared, the minimum is the cost.
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..CALLS {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(CALLS)
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn targets() -> Vec<Arc<Target>> {
+    (0..8u32)
+        .map(|i| {
+            let attributes = BTreeMap::from([("version".to_string(), format!("v{}", i % 3)), ("team".to_string(), "checkout".to_string())]);
+            Arc::new(Target {
+                index: i,
+                id: format!("ep-{i}"),
+                node: format!("node-{}", i % 2),
+                zone: "a".into(),
+                address: ([127, 0, 0, 1], 9000 + i as u16).into(),
+                via: None,
+                attributes,
+                healthy: true,
+                unchecked: false,
+                stats: Default::default(),
+            })
+        })
+        .collect()
+}
+
+fn main() {
+    let host = PluginHost::new(None);
+    let refused = host.configure(&[
+        spec("canary", "canary_router.wasm", r#"{"service":"api-v2","percent":10}"#),
+        spec("retry", "retry_policy.wasm", r#"{"statuses":[429,503]}"#),
+        spec("picker", "version_picker.wasm", ""),
+    ]);
+    if !refused.is_empty() {
+        for e in refused {
+            eprintln!("{e}");
+        }
+        eprintln!("build the example plugins first: bash plugins/build.sh");
+        std::process::exit(1);
+    }
+    let plugin = |n: &str| -> Arc<dyn Plugin> { host.plugin(n).expect("loaded") };
+    let (canary, retry, picker) = (plugin("canary"), plugin("retry"), plugin("picker"));
+
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-version", "v2".parse().unwrap());
+    headers.insert("x-canary", "0".parse().unwrap());
+    headers.insert("user-agent", "bench".parse().unwrap());
+    let retry_cfg = RetryConfig::default();
+    let req = RequestInfo {
+        namespace: "shop",
+        service: "api",
+        method: "GET",
+        authority: "api:8080",
+        path: "/v1/items",
+        headers: Headers::Map(&headers),
+        attempt: 1,
+        idempotent: true,
+        source_zone: "a",
+        retry: &retry_cfg,
+    };
+    let targets = targets();
+    let cursor = AtomicUsize::new(0);
+    let candidates = Candidates { targets: &targets, excluded: &[], timed_out: &[], cursor: &cursor, lb: LbKind::P2c, now_us: weft::telemetry::now_us() };
+
+    let rows = [
+        ("route (canary-router)", per_call(|| drop(canary.route(&req).unwrap())), 500.0),
+        ("should-retry (retry-policy)", per_call(|| drop(retry.should_retry(&req, Outcome::Status(503), Duration::from_millis(3)).unwrap())), 500.0),
+        ("pick-endpoint, 8 candidates (version-picker)", per_call(|| drop(picker.pick_endpoint(&req, &candidates).unwrap())), 1000.0),
+        ("built-in pick-endpoint, 8 candidates", per_call(|| drop(Builtin.pick_endpoint(&req, &candidates))), f64::NAN),
+        ("built-in should-retry", per_call(|| drop(Builtin.should_retry(&req, Outcome::Status(503), Duration::from_millis(3)))), f64::NAN),
+    ];
+    println!("{:<48} {:>10} {:>8} {}", "hook", "ns/call", "goal", "");
+    for (name, ns, goal) in rows {
+        let verdict = if goal.is_nan() { "" } else if ns <= goal { "met" } else { "not met" };
+        let goal = if goal.is_nan() { "-".to_string() } else { format!("{goal:.0}") };
+        println!("{name:<48} {ns:>10.0} {goal:>8} {verdict}");
+    }
+}
