@@ -61,7 +61,7 @@ fn targets() -> Vec<Arc<Target>> {
 }
 
 fn main() {
-    let host = PluginHost::new(None);
+    let host = PluginHost::new(None, None);
     let refused = host.configure(&[
         spec("canary", "canary_router.wasm", r#"{"service":"api-v2","percent":10}"#),
         spec("retry", "retry_policy.wasm", r#"{"statuses":[429,503]}"#),

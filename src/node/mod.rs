@@ -207,17 +207,17 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     retire_former_names(&catalog);
     undrain_after_restart(&catalog);
 
+    let shutdown = CancellationToken::new();
+    let stats = Arc::new(Stats::default());
     // Plugins load before any listener: a service that names one serves with it from the first
     // request. Compiling blocks, so it runs off the runtime's threads.
-    let plugins = crate::plugin::PluginHost::new(Some(&data_dir));
+    let plugins = crate::plugin::PluginHost::new(Some(&data_dir), Some(stats.clone()));
     let (host, specs) = (plugins.clone(), config.plugin_specs());
     let refused = tokio::task::spawn_blocking(move || host.configure(&specs)).await.unwrap_or_default();
     if !refused.is_empty() {
         return Err(NodeError::Plugins(refused));
     }
 
-    let shutdown = CancellationToken::new();
-    let stats = Arc::new(Stats::default());
     let exporter = telemetry::start_export(&config, &catalog, &stats)?;
     let table = Arc::new(ArcSwap::from_pointee(Default::default()));
     let listener_errors = Arc::new(Mutex::new(Default::default()));

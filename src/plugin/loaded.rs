@@ -38,8 +38,8 @@ impl std::fmt::Debug for Loaded {
 impl Loaded {
     /// Makes the first instance and asks it for its manifest: a plugin that cannot do that
     /// within its limits is refused at load, not discovered broken on the first request.
-    pub fn new(spec: PluginSpec, hash: String, size: usize, prepared: Prepared) -> Result<Loaded, String> {
-        let shared = Arc::new(Shared::new(&spec.name, &spec.config));
+    pub fn new(spec: PluginSpec, hash: String, size: usize, prepared: Prepared, registry: Option<Arc<crate::telemetry::Registry>>) -> Result<Loaded, String> {
+        let shared = Arc::new(Shared::new(&spec.name, &spec.config, registry));
         let e = &prepared.exports;
         let hooks = Hooks { route: e.router.is_some(), pick: e.balancer.is_some(), retry: e.retrier.is_some() };
         let mut loaded = Loaded {

@@ -138,6 +138,8 @@ pub struct PluginHost {
     /// Serialises loads so two reloads of one plugin cannot race each other's swap.
     loading: Mutex<()>,
     changed: tokio::sync::watch::Sender<u64>,
+    /// Where plugins' counters are exported (none in `weft plugin check`).
+    registry: Option<Arc<crate::telemetry::Registry>>,
 }
 
 impl PluginSource for PluginHost {
@@ -148,7 +150,7 @@ impl PluginSource for PluginHost {
 
 impl PluginHost {
     /// `data_dir`: compiled artifacts are cached under `<data_dir>/plugins/cache`.
-    pub fn new(data_dir: Option<&Path>) -> Arc<PluginHost> {
+    pub fn new(data_dir: Option<&Path>, registry: Option<Arc<crate::telemetry::Registry>>) -> Arc<PluginHost> {
         Arc::new(PluginHost {
             engine: engine::engine(),
             cache: data_dir.map(|d| d.join("plugins").join("cache")),
@@ -156,6 +158,7 @@ impl PluginHost {
             slots: Mutex::default(),
             loading: Mutex::new(()),
             changed: tokio::sync::watch::channel(0).0,
+            registry,
         })
     }
 
@@ -180,6 +183,9 @@ impl PluginHost {
         };
         if !removed.is_empty() {
             self.swap(|m| m.retain(|n, _| !removed.contains(n)));
+            for n in removed.iter().filter_map(|n| self.registry.as_ref().map(|r| (r, n))) {
+                n.0.drop_plugin(n.1);
+            }
         }
         for spec in specs {
             let unchanged = {
@@ -230,7 +236,7 @@ impl PluginHost {
         let refused = |reason: String| PluginError::Refused { file: file.to_string(), reason };
         let (prepared, hash) = engine::compile(&self.engine, bytes, self.cache.as_deref()).map_err(refused)?;
         let name = spec.name.clone();
-        let loaded = Loaded::new(spec, hash, bytes.len(), prepared).map_err(refused)?;
+        let loaded = Loaded::new(spec, hash, bytes.len(), prepared, self.registry.clone()).map_err(refused)?;
         tracing::info!(plugin = %name, file, hash = %&loaded.hash[..12], hooks = %hook_names(loaded.hooks).join(","), ms = started.elapsed().as_millis() as u64, "plugin loaded");
         let loaded = Arc::new(loaded);
         self.swap(|m| {
@@ -276,7 +282,7 @@ impl PluginHost {
         let engine = engine::engine();
         let (prepared, hash) = engine::compile(&engine, &bytes, None).map_err(refused)?;
         let spec = PluginSpec { name: "check".into(), path: path.to_path_buf(), config: config.to_string(), fuel: DEFAULT_FUEL, memory_mb: DEFAULT_MEMORY_MB, fail: Fail::Open };
-        let loaded = Loaded::new(spec, hash.clone(), bytes.len(), prepared).map_err(refused)?;
+        let loaded = Loaded::new(spec, hash.clone(), bytes.len(), prepared, None).map_err(refused)?;
         Ok((loaded.hooks, loaded.wanted.clone(), hash))
     }
 }

@@ -2,8 +2,8 @@
 //! bumps (`host.counter-add`), and the rate limit on its log lines.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::wasm::weft::policy::host::Level;
@@ -19,17 +19,21 @@ const COUNTERS_MAX: usize = 64;
 pub struct Shared {
     pub name: String,
     pub config: String,
-    counters: Mutex<BTreeMap<String, u64>>,
+    /// The plugin's counters; with a registry, the registry's own (exported with weft's metrics,
+    /// and continuous across versions of the plugin).
+    counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    registry: Option<Arc<crate::telemetry::Registry>>,
     log_window: Mutex<(Instant, u32)>,
     pub logs_dropped: AtomicU64,
 }
 
 impl Shared {
-    pub fn new(name: &str, config: &str) -> Shared {
+    pub fn new(name: &str, config: &str, registry: Option<Arc<crate::telemetry::Registry>>) -> Shared {
         Shared {
             name: name.to_string(),
             config: config.to_string(),
             counters: Mutex::default(),
+            registry,
             log_window: Mutex::new((Instant::now(), 0)),
             logs_dropped: AtomicU64::new(0),
         }
@@ -62,14 +66,19 @@ impl Shared {
 
     pub fn counter_add(&self, name: &str, delta: u64) {
         let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = c.get_mut(name) {
-            *v = v.saturating_add(delta);
+        if let Some(v) = c.get(name) {
+            v.fetch_add(delta, Relaxed);
         } else if c.len() < COUNTERS_MAX && name.len() <= 64 {
-            c.insert(name.to_string(), delta);
+            let v = match &self.registry {
+                Some(r) => r.plugin_counter(&self.name, name, &[]),
+                None => Arc::default(),
+            };
+            v.fetch_add(delta, Relaxed);
+            c.insert(name.to_string(), v);
         }
     }
 
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.load(Relaxed))).collect()
     }
 }
