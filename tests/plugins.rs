@@ -110,3 +110,44 @@ fn plugin_check_names_the_hooks_or_the_reason() {
         assert!(out.stderr().contains(&format!("{bad}.wasm")) && out.stderr().contains(reason), "{bad}: {}", out.both());
     }
 }
+
+/// Hot reload: the plugin file replaced on disk switches behaviour within 2 s with no failed
+/// request; a corrupted replacement is refused, naming the file, and the old version keeps serving.
+#[test]
+fn replaced_plugin_file_is_reloaded_and_a_corrupted_one_refused() {
+    let (api, v2) = (free_port(), free_port());
+    let _a = counter_backend("v1", api, &[], None);
+    let _b = counter_backend("v2", v2, &[], None);
+    let dir = TempDir::new("plugin-reload");
+    let live = dir.join("p.wasm");
+    std::fs::copy(repo("plugins/fixtures/route-none.wasm"), &live).unwrap();
+    let w = Weft::start(WeftOpts::new(224).extra(&config(&live.display().to_string(), "api-v2", "open", api, v2)));
+    let vip = ready(&w);
+    let on = |want: &str| {
+        wait_until(Duration::from_secs(2), Duration::from_millis(20), || {
+            let r = http(&vip, 8080, "GET", "/r", None).unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+            backend_of(&r) == want
+        })
+    };
+    assert!(on("v1"), "route-none keeps requests on api");
+    // Written aside and renamed in, as a deploy does: the watcher sees a new file.
+    let swap = |fixture: &str| {
+        let tmp = dir.join("next.wasm");
+        std::fs::copy(repo(&format!("plugins/fixtures/{fixture}.wasm")), &tmp).unwrap();
+        std::fs::rename(&tmp, &live).unwrap();
+    };
+    swap("route-to-config");
+    assert!(on("v2"), "route-to-config (config api-v2) was not live within 2 s");
+    swap("route-none");
+    assert!(on("v1"), "route-none was not live again within 2 s");
+    swap("corrupted");
+    let refused = wait_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        w.cli(&["plugin", "list", "-o", "json"]).json()[0]["last_refusal"].as_str().is_some_and(|r| r.contains("p.wasm"))
+    });
+    assert!(refused, "{}", w.cli(&["plugin", "list", "-o", "json"]).stdout());
+    for _ in 0..50 {
+        let r = http(&vip, 8080, "GET", "/r", None).unwrap();
+        assert_eq!((r.status, backend_of(&r)), (200, "v1".to_string()), "the previous version must keep serving");
+    }
+}
