@@ -151,3 +151,37 @@ fn replaced_plugin_file_is_reloaded_and_a_corrupted_one_refused() {
         assert_eq!((r.status, backend_of(&r)), (200, "v1".to_string()), "the previous version must keep serving");
     }
 }
+
+/// retry-policy (`statuses = [429]`) on `api`, whose endpoints are one that always answers 429
+/// and one that answers 200: every GET gets 200 (retried on the other endpoint). Without a
+/// policy plugin the built-in hook does not retry a 429, and the client sees it. Half the first
+/// tries fail here, so the retry budget is opened wide (its default, 20 %, would refuse some).
+#[test]
+fn retry_plugin_retries_429_on_another_endpoint() {
+    for (net, with_plugin) in [(225u8, true), (226, false)] {
+        let (busy, ok) = (free_port(), free_port());
+        let _a = counter_backend("busy", busy, &["--mode", "status-429"], None);
+        let _b = counter_backend("ok", ok, &[], None);
+        let policy = if with_plugin { "policy = \"retry\"\n" } else { "" };
+        let plugin = if with_plugin { format!("[[plugin]]\nname = \"retry\"\npath = \"{}\"\nconfig = '{{\"statuses\":[429]}}'\n", example("retry_policy")) } else { String::new() };
+        let toml = format!(
+            "[[service]]\nnamespace = \"default\"\nname = \"api\"\naliases = [{{ dns_name = \"api.plug\", port = 8080 }}]\nlb = \"round-robin\"\nretry = {{ budget_percent = 100, budget_min_per_s = 100 }}\n{policy}\n\
+             [[endpoint]]\nnamespace = \"default\"\nservice = \"api\"\nid = \"busy\"\naddress = \"127.0.0.1:{busy}\"\n\
+             [[endpoint]]\nnamespace = \"default\"\nservice = \"api\"\nid = \"ok\"\naddress = \"127.0.0.1:{ok}\"\n\n{plugin}"
+        );
+        let w = Weft::start(WeftOpts::new(net).extra(&toml));
+        let healthy = wait_until(Duration::from_secs(15), Duration::from_millis(50), || w.endpoints_of("default", "api").iter().filter(|e| e["health"] == "HEALTHY").count() == 2);
+        assert!(healthy, "both endpoints must be healthy");
+        let vip = w.vip("api.plug", 8080);
+        wait_tcp(&format!("{vip}:8080"), Duration::from_secs(5));
+        let statuses: Vec<u16> = (0..40).map(|_| http(&vip, 8080, "GET", "/r", None).unwrap().status).collect();
+        let too_many = statuses.iter().filter(|s| **s == 429).count();
+        if with_plugin {
+            assert_eq!(too_many, 0, "the retry plugin must retry every 429 on the other endpoint: {statuses:?}");
+            let list = w.cli(&["plugin", "list", "-o", "json"]).expect_ok().json();
+            assert!(list[0]["calls"]["should-retry"]["calls"].as_u64().unwrap_or(0) >= 10, "{list}");
+        } else {
+            assert!(too_many >= 10, "without the plugin a 429 goes back to the client: {statuses:?}");
+        }
+    }
+}

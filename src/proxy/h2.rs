@@ -196,8 +196,10 @@ impl Codec for Codec2<'_> {
                 let unavailable = grpc_status == Some(GRPC_UNAVAILABLE);
                 let ok = resp.status().as_u16() < 500 && !unavailable;
                 let retry_on = match (resp.status().as_u16(), unavailable) {
-                    (503, _) => Some((Outcome::Status(503), self.replay.ready())),
                     (_, true) => Some((Outcome::GrpcStatus(GRPC_UNAVAILABLE), self.replay.ready())),
+                    // Every error status goes to should-retry (the built-in hook retries only a
+                    // 503; a plugin may retry a 429).
+                    (s, _) if s >= 400 => Some((Outcome::Status(s), self.replay.ready())),
                     _ => None,
                 };
                 let (mut parts, body) = resp.into_parts();

@@ -135,7 +135,9 @@ impl Codec for Replayable<'_, '_> {
         match send(&mut up, self.client, &self.sc.out, self.is_head, self.interim, &mut self.sc.timer, limit, addr).await {
             Ok(resp) => {
                 let at = Instant::now();
-                let (ok, retry_on) = (resp.status < 500, (resp.status == 503).then_some((Outcome::Status(503), true)));
+                // Every error status goes to should-retry (the built-in hook retries only a 503;
+                // a plugin may retry a 429).
+                let (ok, retry_on) = (resp.status < 500, (resp.status >= 400).then_some((Outcome::Status(resp.status), true)));
                 self.answer = Some(Answer { target: t.clone(), up, resp, body_done: true, _in_flight: in_flight, attempts: 1 });
                 Tried::Answered { ok, timing: Some((at - sent, at)), retry_on }
             }
