@@ -281,3 +281,72 @@ fn a_clean_stop_is_left_everywhere_at_once_and_a_crash_is_down() {
     sim.restart(3, None);
     assert!(sim.run_until(t1 + 20 * S, |s| all_see(s, "n3", MemberState::Alive, 2)), "n3 did not rejoin as alive");
 }
+
+fn plugin(name: &str, component: &[u8], writer: &str, hlc: u64) -> Record {
+    let p = weft::catalog::PluginRecord {
+        name: name.into(),
+        sha256: weft::catalog::sha256_hex(component),
+        size: component.len() as u64,
+        config: String::new(),
+        fuel: 1_000_000,
+        memory_mb: 16,
+        fail: weft::catalog::Fail::Open,
+        component: bytes::Bytes::copy_from_slice(component),
+    };
+    record(Key::Plugin(name.into()), Some(Body::Plugin(p)), writer, hlc)
+}
+
+/// A plugin record from a peer whose bytes do not match the size and sha256 it states (a flipped
+/// byte, a truncated copy) is refused and counted; an intact one merges; one written by a proxy
+/// is refused by the authority rules.
+#[test]
+fn a_corrupted_or_truncated_plugin_from_a_peer_is_refused_and_counted() {
+    use bytes::Bytes;
+    use weft::gossip::sim::{addr_of, alive_view};
+    use weft::gossip::{Core, GossipConfig, Input, MemReplica, NodeId, Output};
+
+    let roles = [Role::Registry, Role::Proxy, Role::Proxy];
+    let ids: Vec<NodeId> = ["r", "p", "q"].iter().enumerate().map(|(i, n)| NodeId::new(*n, 1, addr_of(i, 7946), roles[i])).collect();
+    let core = |i: usize| {
+        let mut c = Core::new(ids[i].clone(), GossipConfig::default(), MemReplica::default(), i as u64, 0);
+        c.restore(ids.iter().filter(|x| x.name != ids[i].name).map(alive_view).collect(), 0);
+        c.drain();
+        c
+    };
+    // The bytes a sender puts on the wire for `records`, as node `i`.
+    let sent = |i: usize, records: Vec<Record>| {
+        let mut c = core(i);
+        for r in &records {
+            c.replica_mut().put(r.clone());
+        }
+        c.handle(Input::LocalChange(records), 1);
+        c.drain().into_iter().find_map(|o| if let Output::Message { bytes, .. } = o { Some(bytes) } else { None }).unwrap()
+    };
+    let component = b"\0asm\x0d\0\x01\0 a component's bytes".to_vec();
+    let good = plugin("good", &component, "r", 10);
+    let mut flipped = plugin("flipped", &component, "r", 11);
+    let mut truncated = plugin("truncated", &component, "r", 12);
+    if let Some(Body::Plugin(p)) = flipped.body.as_mut() {
+        let mut b = p.component.to_vec();
+        b[9] ^= 1;
+        p.component = Bytes::from(b);
+    }
+    if let Some(Body::Plugin(p)) = truncated.body.as_mut() {
+        p.component = p.component.slice(..p.component.len() - 3);
+    }
+    let from = ids[0].addr;
+    let mut p = core(1);
+    let msg = sent(0, vec![good.clone(), flipped.clone(), truncated.clone()]);
+    p.handle(Input::Message { peer: "r".into(), from, bytes: msg }, 2);
+    assert_eq!(p.stats().corrupt_plugins, 2, "{:?}", p.stats());
+    assert!(p.replica().get(&good.key).is_some(), "the intact plugin merges");
+    assert!(p.replica().get(&flipped.key).is_none() && p.replica().get(&truncated.key).is_none(), "refused records were stored");
+
+    // A proxy's plugin record is refused (not corrupt: not its to write).
+    let by_proxy = plugin("mine", &component, "q", 13);
+    let msg = sent(2, vec![by_proxy.clone()]);
+    let rejected = p.stats().rejected_records;
+    p.handle(Input::Message { peer: "q".into(), from: ids[2].addr, bytes: msg }, 3);
+    assert_eq!(p.stats().rejected_records, rejected + 1);
+    assert!(p.replica().get(&by_proxy.key).is_none());
+}

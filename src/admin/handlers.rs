@@ -63,7 +63,7 @@ pub(super) async fn write(s: &AdminState, body: Body, opts: &WriteOpts) -> ApiRe
     to_json(blocking(move || if create_only { catalog.create(body, Origin::Api) } else { catalog.write(body, Origin::Api) }).await?)
 }
 
-async fn remove(s: &AdminState, key: Key) -> ApiResult {
+pub(super) async fn remove(s: &AdminState, key: Key) -> ApiResult {
     let catalog = s.catalog.clone();
     let k = key.clone();
     blocking(move || catalog.delete(&k)).await?;

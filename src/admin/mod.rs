@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -97,6 +98,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/members", get(members))
         .route("/v1/plugins", get(plugins::list))
         .route("/v1/plugins/{name}/reload", post(plugins::reload))
+        .route("/v1/plugins/{name}", put(plugins::push).delete(plugins::delete).layer(DefaultBodyLimit::max(plugins::MAX_PUSH_BODY)))
         .fallback(unknown_path)
         .with_state(state)
 }

@@ -6,6 +6,7 @@
 mod address;
 mod discover;
 mod hlc;
+mod plugin;
 pub mod rules;
 mod settings;
 mod snapshot;
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 pub use address::{AddressError, EndpointAddress};
 pub use discover::{DiscoverQuery, DiscoverResult, HealthFilter, discover};
 pub use hlc::Hlc;
+pub use plugin::{Fail, MAX_COMPONENT_BYTES, PluginRecord, base64_component, check as check_plugin, sha256_hex};
 pub use rules::{RetryOverride, RouteRule};
 pub use settings::{CheckKind, HealthCheck, LbKind, OutlierConfig, RetryConfig};
 pub use snapshot::Snapshot;
@@ -135,10 +137,12 @@ impl Catalog {
         Ok(self.store.load_blob(name)?)
     }
 
-    fn check_writable(&self, key: &Key) -> Result<(), CatalogError> {
+    /// Whether this node may write `key` (a proxy node holds definitions read-only).
+    pub fn check_writable(&self, key: &Key) -> Result<(), CatalogError> {
         let what = match key {
             Key::Namespace(_) => "namespaces",
             Key::Service(..) => "services",
+            Key::Plugin(_) => "plugins",
             Key::Endpoint(..) => return Ok(()),
         };
         match self.read_only.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
@@ -240,6 +244,7 @@ impl Catalog {
         let mut new_vips = Vec::new();
         match &mut body {
             Body::Namespace(ns) => validate::namespace(ns)?,
+            Body::Plugin(p) => plugin::check(p)?,
             Body::Service(svc) => {
                 validate::service(svc)?;
                 if Self::live(state, &Key::Namespace(svc.namespace.clone())).is_none() {
@@ -346,16 +351,19 @@ impl Catalog {
         let children: Vec<String> = state
             .records
             .iter()
-            .filter(|(_, r)| r.body.is_some())
-            .filter_map(|(k, _)| match (key, k) {
-                (Key::Namespace(n), Key::Service(sn, s)) if n == sn => Some(format!("service {s}")),
-                (Key::Service(n, s), Key::Endpoint(en, es, id)) if n == en && s == es => Some(format!("endpoint {id}")),
+            .filter_map(|(k, r)| match (key, k, r.body.as_ref()?) {
+                (Key::Namespace(n), Key::Service(sn, s), _) if n == sn => Some(format!("delete service {s}")),
+                (Key::Service(n, s), Key::Endpoint(en, es, id), _) if n == en && s == es => Some(format!("delete endpoint {id}")),
+                // A service that names a plugin would lose its policy: change it first.
+                (Key::Plugin(p), _, Body::Service(svc)) if svc.policy.as_ref() == Some(p) => {
+                    Some(format!("set another policy on service {}/{}", svc.namespace, svc.name))
+                }
                 _ => None,
             })
             .take(5)
             .collect();
         if !children.is_empty() {
-            return Err(CatalogError::InUse { key: key.clone(), detail: format!("delete {} first", children.join(", ")) });
+            return Err(CatalogError::InUse { key: key.clone(), detail: format!("{} first", children.join(", ")) });
         }
         let hlc = state.clock.now();
         let origin = state.records.get(key).map(|r| r.origin).unwrap_or_default();

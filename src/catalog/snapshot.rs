@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::{Body, Endpoint, Key, Namespace, Record, Service};
+use super::{Body, Endpoint, Key, Namespace, PluginRecord, Record, Service};
 
 type ServiceKey = (String, String);
 
@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub revisions: BTreeMap<ServiceKey, u64>,
     /// VIPs of the dns names that live services use as aliases.
     pub vips: BTreeMap<String, Ipv4Addr>,
+    /// Plugins carried by the mesh, by name (their bytes are shared, not copied).
+    pub plugins: BTreeMap<String, PluginRecord>,
 }
 
 impl Snapshot {
@@ -44,6 +46,9 @@ impl Snapshot {
                 }
                 Some(Body::Endpoint(e)) => {
                     s.endpoints.entry((e.namespace.clone(), e.service.clone())).or_default().push(e.clone());
+                }
+                Some(Body::Plugin(p)) => {
+                    s.plugins.insert(p.name.clone(), p.clone());
                 }
             }
         }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::plugin::PluginRecord;
 use super::rules::RouteRule;
 use super::settings::{HealthCheck, LbKind, OutlierConfig, RetryConfig, is_default};
 
@@ -180,6 +181,8 @@ pub enum Key {
     Namespace(String),
     Service(String, String),
     Endpoint(String, String, String),
+    /// A policy plugin carried by the mesh (`weft plugin push`).
+    Plugin(String),
 }
 
 impl Key {
@@ -188,6 +191,7 @@ impl Key {
             Key::Namespace(n) => format!("ns/{n}"),
             Key::Service(n, s) => format!("svc/{n}/{s}"),
             Key::Endpoint(n, s, e) => format!("ep/{n}/{s}/{e}"),
+            Key::Plugin(n) => format!("plugin/{n}"),
         }
     }
 }
@@ -198,6 +202,7 @@ impl fmt::Display for Key {
             Key::Namespace(n) => write!(f, "namespace {n}"),
             Key::Service(n, s) => write!(f, "service {n}/{s}"),
             Key::Endpoint(n, s, e) => write!(f, "endpoint {n}/{s}/{e}"),
+            Key::Plugin(n) => write!(f, "plugin {n}"),
         }
     }
 }
@@ -208,6 +213,7 @@ pub enum Body {
     Namespace(Namespace),
     Service(Service),
     Endpoint(Endpoint),
+    Plugin(PluginRecord),
 }
 
 impl Body {
@@ -216,6 +222,7 @@ impl Body {
             Body::Namespace(n) => Key::Namespace(n.name.clone()),
             Body::Service(s) => Key::Service(s.namespace.clone(), s.name.clone()),
             Body::Endpoint(e) => Key::Endpoint(e.namespace.clone(), e.service.clone(), e.id.clone()),
+            Body::Plugin(p) => Key::Plugin(p.name.clone()),
         }
     }
 }

@@ -271,6 +271,12 @@ fn execute(cli: &Cli) -> Result<(), String> {
             let hash = v.get("hash").and_then(Value::as_str).map(|h| &h[..h.len().min(12)]).unwrap_or("-").to_string();
             (v, Shown::Message(format!("plugin {name} reloaded (sha256 {hash}…)")))
         }
+        Command::Plugin(PluginCmd::Push(p)) => {
+            let v = call("PUT", &format!("/v1/plugins/{}", enc(&p.name)), Some(super::plugin::push_body(p)?))?;
+            let hash = v.get("sha256").and_then(Value::as_str).map(|h| &h[..h.len().min(12)]).unwrap_or("-").to_string();
+            (v.clone(), Shown::Message(format!("plugin {} pushed to the mesh (sha256 {hash}…, {} bytes, hooks {})", p.name, v["size"], v["hooks"])))
+        }
+        Command::Plugin(PluginCmd::Rm { name }) => (call("DELETE", &format!("/v1/plugins/{}", enc(name)), None)?, Shown::Message(format!("plugin {name} deleted from the mesh"))),
         Command::Run(_) | Command::Validate { .. } | Command::Ca(_) | Command::Plugin(PluginCmd::Check { .. }) => unreachable!("handled by cli::main"),
     };
     if cli.output == Format::Json {

@@ -79,7 +79,8 @@ pub enum Command {
     /// The cluster certificate authority: make it, and sign node certificates.
     #[command(subcommand)]
     Ca(CaCmd),
-    /// Policy plugins (WebAssembly components): check one, list what the node runs, reload one.
+    /// Policy plugins (WebAssembly components): check one, list what the node runs, reload one,
+    /// push one to the mesh.
     #[command(subcommand)]
     Plugin(PluginCmd),
 }
@@ -100,6 +101,31 @@ pub enum PluginCmd {
     List,
     /// Read a plugin's file again now (the node also notices a replaced file within 0.5 s).
     Reload { name: String },
+    /// Store a component on the mesh (on a registry node): it replicates to every node and goes
+    /// live wherever a service names it (`policy = "NAME"`). Pushing again replaces it.
+    Push(PushArgs),
+    /// Delete a plugin from the mesh (refused while a service names it).
+    Rm { name: String },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    pub file: PathBuf,
+    /// The plugin's name, as services name it in `policy`.
+    #[arg(long)]
+    pub name: String,
+    /// Handed to the plugin by `host.config()` (e.g. JSON).
+    #[arg(long = "plugin-config", value_name = "TEXT", default_value = "")]
+    pub plugin_config: String,
+    /// Fuel per call (default 1000000).
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Memory cap per instance, MiB (default 16).
+    #[arg(long = "memory-mb")]
+    pub memory_mb: Option<u32>,
+    /// What a failed call does: `open` (the built-in hook answers) or `closed` (503).
+    #[arg(long, default_value = "open", value_parser = ["open", "closed"])]
+    pub fail: String,
 }
 
 #[derive(Subcommand, Debug)]

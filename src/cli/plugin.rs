@@ -1,4 +1,5 @@
-//! `weft plugin check` (local: compiles the file here) and the table of `weft plugin list`.
+//! `weft plugin check` (local: compiles the file here), the body of `weft plugin push` and the
+//! table of `weft plugin list`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -73,4 +74,25 @@ pub fn list_table(v: &Value) {
             say(format!("{}: last failure: {e}", s(p, "name")));
         }
     }
+}
+
+/// The `PUT /v1/plugins/NAME` body for `weft plugin push`: the file (base64) and its settings.
+pub fn push_body(p: &super::PushArgs) -> Result<Value, String> {
+    use base64::Engine as _;
+    let bytes = std::fs::read(&p.file).map_err(|e| format!("cannot read {}: {e}", p.file.display()))?;
+    if bytes.len() > crate::catalog::MAX_COMPONENT_BYTES {
+        return Err(format!("{}: {} bytes, larger than the {} MiB a plugin may be", p.file.display(), bytes.len(), crate::catalog::MAX_COMPONENT_BYTES >> 20));
+    }
+    let mut body = serde_json::json!({
+        "component": base64::engine::general_purpose::STANDARD.encode(&bytes),
+        "config": p.plugin_config,
+        "fail": p.fail,
+    });
+    if let Some(f) = p.fuel {
+        body["fuel"] = f.into();
+    }
+    if let Some(m) = p.memory_mb {
+        body["memory_mb"] = m.into();
+    }
+    Ok(body)
 }

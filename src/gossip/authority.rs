@@ -10,7 +10,7 @@ use crate::catalog::{Body, Key, Record};
 /// role if membership knows it.
 ///
 /// - An endpoint is written only by the node that owns it (`version.writer == endpoint.node`).
-/// - Namespaces, services and tombstones need a writer whose role writes definitions. An
+/// - Namespaces, services, plugins and tombstones need a writer whose role writes definitions. An
 ///   unknown role is refused now; anti-entropy offers the record again once membership knows it.
 /// - Exception: an endpoint tombstone from any writer is let through; the replica accepts it only
 ///   if it replaces a record of the same writer (only the replica knows that record).
@@ -24,6 +24,8 @@ pub fn admit(r: &Record, role_of: &dyn Fn(&str) -> Option<Role>) -> bool {
         Some(body) if body.key() != r.key => false,
         Some(Body::Endpoint(ep)) => ep.node == writer,
         Some(Body::Namespace(_) | Body::Service(_)) => role_of(writer).is_some_and(Role::writes_definitions),
+        // Its bytes are checked against their hash by the core's merge, which counts a mismatch.
+        Some(Body::Plugin(_)) => role_of(writer).is_some_and(Role::writes_definitions),
         None => matches!(r.key, Key::Endpoint(..)) || role_of(writer).is_some_and(Role::writes_definitions),
     }
 }

@@ -191,6 +191,8 @@ pub struct CoreStats {
     pub impersonations: u64,
     /// Records refused by the authority check (before `Replica::merge`).
     pub rejected_records: u64,
+    /// Plugin records whose component did not match its size and sha256 (also in `rejected_records`).
+    pub corrupt_plugins: u64,
     pub deltas_sent: u64,
     pub deltas_forwarded: u64,
     pub pulls_sent: u64,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use super::sync::offer;
 use super::wire::{self, Message};
 use super::{Core, Output, Replica, admit};
-use crate::catalog::Record;
+use crate::catalog::{Body, Record};
 
 impl<R: Replica> Core<R> {
     pub(super) fn on_message(&mut self, peer: &str, from: SocketAddr, bytes: &[u8]) {
@@ -68,6 +68,7 @@ impl<R: Replica> Core<R> {
         let book = &self.book;
         let role_of = |w: &str| book.role(w);
         let total = records.len();
+        let records: Vec<Record> = records.into_iter().filter(|r| !self.stats.refuse_corrupt(r)).collect();
         let admitted: Vec<Record> = records.into_iter().filter(|r| admit(r, &role_of)).collect();
         self.stats.rejected_records += (total - admitted.len()) as u64;
         let new = self.replica.merge(admitted, &role_of);
@@ -91,5 +92,21 @@ impl<R: Replica> Core<R> {
     pub(super) fn send(&mut self, to: SocketAddr, m: &Message) {
         let bytes = wire::encode_message(&self.swim.identity().name, m);
         self.out.push(Output::Message { to, bytes });
+    }
+}
+
+impl super::CoreStats {
+    /// A plugin whose bytes do not match the size and sha256 its record states (corrupted or
+    /// truncated on the way) is refused and counted, before the authority check.
+    fn refuse_corrupt(&mut self, r: &Record) -> bool {
+        let Some(Body::Plugin(p)) = &r.body else { return false };
+        match crate::catalog::check_plugin(p) {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::warn!(plugin = %p.name, writer = %r.version.writer, error = %e, "refused a plugin record from the mesh");
+                self.corrupt_plugins += 1;
+                true
+            }
+        }
     }
 }

@@ -112,7 +112,7 @@ pub(super) fn apply_config(catalog: &Catalog, config: &Config, addresses: &[Sock
     stale.sort_by_key(|k| match k {
         Key::Endpoint(..) => 0,
         Key::Service(..) => 1,
-        Key::Namespace(..) => 2,
+        Key::Namespace(..) | Key::Plugin(_) => 2,
     });
     for key in stale {
         match catalog.delete(&key) {

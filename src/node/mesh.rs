@@ -281,6 +281,7 @@ fn publish_members(p: &MeshParts) {
         ("bad_datagrams", c.bad_datagrams),
         ("bad_messages", c.bad_messages),
         ("rejected_records", c.rejected_records),
+        ("corrupt_plugins", c.corrupt_plugins),
         ("records_merged", c.records_merged),
     ];
     p.stats.node.set_mesh(mesh_figures(p, &counters));

@@ -217,6 +217,14 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     if !refused.is_empty() {
         return Err(NodeError::Plugins(refused));
     }
+    // Mesh plugins from the stored catalog too, so a node restarted with no registry reachable
+    // serves with them from its first request. One refused here is logged, not fatal: the
+    // operator of this host did not choose it.
+    let (host, snap) = (plugins.clone(), catalog.snapshot());
+    let used = crate::plugin::mesh::used_by_services(&snap, mode.runs_proxy());
+    for e in tokio::task::spawn_blocking(move || host.sync_mesh(&snap.plugins, &used)).await.unwrap_or_default() {
+        tracing::error!(error = %e, "mesh plugin refused on this node");
+    }
 
     let exporter = telemetry::start_export(&config, &catalog, &stats)?;
     let table = Arc::new(ArcSwap::from_pointee(Default::default()));
@@ -289,6 +297,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     let (clients_tx, clients_rx) = watch::channel(reload::clients_of(&config));
     let mut reloader = reload::Reloader::new(launch.reload, config.clone(), clients_tx, plugins.clone());
     tasks.spawn(crate::plugin::watch::run(plugins.clone(), shutdown.clone()));
+    tasks.spawn(crate::plugin::mesh::run(plugins.clone(), catalog.subscribe(), mode.runs_proxy(), shutdown.clone()));
     if !pending.is_empty() {
         reloader.track_pending(tasks.spawn(register_pending(catalog.clone(), pending, shutdown.clone())));
     }

@@ -13,8 +13,7 @@ use wasmtime::{Config, Engine};
 use super::PluginError;
 use super::wasm::{self, Prepared};
 
-/// Largest component accepted, from a file or from the mesh.
-pub const MAX_COMPONENT_BYTES: usize = 8 << 20;
+pub use crate::catalog::MAX_COMPONENT_BYTES;
 
 pub fn engine() -> Engine {
     let mut c = Config::new();
@@ -30,8 +29,7 @@ pub fn engine() -> Engine {
 
 /// sha256 of the bytes, hex: a plugin version's identity (and its cache key).
 pub fn content_hash(bytes: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::catalog::sha256_hex(bytes)
 }
 
 /// The first check, before the compiler sees the bytes: a clear reason for common mistakes.

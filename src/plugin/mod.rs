@@ -11,6 +11,7 @@
 mod engine;
 mod guard;
 mod loaded;
+pub mod mesh;
 mod shared;
 mod view;
 mod wasm;
@@ -29,16 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::{Hooks, Plugin, PluginSource};
 use loaded::Loaded;
 
-/// What a failed plugin call does to its request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fail {
-    /// The built-in hook answers (the default).
-    #[default]
-    Open,
-    /// The request is refused: 503 with `x-weft-error: policy`.
-    Closed,
-}
+pub use crate::catalog::Fail;
 
 pub const DEFAULT_FUEL: u64 = 1_000_000;
 pub const DEFAULT_MEMORY_MB: u32 = 16;
@@ -128,6 +120,8 @@ struct Slot {
     /// The file's (modified time, length) when last read, for the watcher.
     stamp: Option<(std::time::SystemTime, u64)>,
     last_refusal: Option<String>,
+    /// A mesh plugin that no service on this node uses: kept in the catalog, not compiled here.
+    idle: bool,
 }
 
 pub struct PluginHost {
@@ -197,7 +191,7 @@ impl PluginHost {
             }
             self.slots.lock().unwrap_or_else(|e| e.into_inner()).insert(
                 spec.name.clone(),
-                Slot { spec: spec.clone(), origin: Origin::File(spec.path.clone()), stamp: None, last_refusal: None },
+                Slot { spec: spec.clone(), origin: Origin::File(spec.path.clone()), stamp: None, last_refusal: None, idle: false },
             );
             if let Err(e) = self.reload(&spec.name) {
                 errors.push(e);
@@ -268,7 +262,16 @@ impl PluginHost {
     pub fn views(&self) -> Vec<PluginView> {
         let live = self.live.load();
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<PluginView> = slots.iter().map(|(n, s)| view::of(n, &s.spec, &s.origin, s.last_refusal.as_deref(), live.get(n).map(|l| &**l))).collect();
+        let mut out: Vec<PluginView> = slots
+            .iter()
+            .map(|(n, s)| {
+                let mut v = view::of(n, &s.spec, &s.origin, s.last_refusal.as_deref(), live.get(n).map(|l| &**l));
+                if s.idle {
+                    v.status = "stored (no service this node proxies uses it)".into();
+                }
+                v
+            })
+            .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
@@ -277,11 +280,15 @@ impl PluginHost {
     /// cache, no instance kept). Returns the hooks it exports and the headers it reads.
     pub fn check_file(path: &Path, config: &str) -> Result<(Hooks, Vec<String>, String), PluginError> {
         let bytes = engine::read(path)?;
-        let file = path.display().to_string();
-        let refused = |reason: String| PluginError::Refused { file: file.clone(), reason };
+        Self::check_bytes(&bytes, &path.display().to_string(), config)
+    }
+
+    /// [`Self::check_file`] for bytes in hand (a push); `file` names them in errors.
+    pub fn check_bytes(bytes: &[u8], file: &str, config: &str) -> Result<(Hooks, Vec<String>, String), PluginError> {
+        let refused = |reason: String| PluginError::Refused { file: file.to_string(), reason };
         let engine = engine::engine();
-        let (prepared, hash) = engine::compile(&engine, &bytes, None).map_err(refused)?;
-        let spec = PluginSpec { name: "check".into(), path: path.to_path_buf(), config: config.to_string(), fuel: DEFAULT_FUEL, memory_mb: DEFAULT_MEMORY_MB, fail: Fail::Open };
+        let (prepared, hash) = engine::compile(&engine, bytes, None).map_err(refused)?;
+        let spec = PluginSpec { name: "check".into(), path: PathBuf::new(), config: config.to_string(), fuel: DEFAULT_FUEL, memory_mb: DEFAULT_MEMORY_MB, fail: Fail::Open };
         let loaded = Loaded::new(spec, hash.clone(), bytes.len(), prepared, None).map_err(refused)?;
         Ok((loaded.hooks, loaded.wanted.clone(), hash))
     }
