@@ -80,7 +80,7 @@ pub async fn dashboard() -> Html<&'static str> {
 }
 
 pub async fn unknown_path() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such API path; see /v1/status, /v1/namespaces, /v1/services, /v1/endpoints, /v1/discover, /v1/routes, /v1/stats, /v1/stats/access-log")
+    ApiError::new(StatusCode::NOT_FOUND, "no such API path; see /v1/status, /v1/namespaces, /v1/services, /v1/endpoints, /v1/discover, /v1/routes, /v1/stats, /v1/stats/access-log, /v1/members, /v1/plugins, /metrics")
 }
 
 pub async fn status(State(s): St) -> ApiResult {
