@@ -57,30 +57,8 @@ export START_TS="$(date +%s.%N)"
 while read -r i n ip admin gport; do
   "$WEFT" ca issue --dir "$TMP/ca" --node "$n" --out "$TMP/certs" >/dev/null
   mode=proxy; [ "$i" -eq 0 ] && mode=registry
-  mkdir -p "$TMP/$n"
   # Every node joins both seeds (a seed listing itself is harmless); VIPs: one /24 per node.
-  cat >"$TMP/$n/weft.toml" <<CONF
-[node]
-name = "$n"
-mode = "$mode"
-data_dir = "$TMP/$n/data"
-
-[admin]
-listen = "127.0.0.1:$admin"
-
-[dns]
-enabled = false
-vip_cidr = "127.253.$((i % 250)).0/24"
-
-[tls]
-ca = "$TMP/ca/ca.pem"
-cert = "$TMP/certs/$n.pem"
-key = "$TMP/certs/$n-key.pem"
-
-[gossip]
-listen = "$ip:$gport"
-join = [$SEEDS]
-CONF
+  mesh_node_toml "$n" "$mode" "$admin" "127.253.$((i % 250)).0/24" "$ip:$gport" "$SEEDS"
   [ "$mode" = registry ] && printf '\n[[namespace]]\nname = "bench"\n' >>"$TMP/$n/weft.toml"
   # WEFT_LOG is weft's log filter; RUST_LOG is set too in case a build reads that one.
   WEFT_LOG="info,weft::node::mesh=debug" RUST_LOG="info,weft::node::mesh=debug" \

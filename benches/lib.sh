@@ -197,3 +197,33 @@ for r in json.load(sys.stdin):
   done
   return 1
 }
+
+# A mesh node's config on loopback, written to $TMP/$1/weft.toml: node $1 in mode $2, admin API
+# on 127.0.0.1:$3, VIPs from $4, gossip on $5 joining the seeds $6 (a TOML list body, e.g.
+# `"127.0.3.1:7946"`), DNS off, certificates from $TMP/ca and $TMP/certs (`weft ca init --dir
+# $TMP/ca`, `weft ca issue --dir $TMP/ca --node NAME --out $TMP/certs`).
+mesh_node_toml() { # name mode admin-port vip-cidr gossip-addr seeds
+  mkdir -p "$TMP/$1"
+  cat >"$TMP/$1/weft.toml" <<CONF
+[node]
+name = "$1"
+mode = "$2"
+data_dir = "$TMP/$1/data"
+
+[admin]
+listen = "127.0.0.1:$3"
+
+[dns]
+enabled = false
+vip_cidr = "$4"
+
+[tls]
+ca = "$TMP/ca/ca.pem"
+cert = "$TMP/certs/$1.pem"
+key = "$TMP/certs/$1-key.pem"
+
+[gossip]
+listen = "$5"
+join = [$6]
+CONF
+}
