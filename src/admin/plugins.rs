@@ -12,7 +12,7 @@ use serde_json::json;
 use super::ApiError;
 use super::handlers::{ApiResult, St, blocking, parse, remove, to_json};
 use crate::catalog::{Body, Fail, Key, Origin, PluginRecord, base64_component, sha256_hex};
-use crate::plugin::{DEFAULT_FUEL, DEFAULT_MEMORY_MB, PluginError, PluginHost, hook_names};
+use crate::plugin::{DEFAULT_FUEL, DEFAULT_MEMORY_MB, PluginError, hook_names};
 
 /// Largest push body: the component's cap in base64, plus the settings.
 pub const MAX_PUSH_BODY: usize = 12 << 20;
@@ -62,8 +62,8 @@ pub async fn reload(State(s): St, Path(name): Path<String>) -> ApiResult {
 pub async fn push(State(s): St, Path(name): Path<String>, body: Bytes) -> ApiResult {
     let req: Push = parse(&body)?;
     s.catalog.check_writable(&Key::Plugin(name.clone()))?;
-    let (bytes, config, what) = (req.component.clone(), req.config.clone(), format!("pushed component `{name}`"));
-    let checked = tokio::task::spawn_blocking(move || PluginHost::check_bytes(&bytes, &what, &config)).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (host, bytes, config, what) = (s.plugins.clone(), req.component.clone(), req.config.clone(), format!("pushed component `{name}`"));
+    let checked = tokio::task::spawn_blocking(move || host.check_pushed(&bytes, &what, &config)).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let (hooks, wanted, sha256) = checked.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let record = PluginRecord {
         name: name.clone(),

@@ -283,11 +283,20 @@ impl PluginHost {
         Self::check_bytes(&bytes, &path.display().to_string(), config)
     }
 
-    /// [`Self::check_file`] for bytes in hand (a push); `file` names them in errors.
-    pub fn check_bytes(bytes: &[u8], file: &str, config: &str) -> Result<(Hooks, Vec<String>, String), PluginError> {
+    /// [`Self::check_file`] for a component pushed to this node: compiled on this host's engine
+    /// through its artifact cache (a push of the same bytes with a new configuration does not
+    /// compile again, and a combined node then loads it from the cache).
+    pub fn check_pushed(&self, bytes: &[u8], file: &str, config: &str) -> Result<(Hooks, Vec<String>, String), PluginError> {
+        Self::check_with(&self.engine, self.cache.as_deref(), bytes, file, config)
+    }
+
+    fn check_bytes(bytes: &[u8], file: &str, config: &str) -> Result<(Hooks, Vec<String>, String), PluginError> {
+        Self::check_with(&engine::engine(), None, bytes, file, config)
+    }
+
+    fn check_with(engine: &wasmtime::Engine, cache: Option<&Path>, bytes: &[u8], file: &str, config: &str) -> Result<(Hooks, Vec<String>, String), PluginError> {
         let refused = |reason: String| PluginError::Refused { file: file.to_string(), reason };
-        let engine = engine::engine();
-        let (prepared, hash) = engine::compile(&engine, bytes, None).map_err(refused)?;
+        let (prepared, hash) = engine::compile(engine, bytes, cache).map_err(refused)?;
         let spec = PluginSpec { name: "check".into(), path: PathBuf::new(), config: config.to_string(), fuel: DEFAULT_FUEL, memory_mb: DEFAULT_MEMORY_MB, fail: Fail::Open };
         let loaded = Loaded::new(spec, hash.clone(), bytes.len(), prepared, None).map_err(refused)?;
         Ok((loaded.hooks, loaded.wanted.clone(), hash))
