@@ -3,7 +3,8 @@
 //!   tests/support/otlp_receiver.py (PyPI opentelemetry-proto + grpcio). After exactly N GETs to
 //!   `web` (200) and K to `bad` (503 from both endpoints, retried), a's data shows requests N and
 //!   K, 5xx K, the retries weft counted, histogram counts N and K with the status class; b's
-//!   shows the streams it relayed to its endpoints and their bytes (target side).
+//!   shows the streams it relayed to its endpoints, their bytes, and its endpoints' answers by
+//!   status class with their response time (target side).
 //! - A single node configured only by `OTEL_*` variables exports HTTP/protobuf (header and
 //!   resource checked); the collector stopped for 30 s and restarted: no request fails, RSS stays
 //!   bounded, export resumes and the cumulative counter is continuous.
@@ -167,6 +168,14 @@ fn two_hosts_export_over_grpc_what_was_sent() {
             && rx.value("b", "weft.target.bytes", &[("weft.endpoint", "w1"), ("network.io.direction", "transmit")]).is_some_and(|v| v > 0)
     });
     assert!(ok, "b never exported relayed figures: {:?}", rx.latest("b", "weft.target.relayed_streams", &[]));
+    // ... and what its endpoints answered: every request and every try, by status class, with
+    // their response time, counted where the endpoints run.
+    rx.wait_value("b", "weft.target.served", &[("weft.endpoint", "w1"), ("http.response.status_class", "2xx")], N);
+    let bad_5xx = |id: &str| rx.value("b", "weft.target.served", &[("weft.endpoint", id), ("http.response.status_class", "5xx")]).unwrap_or(0);
+    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(100), || bad_5xx("b1") + bad_5xx("b2") == K + retries);
+    assert!(ok, "b counted {} + {} 5xx answers of its endpoints; a sent {K} requests and {retries} retries", bad_5xx("b1"), bad_5xx("b2"));
+    let served = rx.wait_value("b", "weft.target.served.duration", &[("weft.endpoint", "w1")], N);
+    assert_eq!((served["kind"].as_str(), served["attrs"]["weft.endpoint.node"].as_str()), (Some("histogram"), Some("b")), "{served}");
     let members = rx.latest("b", "weft.gossip.members", &[("weft.member.state", "alive")]).unwrap();
     assert_eq!(members["value"].as_f64(), Some(2.0), "{members}");
     assert!(rx.latest("a", "weft.quic.rtt", &[("weft.peer", "b")]).is_some(), "QUIC RTT per peer");

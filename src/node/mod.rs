@@ -28,7 +28,7 @@ use crate::config::{Config, DEFAULT_NAMESPACE, Mode, Problem};
 use crate::dns::{DnsResponder, HostsBlock, NameTable, system_upstreams};
 use crate::gossip::{Core, GossipConfig, MemberState, MemberView, NodeId, Role};
 use crate::proxy::Peers;
-use crate::transport::{LocalEndpoints, RelayRequest, Transport};
+use crate::transport::{LocalEndpoint, LocalEndpoints, RelayRequest, Transport};
 use crate::proxy::{DrainPlan, Proxy, ProxyParts};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Stats;
@@ -75,12 +75,16 @@ struct OwnEndpoints {
 }
 
 impl LocalEndpoints for OwnEndpoints {
-    fn resolve(&self, req: &RelayRequest) -> Option<(SocketAddr, Duration, Arc<crate::telemetry::EndpointStats>)> {
+    fn resolve(&self, req: &RelayRequest) -> Option<LocalEndpoint> {
         let snap = self.catalog.snapshot();
         let svc = snap.services.get(&(req.namespace.clone(), req.service.clone()))?;
         let ep = snap.endpoints_of(&req.namespace, &req.service).iter().find(|e| e.id == req.endpoint && e.node == self.catalog.node())?;
-        let timeout = Duration::from_millis(svc.timeouts.connect_ms());
-        Some((ep.address, timeout, self.stats.endpoint(&ep.namespace, &ep.service, &ep.id)))
+        Some(LocalEndpoint {
+            address: ep.address,
+            connect_timeout: Duration::from_millis(svc.timeouts.connect_ms()),
+            stats: self.stats.endpoint(&ep.namespace, &ep.service, &ep.id),
+            http1: svc.protocol == crate::catalog::Protocol::Http,
+        })
     }
 }
 

@@ -9,7 +9,7 @@ mod conn;
 mod drain;
 pub mod error;
 mod goaway;
-mod h1;
+pub mod h1;
 mod h2;
 mod io;
 mod pipeline;

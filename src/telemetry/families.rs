@@ -68,6 +68,8 @@ families! {
     CLIENT_DURATION = "http.client.request.duration", Histogram, "s", "Request sent to the endpoint to its response head (TargetResponseTime)";
     TARGET_RELAYED = "weft.target.relayed_streams", Counter, "{stream}", "Streams relayed to this node's endpoint from other hosts (target side)";
     TARGET_BYTES = "weft.target.bytes", Counter, "By", "Bytes relayed to this node's endpoint (transmit) and back (receive) (TargetProcessedBytes)";
+    TARGET_SERVED = "weft.target.served", Counter, "{response}", "Target side: responses of this node's endpoint to HTTP/1.1 requests relayed from other hosts, by status class (HTTPCode_Target_2XX..5XX_Count, RequestCountPerTarget)";
+    TARGET_SERVED_DURATION = "weft.target.served.duration", Histogram, "s", "Target side: relayed request head written to this node's endpoint to its response head (TargetResponseTime)";
     TLS_ERRORS = "weft.tls.negotiation.errors", Counter, "{handshake}", "Failed mesh mTLS handshakes, client or target side (Client/TargetTLSNegotiationErrorCount)";
     MEMBERS = "weft.gossip.members", Gauge, "{node}", "Mesh members by state, this node included";
     GOSSIP_EVENTS = "weft.gossip.events", Counter, "{event}", "Gossip and transport events by kind";
@@ -166,6 +168,12 @@ fn services(out: &mut Points, s: &super::ServiceReport) {
             push(out, TARGET_RELAYED, ep.clone(), U64(e.relayed_streams));
             push(out, TARGET_BYTES, with(&ep, "network.io.direction", "transmit"), U64(e.relayed_bytes_in));
             push(out, TARGET_BYTES, with(&ep, "network.io.direction", "receive"), U64(e.relayed_bytes_out));
+        }
+        for (class, n) in &e.served {
+            push(out, TARGET_SERVED, with(&ep, "http.response.status_class", class), U64(*n));
+        }
+        if e.served_time.count() > 0 {
+            push(out, TARGET_SERVED_DURATION, ep.clone(), Histogram(e.served_time.clone()));
         }
     }
 }

@@ -136,6 +136,10 @@ pub struct EndpointStats {
     /// Bytes relayed to it and back (target side, on the node that owns it): TargetProcessedBytes.
     pub relayed_bytes_in: AtomicU64,
     pub relayed_bytes_out: AtomicU64,
+    /// Target side, HTTP/1.1 relayed from other hosts: responses by status class (as
+    /// `ServiceStats::responses`) and request-to-response-head time (`proxy::h1::tap`).
+    pub served: [AtomicU64; 6],
+    pub served_time: Histogram,
     pub response_time: Histogram,
     /// Latency estimate and outlier record, read when choosing an endpoint.
     pub load: PeakEwma,
@@ -239,6 +243,8 @@ fn endpoint_report(id: &str, e: &EndpointStats) -> EndpointReport {
     EndpointReport {
         relayed_bytes_in: e.relayed_bytes_in.load(Relaxed),
         relayed_bytes_out: e.relayed_bytes_out.load(Relaxed),
+        served: STATUS_CLASSES.iter().zip(&e.served).map(|(k, v)| (k.to_string(), v.load(Relaxed))).filter(|(_, v)| *v > 0).collect(),
+        served_time: e.served_time.snapshot(),
         routable: e.routable.load(Relaxed),
         id: id.to_string(),
         node: String::new(),
@@ -339,6 +345,11 @@ pub struct EndpointReport {
     pub relayed_streams: u64,
     pub relayed_bytes_in: u64,
     pub relayed_bytes_out: u64,
+    /// Target side: responses of this node's endpoint to HTTP/1.1 requests relayed from other
+    /// hosts, by status class.
+    pub served: BTreeMap<String, u64>,
+    #[serde(skip)]
+    pub served_time: HistogramSnapshot,
     /// Whether the last routing table had it routable (healthy, reachable, not draining).
     pub routable: bool,
     pub in_flight: u32,

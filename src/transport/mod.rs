@@ -18,7 +18,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use relay::{LocalEndpoints, RelayRequest, RelayStream};
+pub use relay::{LocalEndpoint, LocalEndpoints, RelayRequest, RelayStream};
 pub use tls::{TlsError, TlsFiles};
 
 /// One gossip message carried on a uni stream may be large (a full anti-entropy answer) but not

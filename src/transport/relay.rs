@@ -3,7 +3,8 @@
 //! back once the far side has connected to it; from then on the stream is that TCP connection.
 //! So a stream stands in for a socket: the caller runs its HTTP/1.1, HTTP/2, gRPC or TCP code
 //! over it unchanged (per-request retries and endpoint choice stay with the caller, and every
-//! header, trailer and status is the endpoint's own), and the far side only splices bytes.
+//! header, trailer and status is the endpoint's own), and the far side only splices bytes —
+//! reading along HTTP/1.1 to count its responses (`proxy::h1::tap`), never changing them.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::TransportError;
+use crate::proxy::h1::tap::Tap;
 use crate::telemetry::EndpointStats;
 
 /// Bi-stream kind byte: a data-path preface follows.
@@ -73,10 +75,19 @@ pub enum RelayError {
     Refused(Status),
 }
 
-/// The node's own endpoints, as the relay may reach them: address, connect timeout and the
-/// figures to record target-side.
+/// One of the node's own endpoints, as the relay reaches it.
+pub struct LocalEndpoint {
+    pub address: SocketAddr,
+    pub connect_timeout: Duration,
+    /// The figures recorded target-side.
+    pub stats: Arc<EndpointStats>,
+    /// Its service speaks HTTP/1.1: the relay reads along to count responses (`proxy::h1::tap`).
+    pub http1: bool,
+}
+
+/// The node's own endpoints, as the relay may reach them.
 pub trait LocalEndpoints: Send + Sync {
-    fn resolve(&self, req: &RelayRequest) -> Option<(SocketAddr, Duration, Arc<EndpointStats>)>;
+    fn resolve(&self, req: &RelayRequest) -> Option<LocalEndpoint>;
 }
 
 /// One data-path stream, readable and writable like a socket; shutdown finishes the send half.
@@ -121,6 +132,7 @@ impl RelayStream {
 struct Answering {
     tcp: tokio::net::TcpStream,
     stats: Arc<EndpointStats>,
+    tap: Option<Tap>,
 }
 
 impl AsyncRead for Answering {
@@ -131,6 +143,9 @@ impl AsyncRead for Answering {
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.stats.liveness.alive(crate::telemetry::now_us());
             this.stats.relayed_bytes_out.fetch_add((buf.filled().len() - before) as u64, Relaxed);
+            if let Some(tap) = this.tap.as_mut() {
+                tap.from_endpoint(&buf.filled()[before..]);
+            }
         }
         r
     }
@@ -142,6 +157,9 @@ impl AsyncWrite for Answering {
         let r = Pin::new(&mut this.tcp).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
             this.stats.relayed_bytes_in.fetch_add(n as u64, Relaxed);
+            if let Some(tap) = this.tap.as_mut() {
+                tap.to_endpoint(&buf[..n]);
+            }
         }
         r
     }
@@ -196,7 +214,7 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
             return;
         }
     };
-    let Some((addr, timeout, stats)) = local.resolve(&req) else {
+    let Some(LocalEndpoint { address: addr, connect_timeout: timeout, stats, http1 }) = local.resolve(&req) else {
         let _ = send.write_all(&[Status::NotHere as u8]).await;
         let _ = send.finish();
         return;
@@ -225,7 +243,8 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
         return;
     }
     let mut stream = RelayStream { send, recv };
-    let mut tcp = Answering { tcp, stats };
+    let tap = http1.then(|| Tap::new(stats.clone()));
+    let mut tcp = Answering { tcp, stats, tap };
     if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, 32 * 1024, 32 * 1024).await {
         tracing::debug!(%peer, %addr, error = %e, "relayed connection ended with an error");
     }

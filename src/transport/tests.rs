@@ -5,7 +5,7 @@ use super::*;
 struct NoEndpoints;
 
 impl LocalEndpoints for NoEndpoints {
-    fn resolve(&self, _: &RelayRequest) -> Option<(SocketAddr, Duration, Arc<crate::telemetry::EndpointStats>)> {
+    fn resolve(&self, _: &RelayRequest) -> Option<LocalEndpoint> {
         None
     }
 }

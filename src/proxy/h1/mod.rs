@@ -8,6 +8,7 @@ mod chunked;
 mod head;
 mod log;
 mod scan;
+pub mod tap;
 mod tries;
 
 pub(super) use tries::try_limit;
