@@ -286,3 +286,51 @@ fn grpc_calls_are_logged_with_their_method_path() {
         assert_eq!(v["x_request_id"].as_str().map(str::len), Some(36), "{line}");
     }
 }
+
+/// Two hosts: node `a` proxies for its client, node `b` runs the endpoint (the request crosses
+/// over QUIC). Both log every request, and the `x-request-id` `a` added is on `b`'s line too, so
+/// the two hosts' logs join up. VIP nets 169-170.
+#[test]
+fn both_hosts_log_a_relayed_request_under_one_request_id() {
+    let tmp = TempDir::new("access-mesh");
+    let ca = MeshCa::new("alog");
+    let port = free_port();
+    let _b = http_backend(None, "e1", port);
+    let log_toml = |f: &str| format!("[access_log]\nenabled = true\npath = \"{}\"\nformat = \"json\"\n", tmp.join(f).display());
+    let svc = "[[service]]\nnamespace = \"default\"\nname = \"web\"\nprotocol = \"http\"\naliases = [{ dns_name = \"web.alog\", port = 8080 }]\n";
+    let a = Weft::start_mesh(&MeshNode::new("a", "combined", 169, "127.1.169.1", ca.issue("a")).extra(&format!("{}\n{svc}", log_toml("a.log"))));
+    let ep = format!("[[endpoint]]\nnamespace = \"default\"\nservice = \"web\"\nid = \"e1\"\naddress = \"127.0.0.1:{port}\"\n");
+    let b = Weft::start_mesh(&MeshNode::new("b", "proxy", 170, "127.1.170.1", ca.issue("b")).join(&a.gossip_addr()).extra(&format!("{}\n{ep}", log_toml("b.log"))));
+    let ok = wait_until(Duration::from_secs(20), Duration::from_millis(100), || a.endpoints_of("default", "web").iter().any(|e| e["health"] == "HEALTHY"));
+    assert!(ok, "a never saw b's endpoint healthy");
+    let vip = a.vip("web.alog", 8080);
+    wait_tcp(&format!("{vip}:8080"), Duration::from_secs(5));
+
+    let n = 30u64;
+    for i in 0..n {
+        let path = if i % 5 == 4 { format!("/status/404?i={i}") } else { format!("/x/{i}") };
+        let headers: Vec<(&str, &str)> = if i == 0 { vec![("x-request-id", "client-chosen")] } else { vec![] };
+        let r = http_with(&vip, 8080, "GET", &path, &headers, None).unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(r.status == 200 || r.status == 404, "request {i}: {}", r.status);
+    }
+    wait_accounted(&a, n);
+    wait_accounted(&b, n);
+    let lines = |f: &str| -> BTreeMap<String, Value> {
+        let text = std::fs::read_to_string(tmp.join(f)).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{f}: not JSON ({e}): {l}"))).map(|v| (v["x_request_id"].as_str().unwrap_or("-").to_string(), v)).collect()
+    };
+    let (on_a, on_b) = (lines("a.log"), lines("b.log"));
+    assert_eq!((on_a.len(), on_b.len()), (n as usize, n as usize), "one line per request on each host, each under its own id:\na {on_a:?}\nb {on_b:?}");
+    assert!(on_a.contains_key("client-chosen") && on_b.contains_key("client-chosen"), "a client's own id is kept on both hosts");
+    for (id, la) in &on_a {
+        let lb = on_b.get(id).unwrap_or_else(|| panic!("request {id} logged on a but not on b: {la}"));
+        for k in ["method", "path", "response_code"] {
+            assert_eq!(la[k], lb[k], "{k} of {id}: a {la}, b {lb}");
+        }
+        assert_eq!((la["upstream_endpoint"].as_str(), lb["upstream_endpoint"].as_str()), (Some("e1"), Some("e1")));
+        assert_eq!((la["upstream_node"].as_str(), lb["upstream_node"].as_str()), (Some("b"), Some("b")), "{la} {lb}");
+        assert_eq!(lb["response_flags"], "relayed", "{lb}");
+        assert!(lb["bytes_received"].as_u64().unwrap() > 0 && lb["bytes_sent"].as_u64().unwrap() > 0, "{lb}");
+        assert!(lb["duration_ms"].as_f64().unwrap() <= la["duration_ms"].as_f64().unwrap(), "the target's part is within the client's: a {la}, b {lb}");
+    }
+}

@@ -28,6 +28,7 @@ use crate::config::{Config, DEFAULT_NAMESPACE, Mode, Problem};
 use crate::dns::{DnsResponder, HostsBlock, NameTable, system_upstreams};
 use crate::gossip::{Core, GossipConfig, MemberState, MemberView, NodeId, Role};
 use crate::proxy::Peers;
+use crate::proxy::h1::tap::TapLog;
 use crate::transport::{LocalEndpoint, LocalEndpoints, RelayRequest, Transport};
 use crate::proxy::{DrainPlan, Proxy, ProxyParts};
 use crate::store::{Store, StoreError};
@@ -72,6 +73,8 @@ pub enum NodeError {
 struct OwnEndpoints {
     catalog: Arc<Catalog>,
     stats: Arc<Stats>,
+    /// The routing table, for a service's access log (the proxy manager owns the writer).
+    table: Arc<ArcSwap<crate::proxy::RoutingTable>>,
 }
 
 impl LocalEndpoints for OwnEndpoints {
@@ -79,11 +82,15 @@ impl LocalEndpoints for OwnEndpoints {
         let snap = self.catalog.snapshot();
         let svc = snap.services.get(&(req.namespace.clone(), req.service.clone()))?;
         let ep = snap.endpoints_of(&req.namespace, &req.service).iter().find(|e| e.id == req.endpoint && e.node == self.catalog.node())?;
+        let http1 = svc.protocol == crate::catalog::Protocol::Http;
+        let route = self.table.load().services.get(&(req.namespace.clone(), req.service.clone())).cloned();
+        let log = route.and_then(|r| r.access.clone()).filter(|_| http1).map(|log| TapLog { log, endpoint: ep.id.clone(), node: ep.node.clone(), address: ep.address });
         Some(LocalEndpoint {
             address: ep.address,
             connect_timeout: Duration::from_millis(svc.timeouts.connect_ms()),
             stats: self.stats.endpoint(&ep.namespace, &ep.service, &ep.id),
-            http1: svc.protocol == crate::catalog::Protocol::Http,
+            http1,
+            log,
         })
     }
 }
@@ -243,7 +250,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     let mut mesh_core = None;
     let transport_stop = CancellationToken::new();
     if let Some(files) = config.tls_files() {
-        let own = Arc::new(OwnEndpoints { catalog: catalog.clone(), stats: stats.clone() });
+        let own = Arc::new(OwnEndpoints { catalog: catalog.clone(), stats: stats.clone(), table: table.clone() });
         // The transport stops after the gossip task has said goodbye (not with everything else),
         // so the leave reaches the peers and they show this node `left`, not `down`.
         let (transport, incoming) = Transport::bind(config.gossip.listen, files, &config.node.name, own, transport_stop.clone())?;

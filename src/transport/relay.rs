@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::TransportError;
-use crate::proxy::h1::tap::Tap;
+use crate::proxy::h1::tap::{Tap, TapLog};
 use crate::telemetry::EndpointStats;
 
 /// Bi-stream kind byte: a data-path preface follows.
@@ -83,6 +83,8 @@ pub struct LocalEndpoint {
     pub stats: Arc<EndpointStats>,
     /// Its service speaks HTTP/1.1: the relay reads along to count responses (`proxy::h1::tap`).
     pub http1: bool,
+    /// The service's access log, when it is on (HTTP/1.1 only).
+    pub log: Option<TapLog>,
 }
 
 /// The node's own endpoints, as the relay may reach them.
@@ -214,7 +216,7 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
             return;
         }
     };
-    let Some(LocalEndpoint { address: addr, connect_timeout: timeout, stats, http1 }) = local.resolve(&req) else {
+    let Some(LocalEndpoint { address: addr, connect_timeout: timeout, stats, http1, log }) = local.resolve(&req) else {
         let _ = send.write_all(&[Status::NotHere as u8]).await;
         let _ = send.finish();
         return;
@@ -243,7 +245,7 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
         return;
     }
     let mut stream = RelayStream { send, recv };
-    let tap = http1.then(|| Tap::new(stats.clone()));
+    let tap = http1.then(|| Tap::new(stats.clone(), log));
     let mut tcp = Answering { tcp, stats, tap };
     if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, 32 * 1024, 32 * 1024).await {
         tracing::debug!(%peer, %addr, error = %e, "relayed connection ended with an error");

@@ -8,15 +8,20 @@
 //! Only heads are buffered (bodies are skipped by length or chunk framing, never copied). What
 //! the tap cannot follow — a head larger than [`MAX_HEAD`], malformed framing, an upgrade (101 or
 //! CONNECT), a response nobody asked for — turns it off for the rest of the connection: the
-//! bytes keep flowing, only the counting stops.
+//! bytes keep flowing, only the counting stops. When the service's access log is on, each relayed
+//! request also gets a line on this node (flags `relayed`), carrying the `x-request-id` the
+//! calling node added, so the two hosts' lines join up.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+
+use tokio::time::Instant;
 
 use super::chunked::ChunkedScanner;
 use super::head::{BodyKind, Head, MAX_HEAD};
+use crate::policy::Headers;
+use crate::telemetry::access::{Record, ServiceLog, unix_us};
 use crate::telemetry::{EndpointStats, status_class};
 
 /// Where one direction's parser is: in a head (bytes buffered) or skipping a body.
@@ -34,14 +39,43 @@ enum Framing {
 struct Direction {
     framing: Framing,
     head: Vec<u8>,
+    /// Bytes of the message being read so far (head and body).
+    bytes: u64,
+}
+
+/// A request sent to the endpoint and not fully answered yet.
+struct Exchange {
+    sent: Instant,
+    head_method: bool,
+    /// What the access log needs of the request, when the service's log is on.
+    logged: Option<Logged>,
+    bytes_in: u64,
+    /// The final status, once its head was read.
+    status: u16,
+}
+
+struct Logged {
+    method: String,
+    path: String,
+    request_id: Option<String>,
+    traceparent: Option<String>,
+}
+
+/// The service's access log, when it is on, and the endpoint its lines name.
+pub struct TapLog {
+    pub log: ServiceLog,
+    pub endpoint: String,
+    pub node: String,
+    pub address: std::net::SocketAddr,
 }
 
 pub struct Tap {
     stats: Arc<EndpointStats>,
+    /// One line per relayed request, target side.
+    log: Option<TapLog>,
     requests: Direction,
     responses: Direction,
-    /// Requests sent and not answered yet: when, and whether it was a HEAD (no response body).
-    waiting: VecDeque<(Instant, bool)>,
+    waiting: VecDeque<Exchange>,
     off: bool,
 }
 
@@ -52,16 +86,19 @@ enum Seen {
     Off,
 }
 
+type OnHead = fn(&mut Tap, &[u8]) -> Option<(usize, Seen)>;
+type OnDone = fn(&mut Tap, u64);
+
 impl Tap {
-    pub fn new(stats: Arc<EndpointStats>) -> Tap {
-        Tap { stats, requests: Direction::default(), responses: Direction::default(), waiting: VecDeque::new(), off: false }
+    pub fn new(stats: Arc<EndpointStats>, log: Option<TapLog>) -> Tap {
+        Tap { stats, log, requests: Direction::default(), responses: Direction::default(), waiting: VecDeque::new(), off: false }
     }
 
     /// Bytes written to the endpoint (requests).
     pub fn to_endpoint(&mut self, bytes: &[u8]) {
         if !self.off {
             let mut d = std::mem::take(&mut self.requests);
-            self.off = !self.follow(&mut d, bytes, Self::on_request);
+            self.off = !self.follow(&mut d, bytes, Self::on_request, Self::request_done);
             self.requests = d;
         }
     }
@@ -70,15 +107,16 @@ impl Tap {
     pub fn from_endpoint(&mut self, bytes: &[u8]) {
         if !self.off {
             let mut d = std::mem::take(&mut self.responses);
-            self.off = !self.follow(&mut d, bytes, Self::on_response);
+            self.off = !self.follow(&mut d, bytes, Self::on_response, Self::response_done);
             self.responses = d;
         }
     }
 
-    /// Walks `bytes` through one direction's framing, calling `on_head` for each complete head.
-    /// Returns false when the tap must turn off.
-    fn follow(&mut self, d: &mut Direction, mut bytes: &[u8], on_head: fn(&mut Tap, &[u8]) -> Option<(usize, Seen)>) -> bool {
+    /// Walks `bytes` through one direction's framing, calling `on_head` for each complete head
+    /// and `on_done` with its size when a message ends. Returns false when the tap must turn off.
+    fn follow(&mut self, d: &mut Direction, mut bytes: &[u8], on_head: OnHead, on_done: OnDone) -> bool {
         while !bytes.is_empty() {
+            let before = bytes.len();
             match &mut d.framing {
                 Framing::Length(left) => {
                     let take = (*left).min(bytes.len() as u64);
@@ -97,22 +135,27 @@ impl Tap {
                 }
                 Framing::UntilClose => return true,
                 Framing::Head => {
-                    let before = d.head.len();
-                    d.head.extend_from_slice(&bytes[..bytes.len().min(MAX_HEAD + 1 - before)]);
+                    let held = d.head.len();
+                    d.head.extend_from_slice(&bytes[..bytes.len().min(MAX_HEAD + 1 - held)]);
                     let Some((len, seen)) = on_head(self, &d.head) else {
                         // More bytes needed, unless the head is already too large to follow.
+                        d.bytes += bytes.len() as u64;
                         return d.head.len() <= MAX_HEAD;
                     };
-                    bytes = &bytes[len - before..];
+                    bytes = &bytes[len - held..];
                     d.head.clear();
                     d.framing = match seen {
                         Seen::Off => return false,
-                        Seen::Body(BodyKind::Empty) => Framing::Head,
-                        Seen::Body(BodyKind::Length(n)) => if n == 0 { Framing::Head } else { Framing::Length(n) },
+                        Seen::Body(BodyKind::Empty) | Seen::Body(BodyKind::Length(0)) => Framing::Head,
+                        Seen::Body(BodyKind::Length(n)) => Framing::Length(n),
                         Seen::Body(BodyKind::Chunked) => Framing::Chunked(ChunkedScanner::default()),
                         Seen::Body(BodyKind::UntilClose) => Framing::UntilClose,
                     };
                 }
+            }
+            d.bytes += (before - bytes.len()) as u64;
+            if matches!(d.framing, Framing::Head) && d.head.is_empty() {
+                on_done(self, std::mem::take(&mut d.bytes));
             }
         }
         true
@@ -126,7 +169,12 @@ impl Tap {
                 if method == "CONNECT" {
                     return Some((h.len, Seen::Off));
                 }
-                self.waiting.push_back((Instant::now(), method == "HEAD"));
+                let logged = self.log.as_ref().map(|_| {
+                    let headers = Headers::Raw { buf, fields: &h.fields };
+                    let text = |n| headers.get(n).map(|v| String::from_utf8_lossy(v).into_owned());
+                    Logged { method: method.to_string(), path: h.target(buf).to_string(), request_id: text("x-request-id"), traceparent: text("traceparent") }
+                });
+                self.waiting.push_back(Exchange { sent: Instant::now(), head_method: method == "HEAD", logged, bytes_in: 0, status: 0 });
                 Some((h.len, Seen::Body(h.body)))
             }
             Ok(None) => None,
@@ -134,23 +182,56 @@ impl Tap {
         }
     }
 
+    fn request_done(&mut self, bytes: u64) {
+        if let Some(x) = self.waiting.back_mut() {
+            x.bytes_in = bytes;
+        }
+    }
+
     /// A response head: the oldest waiting request is answered (an interim 1xx answers nothing).
     fn on_response(&mut self, buf: &[u8]) -> Option<(usize, Seen)> {
-        let Some(&(sent, head)) = self.waiting.front() else { return Some((buf.len(), Seen::Off)) };
-        match Head::response(buf, if head { b"HEAD" } else { b"GET" }) {
+        let Some(x) = self.waiting.front_mut() else { return Some((buf.len(), Seen::Off)) };
+        match Head::response(buf, if x.head_method { b"HEAD" } else { b"GET" }) {
             Ok(Some(h)) => {
                 if (100..200).contains(&h.status) && h.status != 101 {
                     return Some((h.len, Seen::Body(BodyKind::Empty)));
                 }
-                self.waiting.pop_front();
-                let class = status_class(h.status);
-                self.stats.served[class].fetch_add(1, Relaxed);
-                self.stats.served_time.record(sent.elapsed());
+                x.status = h.status;
+                self.stats.served[status_class(h.status)].fetch_add(1, Relaxed);
+                self.stats.served_time.record(x.sent.elapsed());
                 Some((h.len, if h.status == 101 { Seen::Off } else { Seen::Body(h.body) }))
             }
             Ok(None) => None,
             Err(_) => Some((buf.len(), Seen::Off)),
         }
+    }
+
+    /// A response ended (an interim one is not an answer): its request is done, and logged.
+    fn response_done(&mut self, bytes: u64) {
+        if self.waiting.front().is_none_or(|x| x.status == 0) {
+            return;
+        }
+        let Some(x) = self.waiting.pop_front() else { return };
+        let (Some(t), Some(l)) = (self.log.as_ref(), x.logged) else { return };
+        let log = &t.log;
+        log.log.log(Record {
+            start_us: unix_us(x.sent),
+            duration: x.sent.elapsed(),
+            protocol: "HTTP/1.1",
+            namespace: log.namespace.clone(),
+            service: log.service.clone(),
+            method: l.method,
+            path: l.path,
+            status: x.status,
+            // Target side: the request came from another node, which logs the client's view.
+            flags: "relayed",
+            bytes_in: x.bytes_in,
+            bytes_out: bytes,
+            upstream: Some((t.endpoint.clone(), t.node.clone(), t.address)),
+            attempts: 1,
+            request_id: l.request_id,
+            traceparent: l.traceparent,
+        });
     }
 }
 
@@ -176,7 +257,7 @@ mod tests {
         let responses = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 503 No\r\ntransfer-encoding: chunked\r\n\r\n\
             2\r\nno\r\n0\r\n\r\nHTTP/1.1 404 Missing\r\ncontent-length: 0\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n";
         for step in [1, 2, 7, 64, 4096] {
-            let mut t = Tap::new(Arc::default());
+            let mut t = Tap::new(Arc::default(), None);
             feed(&mut t, requests, step, true);
             feed(&mut t, responses, step, false);
             assert_eq!(served(&t), [0, 0, 2, 0, 1, 1], "step {step}");
@@ -188,20 +269,20 @@ mod tests {
     #[test]
     fn stops_at_what_it_cannot_follow() {
         // A response nobody asked for.
-        let mut t = Tap::new(Arc::default());
+        let mut t = Tap::new(Arc::default(), None);
         t.from_endpoint(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
         assert!(t.off);
         // An upgrade: the bytes after 101 are not HTTP.
-        let mut t = Tap::new(Arc::default());
+        let mut t = Tap::new(Arc::default(), None);
         t.to_endpoint(b"GET /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n");
         t.from_endpoint(b"HTTP/1.1 101 Switching\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n\x81\x05hello");
         assert!(t.off);
         assert_eq!(served(&t)[1], 1);
         // Garbage, and a head that never ends.
-        let mut t = Tap::new(Arc::default());
+        let mut t = Tap::new(Arc::default(), None);
         t.to_endpoint(b"\x16\x03\x01 not http\r\n\r\n");
         assert!(t.off);
-        let mut t = Tap::new(Arc::default());
+        let mut t = Tap::new(Arc::default(), None);
         t.to_endpoint(b"GET / HTTP/1.1\r\nhost: x\r\nx-long: ");
         for _ in 0..100 {
             t.to_endpoint(&[b'a'; 1024]);
