@@ -408,3 +408,63 @@ fn prometheus_scrapes_the_request_count() {
     weft.kill();
 }
 
+
+/// A CA and a certificate for 127.0.0.1 made with openssl, for a collector that serves TLS.
+/// Returns (ca.pem, cert.pem, key.pem).
+fn collector_cert(tmp: &TempDir) -> (String, String, String) {
+    let d = tmp.path().display().to_string();
+    let script = format!(
+        "set -e; cd {d}; ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'; \
+         openssl req -x509 $ec -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=weft-test-collector-ca; \
+         openssl req $ec -keyout key.pem -out csr.pem -subj /CN=127.0.0.1; \
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf; \
+         openssl x509 -req -in csr.pem -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 2 -extfile ext.cnf"
+    );
+    run_cmd(Command::new("sh").args(["-c", &script]), None, Duration::from_secs(30)).expect_ok();
+    (format!("{d}/ca.pem"), format!("{d}/cert.pem"), format!("{d}/key.pem"))
+}
+
+/// The collector serves TLS: weft trusts it through a CA file (`OTEL_EXPORTER_OTLP_CERTIFICATE`
+/// for gRPC, `[telemetry] ca_file` for HTTP/protobuf), and with delta temporality the points
+/// it sends add up to the requests made. VIP nets 246-247.
+#[test]
+fn tls_to_the_collector_on_both_transports_with_delta_temporality() {
+    if !require_receiver("tls_to_the_collector_on_both_transports_with_delta_temporality") {
+        return;
+    }
+    let tmp = TempDir::new("otlp-tls");
+    let (ca, cert, key) = collector_cert(&tmp);
+    for (net, proto) in [(246u8, "grpc"), (247, "http/protobuf")] {
+        let tag = if proto == "grpc" { "grpc" } else { "http" };
+        let port = free_port();
+        let out = tmp.join(&format!("{tag}.jsonl"));
+        let mut c = Command::new("python3");
+        c.arg(support_path("support/otlp_receiver.py")).args([tag, &port.to_string()]).arg(&out).args([&cert, &key]);
+        let log = tmp.join(&format!("{tag}.log"));
+        let _rx = Bg::spawn(&format!("otlp receiver {tag} (tls)"), &mut c, Some(log.clone()));
+        assert!(wait_until(Duration::from_secs(15), Duration::from_millis(50), || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening"))), "receiver: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        let rx = Receiver { _bg: _rx, out, port };
+        let ca_line = if proto == "grpc" { String::new() } else { format!("ca_file = \"{ca}\"\n") };
+        let tel = format!("\n[telemetry]\nendpoint = \"https://127.0.0.1:{port}\"\nprotocol = \"{proto}\"\ninterval_ms = 300\ntemporality = \"delta\"\n{ca_line}");
+        let backend = free_port();
+        let _b = http_backend(None, "b", backend);
+        let mut opts = WeftOpts::new(net).extra(&format!("{tel}\n{}", one_service_toml("web", "http", "web.tls", 8080, &format!("127.0.0.1:{backend}"))));
+        if proto == "grpc" {
+            opts = opts.env("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca);
+        }
+        let w = Weft::start(opts);
+        let vip = w.vip("web.tls", 8080);
+        wait_tcp(&format!("{vip}:8080"), Duration::from_secs(5));
+        const N: u64 = 25;
+        for i in 0..N {
+            assert_eq!(http(&vip, 8080, "GET", &format!("/t/{i}"), None).expect("GET").status, 200);
+        }
+        // Delta: each export carries what happened since the last one, so the points add up.
+        let total = || rx.lines().iter().filter(|l| l["name"] == "weft.requests" && l["attrs"]["weft.service"] == "web").map(|l| l["value"].as_u64().unwrap_or(0)).sum::<u64>();
+        let ok = wait_until(Duration::from_secs(20), Duration::from_millis(100), || total() == N);
+        assert!(ok, "{proto} over TLS: the delta points of weft.requests add up to {} (want {N}); weft log:\n{}", total(), w.log());
+        let points: Vec<Line> = rx.lines().into_iter().filter(|l| l["name"] == "weft.requests").collect();
+        assert!(points.iter().all(|l| l["temporality"] == 1), "delta temporality (1): {points:?}");
+        assert!(points.len() >= 2, "several exports: {points:?}");
+    }
+}

@@ -23,7 +23,7 @@ pub struct TelemetryConfig {
     pub protocol: Option<String>,
     /// Sent with every export (API keys).
     pub headers: BTreeMap<String, String>,
-    /// CA certificate (PEM) that the collector's certificate must chain to (gRPC over https).
+    /// CA certificate (PEM) that the collector's certificate must chain to (https endpoints).
     pub ca_file: Option<PathBuf>,
     pub interval_ms: Option<u64>,
     pub timeout_ms: Option<u64>,
@@ -120,9 +120,6 @@ pub fn resolve(t: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Res
     if rest.is_empty() || rest.starts_with('/') {
         return Err(format!("OTLP endpoint `{url}` has no host"));
     }
-    if url.starts_with("https://") && proto == Protocol::HttpProtobuf {
-        return Err(format!("OTLP endpoint `{url}`: https is supported with protocol grpc only (http/protobuf runs without TLS)"));
-    }
     let mut headers = match env("OTEL_EXPORTER_OTLP_METRICS_HEADERS").or_else(|| env("OTEL_EXPORTER_OTLP_HEADERS")) {
         Some(h) => pairs("OTEL_EXPORTER_OTLP_HEADERS", &h)?,
         None => BTreeMap::new(),
@@ -151,7 +148,8 @@ pub fn resolve(t: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> Res
     resource.extend(t.resource.clone());
     let service_name = t.service_name.clone().or_else(|| env("OTEL_SERVICE_NAME")).or_else(|| resource.remove("service.name")).unwrap_or_else(|| "weft".into());
     resource.remove("service.name");
-    Ok(Some(ExportSettings { endpoint: url.to_string(), protocol: proto, headers, ca_file: t.ca_file.clone(), interval, timeout, delta, service_name, resource }))
+    let ca_file = t.ca_file.clone().or_else(|| env("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE").or_else(|| env("OTEL_EXPORTER_OTLP_CERTIFICATE")).map(PathBuf::from));
+    Ok(Some(ExportSettings { endpoint: url.to_string(), protocol: proto, headers, ca_file, interval, timeout, delta, service_name, resource }))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod histogram;
 mod live;
 mod node;
 pub mod otlp;
+mod otlp_http;
 pub mod prom;
 mod snapshot;
 pub use node::{DnsAnswer, MeshFigures, NodeReport, NodeStats, PeerFigures};

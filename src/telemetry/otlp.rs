@@ -107,7 +107,7 @@ pub fn start(settings: ExportSettings, who: NodeIdentity, source: SnapshotFn, st
 
 struct Running {
     provider: SdkMeterProvider,
-    /// tonic's connections run here (gRPC only).
+    /// tonic's connections (gRPC) or the https client's (http/protobuf to `https://`) run here.
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -115,12 +115,7 @@ fn build(s: &ExportSettings, who: &NodeIdentity, source: SnapshotFn, stats: Arc<
     let temporality = if s.delta { Temporality::Delta } else { Temporality::Cumulative };
     let (exporter, rt) = match s.protocol {
         OtlpProtocol::Grpc => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("weft-otlp-io")
-                .enable_all()
-                .build()
-                .map_err(OtlpError::Thread)?;
+            let rt = io_runtime()?;
             let _entered = rt.enter();
             let mut b = opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(&s.endpoint).with_timeout(s.timeout).with_temporality(temporality);
             b = b.with_metadata(metadata(s)?);
@@ -131,20 +126,31 @@ fn build(s: &ExportSettings, who: &NodeIdentity, source: SnapshotFn, stats: Arc<
         }
         OtlpProtocol::HttpProtobuf => {
             let headers = s.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            let b = opentelemetry_otlp::MetricExporter::builder()
+            let mut b = opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
                 .with_endpoint(&s.endpoint)
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_timeout(s.timeout)
                 .with_headers(headers)
                 .with_temporality(temporality);
-            (b.build().map_err(|e| OtlpError::Build(e.to_string()))?, None)
+            let mut rt = None;
+            if s.endpoint.starts_with("https://") {
+                let io = io_runtime()?;
+                b = b.with_http_client(super::otlp_http::HttpsClient::new(io.handle().clone(), s.ca_file.as_deref(), s.timeout).map_err(OtlpError::Build)?);
+                rt = Some(io);
+            }
+            (b.build().map_err(|e| OtlpError::Build(e.to_string()))?, rt)
         }
     };
     let reader = PeriodicReader::builder(Counted { inner: exporter, stats }).with_interval(s.interval).build();
     let provider = SdkMeterProvider::builder().with_resource(resource(s, who)).with_reader(reader).build();
     register(&provider.meter("weft"), source);
     Ok(Running { provider, rt })
+}
+
+/// The runtime the exporter's network I/O runs on (tonic's connections, the https client's).
+fn io_runtime() -> Result<tokio::runtime::Runtime, OtlpError> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("weft-otlp-io").enable_all().build().map_err(OtlpError::Thread)
 }
 
 fn metadata(s: &ExportSettings) -> Result<tonic::metadata::MetadataMap, OtlpError> {

@@ -589,6 +589,8 @@ pub struct WeftOpts {
     pub one_cpu: bool,
     /// weft's log filter (`WEFT_LOG`); None: $WEFT_TEST_LOG, else `info`
     pub log_filter: Option<String>,
+    /// more environment variables for `weft run`
+    pub env: Vec<(String, String)>,
 }
 
 impl WeftOpts {
@@ -606,7 +608,12 @@ impl WeftOpts {
             declare_default: false,
             one_cpu: false,
             log_filter: None,
+            env: Vec::new(),
         }
+    }
+    pub fn env(mut self, key: &str, value: &str) -> WeftOpts {
+        self.env.push((key.into(), value.into()));
+        self
     }
     pub fn extra(mut self, toml: &str) -> WeftOpts {
         self.extra.push_str(toml);
@@ -752,6 +759,7 @@ impl Weft {
             command(self.opts.netns.as_deref(), WEFT)
         };
         c.arg("run").arg("-c").arg(&self.config);
+        c.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         c.env_remove("WEFT_ADMIN")
             .env("XDG_STATE_HOME", self.dir.join("xdg-state"))
             .env("WEFT_LOG", self.opts.log_filter.clone().or_else(|| std::env::var("WEFT_TEST_LOG").ok()).unwrap_or_else(|| "info".into()))

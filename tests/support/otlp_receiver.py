@@ -2,12 +2,13 @@
 """An independent OTLP metrics receiver for weft's tests: decodes with the OpenTelemetry project's
 own protobuf definitions (PyPI opentelemetry-proto), not weft's encoder.
 
-usage: otlp_receiver.py grpc|http PORT OUT
+usage: otlp_receiver.py grpc|http PORT OUT [CERT KEY]
 
 Listens on 127.0.0.1:PORT (gRPC: the MetricsService; http: POST /v1/metrics with an
 ExportMetricsServiceRequest body) and appends one JSON line per data point to OUT:
 {"node", "service_name", "resource": {...}, "headers": {...}, "name", "kind", "temporality",
  "attrs": {...}, "value" | "count"+"sum"+"buckets", "t"}.
+With CERT and KEY (PEM files) it serves TLS (https / gRPC over TLS).
 Prints "listening PORT" once ready.
 """
 import json
@@ -21,6 +22,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as msg
 
 mode, port, out_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+tls = sys.argv[4:6] if len(sys.argv) >= 6 else None
 lock = threading.Lock()
 
 
@@ -88,11 +90,20 @@ if mode == "grpc":
     import grpc
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     msg.add_MetricsServiceServicer_to_server(Service(), server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    if tls:
+        key, cert = open(tls[1], "rb").read(), open(tls[0], "rb").read()
+        bound = server.add_secure_port(f"127.0.0.1:{port}", grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        bound = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     print(f"listening {bound}", flush=True)
     server.wait_for_termination()
 else:
     httpd = ThreadingHTTPServer(("127.0.0.1", port), Http)
+    if tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls[0], tls[1])
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     print(f"listening {httpd.server_address[1]}", flush=True)
     httpd.serve_forever()
