@@ -371,6 +371,11 @@ fn foreign_ca_is_rejected() {
     wait_for("s1 logs and counts a rejected connection", Duration::from_secs(10), || {
         (s1.log().contains("rejected a node connection") && s1.mesh_counter("handshakes_rejected") >= 1).then_some(())
     });
+    // Both sides count the failed negotiation: the rogue's dial (client side) and s1 (target),
+    // also as `weft.tls.negotiation.errors` in /metrics.
+    wait_for("the rogue counts its failed handshakes", Duration::from_secs(10), || (rogue.mesh_counter("handshakes_failed") >= 1).then_some(()));
+    let metrics = rogue.get("/metrics").unwrap().text();
+    assert!(metrics.lines().any(|l| l.starts_with("weft_tls_negotiation_errors_total{weft_tls_side=\"client\"}") && !l.ends_with(" 0")), "{metrics}");
     holds_for("the rogue stays alone and learns nothing", Duration::from_secs(4), || {
         let m = rogue.try_members().ok_or("rogue: no GET /v1/members")?;
         if m.len() != 1 || m[0]["name"] != "intruder" || m[0]["myself"] != json!(true) {

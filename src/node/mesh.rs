@@ -275,6 +275,7 @@ fn publish_members(p: &MeshParts) {
     let c = p.core.stats();
     let counters = [
         ("handshakes_rejected", t.handshakes_rejected.load(Relaxed)),
+        ("handshakes_failed", t.handshakes_failed.load(Relaxed)),
         ("bad_streams", t.bad_streams.load(Relaxed)),
         ("datagrams_dropped", t.dropped_datagrams.load(Relaxed)),
         ("relayed_streams", t.relayed_streams.load(Relaxed)),
@@ -308,6 +309,7 @@ fn mesh_figures(p: &MeshParts, counters: &[(&'static str, u64)]) -> crate::telem
     f.events = counters.iter().copied().collect();
     let t = &p.transport.stats;
     f.tls_errors_target = t.handshakes_rejected.load(Relaxed);
+    f.tls_errors_client = t.handshakes_failed.load(Relaxed);
     f.active_relays = t.active_relays.load(Relaxed);
     let lag = p.stats.node.replication_lag_ms.load(Relaxed);
     f.replication_lag_s = (lag != u64::MAX).then(|| lag as f64 / 1000.0);

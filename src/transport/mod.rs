@@ -58,6 +58,9 @@ pub struct PathFigures {
 #[derive(Debug, Default)]
 pub struct TransportStats {
     pub handshakes_rejected: AtomicU64,
+    /// Our dials whose TLS handshake failed (the peer's certificate, or ours to the peer): the
+    /// client side of a failed mesh mTLS negotiation. Timeouts and unreachable peers are not.
+    pub handshakes_failed: AtomicU64,
     pub bad_streams: AtomicU64,
     pub dropped_datagrams: AtomicU64,
     pub relayed_streams: AtomicU64,
@@ -318,7 +321,12 @@ impl Transport {
             let connecting = self.endpoint.connect_with(client, addr, expect.as_deref().unwrap_or(tls::ANY_NODE)).map_err(|e| e.to_string())?;
             match tokio::time::timeout(Duration::from_secs(5), connecting).await {
                 Err(_) => Err("handshake timed out".to_string()),
-                Ok(r) => r.map_err(|e| e.to_string()),
+                Ok(r) => r.map_err(|e| {
+                    if is_tls_failure(&e) {
+                        self.stats.handshakes_failed.fetch_add(1, Relaxed);
+                    }
+                    e.to_string()
+                }),
             }
         }
         .await;
@@ -471,3 +479,14 @@ impl Transport {
 
 #[cfg(test)]
 mod tests;
+
+/// A connection attempt that failed in the TLS handshake: QUIC carries TLS alerts as the crypto
+/// error codes 0x100–0x1ff (RFC 9001 §4.8), raised here or sent by the peer.
+fn is_tls_failure(e: &quinn::ConnectionError) -> bool {
+    let crypto = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
+    match e {
+        quinn::ConnectionError::TransportError(t) => crypto(t.code),
+        quinn::ConnectionError::ConnectionClosed(c) => crypto(c.error_code),
+        _ => false,
+    }
+}
