@@ -1,5 +1,6 @@
 //! gRPC through a `grpc` alias with real python grpcio peers (tests/grpc/server.py, client.py):
-//! unary echo, server streaming, and an error status + message that must reach the client intact.
+//! unary echo, server streaming, and an error status + message that must reach the client intact;
+//! weft times each call with its gRPC status.
 mod common;
 use common::*;
 use std::process::Command;
@@ -38,7 +39,7 @@ fn grpc_unary_streaming_and_status_through_alias() {
     wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(20));
     assert!(server.alive(), "grpc server died: {}", server.log_text());
 
-    let (_weft, vip) = Weft::start_one_service(30, "widgets", "grpc", "widgets.test", 50051, &format!("127.0.0.1:{port}"));
+    let (weft, vip) = Weft::start_one_service(30, "widgets", "grpc", "widgets.test", 50051, &format!("127.0.0.1:{port}"));
 
     let direct = client(&format!("127.0.0.1:{port}"), 7);
     let via = client(&format!("{vip}:50051"), 7);
@@ -54,4 +55,13 @@ fn grpc_unary_streaming_and_status_through_alias() {
     assert_eq!(via["unimplemented"]["code"], "UNIMPLEMENTED");
     assert_eq!(via["many"], 50, "50 calls multiplexed on one channel");
     assert_eq!(via, direct, "everything seen through weft must equal direct access");
+
+    // Each call's duration is recorded with its gRPC status (read from the trailers).
+    let count = |code: &str| -> u64 {
+        let text = weft.get("/metrics").unwrap().text();
+        let line = text.lines().find(|l| l.starts_with("rpc_server_call_duration_seconds_count{") && l.contains(&format!("rpc_grpc_status_code=\"{code}\"")));
+        line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0)
+    };
+    assert_eq!((count("5"), count("12")), (1, 1), "one NOT_FOUND and one UNIMPLEMENTED call:\n{}", weft.get("/metrics").unwrap().text());
+    assert!(count("0") >= 50, "the OK calls: {}", count("0"));
 }

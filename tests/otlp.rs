@@ -147,6 +147,7 @@ fn two_hosts_export_over_grpc_what_was_sent() {
     assert_eq!(h["kind"], "histogram");
     assert_eq!(h["unit"], "s");
     assert_eq!(h["temporality"], 2, "cumulative by default");
+    assert_eq!(h["attrs"]["http.request.method"], "GET", "by method: {h}");
     assert!(h["first_bound"].as_f64().unwrap() <= 0.000_001 + 1e-12, "sub-millisecond bounds: {h}");
     assert!(h["sum"].as_f64().unwrap() > 0.0);
     rx.wait_value("a", "http.server.request.duration", &five, K);

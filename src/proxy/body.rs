@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::policy::Target;
+use crate::telemetry::ServiceStats;
 
 /// Counts a request as in flight on an endpoint until its response body is done or dropped.
 pub struct InFlight(Arc<Target>);
@@ -33,6 +34,35 @@ impl Drop for InFlight {
 pub struct UpstreamBody {
     pub inner: Incoming,
     pub _in_flight: InFlight,
+    /// For a gRPC call: times it to the status its trailers carry.
+    pub grpc: Option<GrpcClock>,
+}
+
+/// Times a gRPC call to its `grpc-status` (which arrives in the trailers, after the body).
+pub struct GrpcClock {
+    pub stats: Arc<ServiceStats>,
+    pub start: tokio::time::Instant,
+}
+
+impl GrpcClock {
+    pub fn done(self, fields: Option<&HeaderMap>) {
+        let code = fields.and_then(|t| t.get("grpc-status")).and_then(|v| v.to_str().ok()?.parse().ok());
+        self.stats.grpc_done(code, self.start.elapsed());
+    }
+}
+
+impl UpstreamBody {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Some(clock) = self.grpc.take() {
+            match &r {
+                Poll::Ready(Some(Ok(f))) if f.is_trailers() => clock.done(f.trailers_ref()),
+                Poll::Ready(None | Some(Err(_))) => clock.done(None),
+                _ => self.grpc = Some(clock),
+            }
+        }
+        r
+    }
 }
 
 pub enum ProxyBody {
@@ -56,7 +86,7 @@ impl Body for ProxyBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(u) => Pin::new(&mut u.inner).poll_frame(cx),
+            ProxyBody::Upstream(u) => u.poll_frame(cx),
         }
     }
 

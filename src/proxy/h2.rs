@@ -80,6 +80,7 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
     });
     let authority = authority.unwrap_or_default();
     let (mut parts, body) = req.into_parts();
+    let method = crate::telemetry::method_index(parts.method.as_str());
     let mut refused = None;
     if route.policy.routes() {
         match attempt::routed(&l.shared, &route, &request_info(&route, route.defaults(), &parts, &authority, &l.shared.zone)) {
@@ -117,7 +118,8 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
             error_response(&e, grpc)
         }
     };
-    stats.finish(resp.status().as_u16(), start.elapsed());
+    stats.finish(method, resp.status().as_u16(), start.elapsed());
+    let resp = if grpc { grpc_status_clock(resp, stats, start) } else { resp };
     if let Some(b) = begun {
         // Per-stream byte counts are not kept: the declared lengths stand for them.
         let bytes_out = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
@@ -125,6 +127,18 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
         super::access::finish(b, protocol, start, super::access::Ended { status: resp.status().as_u16(), flags, bytes_in, bytes_out, upstream });
     }
     Ok(resp)
+}
+
+/// A gRPC call's duration is recorded with its status: at once when the head carries it (a
+/// trailers-only answer, or weft's own error), else when the trailers pass.
+fn grpc_status_clock(mut resp: Response<ProxyBody>, stats: Arc<crate::telemetry::ServiceStats>, start: Instant) -> Response<ProxyBody> {
+    let clock = super::body::GrpcClock { stats, start };
+    let in_head = resp.headers().contains_key("grpc-status");
+    match resp.body_mut() {
+        ProxyBody::Upstream(u) if !in_head => u.grpc = Some(clock),
+        _ => clock.done(Some(resp.headers())),
+    }
+    resp
 }
 
 fn content_length(h: &http::HeaderMap) -> u64 {
@@ -204,7 +218,7 @@ impl Codec for Codec2<'_> {
                 };
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                let body = ProxyBody::Upstream(UpstreamBody { inner: body, _in_flight: in_flight });
+                let body = ProxyBody::Upstream(UpstreamBody { inner: body, _in_flight: in_flight, grpc: None });
                 self.answer = Some(Response::from_parts(parts, body));
                 Tried::Answered { ok, timing: Some((at - sent, at)), retry_on }
             }

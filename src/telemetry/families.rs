@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{HistogramSnapshot, RETRY_REASONS, STATUS_CLASSES, Snapshot};
+use super::{HistogramSnapshot, METHODS, RETRY_REASONS, STATUS_CLASSES, Snapshot};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -53,7 +53,8 @@ families! {
     REQUESTS = "weft.requests", Counter, "{request}", "Requests (HTTP/1.1, HTTP/2, gRPC) (RequestCount)";
     GRPC_REQUESTS = "weft.grpc.requests", Counter, "{request}", "gRPC requests (GrpcRequestCount)";
     RESPONSES = "weft.responses", Counter, "{response}", "Responses by status class (HTTPCode_Target_2XX..5XX_Count)";
-    SERVER_DURATION = "http.server.request.duration", Histogram, "s", "Request arrival at the proxy to response head sent, by status class";
+    SERVER_DURATION = "http.server.request.duration", Histogram, "s", "Request arrival at the proxy to response head sent, by method and status class";
+    GRPC_DURATION = "rpc.server.call.duration", Histogram, "s", "gRPC calls: arrival at the proxy to their status (trailers), by grpc-status";
     RETRIES = "weft.retries", Counter, "{retry}", "Retries by what the failed try ran into";
     BUDGET_REFUSALS = "weft.retry_budget.refusals", Counter, "{retry}", "Retries the policy wanted and the retry budget refused";
     EJECTIONS = "weft.outlier.ejections", Counter, "{ejection}", "Endpoints ejected by passive outlier detection";
@@ -129,13 +130,18 @@ fn services(out: &mut Points, s: &super::ServiceReport) {
     push(out, GRPC_REQUESTS, base.clone(), U64(s.grpc_requests));
     for (i, class) in STATUS_CLASSES.iter().enumerate() {
         let n = s.responses.get(*class).copied().unwrap_or(0);
-        let h = &s.latency_by_class[i];
         if n > 0 || (2..=5).contains(&i) {
             push(out, RESPONSES, with(&base, "http.response.status_class", class), U64(n));
         }
-        if h.count() > 0 {
-            push(out, SERVER_DURATION, with(&base, "http.response.status_class", class), Histogram(h.clone()));
-        }
+    }
+    for (m, c, h) in &s.latency_by {
+        let mut a = with(&base, "http.request.method", METHODS[*m]);
+        a.push(("http.response.status_class".into(), STATUS_CLASSES[*c].into()));
+        push(out, SERVER_DURATION, a, Histogram(h.clone()));
+    }
+    for (code, h) in &s.grpc_latency {
+        let code = if *code <= 16 { code.to_string() } else { "none".into() };
+        push(out, GRPC_DURATION, with(&base, "rpc.grpc.status_code", &code), Histogram(h.clone()));
     }
     for reason in RETRY_REASONS {
         if let Some(n) = s.retry_reasons.get(reason) {
@@ -218,7 +224,7 @@ mod tests {
         let r = super::super::Registry::default();
         let s = r.service("ns", "a");
         s.requests.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
-        s.finish(503, std::time::Duration::from_micros(700));
+        s.finish(0, 503, std::time::Duration::from_micros(700));
         r.endpoint("ns", "a", "e1").response_time.record(std::time::Duration::from_micros(300));
         r.plugin_counter("p", "hits", &[("k", "v")]).fetch_add(2, std::sync::atomic::Ordering::Relaxed);
         let points = collect(&r.snapshot());

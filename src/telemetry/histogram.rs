@@ -90,6 +90,23 @@ impl Histogram {
     }
 }
 
+/// A histogram allocated on its first sample: a service keeps one per request method and status
+/// class, most of which never see a request (a histogram is ~2 KB).
+#[derive(Debug, Default)]
+pub struct LazyHistogram(std::sync::OnceLock<Box<Histogram>>);
+
+impl LazyHistogram {
+    #[inline]
+    pub fn record(&self, d: Duration) {
+        self.0.get_or_init(Box::default).record(d);
+    }
+
+    /// `None` until the first sample.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.0.get().map(|h| h.snapshot())
+    }
+}
+
 /// A histogram's counts at one moment, for reports and exporters.
 #[derive(Clone, Debug)]
 pub struct Snapshot {

@@ -20,7 +20,7 @@ pub mod prom;
 mod snapshot;
 pub use node::{DnsAnswer, MeshFigures, NodeReport, NodeStats, PeerFigures};
 pub use snapshot::Snapshot;
-pub use histogram::{BOUNDS_US, BUCKETS, Histogram, SUB_BUCKETS, Snapshot as HistogramSnapshot, bucket_of};
+pub use histogram::{BOUNDS_US, BUCKETS, Histogram, LazyHistogram, SUB_BUCKETS, Snapshot as HistogramSnapshot, bucket_of};
 pub use live::{Ejection, EjectionRule, Liveness, PeakEwma, REFUSAL_HOLD, now_us, us_at};
 
 /// Why a request or connection failed, for counting (and later for retry and ejection decisions).
@@ -58,9 +58,12 @@ pub struct ServiceStats {
     pub timeouts: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub downstream_errors: AtomicU64,
-    /// Client-side latency, from request arrival to response headers sent, by the response's
-    /// status class (index as in `responses`).
-    pub latency: [Histogram; 6],
+    /// Client-side latency, from request arrival to response headers sent, by request method
+    /// ([`METHODS`] index) and the response's status class (index as in `responses`).
+    pub latency: [[LazyHistogram; 6]; 8],
+    /// gRPC calls, from arrival to the status (trailers), by `grpc-status` (0–16; 17: none or
+    /// not a code).
+    pub grpc_latency: [LazyHistogram; 18],
 }
 
 /// The index of a status code's class in `responses` and `latency`.
@@ -68,6 +71,24 @@ pub struct ServiceStats {
 pub fn status_class(status: u16) -> usize {
     let class = (status / 100) as usize;
     if (1..=5).contains(&class) { class } else { 0 }
+}
+
+/// Request methods as `http.request.method` names them (semantic conventions: a known set,
+/// anything else `_OTHER`), in `latency` order.
+pub const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "_OTHER"];
+
+#[inline]
+pub fn method_index(method: &str) -> usize {
+    match method {
+        "GET" => 0,
+        "HEAD" => 1,
+        "POST" => 2,
+        "PUT" => 3,
+        "DELETE" => 4,
+        "PATCH" => 5,
+        "OPTIONS" => 6,
+        _ => 7,
+    }
 }
 
 /// Status class names, in `responses` / `latency` order.
@@ -92,19 +113,26 @@ impl ServiceStats {
         ConnectionGuard(self.clone())
     }
 
-    /// A request answered with `status` after `took`: counted by class and timed.
+    /// A request (`method`: a [`method_index`]) answered with `status` after `took`: counted by
+    /// class and timed.
     #[inline]
-    pub fn finish(&self, status: u16, took: std::time::Duration) {
+    pub fn finish(&self, method: usize, status: u16, took: std::time::Duration) {
         let class = status_class(status);
         self.responses[class].fetch_add(1, Relaxed);
-        self.latency[class].record(took);
+        self.latency[method.min(7)][class].record(took);
     }
 
-    /// All classes' latency together.
+    /// A gRPC call ended with `grpc-status` `code` (None: none, or not a number) after `took`.
+    pub fn grpc_done(&self, code: Option<u32>, took: std::time::Duration) {
+        let i = code.filter(|c| *c <= 16).map_or(17, |c| c as usize);
+        self.grpc_latency[i].record(took);
+    }
+
+    /// Every method's and class's latency together.
     pub fn latency_snapshot(&self) -> HistogramSnapshot {
-        let mut all = self.latency[0].snapshot();
-        for h in &self.latency[1..] {
-            all.add(&h.snapshot());
+        let mut all = HistogramSnapshot::default();
+        for h in self.latency.iter().flatten().filter_map(LazyHistogram::snapshot) {
+            all.add(&h);
         }
         all
     }
@@ -299,7 +327,8 @@ fn service_report(ns: &str, svc: &str, s: &ServiceStats, endpoints: Vec<Endpoint
         latency_p99_us: latency.quantile_us(0.99),
         relayed_streams: endpoints.iter().map(|e| e.relayed_streams).sum(),
         endpoints,
-        latency_by_class: std::array::from_fn(|i| s.latency[i].snapshot()),
+        latency_by: s.latency.iter().enumerate().flat_map(|(m, row)| row.iter().enumerate().filter_map(move |(c, h)| Some((m, c, h.snapshot()?)))).collect(),
+        grpc_latency: s.grpc_latency.iter().enumerate().filter_map(|(code, h)| Some((code, h.snapshot()?))).collect(),
     }
 }
 
@@ -329,9 +358,13 @@ pub struct ServiceReport {
     /// Streams relayed to this node's endpoints of the service from other hosts.
     pub relayed_streams: u64,
     pub endpoints: Vec<EndpointReport>,
-    /// The latency histogram by status class, for exporters (not in the JSON).
+    /// The latency histograms that have samples, by (method index, status class index), for
+    /// exporters (not in the JSON).
     #[serde(skip)]
-    pub latency_by_class: [HistogramSnapshot; 6],
+    pub latency_by: Vec<(usize, usize, HistogramSnapshot)>,
+    /// gRPC call durations by status code index (17: none), for exporters.
+    #[serde(skip)]
+    pub grpc_latency: Vec<(usize, HistogramSnapshot)>,
 }
 
 #[derive(Serialize)]

@@ -93,11 +93,11 @@ mod tests {
         let s = r.service("ns", "api");
         s.requests.fetch_add(5, std::sync::atomic::Ordering::Relaxed);
         for _ in 0..5 {
-            s.finish(200, std::time::Duration::from_micros(400));
+            s.finish(0, 200, std::time::Duration::from_micros(400));
         }
         let text = render(&r.snapshot());
         assert!(text.contains("weft_requests_total{weft_namespace=\"ns\",weft_service=\"api\"} 5"), "{text}");
-        assert!(text.contains("http_server_request_duration_seconds_count{weft_namespace=\"ns\",weft_service=\"api\",http_response_status_class=\"2xx\"} 5"), "{text}");
+        assert!(text.contains("http_server_request_duration_seconds_count{weft_namespace=\"ns\",weft_service=\"api\",http_request_method=\"GET\",http_response_status_class=\"2xx\"} 5"), "{text}");
         assert!(text.contains("le=\"+Inf\""));
         assert!(text.trim_end().ends_with("# EOF"));
     }

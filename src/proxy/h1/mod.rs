@@ -146,6 +146,7 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     }
     let stats = route.stats.clone();
     stats.requests.fetch_add(1, Relaxed);
+    let method = crate::telemetry::method_index(head.method(&buf[..]));
     // Route rules are matched only for services that have them: the usual request skips this.
     let settings = if route.rules.is_empty() {
         route.defaults()
@@ -192,7 +193,7 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
         }
     };
     let done = done.unwrap_or_else(Instant::now);
-    stats.finish(logged.0, done - start);
+    stats.finish(method, logged.0, done - start);
     if let Some(p) = pending {
         log::finish(p, client, buf.len(), (start, done), logged.0, logged.1, logged.2);
     }
