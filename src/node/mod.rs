@@ -5,6 +5,7 @@
 mod apply;
 mod handover;
 mod mesh;
+mod notify;
 mod reload;
 mod telemetry;
 
@@ -392,6 +393,10 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         config.node.name,
         data_dir.display()
     );
+    notify::ready(&format!("{} node {} serving {} services", mode.as_str(), config.node.name, catalog.snapshot().services.len()));
+    if let Some(every) = notify::watchdog_interval() {
+        tasks.spawn(notify::watchdog(every, shutdown.clone()));
+    }
 
     let handed = loop {
         tokio::select! {
@@ -407,6 +412,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         }
     };
     let drain_timeout = Duration::from_secs(reloader.current.node.drain_timeout_s);
+    notify::stopping(if handed.is_some() { "handed over to a new process; finishing open connections" } else { "draining" });
     if let Some(conn) = handed {
         // The new process accepts on the same sockets from now on; this one finishes its open
         // connections, and its endpoints stay in service: the new process serves them.
