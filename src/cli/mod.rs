@@ -19,9 +19,13 @@ use crate::config::{self, Config, EXIT_CONFIG, Mode};
 pub use output::Format;
 pub use parse::command;
 use output::say;
+pub use plugin::{PluginCmd, PushArgs};
+
+/// `weft --version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WEFT_GIT_COMMIT"), ")");
 
 #[derive(Parser, Debug)]
-#[command(name = "weft", version, about = "Service-connect mesh and service registry in one binary")]
+#[command(name = "weft", version = VERSION, about = "Service-connect mesh and service registry in one binary")]
 pub struct Cli {
     /// Config file or directory of *.toml files (merged in lexical order).
     #[arg(short = 'c', long, global = true, env = "WEFT_CONFIG")]
@@ -83,49 +87,10 @@ pub enum Command {
     /// push one to the mesh.
     #[command(subcommand)]
     Plugin(PluginCmd),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum PluginCmd {
-    /// Check a component against weft's WIT (no node needed): prints the hooks it exports, their
-    /// WIT, and the request headers it reads; exits non-zero with the reason when it is refused.
-    Check {
-        file: PathBuf,
-        /// The configuration to hand the plugin (`[[plugin]] config`), for plugins that check
-        /// theirs when they load.
-        #[arg(long = "plugin-config", value_name = "TEXT", default_value = "")]
-        plugin_config: String,
-    },
-    /// The node's plugins: status, hash, hooks, services using them, calls, failures and time
-    /// per call.
-    List,
-    /// Read a plugin's file again now (the node also notices a replaced file within 0.5 s).
-    Reload { name: String },
-    /// Store a component on the mesh (on a registry node): it replicates to every node and goes
-    /// live wherever a service names it (`policy = "NAME"`). Pushing again replaces it.
-    Push(PushArgs),
-    /// Delete a plugin from the mesh (refused while a service names it).
-    Rm { name: String },
-}
-
-#[derive(clap::Args, Debug)]
-pub struct PushArgs {
-    pub file: PathBuf,
-    /// The plugin's name, as services name it in `policy`.
-    #[arg(long)]
-    pub name: String,
-    /// Handed to the plugin by `host.config()` (e.g. JSON).
-    #[arg(long = "plugin-config", value_name = "TEXT", default_value = "")]
-    pub plugin_config: String,
-    /// Fuel per call (default 1000000).
-    #[arg(long)]
-    pub fuel: Option<u64>,
-    /// Memory cap per instance, MiB (default 16).
-    #[arg(long = "memory-mb")]
-    pub memory_mb: Option<u32>,
-    /// What a failed call does: `open` (the built-in hook answers) or `closed` (503).
-    #[arg(long, default_value = "open", value_parser = ["open", "closed"])]
-    pub fail: String,
+    /// Print the manual page (roff): `weft man | man -l -`.
+    Man,
+    /// Print a completion script for a shell: `source <(weft completions bash)`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand, Debug)]
@@ -544,6 +509,8 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Ca(cmd) => ca(&cli, cmd),
+        Command::Man => output::man(),
+        Command::Completions { shell } => output::completions(*shell),
         Command::Plugin(PluginCmd::Check { file, plugin_config: config }) => {
             // The plugin's own log lines (a bad configuration, say) explain a refusal.
             init_logging();

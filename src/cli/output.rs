@@ -177,3 +177,29 @@ pub fn stats_tables(stats: &Value) {
         figures_table(&endpoints, ENDPOINT_FIGURES);
     }
 }
+
+/// `weft man`: the manual page, generated from the command line's own definition.
+pub fn man() -> std::process::ExitCode {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    match clap_mangen::Man::new(super::Cli::command()).render(&mut out) {
+        Ok(()) => {
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `weft completions SHELL`.
+pub fn completions(shell: clap_complete::Shell) -> std::process::ExitCode {
+    use clap::CommandFactory;
+    // Into a buffer first: clap_complete panics when its writer fails (`| head` closes the pipe).
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut super::Cli::command(), "weft", &mut out);
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+    std::process::ExitCode::SUCCESS
+}

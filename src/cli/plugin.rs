@@ -1,7 +1,7 @@
 //! `weft plugin check` (local: compiles the file here), the body of `weft plugin push` and the
 //! table of `weft plugin list`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::Value;
@@ -77,7 +77,7 @@ pub fn list_table(v: &Value) {
 }
 
 /// The `PUT /v1/plugins/NAME` body for `weft plugin push`: the file (base64) and its settings.
-pub fn push_body(p: &super::PushArgs) -> Result<Value, String> {
+pub fn push_body(p: &PushArgs) -> Result<Value, String> {
     use base64::Engine as _;
     let bytes = std::fs::read(&p.file).map_err(|e| format!("cannot read {}: {e}", p.file.display()))?;
     if bytes.len() > crate::catalog::MAX_COMPONENT_BYTES {
@@ -95,4 +95,47 @@ pub fn push_body(p: &super::PushArgs) -> Result<Value, String> {
         body["memory_mb"] = m.into();
     }
     Ok(body)
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PluginCmd {
+    /// Check a component against weft's WIT (no node needed): prints the hooks it exports, their
+    /// WIT, and the request headers it reads; exits non-zero with the reason when it is refused.
+    Check {
+        file: PathBuf,
+        /// The configuration to hand the plugin (`[[plugin]] config`), for plugins that check
+        /// theirs when they load.
+        #[arg(long = "plugin-config", value_name = "TEXT", default_value = "")]
+        plugin_config: String,
+    },
+    /// The node's plugins: status, hash, hooks, services using them, calls, failures and time
+    /// per call.
+    List,
+    /// Read a plugin's file again now (the node also notices a replaced file within 0.5 s).
+    Reload { name: String },
+    /// Store a component on the mesh (on a registry node): it replicates to every node and goes
+    /// live wherever a service names it (`policy = "NAME"`). Pushing again replaces it.
+    Push(PushArgs),
+    /// Delete a plugin from the mesh (refused while a service names it).
+    Rm { name: String },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    pub file: PathBuf,
+    /// The plugin's name, as services name it in `policy`.
+    #[arg(long)]
+    pub name: String,
+    /// Handed to the plugin by `host.config()` (e.g. JSON).
+    #[arg(long = "plugin-config", value_name = "TEXT", default_value = "")]
+    pub plugin_config: String,
+    /// Fuel per call (default 1000000).
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Memory cap per instance, MiB (default 16).
+    #[arg(long = "memory-mb")]
+    pub memory_mb: Option<u32>,
+    /// What a failed call does: `open` (the built-in hook answers) or `closed` (503).
+    #[arg(long, default_value = "open", value_parser = ["open", "closed"])]
+    pub fail: String,
 }

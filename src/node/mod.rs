@@ -364,7 +364,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         hosts_file: hosts_file.clone(),
         gossip: mesh.as_ref().map(|m| m.advertise),
         data_dir: data_dir.clone(),
-        version: env!("CARGO_PKG_VERSION"),
+        version: crate::cli::VERSION,
     };
     let state = Arc::new(AdminState {
         catalog: catalog.clone(),
