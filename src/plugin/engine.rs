@@ -16,16 +16,54 @@ use super::wasm::{self, Prepared};
 /// Largest component accepted, from a file or from the mesh.
 pub const MAX_COMPONENT_BYTES: usize = 8 << 20;
 
+/// The wall-clock bound of a call, besides fuel. Fuel counts instructions, and a plugin can spend
+/// time with few of them: the memory-bomb fixture writes 4,096 pages (≈ 40 k fuel) to fill its
+/// 16 MiB, and those page faults took 12–300 ms a call on a busy 2-core machine — a request that
+/// met two failing hooks waited up to 300 ms. The engine's epoch advances every `EPOCH_TICK` (a
+/// thread of its own); a hook call may run until `CALL_TICKS` more have passed (5–10 ms), then
+/// traps with `Trap::Interrupt`, answered by the built-in hook like any failed call.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(5);
+pub const CALL_TICKS: u64 = 2;
+/// Instantiating and asking for the manifest (at load, and after a failed call) are bounded too,
+/// more loosely: a load refused because its thread waited for a CPU would be a false refusal.
+pub const LOAD_TICKS: u64 = 200;
+
 pub fn engine() -> Engine {
     let mut c = Config::new();
     // Fuel bounds every call (deterministic, unlike an epoch deadline that needs a ticker thread).
     c.consume_fuel(true);
+    // …and the epoch bounds its wall-clock time (`EPOCH_TICK`).
+    c.epoch_interruption(true);
     // A plugin runs on the caller's stack: keep its share small.
     c.max_wasm_stack(256 << 10);
     // The on-demand allocator: weft keeps a few warm instances per plugin and instantiates only
     // after a failed call, so the pooling allocator's faster instantiation (6–16 µs against
     // 10–30 µs) does not pay for the address space it reserves up front.
     Engine::new(&c).expect("a plain cranelift engine configuration is valid")
+}
+
+/// Starts the epoch thread the first time a component is compiled, so a node without plugins has
+/// no such thread. One per process: a node has one engine (and `weft plugin check` its own
+/// process); an engine that never gets ticks has calls bounded by fuel alone.
+fn ticking(engine: &Engine) {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| tick(engine));
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` until the engine is dropped.
+fn tick(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
+        while let Some(e) = weak.upgrade() {
+            e.increment_epoch();
+            drop(e);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
+    if let Err(e) = spawned {
+        // Without the ticker no deadline passes: calls stay bounded by fuel alone.
+        tracing::warn!(error = %e, "cannot start the plugin epoch thread; plugin calls are bounded by fuel only");
+    }
 }
 
 /// sha256 of the bytes, hex: a plugin version's identity (and its cache key).
@@ -63,6 +101,7 @@ fn artifact_path(dir: &Path, engine: &Engine, hash: &str) -> PathBuf {
 /// Compiles (or loads from the cache) and checks a component against the WIT.
 pub fn compile(engine: &Engine, bytes: &[u8], cache: Option<&Path>) -> Result<(Prepared, String), String> {
     sniff(bytes)?;
+    ticking(engine);
     let hash = content_hash(bytes);
     let cached = cache.map(|d| artifact_path(d, engine, &hash));
     let component = match cached.as_deref().and_then(|p| load_artifact(engine, p)) {

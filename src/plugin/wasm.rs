@@ -118,6 +118,7 @@ impl Prepared {
         let mut store = Store::new(self.pre.engine(), State { limits, shared: shared.clone() });
         store.limiter(|s| &mut s.limits);
         store.set_fuel(fuel)?;
+        store.set_epoch_deadline(super::engine::LOAD_TICKS);
         let instance: Instance = self.pre.instantiate(&mut store)?;
         let e = &self.exports;
         Ok(Warm {
