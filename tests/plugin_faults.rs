@@ -167,7 +167,7 @@ fn table_failures(table: &str) -> u64 {
 /// A bad plugin with `fail = "open"`: every request answered 200 by the built-in policy, the
 /// worst one at most 50 ms slower than the plain service's worst, RSS growth under 64 MiB (peak
 /// and end), failures counted in the API and in `weft plugin list`'s table.
-fn fails_open_within_bounds(net: u8, plugin: &str, why: &str) {
+fn fails_open_within_bounds(net: u8, plugin: &str, why: &[&str]) {
     let _one = serial();
     let port = free_port();
     let _b = counter_backend("app", port, &[], None);
@@ -184,6 +184,12 @@ fn fails_open_within_bounds(net: u8, plugin: &str, why: &str) {
     let failures = failures_shown(&w);
     let extra = quantile(&with, 1.0).saturating_sub(quantile(&without, 1.0));
     eprintln!("{plugin}.wasm (fail open), {} requests each: with plugin {}; without {}", with.len(), latency_line(&with), latency_line(&without));
+    let top = |v: &[Duration]| {
+        let mut s: Vec<Duration> = v.to_vec();
+        s.sort();
+        s.iter().rev().take(8).map(|d| format!("{:.1}", ms(*d))).collect::<Vec<_>>().join(" ")
+    };
+    eprintln!("{plugin}.wasm: slowest with plugin [{}] ms, without [{}] ms", top(&with), top(&without));
     eprintln!("{plugin}.wasm: worst extra {:.2} ms; RSS {} → peak {} → end {} KiB; {failures} failed calls counted", ms(extra), rss0, peak, end);
     let list = w.cli(&["plugin", "list"]).expect_ok().stdout();
     eprintln!("{list}");
@@ -192,21 +198,24 @@ fn fails_open_within_bounds(net: u8, plugin: &str, why: &str) {
     assert!(end.saturating_sub(rss0) < 64 << 10, "{plugin}: RSS grew by {} KiB", end - rss0);
     assert!(failures >= 20, "{plugin}: 8 s of requests must fail it at least twice 10 times (suspended between): {failures}");
     let v = &w.get("/v1/plugins").unwrap().json()[0];
-    assert!(v["last_error"].as_str().unwrap_or("").contains(why), "{plugin}: last_error must say `{why}`: {v}");
+    let last = v["last_error"].as_str().unwrap_or("");
+    assert!(why.iter().any(|w| last.contains(w)), "{plugin}: last_error must say one of {why:?}: {v}");
     assert!(v["suspensions"].as_u64().unwrap_or(0) >= 2 && v["skipped"].as_u64().unwrap_or(0) > 0, "{v}");
     assert_eq!(table_failures(&list), failures, "`weft plugin list` must show the failures: {list}");
-    assert!(list.contains(why), "`weft plugin list` must say why: {list}");
+    assert!(list.contains(last), "`weft plugin list` must say why: {list}");
     assert!(!w.log().contains("panicked"), "weft panicked:\n{}", w.log());
 }
 
 #[test]
 fn endless_loop_plugin_fails_open_within_bounds() {
-    fails_open_within_bounds(171, "loop", "fuel");
+    fails_open_within_bounds(171, "loop", &["fuel"]);
 }
 
 #[test]
 fn memory_bomb_plugin_fails_open_within_bounds() {
-    fails_open_within_bounds(172, "memory-bomb", "memory");
+    // The memory cap (16 MiB) or the time limit (5–10 ms) ends each call, whichever comes first:
+    // on a busy machine writing 16 MiB of fresh pages takes longer than the time limit.
+    fails_open_within_bounds(172, "memory-bomb", &["memory cap", "time limit"]);
 }
 
 /// The same two plugins with `fail = "closed"`: every request to their service gets 503
