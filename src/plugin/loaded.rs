@@ -85,8 +85,7 @@ impl Loaded {
             None => self.instantiate(),
         }
         .and_then(|mut w| {
-            w.store.set_fuel(self.spec.fuel)?;
-            w.store.set_epoch_deadline(super::engine::CALL_TICKS);
+            w.arm(self.spec.fuel)?;
             f(&mut w).map(|r| (r, w))
         });
         match result {
@@ -122,7 +121,7 @@ impl Loaded {
 pub fn describe(e: &wasmtime::Error) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => "ran out of fuel (an endless or too long computation)".into(),
-        Some(wasmtime::Trap::Interrupt) => format!("ran past its time limit ({} ms)", super::engine::EPOCH_TICK.as_millis() as u64 * super::engine::CALL_TICKS),
+        Some(wasmtime::Trap::Interrupt) => format!("ran past its time limit ({} ms of CPU)", super::engine::CALL_CPU.as_millis()),
         Some(t) => format!("trapped: {t}"),
         None => {
             // wasmtime puts a multi-line wasm backtrace in the chain: keep the causes, one line.
