@@ -22,12 +22,13 @@ pub const MAX_COMPONENT_BYTES: usize = 8 << 20;
 /// failing hooks waited up to 400 ms. So the engine's epoch advances every `EPOCH_TICK` (a thread
 /// of its own) and a call that is still running at a tick has its thread's CPU time checked
 /// (`deadline`): once it has used `CALL_CPU` (user and system time: its page faults count) since
-/// the first tick, it is interrupted (`Trap::Interrupt`) and answered by the built-in hook like any
-/// failed call — 5–15 ms after it started on an idle CPU. CPU time, not wall time: a call whose
+/// that first tick, it is interrupted (`Trap::Interrupt`) and answered by the built-in hook like
+/// any failed call — 2–6 ms after it started on an idle CPU. CPU time, not wall time: a call whose
 /// thread merely waited for a CPU is not cut short (a wall-clock deadline failed one call in 10 k
-/// of a well-behaved plugin under tests/plugin_reload.rs's 100 clients).
-pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(5);
-pub const CALL_CPU: std::time::Duration = std::time::Duration::from_millis(5);
+/// of a well-behaved plugin under tests/plugin_reload.rs's 100 clients). 2 ms of CPU is ≈ 50 M
+/// fuel of plain computation: only a `fuel` set above that meets this bound first.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(2);
+pub const CALL_CPU: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// What to do when a call is still running at an epoch tick. `mark`: the thread's CPU time at the
 /// call's first tick (reset to `None` before each call).
