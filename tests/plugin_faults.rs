@@ -7,7 +7,7 @@
 //! (tests/support/counter_backend.py). The tests run one at a time (a lock): they measure latency
 //! and RSS, which a neighbouring test's load would blur.
 //!
-//! VIP nets 170-174.
+//! VIP nets 170-175.
 mod common;
 use common::plugin::*;
 use common::*;
@@ -75,12 +75,13 @@ fn retry_plugin_never_retries_a_post() {
     assert_eq!(p["calls"]["should-retry"]["failures"], 0, "{list}");
 }
 
-/// `api` (policy `p`, the bad plugin) and `base` (no plugin), both on one backend.
-fn bad_weft(net: u8, plugin: &str, fail: &str, backend: u16) -> (Weft, String, String) {
+/// `api` (policy `p`, the bad plugin; `limits`: more lines for its `[[plugin]]`) and `base` (no
+/// plugin), both on one backend.
+fn bad_weft(net: u8, plugin: &str, fail: &str, limits: &str, backend: u16) -> (Weft, String, String) {
     let toml = format!(
         "[[service]]\nnamespace = \"default\"\nname = \"api\"\naliases = [{{ dns_name = \"api.bad\", port = 8080 }}]\npolicy = \"p\"\n\n\
          [[service]]\nnamespace = \"default\"\nname = \"base\"\naliases = [{{ dns_name = \"base.bad\", port = 8080 }}]\n\n{}{}\n\
-         [[plugin]]\nname = \"p\"\npath = \"{}\"\nfail = \"{fail}\"\n",
+         [[plugin]]\nname = \"p\"\npath = \"{}\"\nfail = \"{fail}\"\n{limits}\n",
         endpoint("api", "a1", backend),
         endpoint("base", "b1", backend),
         fixture(plugin)
@@ -167,11 +168,11 @@ fn table_failures(table: &str) -> u64 {
 /// A bad plugin with `fail = "open"`: every request answered 200 by the built-in policy, the
 /// worst one at most 50 ms slower than the plain service's worst, RSS growth under 64 MiB (peak
 /// and end), failures counted in the API and in `weft plugin list`'s table.
-fn fails_open_within_bounds(net: u8, plugin: &str, why: &[&str]) {
+fn fails_open_within_bounds(net: u8, plugin: &str, limits: &str, why: &[&str]) {
     let _one = serial();
     let port = free_port();
     let _b = counter_backend("app", port, &[], None);
-    let (w, api, base) = bad_weft(net, plugin, "open", port);
+    let (w, api, base) = bad_weft(net, plugin, "open", limits, port);
     for i in 0..20 {
         assert_eq!(http(&base, 8080, "GET", &format!("/warm/{i}"), None).unwrap().status, 200);
     }
@@ -208,14 +209,20 @@ fn fails_open_within_bounds(net: u8, plugin: &str, why: &[&str]) {
 
 #[test]
 fn endless_loop_plugin_fails_open_within_bounds() {
-    fails_open_within_bounds(171, "loop", &["fuel"]);
+    fails_open_within_bounds(171, "loop", "", &["fuel"]);
 }
 
 #[test]
 fn memory_bomb_plugin_fails_open_within_bounds() {
     // The memory cap (16 MiB) or the time limit (5–10 ms) ends each call, whichever comes first:
     // on a busy machine writing 16 MiB of fresh pages takes longer than the time limit.
-    fails_open_within_bounds(172, "memory-bomb", &["memory cap", "time limit"]);
+    fails_open_within_bounds(172, "memory-bomb", "", &["memory cap", "time limit"]);
+}
+
+/// With a 2 MiB cap the bomb reaches the cap long before the time limit: `StoreLimits` ends it.
+#[test]
+fn memory_bomb_plugin_stops_at_a_small_memory_cap() {
+    fails_open_within_bounds(175, "memory-bomb", "memory_mb = 2", &["memory cap"]);
 }
 
 /// The same two plugins with `fail = "closed"`: every request to their service gets 503
@@ -226,7 +233,7 @@ fn bad_plugins_fail_closed_with_503_policy() {
     for (net, plugin) in [(173u8, "loop"), (174, "memory-bomb")] {
         let port = free_port();
         let _b = counter_backend("app", port, &[], None);
-        let (w, api, base) = bad_weft(net, plugin, "closed", port);
+        let (w, api, base) = bad_weft(net, plugin, "closed", "", port);
         let (with, _) = interleaved(&api, &base, 100, Duration::from_secs(2), |r| {
             assert_eq!((r.status, r.header("x-weft-error")), (503, Some("policy")), "{plugin} with fail = closed: {}", r.text());
         });
