@@ -168,6 +168,9 @@ fn table_failures(table: &str) -> u64 {
 /// A bad plugin with `fail = "open"`: every request answered 200 by the built-in policy, the
 /// worst one at most 50 ms slower than the plain service's worst, RSS growth under 64 MiB (peak
 /// and end), failures counted in the API and in `weft plugin list`'s table.
+///
+/// Worst against worst: the requests interleave, so a stall of the shared machine (builds run
+/// beside the tests; the plain service's worst was 9–142 ms) lands in both series alike.
 fn fails_open_within_bounds(net: u8, plugin: &str, limits: &str, why: &[&str]) {
     let _one = serial();
     let port = free_port();
@@ -185,12 +188,7 @@ fn fails_open_within_bounds(net: u8, plugin: &str, limits: &str, why: &[&str]) {
     let failures = failures_shown(&w);
     let extra = quantile(&with, 1.0).saturating_sub(quantile(&without, 1.0));
     eprintln!("{plugin}.wasm (fail open), {} requests each: with plugin {}; without {}", with.len(), latency_line(&with), latency_line(&without));
-    let top = |v: &[Duration]| {
-        let mut s: Vec<Duration> = v.to_vec();
-        s.sort();
-        s.iter().rev().take(8).map(|d| format!("{:.1}", ms(*d))).collect::<Vec<_>>().join(" ")
-    };
-    eprintln!("{plugin}.wasm: slowest with plugin [{}] ms, without [{}] ms", top(&with), top(&without));
+    eprintln!("{plugin}.wasm: slowest with plugin [{}] ms, without [{}] ms", slowest(&with, 8), slowest(&without, 8));
     eprintln!("{plugin}.wasm: worst extra {:.2} ms; RSS {} → peak {} → end {} KiB; {failures} failed calls counted", ms(extra), rss0, peak, end);
     let list = w.cli(&["plugin", "list"]).expect_ok().stdout();
     eprintln!("{list}");
@@ -214,8 +212,8 @@ fn endless_loop_plugin_fails_open_within_bounds() {
 
 #[test]
 fn memory_bomb_plugin_fails_open_within_bounds() {
-    // The memory cap (16 MiB) or the time limit (5–10 ms) ends each call, whichever comes first:
-    // on a busy machine writing 16 MiB of fresh pages takes longer than the time limit.
+    // The memory cap (16 MiB) or the time limit (2 ms of CPU) ends each call, whichever comes
+    // first: on this kind of machine writing 16 MiB of fresh pages takes longer than the limit.
     fails_open_within_bounds(172, "memory-bomb", "", &["memory cap", "time limit"]);
 }
 

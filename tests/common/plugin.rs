@@ -50,3 +50,10 @@ pub fn ms(d: Duration) -> f64 {
 pub fn latency_line(v: &[Duration]) -> String {
     format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", ms(quantile(v, 0.5)), ms(quantile(v, 0.99)), ms(quantile(v, 1.0)))
 }
+
+/// The `n` largest, in ms, slowest first: "38.5 33.3 …".
+pub fn slowest(v: &[Duration], n: usize) -> String {
+    let mut s = v.to_vec();
+    s.sort();
+    s.iter().rev().take(n).map(|d| format!("{:.1}", ms(*d))).collect::<Vec<_>>().join(" ")
+}
