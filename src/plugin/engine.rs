@@ -15,16 +15,71 @@ use super::wasm::{self, Prepared};
 
 pub use crate::catalog::MAX_COMPONENT_BYTES;
 
+/// The time bound of a call, besides fuel. Fuel counts instructions, and a plugin can spend time
+/// with few of them: the memory-bomb fixture writes 4,096 pages (≈ 40 k fuel) to fill its 16 MiB,
+/// and those page faults took 10–300 ms a call on a busy 2-core machine — a request that met two
+/// failing hooks waited up to 400 ms. So the engine's epoch advances every `EPOCH_TICK` (a thread
+/// of its own) and a call that is still running at a tick has its thread's CPU time checked
+/// (`deadline`): once it has used `CALL_CPU` (user and system time: its page faults count) since
+/// that first tick, it is interrupted (`Trap::Interrupt`) and answered by the built-in hook like
+/// any failed call — 2–6 ms after it started on an idle CPU. CPU time, not wall time: a call whose
+/// thread merely waited for a CPU is not cut short (a wall-clock deadline failed one call in 10 k
+/// of a well-behaved plugin under tests/plugin_reload.rs's 100 clients). 2 ms of CPU is ≈ 50 M
+/// fuel of plain computation: only a `fuel` set above that meets this bound first.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(2);
+pub const CALL_CPU: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// What to do when a call is still running at an epoch tick. `mark`: the thread's CPU time at the
+/// call's first tick (reset to `None` before each call).
+pub fn deadline(mark: &mut Option<std::time::Duration>) -> wasmtime::UpdateDeadline {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let now = std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    match *mark {
+        None => {
+            *mark = Some(now);
+            wasmtime::UpdateDeadline::Continue(1)
+        }
+        Some(m) if now.saturating_sub(m) >= CALL_CPU => wasmtime::UpdateDeadline::Interrupt,
+        Some(_) => wasmtime::UpdateDeadline::Continue(1),
+    }
+}
+
 pub fn engine() -> Engine {
     let mut c = Config::new();
     // Fuel bounds every call (deterministic, unlike an epoch deadline that needs a ticker thread).
     c.consume_fuel(true);
+    // …and the epoch its time (`EPOCH_TICK`, `deadline`).
+    c.epoch_interruption(true);
     // A plugin runs on the caller's stack: keep its share small.
     c.max_wasm_stack(256 << 10);
     // The on-demand allocator: weft keeps a few warm instances per plugin and instantiates only
     // after a failed call, so the pooling allocator's faster instantiation (6–16 µs against
     // 10–30 µs) does not pay for the address space it reserves up front.
     Engine::new(&c).expect("a plain cranelift engine configuration is valid")
+}
+
+/// Starts the epoch thread the first time a component is compiled, so a node without plugins has
+/// no such thread. One per process: a node has one engine (and `weft plugin check` its own
+/// process); an engine that never gets ticks has calls bounded by fuel alone.
+fn ticking(engine: &Engine) {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| tick(engine));
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` until the engine is dropped.
+fn tick(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
+        while let Some(e) = weak.upgrade() {
+            e.increment_epoch();
+            drop(e);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
+    if let Err(e) = spawned {
+        // Without the ticker no deadline passes: calls stay bounded by fuel alone.
+        tracing::warn!(error = %e, "cannot start the plugin epoch thread; plugin calls are bounded by fuel only");
+    }
 }
 
 /// sha256 of the bytes, hex: a plugin version's identity (and its cache key).
@@ -61,6 +116,7 @@ fn artifact_path(dir: &Path, engine: &Engine, hash: &str) -> PathBuf {
 /// Compiles (or loads from the cache) and checks a component against the WIT.
 pub fn compile(engine: &Engine, bytes: &[u8], cache: Option<&Path>) -> Result<(Prepared, String), String> {
     sniff(bytes)?;
+    ticking(engine);
     let hash = content_hash(bytes);
     let cached = cache.map(|d| artifact_path(d, engine, &hash));
     let component = match cached.as_deref().and_then(|p| load_artifact(engine, p)) {

@@ -85,7 +85,7 @@ impl Loaded {
             None => self.instantiate(),
         }
         .and_then(|mut w| {
-            w.store.set_fuel(self.spec.fuel)?;
+            w.arm(self.spec.fuel)?;
             f(&mut w).map(|r| (r, w))
         });
         match result {
@@ -121,6 +121,7 @@ impl Loaded {
 pub fn describe(e: &wasmtime::Error) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => "ran out of fuel (an endless or too long computation)".into(),
+        Some(wasmtime::Trap::Interrupt) => format!("ran past its time limit ({} ms of CPU)", super::engine::CALL_CPU.as_millis()),
         Some(t) => format!("trapped: {t}"),
         None => {
             // wasmtime puts a multi-line wasm backtrace in the chain: keep the causes, one line.

@@ -23,6 +23,8 @@ pub use self::weft::policy::types::{EndpointInfo, Outcome, RequestInfo, RetryDec
 pub struct State {
     limits: StoreLimits,
     shared: Arc<Shared>,
+    /// The thread's CPU time at the current call's first epoch tick (`engine::deadline`).
+    cpu_mark: Option<std::time::Duration>,
 }
 
 impl self::weft::policy::types::Host for State {}
@@ -110,14 +112,26 @@ pub struct Warm {
     pub manifest: Option<manifest::Guest>,
 }
 
+impl Warm {
+    /// Before a call: its fuel, and its time bound from now (`engine::deadline`).
+    pub fn arm(&mut self, fuel: u64) -> wasmtime::Result<()> {
+        self.store.set_fuel(fuel)?;
+        self.store.data_mut().cpu_mark = None;
+        self.store.set_epoch_deadline(1);
+        Ok(())
+    }
+}
+
 impl Prepared {
     /// A fresh instance with its own store: memory capped at `memory_bytes`; each call gets
     /// `fuel` (set before the call by the caller).
     pub fn instantiate(&self, shared: &Arc<Shared>, memory_bytes: usize, fuel: u64) -> wasmtime::Result<Warm> {
         let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).instances(8).tables(8).memories(4).trap_on_grow_failure(true).build();
-        let mut store = Store::new(self.pre.engine(), State { limits, shared: shared.clone() });
+        let mut store = Store::new(self.pre.engine(), State { limits, shared: shared.clone(), cpu_mark: None });
         store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_callback(|mut ctx| Ok(super::engine::deadline(&mut ctx.data_mut().cpu_mark)));
         store.set_fuel(fuel)?;
+        store.set_epoch_deadline(1);
         let instance: Instance = self.pre.instantiate(&mut store)?;
         let e = &self.exports;
         Ok(Warm {

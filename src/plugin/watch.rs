@@ -1,4 +1,6 @@
-//! The file watcher: a plugin file replaced on disk is reloaded within `POLL` (half a second).
+//! The file watcher: a plugin file replaced on disk is reloaded within `POLL` (200 ms; the
+//! issue asks for a new behaviour live within 1 s, and the compile, the routing-table rebuild and
+//! requests queued behind a busy proxy take their share of that second).
 //! Polling the modified time and length of a few files costs nothing measurable and works on
 //! every file system (inotify misses changes on some network and overlay mounts).
 
@@ -9,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{PluginHost, file_stamp};
 
-pub const POLL: Duration = Duration::from_millis(500);
+pub const POLL: Duration = Duration::from_millis(200);
 
 /// Runs until `stop`: checks the files, and reloads changed ones, off the runtime threads.
 pub async fn run(host: Arc<PluginHost>, stop: CancellationToken) {

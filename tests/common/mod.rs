@@ -9,6 +9,8 @@
 
 /// The HTTP/1.1 load client of the zero-dropped-requests tests (std only; benches include it by path).
 pub mod load;
+/// Plugin files, RSS and latency figures for the plugin tests (tests/plugin_*.rs).
+pub mod plugin;
 
 use std::collections::BTreeMap;
 use std::fs;
