@@ -12,14 +12,13 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "unknown".into());
-    let dirty = Command::new("git").args(["status", "--porcelain", "--untracked-files=no"]).output().ok().is_some_and(|o| o.status.success() && !o.stdout.is_empty());
-    println!("cargo:rustc-env=WEFT_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
-    // A new commit (or checkout) changes HEAD or the ref it points at.
+    println!("cargo:rustc-env=WEFT_GIT_COMMIT={commit}");
+    // A new commit (or checkout) changes HEAD or the ref it points at. Not `.git/index`: every
+    // `git add` would rebuild the crate.
     println!("cargo:rerun-if-changed=.git/HEAD");
     if let Ok(head) = std::fs::read_to_string(".git/HEAD")
         && let Some(r) = head.strip_prefix("ref: ")
     {
         println!("cargo:rerun-if-changed=.git/{}", r.trim());
     }
-    println!("cargo:rerun-if-changed=.git/index");
 }

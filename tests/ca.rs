@@ -41,3 +41,35 @@ fn issued_certificates_verify_against_their_ca_only() {
     let bad = weft_cmd(&["ca", "issue", "--dir", tmp.join("missing").to_str().unwrap(), "--node", "x"]);
     assert!(!bad.ok() && bad.stderr().contains("weft ca init"), "{}", bad.both());
 }
+
+/// `weft ca issue --out DIR` writes a node's whole bundle (CA, certificate, key) in DIR; a node
+/// whose certificate expires within 30 days says so in its log, `weft status` and a metric.
+/// VIP net 99.
+#[test]
+fn a_bundle_in_one_directory_and_expiry_warned_30_days_ahead() {
+    let tmp = TempDir::new("ca-expiry");
+    let (ca, bundle) = (tmp.join("ca"), tmp.join("bundle"));
+    weft_cmd(&["ca", "init", "--dir", ca.to_str().unwrap()]).expect_ok();
+    let out = weft_cmd(&["ca", "issue", "--dir", ca.to_str().unwrap(), "--node", "soon", "--out", bundle.to_str().unwrap(), "--days", "10"]);
+    assert!(out.stdout().contains("bundle"), "{}", out.both());
+    for f in ["ca.pem", "soon.pem", "soon-key.pem"] {
+        assert!(bundle.join(f).exists(), "{f} missing from the bundle: {}", out.both());
+    }
+    let tls = NodeTls { ca: bundle.join("ca.pem"), cert: bundle.join("soon.pem"), key: bundle.join("soon-key.pem") };
+    let w = Weft::start_mesh(&MeshNode::new("soon", "combined", 99, "127.1.99.1", tls));
+    let cert = w.get_json("/v1/status")["mesh"]["certificate"].clone();
+    assert!((8..=10).contains(&cert["days_left"].as_i64().unwrap_or(-1)), "{cert}");
+    assert!(cert["warning"].as_str().is_some_and(|t| t.contains("weft ca issue")), "{cert}");
+    let status = w.cli(&["status"]);
+    assert!(status.stderr().contains("warning: this node's mesh certificate expires in"), "{}", status.both());
+    assert!(w.log().contains("certificate expires in"), "{}", w.log());
+    let metrics = w.get("/metrics").unwrap().text();
+    let left: f64 = metrics.lines().find_map(|l| l.strip_prefix("weft_tls_certificate_remaining_seconds ")).and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| panic!("{metrics}"));
+    assert!(left > 8.0 * 86_400.0 && left <= 10.0 * 86_400.0, "{left}");
+
+    // A certificate of the default lifetime: no warning.
+    let ca2 = MeshCa::new("long");
+    let w2 = Weft::start_mesh(&MeshNode::new("long", "combined", 100, "127.1.100.1", ca2.issue("long")));
+    let cert = w2.get_json("/v1/status")["mesh"]["certificate"].clone();
+    assert!(cert["warning"].is_null() && cert["days_left"].as_i64().unwrap_or(0) > 30, "{cert}");
+}

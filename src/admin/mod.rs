@@ -61,6 +61,9 @@ pub struct MeshView {
     /// left, or not a member) are shown UNHEALTHY, as routing treats them.
     #[serde(skip)]
     pub alive: std::collections::HashSet<String>,
+    /// When this node's mesh certificate expires (Unix seconds).
+    #[serde(skip)]
+    pub cert_expires: Option<u64>,
 }
 
 /// A member as `weft members` and the admin API show it.

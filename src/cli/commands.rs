@@ -134,7 +134,13 @@ fn execute(cli: &Cli) -> Result<(), String> {
     let client = Client { addr: admin_addr(cli)? };
     let call = |method: &str, path: &str, body: Option<Value>| client.request(method, path, body.as_ref()).map_err(|e: ClientError| e.to_string());
     let (value, shown) = match &cli.command {
-        Command::Status => (call("GET", "/v1/status", None)?, Shown::Describe),
+        Command::Status => {
+            let v = call("GET", "/v1/status", None)?;
+            if let Some(w) = v.pointer("/mesh/certificate/warning").and_then(Value::as_str) {
+                eprintln!("warning: this node's mesh certificate {w}");
+            }
+            (v, Shown::Describe)
+        }
         Command::Routes => (call("GET", "/v1/routes", None)?, Shown::Table(ROUTE_COLS)),
         Command::Members => (call("GET", "/v1/members", None)?, Shown::Table(MEMBER_COLS)),
         Command::Top { interval_ms, sort, iterations } => {

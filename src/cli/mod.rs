@@ -542,7 +542,10 @@ fn ca(cli: &Cli, cmd: &CaCmd) -> ExitCode {
                 Err(code) => return code,
             };
             let out = out.clone().unwrap_or_else(|| dir.clone());
-            pki::ca_issue(&dir, &out, node, sans, *days).map(|i| format!("certificate for node {node}: {} (key {})", i.cert.display(), i.key.display()))
+            pki::ca_issue(&dir, &out, node, sans, *days).map(|i| match &i.ca {
+                Some(ca) => format!("certificate for node {node}: {} (key {}, CA {}: the node's [tls] bundle), valid {days} days", i.cert.display(), i.key.display(), ca.display()),
+                None => format!("certificate for node {node}: {} (key {}), valid {days} days", i.cert.display(), i.key.display()),
+            })
         }
     };
     match result {

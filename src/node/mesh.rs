@@ -287,7 +287,7 @@ fn publish_members(p: &MeshParts) {
     ];
     p.stats.node.set_mesh(mesh_figures(p, &counters));
     let alive = std::iter::once(p.me.name.clone()).chain(p.core.members().into_iter().filter(|m| m.state == MemberState::Alive).map(|m| m.name)).collect();
-    p.view.send_replace(MeshView { members: list, counters: counters.into_iter().collect(), alive });
+    p.view.send_replace(MeshView { members: list, counters: counters.into_iter().collect(), alive, cert_expires: p.transport.cert_expires() });
 }
 
 /// What the telemetry registry keeps of the mesh: members by state, events, each peer's path.
@@ -310,6 +310,8 @@ fn mesh_figures(p: &MeshParts, counters: &[(&'static str, u64)]) -> crate::telem
     let t = &p.transport.stats;
     f.tls_errors_target = t.handshakes_rejected.load(Relaxed);
     f.tls_errors_client = t.handshakes_failed.load(Relaxed);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    f.cert_remaining_s = p.transport.cert_expires().map(|t| t as f64 - now);
     f.active_relays = t.active_relays.load(Relaxed);
     let lag = p.stats.node.replication_lag_ms.load(Relaxed);
     f.replication_lag_s = (lag != u64::MAX).then(|| lag as f64 / 1000.0);

@@ -71,6 +71,7 @@ families! {
     TARGET_BYTES = "weft.target.bytes", Counter, "By", "Bytes relayed to this node's endpoint (transmit) and back (receive) (TargetProcessedBytes)";
     TARGET_SERVED = "weft.target.served", Counter, "{response}", "Target side: responses of this node's endpoint to HTTP/1.1 requests relayed from other hosts, by status class (HTTPCode_Target_2XX..5XX_Count, RequestCountPerTarget)";
     TARGET_SERVED_DURATION = "weft.target.served.duration", Histogram, "s", "Target side: relayed request head written to this node's endpoint to its response head (TargetResponseTime)";
+    CERT_EXPIRY = "weft.tls.certificate.remaining", Gauge, "s", "Time until this node's mesh certificate expires (alert below 30 days; weft status and the log warn then)";
     TLS_ERRORS = "weft.tls.negotiation.errors", Counter, "{handshake}", "Failed mesh mTLS handshakes, client or target side (Client/TargetTLSNegotiationErrorCount)";
     MEMBERS = "weft.gossip.members", Gauge, "{node}", "Mesh members by state, this node included";
     GOSSIP_EVENTS = "weft.gossip.events", Counter, "{event}", "Gossip and transport events by kind";
@@ -197,6 +198,9 @@ fn node(out: &mut Points, snap: &Snapshot) {
     let Some(m) = &n.mesh else { return };
     push(out, TLS_ERRORS, attrs(&[("weft.tls.side", "target")]), U64(m.tls_errors_target));
     push(out, TLS_ERRORS, attrs(&[("weft.tls.side", "client")]), U64(m.tls_errors_client));
+    if let Some(left) = m.cert_remaining_s {
+        push(out, CERT_EXPIRY, Vec::new(), F64(left));
+    }
     for (state, count) in &m.members {
         push(out, MEMBERS, attrs(&[("weft.member.state", state)]), F64(*count as f64));
     }

@@ -49,6 +49,8 @@ pub struct MeshFigures {
     /// their handshake (client side).
     pub tls_errors_target: u64,
     pub tls_errors_client: u64,
+    /// Seconds until this node's certificate expires (negative once it has).
+    pub cert_remaining_s: Option<f64>,
 }
 
 pub struct NodeStats {

@@ -100,6 +100,8 @@ pub struct Transport {
     local: Arc<dyn LocalEndpoints>,
     pub stats: TransportStats,
     shutdown: CancellationToken,
+    /// notAfter of this node's certificate as last loaded (Unix seconds; 0: unknown).
+    cert_expires: AtomicU64,
 }
 
 /// Random 8-byte connection ids that any process of this node accepts as plausibly its own.
@@ -135,14 +137,37 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-fn quic_configs(files: &TlsFiles) -> Result<(quinn::ServerConfig, quinn::ClientConfig, String, [u8; 32]), TlsError> {
+/// The QUIC side of [`tls::Configs`].
+struct Quic {
+    server: quinn::ServerConfig,
+    client: quinn::ClientConfig,
+    name: String,
+    reset_secret: [u8; 32],
+    expires: Option<u64>,
+}
+
+fn quic_configs(files: &TlsFiles) -> Result<Quic, TlsError> {
     let c = tls::load(files)?;
     let bad = |e: quinn::crypto::rustls::NoInitialCipherSuite| TlsError::Verifier(e.to_string());
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(c.server).map_err(bad)?));
     server.transport_config(transport_config());
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(c.client).map_err(bad)?));
     client.transport_config(transport_config());
-    Ok((server, client, c.name, c.reset_secret))
+    Ok(Quic { server, client, name: c.name, reset_secret: c.reset_secret, expires: c.expires })
+}
+
+/// Days before its certificate expires that a node starts warning (log, `weft status`).
+pub const EXPIRY_WARNING_DAYS: u64 = 30;
+
+/// Logs a warning when this node's certificate expires within [`EXPIRY_WARNING_DAYS`].
+fn warn_expiry(files: &TlsFiles, expires: Option<u64>) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if let Some(at) = expires
+        && at < now + EXPIRY_WARNING_DAYS * 86_400
+    {
+        let days = at.saturating_sub(now) / 86_400;
+        tracing::warn!(cert = %files.cert.display(), days, "this node's certificate expires in {days} days: issue a new one (`weft ca issue`); the node reloads it by itself");
+    }
 }
 
 impl Transport {
@@ -155,8 +180,9 @@ impl Transport {
         local: Arc<dyn LocalEndpoints>,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Transport>, mpsc::Receiver<Incoming>), TransportError> {
-        let (server, client, name, reset_secret) = quic_configs(&files)?;
+        let Quic { server, client, name, reset_secret, expires } = quic_configs(&files)?;
         tls::expect_node(&files, &name, node_name)?;
+        warn_expiry(&files, expires);
         let bind_err = |source| TransportError::Bind { addr: listen, source };
         let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
         let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_secret);
@@ -174,6 +200,7 @@ impl Transport {
             local,
             stats: TransportStats::default(),
             shutdown,
+            cert_expires: AtomicU64::new(expires.unwrap_or(0)),
         });
         tokio::spawn(t.clone().accept_loop());
         tokio::spawn(t.clone().watch_certificates());
@@ -186,6 +213,11 @@ impl Transport {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// When this node's certificate expires (Unix seconds), as last loaded.
+    pub fn cert_expires(&self) -> Option<u64> {
+        Some(self.cert_expires.load(Relaxed)).filter(|t| *t > 0)
     }
 
     async fn accept_loop(self: Arc<Self>) {
@@ -463,13 +495,15 @@ impl Transport {
             }
             last = now;
             match quic_configs(&self.files) {
-                Ok((_, _, name, _)) if name != self.name => {
-                    tracing::error!(cert = %self.files.cert.display(), %name, "new certificate is for another node; keeping the old one");
+                Ok(q) if q.name != self.name => {
+                    tracing::error!(cert = %self.files.cert.display(), name = %q.name, "new certificate is for another node; keeping the old one");
                 }
-                Ok((server, client, _, _)) => {
-                    self.endpoint.set_server_config(Some(server));
-                    self.client.store(Arc::new(client));
+                Ok(q) => {
+                    self.endpoint.set_server_config(Some(q.server));
+                    self.client.store(Arc::new(q.client));
+                    self.cert_expires.store(q.expires.unwrap_or(0), Relaxed);
                     tracing::info!("reloaded TLS certificates");
+                    warn_expiry(&self.files, q.expires);
                 }
                 Err(e) => tracing::error!(error = %e, "cannot reload TLS certificates; keeping the old ones"),
             }

@@ -85,6 +85,9 @@ fn validity(params: &mut CertificateParams, days: u32) {
 pub struct Issued {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The CA certificate copied beside them, when `out_dir` is not the CA's directory: the
+    /// node's whole bundle (`[tls] ca`, `cert`, `key`) is then one directory to ship.
+    pub ca: Option<PathBuf>,
 }
 
 /// Signs a certificate for node `name` (usable as TLS server and client), valid `days`, with the
@@ -106,9 +109,13 @@ pub fn ca_issue(ca_dir: &Path, out_dir: &Path, name: &str, extra_sans: &[String]
     validity(&mut params, days.max(1));
     let key = KeyPair::generate().map_err(crypto("generating the node key"))?;
     let cert = params.signed_by(&key, &issuer).map_err(crypto("signing the node certificate"))?;
-    let issued = Issued { cert: out_dir.join(format!("{name}.pem")), key: out_dir.join(format!("{name}-key.pem")) };
+    let same_dir = fs::canonicalize(out_dir).ok().is_some_and(|o| fs::canonicalize(ca_dir).ok() == Some(o));
+    let issued = Issued { cert: out_dir.join(format!("{name}.pem")), key: out_dir.join(format!("{name}-key.pem")), ca: (!same_dir).then(|| out_dir.join(CA_CERT)) };
     write_file(&issued.key, &key.serialize_pem(), 0o600)?;
     write_file(&issued.cert, &cert.pem(), 0o644)?;
+    if let Some(ca) = &issued.ca {
+        write_file(ca, &read(&ca_dir.join(CA_CERT))?, 0o644)?;
+    }
     Ok(issued)
 }
 

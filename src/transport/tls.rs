@@ -61,6 +61,8 @@ pub struct Configs {
     /// restart: a node restarted at the same address can then reset the connections peers still
     /// hold to its previous process, instead of them sending into the void until the idle timeout.
     pub reset_secret: [u8; 32],
+    /// When this node's certificate stops being valid (Unix seconds), if it says.
+    pub expires: Option<u64>,
 }
 
 /// Loads the files and builds both configs; called at start and on every reload.
@@ -80,6 +82,7 @@ pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
     let Some(leaf) = chain.first() else {
         return Err(TlsError::Pem { path: files.cert.clone(), message: "no certificate in the file".into() });
     };
+    let expires = not_after(leaf);
     let name = node_name(leaf).ok_or_else(|| TlsError::Pem { path: files.cert.clone(), message: "the certificate names no node (issue it with `weft ca issue --node NAME`)".into() })?;
     let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(pem_err(&files.key))?;
     let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.secret_der());
@@ -110,7 +113,7 @@ pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
         .with_custom_certificate_verifier(Arc::new(NodeVerifier { inner: server_verifier }))
         .with_client_auth_cert(chain, key)?;
     client.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(Configs { server, client, name, reset_secret })
+    Ok(Configs { server, client, name, reset_secret, expires })
 }
 
 /// The certificate must be this node's: the cluster knows nodes by the names their certificates
@@ -141,6 +144,12 @@ pub fn node_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
     (!cn.is_empty()).then(|| cn.to_string())
+}
+
+/// A certificate's notAfter, in Unix seconds.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    u64::try_from(parsed.validity().not_after.timestamp()).ok()
 }
 
 /// The node name of an authenticated QUIC peer.
