@@ -105,7 +105,7 @@ for name in "${NAMES[@]}"; do
   WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg-$name" "${PROXY_CPU[@]}" "${CALLGRIND[@]}" --callgrind-out-file="$TMP/callgrind-$name.out" \
     "$WEFT" run -c "$TMP/$name.toml" >"$TMP/$name-instr.log" 2>&1 &
   PID[$name]=$!; PIDS+=(${PID[$name]})
-  wait_http "http://${ADMIN[$name]}/v1/status" || sleep 5
+  for _ in 1 2 3 4 5 6; do curl -fsS --max-time 2 -o /dev/null "http://${ADMIN[$name]}/v1/status" 2>/dev/null && break; sleep 5; done
   healthy_vip "${ADMIN[$name]}" 1 >/dev/null || { echo "benches/plugin.sh: $name under callgrind has no route; see $TMP/$name-instr.log" >&2; KEEP_TMP=1; exit 1; }
   ROWS+=("$(callgrind_measure "$name" "$TMP/callgrind-$name.out" "http://${VIP[$name]}:8080/" "${PID[$name]}")")
   kill "${PID[$name]}"; wait "${PID[$name]}" 2>/dev/null || true
