@@ -37,21 +37,8 @@ weft_binary
 OUT="${PROFILE_OUT:-$TMP}"
 mkdir -p "$OUT"
 
-CALLGRIND=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no)
-
-# measure NAME URL PID: warm up, zero, run wrk, dump; prints "NAME requests instructions".
-measure() {
-  local name="$1" url="$2" pid="$3" out n ir f
-  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d3s "$url" >/dev/null
-  callgrind_control -z "$pid" >/dev/null 2>&1
-  out="$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" "$url")"
-  callgrind_control -d "$pid" >/dev/null 2>&1
-  n="$(awk '/requests in/ {print $1}' <<<"$out")"
-  sleep 1
-  f="$(ls -t "$OUT/callgrind-$name.out".* | head -1)"
-  ir="$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
-  echo "$name $n $ir"
-}
+# measure NAME URL PID: instructions per request of NAME (benches/lib.sh callgrind_measure).
+measure() { callgrind_measure "$1" "$OUT/callgrind-$1.out" "$2" "$3"; }
 
 # weft (and weft-base): the benchmark service in front of the backend, under callgrind.
 start_weft() { # name binary vip-third-octet

@@ -227,3 +227,52 @@ listen = "$5"
 join = [$6]
 CONF
 }
+
+# CPU time (utime + stime, in clock ticks) a process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ="$(getconf CLK_TCK)"
+
+# Interleaved rounds of the same load against several weft nodes, for throughput per busy core:
+# a 2 s warm-up each, then ROUNDS rounds of `wrk -t1 -cCONNS -dDURATION` on each node (LOAD_CPU
+# pinning; even rounds in reverse order, so no node always goes first). Reads the nodes' PID[name]
+# and VIP[name] (port 8080) and WRK_ARGS (more wrk arguments, e.g. `-s script.lua`); writes
+# $TMP/wrk-NAME-ROUND.txt and $TMP/cpu-NAME-ROUND.txt (the CPU ticks the node used in the round).
+interleaved_rounds() { # name...
+  local names=("$@") order=() name round i t0 t1
+  for name in "${names[@]}"; do
+    "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "http://${VIP[$name]}:8080/" >/dev/null
+  done
+  for round in $(seq 1 "$ROUNDS"); do
+    order=("${names[@]}")
+    if [ $((round % 2)) -eq 0 ]; then
+      order=()
+      for ((i = ${#names[@]} - 1; i >= 0; i--)); do order+=("${names[$i]}"); done
+    fi
+    for name in "${order[@]}"; do
+      t0="$(ticks "${PID[$name]}")"
+      "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "http://${VIP[$name]}:8080/" >"$TMP/wrk-$name-$round.txt"
+      t1="$(ticks "${PID[$name]}")"
+      echo "$((t1 - t0))" >"$TMP/cpu-$name-$round.txt"
+    done
+  done
+}
+
+# A proxy under callgrind, for instructions per request (the figure that does not move with the
+# machine's other load): prefix its command with CALLGRIND and --callgrind-out-file=FILE.
+CALLGRIND=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no)
+
+# Instructions per request of a process under callgrind writing FILE.*: a 3 s wrk warm-up,
+# counters zeroed, `wrk -t1 -cCONNS -dDURATION` (WRK_ARGS), counters dumped. Prints
+# "NAME requests instructions".
+callgrind_measure() { # name callgrind-out-file url pid
+  local name="$1" file="$2" url="$3" pid="$4" out n ir f
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d3s ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "$url" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  out="$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "$url")"
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  n="$(awk '/requests in/ {print $1}' <<<"$out")"
+  sleep 1
+  f="$(ls -t "$file".* | head -1)"
+  ir="$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
+  echo "$name $n $ir"
+}

@@ -5,10 +5,13 @@
 #     rounds: `builtin` (no plugin), `canary` (canary-router's `route` on every request, 0 %
 #     canary), `retry` (retry-policy's `should-retry`: called on failures only, so ~free here) and
 #     `picker` (version-picker's `pick-endpoint` on every request, with the header set);
-#  3. optionally (INSTR=1) instructions per request under callgrind, builtin vs canary.
+#  3. optionally (INSTR=1) user-space instructions per request under callgrind, each node in
+#     turn (the same configs; INSTR_DURATION, 5 s by default): the figure that does not move with
+#     the machine's other load.
 #
 #   bash plugins/build.sh && bash benches/plugin.sh     # DURATION=10s CONNS=50 ROUNDS=3
 #   WEFT_BIN=target/quick-release/weft bash benches/plugin.sh
+#   INSTR=1 bash benches/plugin.sh                       # also instructions per request
 #
 # Goals (issue 13): per-core throughput with each plugin >= 0.98x the built-in policy; route and
 # should-retry <= 500 ns per call, pick-endpoint over 8 candidates <= 1 us.
@@ -67,38 +70,18 @@ done
 cat >"$TMP/hdr.lua" <<'LUA'
 wrk.headers["x-version"] = "v2"
 LUA
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-HZ="$(getconf CLK_TCK)"
-for name in "${NAMES[@]}"; do
-  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s -s "$TMP/hdr.lua" "http://${VIP[$name]}:8080/" >/dev/null
-done
-for round in $(seq 1 "$ROUNDS"); do
-  order=("${NAMES[@]}"); [ $((round % 2)) -eq 0 ] && order=(picker retry canary builtin)
-  for name in "${order[@]}"; do
-    t0="$(ticks "${PID[$name]}")"
-    "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" -s "$TMP/hdr.lua" "http://${VIP[$name]}:8080/" >"$TMP/wrk-$name-$round.txt"
-    t1="$(ticks "${PID[$name]}")"
-    echo "$((t1 - t0))" >"$TMP/cpu-$name-$round.txt"
-  done
-done
+WRK_ARGS=(-s "$TMP/hdr.lua")
+interleaved_rounds "${NAMES[@]}"
 for name in canary picker; do
   curl -fsS "http://${ADMIN[$name]}/v1/plugins" >"$TMP/plugins-$name.json"
 done
 
-python3 - "$TMP" "$ROUNDS" "$HZ" "$DURATION" "$CONNS" "$PIN_NOTE" <<'PY'
-import json, re, statistics, sys
-tmp, rounds, hz, duration, conns, pin = sys.argv[1:7]
-rounds, hz = int(rounds), int(hz)
-dur = float(duration.rstrip("s"))
-def rps(p):
-    m = re.search(r"Requests/sec:\s+([\d.]+)", open(p).read())
-    return float(m.group(1)) if m else 0.0
-res = {}
-for n in ("builtin", "canary", "retry", "picker"):
-    r = [rps(f"{tmp}/wrk-{n}-{i}.txt") for i in range(1, rounds + 1)]
-    cpu = [int(open(f"{tmp}/cpu-{n}-{i}.txt").read()) / hz for i in range(1, rounds + 1)]
-    per_core = [x * dur / c if c else 0 for x, c in zip(r, cpu)]
-    res[n] = (statistics.median(r), statistics.median(per_core), statistics.median(cpu) / dur)
+python3 - "$TMP" "$ROUNDS" "$HZ" "$DURATION" "$CONNS" "$PIN_NOTE" "$ROOT/benches" <<'PY'
+import json, sys
+tmp, rounds, hz, duration, conns, pin, benches = sys.argv[1:8]
+sys.path.insert(0, benches)
+from rounds import medians
+res = medians(tmp, ("builtin", "canary", "retry", "picker"), int(rounds), int(hz), duration)
 print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration}, {pin}; medians of {rounds} interleaved rounds\n")
 print(f"{'policy':10} {'req/s':>10} {'req per CPU-s':>14} {'busy cores':>11} {'vs built-in':>12}")
 for n, (r, pc, busy) in res.items():
@@ -109,4 +92,30 @@ for n in ("canary", "picker"):
     for p in json.load(open(f"{tmp}/plugins-{n}.json")):
         for hook, f in p["calls"].items():
             print(f"{n}: {hook} {f['calls']} calls, {f['failures']} failures, {f['mean_ns']} ns/call in the node")
+PY
+
+[ "${INSTR:-0}" = 1 ] || exit 0
+need valgrind valgrind
+need callgrind_control valgrind
+DURATION="${INSTR_DURATION:-5s}"
+ROWS=()
+for name in "${NAMES[@]}"; do
+  # The same node again (same config, data dir, so its compiled plugin is cached), under callgrind.
+  kill "${PID[$name]}"; wait "${PID[$name]}" 2>/dev/null || true
+  WEFT_LOG=warn XDG_STATE_HOME="$TMP/xdg-$name" "${PROXY_CPU[@]}" "${CALLGRIND[@]}" --callgrind-out-file="$TMP/callgrind-$name.out" \
+    "$WEFT" run -c "$TMP/$name.toml" >"$TMP/$name-instr.log" 2>&1 &
+  PID[$name]=$!; PIDS+=(${PID[$name]})
+  for _ in 1 2 3 4 5 6; do curl -fsS --max-time 2 -o /dev/null "http://${ADMIN[$name]}/v1/status" 2>/dev/null && break; sleep 5; done
+  healthy_vip "${ADMIN[$name]}" 1 >/dev/null || { echo "benches/plugin.sh: $name under callgrind has no route; see $TMP/$name-instr.log" >&2; KEEP_TMP=1; exit 1; }
+  ROWS+=("$(callgrind_measure "$name" "$TMP/callgrind-$name.out" "http://${VIP[$name]}:8080/" "${PID[$name]}")")
+  kill "${PID[$name]}"; wait "${PID[$name]}" 2>/dev/null || true
+done
+python3 - "${ROWS[@]}" <<'PY'
+import sys
+rows = [r.split() for r in sys.argv[1:]]
+per = {name: int(ir) / int(n) for name, n, ir in rows}
+print(f"\nuser-space instructions per HTTP/1.1 request (callgrind, one node at a time):\n")
+print(f"{'policy':10} {'requests':>9} {'instr/request':>14} {'vs built-in':>12}")
+for name, n, ir in rows:
+    print(f"{name:10} {int(n):9d} {per[name]:14,.0f} {per[name] / per['builtin']:11.3f}x")
 PY

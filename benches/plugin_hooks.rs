@@ -7,6 +7,9 @@
 //!
 //! Prints ns per call for `route` (canary-router), `should-retry` (retry-policy) and
 //! `pick-endpoint` over 8 candidates with two attributes each (version-picker).
+//!
+//! For instruction counts under callgrind: `CALLS=20000 ROUNDS=1 ONLY=route valgrind
+//! --tool=callgrind target/quick-release/deps/plugin_hooks-*` (ONLY: a word of the row's name).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,25 +20,31 @@ use weft::catalog::{LbKind, RetryConfig};
 use weft::plugin::{Fail, PluginHost, PluginSpec};
 use weft::policy::{Builtin, Candidates, Headers, Outcome, Plugin, PluginSource, Policy, RequestInfo, Target};
 
-const CALLS: u32 = 200_000;
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 fn spec(name: &str, file: &str, config: &str) -> PluginSpec {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/target/wasm32-wasip2/release").join(file);
     PluginSpec { name: name.into(), path, config: config.into(), fuel: 1_000_000, memory_mb: 16, fail: Fail::Open }
 }
 
-fn per_call<T>(mut f: impl FnMut() -> T) -> f64 {
+fn per_call<T>(name: &str, mut f: impl FnMut() -> T) -> f64 {
+    if std::env::var("ONLY").is_ok_and(|w| !name.contains(&w)) {
+        return f64::NAN;
+    }
+    let (calls, rounds) = (env_or("CALLS", 200_000), env_or("ROUNDS", 5));
     for _ in 0..1_000 {
         std::hint::black_box(f());
     }
     // Best of five rounds: the machine is shared, the minimum is the cost.
-    (0..5)
+    (0..rounds)
         .map(|_| {
             let t = Instant::now();
-            for _ in 0..CALLS {
+            for _ in 0..calls {
                 std::hint::black_box(f());
             }
-            t.elapsed().as_nanos() as f64 / f64::from(CALLS)
+            t.elapsed().as_nanos() as f64 / f64::from(calls)
         })
         .fold(f64::MAX, f64::min)
 }
@@ -55,6 +64,7 @@ fn targets() -> Vec<Arc<Target>> {
                 healthy: true,
                 unchecked: false,
                 stats: Default::default(),
+                texts: Default::default(),
             })
         })
         .collect()
@@ -98,15 +108,20 @@ fn main() {
     let cursor = AtomicUsize::new(0);
     let candidates = Candidates { targets: &targets, excluded: &[], timed_out: &[], cursor: &cursor, lb: LbKind::P2c, now_us: weft::telemetry::now_us() };
 
+    const ROUTE: &str = "route (canary-router)";
+    const RETRY: &str = "should-retry (retry-policy)";
+    const PICK: &str = "pick-endpoint, 8 candidates (version-picker)";
+    const BUILTIN_PICK: &str = "built-in pick-endpoint, 8 candidates";
+    const BUILTIN_RETRY: &str = "built-in should-retry";
     let rows = [
-        ("route (canary-router)", per_call(|| (canary.route(&req).unwrap())), 500.0),
-        ("should-retry (retry-policy)", per_call(|| (retry.should_retry(&req, Outcome::Status(503), Duration::from_millis(3)).unwrap())), 500.0),
-        ("pick-endpoint, 8 candidates (version-picker)", per_call(|| (picker.pick_endpoint(&req, &candidates).unwrap())), 1000.0),
-        ("built-in pick-endpoint, 8 candidates", per_call(|| (Builtin.pick_endpoint(&req, &candidates))), f64::NAN),
-        ("built-in should-retry", per_call(|| (Builtin.should_retry(&req, Outcome::Status(503), Duration::from_millis(3)))), f64::NAN),
+        (ROUTE, per_call(ROUTE, || canary.route(&req).unwrap()), 500.0),
+        (RETRY, per_call(RETRY, || retry.should_retry(&req, Outcome::Status(503), Duration::from_millis(3)).unwrap()), 500.0),
+        (PICK, per_call(PICK, || picker.pick_endpoint(&req, &candidates).unwrap()), 1000.0),
+        (BUILTIN_PICK, per_call(BUILTIN_PICK, || Builtin.pick_endpoint(&req, &candidates)), f64::NAN),
+        (BUILTIN_RETRY, per_call(BUILTIN_RETRY, || Builtin.should_retry(&req, Outcome::Status(503), Duration::from_millis(3))), f64::NAN),
     ];
     println!("{:<48} {:>10} {:>8} {}", "hook", "ns/call", "goal", "");
-    for (name, ns, goal) in rows {
+    for (name, ns, goal) in rows.into_iter().filter(|r| !r.1.is_nan()) {
         let verdict = if goal.is_nan() { "" } else if ns <= goal { "met" } else { "not met" };
         let goal = if goal.is_nan() { "-".to_string() } else { format!("{goal:.0}") };
         println!("{name:<48} {ns:>10.0} {goal:>8} {verdict}");

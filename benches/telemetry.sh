@@ -63,39 +63,18 @@ for name in weft-off weft-on; do
   VIP[$name]="$(healthy_vip "$admin" 1)" || { echo "benches/telemetry.sh: $name has no route; see $TMP/$name.log" >&2; KEEP_TMP=1; exit 1; }
 done
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-HZ="$(getconf CLK_TCK)"
-for name in weft-off weft-on; do
-  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s "http://${VIP[$name]}:8080/" >/dev/null
-done
-for round in $(seq 1 "$ROUNDS"); do
-  order=(weft-off weft-on); [ $((round % 2)) -eq 0 ] && order=(weft-on weft-off)
-  for name in "${order[@]}"; do
-    t0="$(ticks "${PID[$name]}")"
-    "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" "http://${VIP[$name]}:8080/" >"$TMP/wrk-$name-$round.txt"
-    t1="$(ticks "${PID[$name]}")"
-    echo "$((t1 - t0))" >"$TMP/cpu-$name-$round.txt"
-  done
-done
+interleaved_rounds weft-off weft-on
 
 rss_while "${PID[weft-on]}" "$TMP/mem.txt" "${LOAD_CPU[@]}" python3 "$ROOT/benches/fixed_rate.py" --url "http://${VIP[weft-on]}:8080/" \
   --rate "$RSS_RATE" --conns 50 --duration "$RSS_DURATION" --warmup 2 >"$TMP/fixed.txt" 2>&1 || true
 exports="$(curl -fsS "http://${ADMIN[weft-on]}/metrics" | awk '/^weft_telemetry_exports_total\{outcome="ok"\}/ {print $2}')"
 
-python3 - "$TMP" "$ROUNDS" "$HZ" "$DURATION" "$CONNS" "$PIN_NOTE" "$RSS_RATE" "${exports:-0}" <<'PY'
-import re, statistics, sys
-tmp, rounds, hz, duration, conns, pin, rate, exports = sys.argv[1:9]
-rounds, hz = int(rounds), int(hz)
-def rps(p):
-    m = re.search(r"Requests/sec:\s+([\d.]+)", open(p).read())
-    return float(m.group(1)) if m else 0.0
-dur = float(duration.rstrip("s"))
-res = {}
-for n in ("weft-off", "weft-on"):
-    r = [rps(f"{tmp}/wrk-{n}-{i}.txt") for i in range(1, rounds + 1)]
-    cpu = [int(open(f"{tmp}/cpu-{n}-{i}.txt").read()) / hz for i in range(1, rounds + 1)]
-    per_core = [x * dur / c if c else 0 for x, c in zip(r, cpu)]
-    res[n] = (statistics.median(r), statistics.median(per_core), statistics.median(cpu) / dur)
+python3 - "$TMP" "$ROUNDS" "$HZ" "$DURATION" "$CONNS" "$PIN_NOTE" "$RSS_RATE" "${exports:-0}" "$ROOT/benches" <<'PY'
+import sys
+tmp, rounds, hz, duration, conns, pin, rate, exports, benches = sys.argv[1:10]
+sys.path.insert(0, benches)
+from rounds import medians
+res = medians(tmp, ("weft-off", "weft-on"), int(rounds), int(hz), duration)
 print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration}, {pin}; medians of {rounds} interleaved rounds\n")
 print(f"{'target':10} {'req/s':>10} {'req per CPU-s':>14} {'busy cores':>11}")
 for n, (r, pc, busy) in res.items():

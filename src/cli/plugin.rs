@@ -13,7 +13,7 @@ use crate::plugin::{PluginHost, hook_names, hook_wit};
 pub fn check(file: &Path, config: &str) -> ExitCode {
     match PluginHost::check_file(file, config) {
         Ok((hooks, wanted, hash)) => {
-            say(format!("OK: {} is a weft:policy@0.2.0 plugin (sha256 {hash})", file.display()));
+            say(format!("OK: {} is a weft:policy@0.3.0 plugin (sha256 {hash})", file.display()));
             let names = hook_names(hooks);
             say(format!("hooks: {} (the others stay built-in)", names.join(", ")));
             if wanted.is_empty() {

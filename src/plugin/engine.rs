@@ -174,3 +174,29 @@ pub fn read(path: &Path) -> Result<Vec<u8>, PluginError> {
     }
     std::fs::read(path).map_err(|e| PluginError::Read { path: path.to_path_buf(), source: e })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Why `weft plugin check` (load, match against the WIT, instantiate) refuses a fixture.
+    fn refusal(fixture: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/fixtures").join(fixture);
+        match super::super::PluginHost::check_file(&path, "") {
+            Ok(_) => panic!("{fixture} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_component_of_another_wit_version_is_refused_naming_both() {
+        let e = refusal("wrong-version.wasm");
+        assert!(e.contains("wrong-version.wasm") && e.contains("no hook of weft:policy@0.3.0") && e.contains("built against weft:policy@0.2.0"), "{e}");
+    }
+
+    #[test]
+    fn a_hook_of_another_type_is_refused() {
+        let e = refusal("wrong-signature.wasm");
+        assert!(e.contains("wrong-signature.wasm") && e.contains("does not match weft:policy@0.3.0"), "{e}");
+    }
+}

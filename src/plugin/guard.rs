@@ -62,9 +62,24 @@ struct Window {
     /// Start of the current window and failures in it.
     since: Option<Instant>,
     failures: u32,
-    suspended_until: Option<Instant>,
     backoff: Duration,
     last_suspension: Option<Instant>,
+}
+
+/// The instant `Guard::suspended_until` counts from.
+struct Epoch(Instant);
+
+impl Default for Epoch {
+    fn default() -> Self {
+        Epoch(Instant::now())
+    }
+}
+
+impl Epoch {
+    /// Nanoseconds from the epoch to `t` (at least 1, so that 0 can mean "none").
+    fn nanos(&self, t: Instant) -> u64 {
+        (t.saturating_duration_since(self.0).as_nanos() as u64).max(1)
+    }
 }
 
 /// The failure rule of one loaded version of a plugin, and its counts.
@@ -78,6 +93,10 @@ pub struct Guard {
     pub suspensions: AtomicU64,
     /// Instances created (the first, and one after each failed call).
     pub instances: AtomicU64,
+    /// The end of the current suspension, in nanoseconds after `epoch` (0: none). An atomic: every
+    /// call reads it, so it must not take a lock.
+    suspended_until: AtomicU64,
+    epoch: Epoch,
     window: Mutex<Window>,
     last_error: Mutex<Option<String>>,
 }
@@ -93,14 +112,15 @@ impl Guard {
 
     /// Whether calls are suspended now.
     pub fn suspended(&self, now: Instant) -> bool {
-        let w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        w.suspended_until.is_some_and(|t| now < t)
+        let until = self.suspended_until.load(Relaxed);
+        until != 0 && self.epoch.nanos(now) < until
     }
 
     /// The time left in a suspension, if any.
     pub fn suspended_for(&self) -> Option<Duration> {
-        let w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        w.suspended_until.and_then(|t| t.checked_duration_since(Instant::now()))
+        let until = self.suspended_until.load(Relaxed);
+        let now = self.epoch.nanos(Instant::now());
+        (until > now).then(|| Duration::from_nanos(until - now))
     }
 
     pub fn record(&self, hook: Hook, started: Instant, ok: bool) {
@@ -128,7 +148,7 @@ impl Guard {
         }
         let calm = w.last_suspension.is_none_or(|t| now.duration_since(t) > CALM);
         w.backoff = if calm || w.backoff.is_zero() { FIRST_BACKOFF } else { (w.backoff * 2).min(MAX_BACKOFF) };
-        w.suspended_until = Some(now + w.backoff);
+        self.suspended_until.store(self.epoch.nanos(now + w.backoff), Relaxed);
         w.last_suspension = Some(now);
         w.since = None;
         w.failures = 0;

@@ -25,7 +25,8 @@ pub struct Loaded {
     pub loaded_at: std::time::SystemTime,
     prepared: Prepared,
     pub shared: Arc<Shared>,
-    pool: Mutex<Vec<Warm>>,
+    /// Boxed: a warm instance is a few hundred bytes, moved in and out of the pool every call.
+    pool: Mutex<Vec<Box<Warm>>>,
     pub guard: Guard,
 }
 
@@ -55,14 +56,15 @@ impl Loaded {
             guard: Guard::default(),
         };
         let mut warm = loaded.instantiate().map_err(|e| match describe(&e) {
-            d if d.contains("type mismatch") => format!("a hook's type does not match weft:policy@0.2.0: {d}"),
+            d if d.contains("type mismatch") => format!("a hook's type does not match weft:policy@{}: {d}", wasm::WIT_VERSION),
             d => format!("cannot instantiate it: {d}"),
         })?;
         if let Some(m) = &warm.manifest {
             let names = m.call_wanted_headers(&mut warm.store).map_err(|e| format!("its manifest (wanted-headers) failed: {}", describe(&e)))?;
             loaded.wanted = names.into_iter().map(|n| n.to_ascii_lowercase()).collect();
         }
-        loaded.pool.get_mut().unwrap_or_else(|e| e.into_inner()).push(warm);
+        loaded.shared.set_wanted(loaded.wanted.clone());
+        loaded.pool.get_mut().unwrap_or_else(|e| e.into_inner()).push(Box::new(warm));
         Ok(loaded)
     }
 
@@ -71,9 +73,10 @@ impl Loaded {
         self.prepared.instantiate(&self.shared, self.spec.memory_bytes(), self.spec.fuel)
     }
 
-    /// One hook call on a warm instance. A failed call drops its instance (a trapped instance
-    /// refuses further calls); the next call instantiates afresh from the `InstancePre`.
-    fn call<R>(&self, hook: Hook, f: impl FnOnce(&mut Warm) -> wasmtime::Result<R>) -> Result<R, HookFailed> {
+    /// One hook call on a warm instance, for `req` (its strings are what the host imports answer
+    /// during the call). A failed call drops its instance (a trapped instance refuses further
+    /// calls); the next call instantiates afresh from the `InstancePre`.
+    fn call<R>(&self, hook: Hook, req: &RequestInfo<'_>, f: impl FnOnce(&mut Warm, wasm::RequestInfo<'_>) -> wasmtime::Result<R>) -> Result<R, HookFailed> {
         let start = Instant::now();
         if self.guard.suspended(start) {
             self.guard.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -82,11 +85,23 @@ impl Loaded {
         let warm = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let result = match warm {
             Some(w) => Ok(w),
-            None => self.instantiate(),
+            None => self.instantiate().map(Box::new),
         }
         .and_then(|mut w| {
             w.arm(self.spec.fuel)?;
-            f(&mut w).map(|r| (r, w))
+            let [service, namespace, zone] = &mut w.ids;
+            let info = wasm::RequestInfo {
+                service: service.id(req.service),
+                namespace: namespace.id(req.namespace),
+                method: wit_method(req.method),
+                attempt: req.attempt,
+                idempotent: req.idempotent,
+                source_zone: zone.id(req.source_zone),
+            };
+            w.store.data_mut().request.set(req, &self.wanted);
+            let r = f(&mut *w, info);
+            w.store.data_mut().request.active = false;
+            r.map(|r| (r, w))
         });
         match result {
             Ok((r, w)) => {
@@ -108,12 +123,6 @@ impl Loaded {
                 Err(HookFailed(reason))
             }
         }
-    }
-
-    /// The wanted headers of the request, as the WIT's `request-info` carries them: the names
-    /// as the manifest gave them (lower-case), values borrowed from the request.
-    fn headers<'b>(&'b self, req: &RequestInfo<'b>) -> Vec<(&'b str, &'b str)> {
-        self.wanted.iter().filter_map(|n| Some((n.as_str(), std::str::from_utf8(req.headers.get(n)?).ok()?))).collect()
     }
 }
 
@@ -140,17 +149,19 @@ pub fn describe(e: &wasmtime::Error) -> String {
     }
 }
 
-fn wit_request<'a>(req: &RequestInfo<'a>, headers: &'a [(&'a str, &'a str)]) -> wasm::RequestInfo<'a> {
-    wasm::RequestInfo {
-        service: req.service,
-        namespace: req.namespace,
-        method: req.method,
-        authority: req.authority,
-        path: req.path,
-        headers,
-        attempt: req.attempt,
-        idempotent: req.idempotent,
-        source_zone: req.source_zone,
+fn wit_method(m: &str) -> wasm::Method<'_> {
+    match m {
+        "" => wasm::Method::None,
+        "GET" => wasm::Method::Get,
+        "HEAD" => wasm::Method::Head,
+        "POST" => wasm::Method::Post,
+        "PUT" => wasm::Method::Put,
+        "DELETE" => wasm::Method::Delete,
+        "CONNECT" => wasm::Method::Connect,
+        "OPTIONS" => wasm::Method::Options,
+        "TRACE" => wasm::Method::Trace,
+        "PATCH" => wasm::Method::Patch,
+        other => wasm::Method::Other(other),
     }
 }
 
@@ -183,45 +194,40 @@ impl Plugin for Loaded {
     }
 
     fn route(&self, req: &RequestInfo<'_>) -> Result<Option<String>, HookFailed> {
-        let headers = self.headers(req);
-        let info = wit_request(req, &headers);
-        self.call(Hook::Route, |w| match &w.router {
+        self.call(Hook::Route, req, |w, info| match &w.router {
             Some(r) => r.call_route(&mut w.store, info),
             None => Ok(None),
         })
     }
 
     fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Result<Option<u32>, HookFailed> {
-        let headers = self.headers(req);
-        let info = wit_request(req, &headers);
-        let shown: Vec<_> = c.targets.iter().enumerate().filter(|(i, _)| c.untried(*i)).map(|(_, t)| t).collect();
-        let attrs: Vec<Vec<(&str, &str)>> = shown.iter().map(|t| t.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).collect();
         let now = c.now_us;
-        let candidates: Vec<wasm::EndpointInfo<'_>> = shown
-            .iter()
-            .zip(&attrs)
-            .map(|(t, a)| wasm::EndpointInfo {
-                id: t.index,
-                node: &t.node,
-                zone: &t.zone,
-                healthy: t.healthy && !t.unchecked,
-                ejected: t.ejected(now) || t.refusing(now),
-                in_flight: t.in_flight(),
-                ewma_latency_us: t.latency_us_at(now).map_or(0, |l| l.min(u32::MAX as f64) as u32),
-                attributes: a,
-            })
-            .collect();
-        self.call(Hook::Pick, |w| match &w.balancer {
-            Some(b) => b.call_pick_endpoint(&mut w.store, info, &candidates),
-            None => Ok(None),
+        self.call(Hook::Pick, req, |w, info| {
+            if !w.has_pick() {
+                return Ok(None);
+            }
+            w.candidates.clear();
+            w.attributes.clear();
+            for t in c.targets.iter().enumerate().filter(|(i, _)| c.untried(*i)).map(|(_, t)| t) {
+                let ids = t.text_ids();
+                w.candidates.push(wasm::Endpoint {
+                    id: t.index,
+                    node: ids.node,
+                    zone: ids.zone,
+                    healthy: t.healthy && !t.unchecked,
+                    ejected: t.ejected(now) || t.refusing(now),
+                    in_flight: t.in_flight(),
+                    ewma_latency_us: t.latency_us_at(now).map_or(0, |l| l.min(u32::MAX as f64) as u32),
+                });
+                w.attributes.extend(ids.attributes.iter().map(|&(name, value)| wasm::Attribute { endpoint: t.index, name, value }));
+            }
+            w.pick(info)
         })
     }
 
     fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, elapsed: Duration) -> Result<RetryDecision, HookFailed> {
-        let headers = self.headers(req);
-        let info = wit_request(req, &headers);
         let ms = elapsed.as_millis().min(u32::MAX as u128) as u32;
-        let d = self.call(Hook::Retry, |w| match &w.retrier {
+        let d = self.call(Hook::Retry, req, |w, info| match &w.retrier {
             Some(r) => r.call_should_retry(&mut w.store, info, wit_outcome(outcome), ms),
             None => Ok(wasm::RetryDecision::GiveUp),
         })?;

@@ -1,9 +1,10 @@
-//! What a plugin's instances share with the host: its name and configuration, the counters it
-//! bumps (`host.counter-add`), and the rate limit on its log lines.
+//! What a plugin's instances share with the host: its name and configuration, the headers it
+//! reads, the counters it bumps (`host.counter` / `host.counter-add`), the texts it added
+//! (`host.intern`), and the rate limit on its log lines.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::wasm::weft::policy::host::Level;
@@ -15,14 +16,27 @@ const LOG_LINES_PER_S: u32 = 20;
 const LOG_LINE_MAX: usize = 1024;
 /// Distinct counter names a plugin may create; more are ignored (bounded memory).
 const COUNTERS_MAX: usize = 64;
+/// New texts a plugin may add to the host's table (`host.intern`), and the longest one.
+const INTERNS_MAX: u32 = 1024;
+const INTERN_LEN_MAX: usize = 256;
+
+/// The plugin's counters: by name (for the admin API), and by handle (`host.counter-add`).
+#[derive(Default)]
+struct Counters {
+    by_name: BTreeMap<String, u32>,
+    handles: Vec<Arc<AtomicU64>>,
+}
 
 pub struct Shared {
     pub name: String,
     pub config: String,
     /// The plugin's counters; with a registry, the registry's own (exported with weft's metrics,
     /// and continuous across versions of the plugin).
-    counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    counters: Mutex<Counters>,
     registry: Option<Arc<crate::telemetry::Registry>>,
+    /// Lower-case request headers the manifest asked for (set once, when the plugin is loaded).
+    wanted: OnceLock<Vec<String>>,
+    interned: AtomicU32,
     log_window: Mutex<(Instant, u32)>,
     pub logs_dropped: AtomicU64,
 }
@@ -34,6 +48,8 @@ impl Shared {
             config: config.to_string(),
             counters: Mutex::default(),
             registry,
+            wanted: OnceLock::new(),
+            interned: AtomicU32::new(0),
             log_window: Mutex::new((Instant::now(), 0)),
             logs_dropped: AtomicU64::new(0),
         }
@@ -64,21 +80,53 @@ impl Shared {
         }
     }
 
-    pub fn counter_add(&self, name: &str, delta: u64) {
+    /// The handle of a counter (made on first use); past `COUNTERS_MAX` names, one that counts
+    /// nothing.
+    pub fn counter(&self, name: &str) -> u32 {
         let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = c.get(name) {
-            v.fetch_add(delta, Relaxed);
-        } else if c.len() < COUNTERS_MAX && name.len() <= 64 {
-            let v = match &self.registry {
-                Some(r) => r.plugin_counter(&self.name, name, &[]),
-                None => Arc::default(),
-            };
-            v.fetch_add(delta, Relaxed);
-            c.insert(name.to_string(), v);
+        if let Some(&h) = c.by_name.get(name) {
+            return h;
         }
+        if c.handles.len() >= COUNTERS_MAX || name.len() > 64 {
+            return u32::MAX;
+        }
+        let v = match &self.registry {
+            Some(r) => r.plugin_counter(&self.name, name, &[]),
+            None => Arc::default(),
+        };
+        let h = c.handles.len() as u32;
+        c.handles.push(v);
+        c.by_name.insert(name.to_string(), h);
+        h
+    }
+
+    /// Every counter, by handle (an instance keeps a copy, so `counter-add` takes no lock).
+    pub fn counter_handles(&self) -> Vec<Arc<AtomicU64>> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).handles.clone()
     }
 
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.load(Relaxed))).collect()
+        let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        c.by_name.iter().map(|(k, &h)| (k.clone(), c.handles[h as usize].load(Relaxed))).collect()
+    }
+
+    /// `host.intern`: the text's id, adding it within the plugin's allowance.
+    pub fn intern(&self, name: &str) -> Option<u32> {
+        use crate::policy::texts;
+        if let Some(id) = texts::find(name) {
+            return Some(id);
+        }
+        if name.len() > INTERN_LEN_MAX || self.interned.fetch_add(1, Relaxed) >= INTERNS_MAX {
+            return None;
+        }
+        Some(texts::intern(name))
+    }
+
+    pub fn set_wanted(&self, names: Vec<String>) {
+        let _ = self.wanted.set(names);
+    }
+
+    pub fn wanted(&self) -> &[String] {
+        self.wanted.get().map_or(&[], Vec::as_slice)
     }
 }

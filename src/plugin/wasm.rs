@@ -1,11 +1,15 @@
 //! The component side of a plugin: bindings generated from `wit/policy.wit`, the host imports
-//! (log, config, counters), and one warm instance with its own `Store`.
+//! (log, config, counters, texts, the request's strings), and one warm instance with its own
+//! `Store`.
 //!
 //! Only the hooks a component exports are looked up (`Exports`); the host calls nothing else.
 
 use std::sync::Arc;
 
-use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
+use std::mem::MaybeUninit;
+
+use wasmtime::component::__internal::{InterfaceType, LowerContext};
+use wasmtime::component::{Component, ComponentExportIndex, ComponentType, Func, HasSelf, Instance, InstancePre, Linker, Lower, TypedFunc};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 
 use super::shared::Shared;
@@ -17,14 +21,62 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::weft::policy::{balancer, manifest, retrier, router};
-pub use self::weft::policy::types::{EndpointInfo, Outcome, RequestInfo, RetryDecision};
+pub use self::weft::policy::types::{Method, Outcome, RequestInfo, RetryDecision};
 
-/// What a store carries: the memory cap and the plugin's shared state for host calls.
+/// The WIT package version this host implements; a component built against another is refused.
+pub const WIT_VERSION: &str = "0.3.0";
+
+/// What a store carries: the memory cap, the plugin's shared state for host calls, and the
+/// request of the hook call under way.
 pub struct State {
     limits: StoreLimits,
     shared: Arc<Shared>,
     /// The thread's CPU time at the current call's first epoch tick (`engine::deadline`).
     cpu_mark: Option<std::time::Duration>,
+    /// The plugin's counters this instance asked for, by handle (a lock-free `counter-add`).
+    counters: Vec<Arc<std::sync::atomic::AtomicU64>>,
+    pub request: CallRequest,
+}
+
+/// The strings of the request a hook is called for, copied into buffers the store keeps (no
+/// allocation per call once warm); what `host.header`, `host.authority` and `host.path` answer.
+#[derive(Default)]
+pub struct CallRequest {
+    /// Whether a hook call is under way (outside one, the request's strings are empty).
+    pub active: bool,
+    pub authority: String,
+    pub path: String,
+    /// The manifest's wanted headers' values, in its order: (present, value).
+    pub headers: Vec<(bool, String)>,
+}
+
+impl CallRequest {
+    /// Takes the strings of `req`: its authority, path and the values of `wanted` headers.
+    pub fn set(&mut self, req: &crate::policy::RequestInfo<'_>, wanted: &[String]) {
+        self.authority.clear();
+        self.authority.push_str(req.authority);
+        self.path.clear();
+        self.path.push_str(req.path);
+        self.headers.resize_with(wanted.len(), Default::default);
+        for ((present, value), name) in self.headers.iter_mut().zip(wanted) {
+            *present = false;
+            if let Some(v) = req.headers.get(name).and_then(|v| std::str::from_utf8(v).ok()) {
+                value.clear();
+                value.push_str(v);
+                *present = true;
+            }
+        }
+        self.active = true;
+    }
+}
+
+impl State {
+    /// The value of a wanted header of the request under way.
+    fn header_value(&self, name: &str) -> Option<&str> {
+        let r = &self.request;
+        let i = self.shared.wanted().iter().position(|w| w.eq_ignore_ascii_case(name))?;
+        r.headers.get(i).filter(|(present, _)| *present && r.active).map(|(_, v)| v.as_str())
+    }
 }
 
 impl self::weft::policy::types::Host for State {}
@@ -38,8 +90,47 @@ impl self::weft::policy::host::Host for State {
         self.shared.config.clone()
     }
 
-    fn counter_add(&mut self, name: String, delta: u64) {
-        self.shared.counter_add(&name, delta);
+    fn counter(&mut self, name: String) -> u32 {
+        self.shared.counter(&name)
+    }
+
+    fn counter_add(&mut self, counter: u32, delta: u64) {
+        let i = counter as usize;
+        if i >= self.counters.len() {
+            self.counters = self.shared.counter_handles();
+        }
+        if let Some(c) = self.counters.get(i) {
+            c.fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn text(&mut self, id: u32) -> String {
+        crate::policy::texts::text(id).map(|t| t.to_string()).unwrap_or_default()
+    }
+
+    fn intern(&mut self, name: String) -> Option<u32> {
+        self.shared.intern(&name)
+    }
+
+    fn find(&mut self, name: String) -> Option<u32> {
+        crate::policy::texts::find(&name)
+    }
+
+    fn header(&mut self, name: String) -> Option<String> {
+        self.header_value(&name).map(str::to_string)
+    }
+
+    fn header_id(&mut self, name: String) -> Option<Option<u32>> {
+        let value = self.header_value(&name)?;
+        Some(crate::policy::texts::find(value))
+    }
+
+    fn authority(&mut self) -> String {
+        if self.request.active { self.request.authority.clone() } else { String::new() }
+    }
+
+    fn path(&mut self) -> String {
+        if self.request.active { self.request.path.clone() } else { String::new() }
     }
 }
 
@@ -56,12 +147,14 @@ pub struct Exports {
     pub router: Option<router::GuestIndices>,
     pub balancer: Option<balancer::GuestIndices>,
     pub retrier: Option<retrier::GuestIndices>,
+    /// `pick-endpoint`, called through [`Endpoint`] and [`Attribute`] (not `balancer::Guest`).
+    pick: Option<ComponentExportIndex>,
 }
 
 /// Why a component cannot be a plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
-    #[error("it exports no hook of weft:policy@0.2.0 (router, balancer or retrier){}", found(.0))]
+    #[error("it exports no hook of weft:policy@{WIT_VERSION} (router, balancer or retrier){}{}", found(.0), other_version(.0))]
     NoHooks(Vec<String>),
     #[error("{0}")]
     Mismatch(String),
@@ -69,6 +162,15 @@ pub enum PrepareError {
 
 fn found(exports: &[String]) -> String {
     if exports.is_empty() { String::new() } else { format!("; it exports {}", exports.join(", ")) }
+}
+
+/// A hint when the component exports weft's hooks of another version of the WIT.
+fn other_version(exports: &[String]) -> String {
+    let other = exports.iter().find_map(|e| e.strip_prefix("weft:policy/").and_then(|e| e.split_once('@')).map(|(_, v)| v).filter(|v| *v != WIT_VERSION));
+    match other {
+        Some(v) => format!(" (it was built against weft:policy@{v}: rebuild it against this weft's wit/policy.wit, @{WIT_VERSION})"),
+        None => String::new(),
+    }
 }
 
 /// Checks a component against the WIT: each hook interface it exports must match exactly.
@@ -85,7 +187,9 @@ pub fn prepare(engine: &Engine, component: &Component) -> Result<Prepared, Prepa
         router: lookup(&pre, "router", router::GuestIndices::new(&pre))?,
         balancer: lookup(&pre, "balancer", balancer::GuestIndices::new(&pre))?,
         retrier: lookup(&pre, "retrier", retrier::GuestIndices::new(&pre))?,
+        pick: None,
     };
+    let exports = Exports { pick: exports.balancer.as_ref().and_then(|_| pick_index(component)), ..exports };
     if exports.router.is_none() && exports.balancer.is_none() && exports.retrier.is_none() {
         let names = component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect();
         return Err(PrepareError::NoHooks(names));
@@ -93,9 +197,14 @@ pub fn prepare(engine: &Engine, component: &Component) -> Result<Prepared, Prepa
     Ok(Prepared { pre, exports })
 }
 
+fn pick_index(component: &Component) -> Option<ComponentExportIndex> {
+    let iface = component.get_export_index(None, &format!("weft:policy/balancer@{WIT_VERSION}"))?;
+    component.get_export_index(Some(&iface), "pick-endpoint")
+}
+
 /// `None` when the interface is not exported at all; an error when it is, with other types.
 fn lookup<T>(pre: &InstancePre<State>, hook: &str, r: wasmtime::Result<T>) -> Result<Option<T>, PrepareError> {
-    let name = format!("weft:policy/{hook}@0.2.0");
+    let name = format!("weft:policy/{hook}@{WIT_VERSION}");
     match r {
         Ok(i) => Ok(Some(i)),
         Err(_) if pre.component().get_export_index(None, &name).is_none() => Ok(None),
@@ -103,13 +212,35 @@ fn lookup<T>(pre: &InstancePre<State>, hook: &str, r: wasmtime::Result<T>) -> Re
     }
 }
 
-/// One instance and its store, reused call after call.
+/// One instance and its store, reused call after call, with the buffers its calls fill.
 pub struct Warm {
     pub store: Store<State>,
     pub router: Option<router::Guest>,
-    pub balancer: Option<balancer::Guest>,
+    /// `pick-endpoint`, type-checked as [`PickParams`] when the instance was made.
+    pick: Option<Func>,
     pub retrier: Option<retrier::Guest>,
     pub manifest: Option<manifest::Guest>,
+    /// The ids of the last request's service, namespace and source zone.
+    pub ids: [crate::policy::texts::LastText; 3],
+    pub candidates: Vec<Endpoint>,
+    pub attributes: Vec<Attribute>,
+}
+
+type PickParams<'a> = (RequestInfo<'a>, &'a [Endpoint], &'a [Attribute]);
+
+impl Warm {
+    pub fn has_pick(&self) -> bool {
+        self.pick.is_some()
+    }
+
+    /// `pick-endpoint` over the candidates and attributes filled in beforehand.
+    #[allow(unsafe_code)]
+    pub fn pick(&mut self, req: RequestInfo<'_>) -> wasmtime::Result<Option<u32>> {
+        let Some(f) = self.pick else { return Ok(None) };
+        // SAFETY: `instantiate` checked the function against exactly these types (`typed`).
+        let typed = unsafe { TypedFunc::<PickParams<'_>, (Option<u32>,)>::new_unchecked(f) };
+        Ok(typed.call(&mut self.store, (req, &self.candidates, &self.attributes))?.0)
+    }
 }
 
 impl Warm {
@@ -127,7 +258,8 @@ impl Prepared {
     /// `fuel` (set before the call by the caller).
     pub fn instantiate(&self, shared: &Arc<Shared>, memory_bytes: usize, fuel: u64) -> wasmtime::Result<Warm> {
         let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).instances(8).tables(8).memories(4).trap_on_grow_failure(true).build();
-        let mut store = Store::new(self.pre.engine(), State { limits, shared: shared.clone(), cpu_mark: None });
+        let state = State { limits, shared: shared.clone(), counters: Vec::new(), request: CallRequest::default(), cpu_mark: None };
+        let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_callback(|mut ctx| Ok(super::engine::deadline(&mut ctx.data_mut().cpu_mark)));
         store.set_fuel(fuel)?;
@@ -136,10 +268,110 @@ impl Prepared {
         let e = &self.exports;
         Ok(Warm {
             router: e.router.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-            balancer: e.balancer.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+            pick: match e.pick {
+                Some(i) => {
+                    let f = instance.get_func(&mut store, i).ok_or_else(|| wasmtime::format_err!("pick-endpoint is not a function"))?;
+                    f.typed::<PickParams<'static>, (Option<u32>,)>(&store)?;
+                    Some(f)
+                }
+                None => None,
+            },
             retrier: e.retrier.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
             manifest: e.manifest.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
             store,
+            ids: Default::default(),
+            candidates: Vec::new(),
+            attributes: Vec::new(),
         })
     }
 }
+
+/// One `endpoint-info`, lowered by hand: a list of them (every `pick-endpoint` call) is written
+/// into the guest's memory in one pass, where the derived lowering looks the memory up again for
+/// each field of each element (~90 instructions a field). The field names and types are checked
+/// against the WIT when the instance is made (`typed`); the layout below is the canonical ABI's.
+#[derive(ComponentType, Clone, Copy, Debug, Default)]
+#[component(record)]
+pub struct Endpoint {
+    #[component(name = "id")]
+    pub id: u32,
+    #[component(name = "node")]
+    pub node: u32,
+    #[component(name = "zone")]
+    pub zone: u32,
+    #[component(name = "healthy")]
+    pub healthy: bool,
+    #[component(name = "ejected")]
+    pub ejected: bool,
+    #[component(name = "in-flight")]
+    pub in_flight: u32,
+    #[component(name = "ewma-latency-us")]
+    pub ewma_latency_us: u32,
+}
+
+/// One `attribute` (endpoint, name, value), lowered by hand like [`Endpoint`].
+#[derive(ComponentType, Clone, Copy, Debug, Default)]
+#[component(record)]
+pub struct Attribute {
+    #[component(name = "endpoint")]
+    pub endpoint: u32,
+    #[component(name = "name")]
+    pub name: u32,
+    #[component(name = "value")]
+    pub value: u32,
+}
+
+impl Endpoint {
+    /// Canonical ABI: u32 at 0, 4, 8; bools (one byte) at 12, 13; u32 at 16, 20; 24 bytes.
+    fn store(&self, d: &mut [u8]) {
+        d[0..4].copy_from_slice(&self.id.to_le_bytes());
+        d[4..8].copy_from_slice(&self.node.to_le_bytes());
+        d[8..12].copy_from_slice(&self.zone.to_le_bytes());
+        d[12] = self.healthy.into();
+        d[13] = self.ejected.into();
+        d[14..16].fill(0);
+        d[16..20].copy_from_slice(&self.in_flight.to_le_bytes());
+        d[20..24].copy_from_slice(&self.ewma_latency_us.to_le_bytes());
+    }
+}
+
+impl Attribute {
+    /// Canonical ABI: three u32, 12 bytes.
+    fn store(&self, d: &mut [u8]) {
+        d[0..4].copy_from_slice(&self.endpoint.to_le_bytes());
+        d[4..8].copy_from_slice(&self.name.to_le_bytes());
+        d[8..12].copy_from_slice(&self.value.to_le_bytes());
+    }
+}
+
+const _: () = assert!(Endpoint::SIZE32 == 24 && Attribute::SIZE32 == 12);
+
+macro_rules! lowered_by_hand {
+    ($t:ty) => {
+        // SAFETY: `store` writes exactly the canonical ABI layout of the record `ComponentType`
+        // derives (size and alignment asserted above), within the bounds the slices check.
+        #[allow(unsafe_code)]
+        unsafe impl Lower for $t {
+            fn linear_lower_to_flat<T>(&self, _cx: &mut LowerContext<'_, T>, _ty: InterfaceType, _dst: &mut MaybeUninit<Self::Lower>) -> wasmtime::Result<()> {
+                // The WIT passes these records in lists only, never as flat parameters.
+                wasmtime::bail!("{} is passed in a list only", stringify!($t))
+            }
+
+            fn linear_lower_to_memory<T>(&self, cx: &mut LowerContext<'_, T>, _ty: InterfaceType, offset: usize) -> wasmtime::Result<()> {
+                self.store(&mut cx.as_slice_mut()[offset..][..Self::SIZE32]);
+                Ok(())
+            }
+
+            fn linear_store_list_to_memory<T>(cx: &mut LowerContext<'_, T>, _ty: InterfaceType, offset: usize, items: &[Self]) -> wasmtime::Result<()> {
+                let dst = &mut cx.as_slice_mut()[offset..][..items.len() * Self::SIZE32];
+                for (d, item) in dst.chunks_exact_mut(Self::SIZE32).zip(items) {
+                    item.store(d);
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+lowered_by_hand!(Endpoint);
+lowered_by_hand!(Attribute);

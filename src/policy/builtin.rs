@@ -171,6 +171,7 @@ mod tests {
             healthy,
             unchecked: false,
             stats: Default::default(),
+            texts: Default::default(),
         })
     }
 

@@ -13,6 +13,7 @@ use crate::telemetry::EndpointStats;
 
 mod builtin;
 mod service;
+pub mod texts;
 pub use builtin::Builtin;
 pub use service::{HookFailed, Hooks, NoPlugins, Plugin, PluginSource, PolicyRefused, ServicePolicy, route_by_rules};
 
@@ -84,6 +85,8 @@ pub struct Target {
     /// Live figures of this endpoint, kept across routing-table rebuilds (in-flight requests,
     /// response times) — what a load-aware `pick_endpoint` reads.
     pub stats: Arc<EndpointStats>,
+    /// Its names as text ids, for plugins (made on first use).
+    pub texts: texts::TargetTexts,
 }
 
 impl Target {

@@ -207,6 +207,7 @@ impl TableBuilder {
                         healthy,
                         unchecked: e.health == Health::Unknown,
                         stats,
+                        texts: Default::default(),
                     })
                 })
                 .collect();

@@ -34,11 +34,22 @@ fn default_value() -> String {
     "1".into()
 }
 
-/// The configuration, parsed once per instance. A bad configuration is a panic, i.e. a trap: the
-/// host calls `wanted-headers` when it loads the plugin, so the load fails with the log line below.
-fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
+/// The configuration, parsed once per instance, with the ids the hook compares with and the
+/// handles of its counters. A bad configuration is a panic, i.e. a trap: the host calls
+/// `wanted-headers` when it loads the plugin, so the load fails with the log line below.
+struct Ready {
+    cfg: Config,
+    /// the canary service's and the header value's text ids (none only if the host's table is
+    /// full for this plugin)
+    service: Option<u32>,
+    value: Option<u32>,
+    canary: u32,
+    stable: u32,
+}
+
+fn ready() -> &'static Ready {
+    static READY: OnceLock<Ready> = OnceLock::new();
+    READY.get_or_init(|| {
         let text = host::config();
         let cfg: Config = match serde_json::from_str(&text) {
             Ok(c) => c,
@@ -52,7 +63,7 @@ fn config() -> &'static Config {
             panic!("bad config");
         }
         host::log(Level::Info, &format!("canary-router: {}% and {}: {} → {}", cfg.percent, cfg.header, cfg.value, cfg.service));
-        cfg
+        Ready { service: host::intern(&cfg.service), value: host::intern(&cfg.value), canary: host::counter("canary"), stable: host::counter("stable"), cfg }
     })
 }
 
@@ -60,29 +71,43 @@ struct Plugin;
 
 impl Manifest for Plugin {
     fn wanted_headers() -> Vec<String> {
-        vec![config().header.clone()]
+        vec![ready().cfg.header.clone()]
     }
 }
 
 impl Router for Plugin {
     fn route(req: RequestInfo) -> Option<String> {
-        let cfg = config();
-        if req.service == cfg.service {
+        let r = ready();
+        let cfg = &r.cfg;
+        let already = match r.service {
+            Some(id) => req.service == id,
+            None => host::text(req.service) == cfg.service,
+        };
+        if already {
             return None; // already the canary
         }
-        if SPLIT.with(|split| to_canary(cfg, &req, &mut split.borrow_mut())) {
-            host::counter_add("canary", 1);
+        // The header's value compared by text id: nothing is copied into the plugin.
+        let flagged = match r.value {
+            Some(id) => host::header_id(&cfg.header) == Some(Some(id)),
+            None => flagged(cfg, host::header(&cfg.header).as_deref()),
+        };
+        if SPLIT.with(|split| to_canary(cfg, flagged, &mut split.borrow_mut())) {
+            host::counter_add(r.canary, 1);
             Some(cfg.service.clone())
         } else {
-            host::counter_add("stable", 1);
+            host::counter_add(r.stable, 1);
             None
         }
     }
 }
 
+/// Whether the request's header (its value, if it has one) asks for the canary.
+fn flagged(cfg: &Config, value: Option<&str>) -> bool {
+    value == Some(cfg.value.as_str())
+}
+
 /// Flagged by the header, or drawn for the percentage (only unflagged requests draw).
-fn to_canary(cfg: &Config, req: &RequestInfo, split: &mut Split) -> bool {
-    let flagged = req.headers.iter().any(|(name, value)| name.eq_ignore_ascii_case(&cfg.header) && *value == cfg.value);
+fn to_canary(cfg: &Config, flagged: bool, split: &mut Split) -> bool {
     flagged || split.next(cfg.percent)
 }
 
@@ -141,23 +166,9 @@ mod tests {
         Config { service: "api-v2".into(), percent, header: default_header(), value: default_value() }
     }
 
-    fn request(headers: &[(&str, &str)]) -> RequestInfo {
-        RequestInfo {
-            service: "api".into(),
-            namespace: "default".into(),
-            method: "GET".into(),
-            authority: "api.internal".into(),
-            path: "/".into(),
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-            attempt: 1,
-            idempotent: true,
-            source_zone: "a".into(),
-        }
-    }
-
     fn share(percent: f64, requests: usize) -> usize {
-        let (cfg, req, mut split) = (config(percent), request(&[]), Split::new());
-        (0..requests).filter(|_| to_canary(&cfg, &req, &mut split)).count()
+        let (cfg, mut split) = (config(percent), Split::new());
+        (0..requests).filter(|_| to_canary(&cfg, false, &mut split)).count()
     }
 
     #[test]
@@ -171,8 +182,8 @@ mod tests {
 
     #[test]
     fn the_draw_follows_no_fixed_pattern() {
-        let (cfg, req, mut split) = (config(50.0), request(&[]), Split::new());
-        let picks: Vec<bool> = (0..1000).map(|_| to_canary(&cfg, &req, &mut split)).collect();
+        let (cfg, mut split) = (config(50.0), Split::new());
+        let picks: Vec<bool> = (0..1000).map(|_| to_canary(&cfg, false, &mut split)).collect();
         let alternating = picks.windows(2).filter(|w| w[0] != w[1]).count();
         assert!((350..650).contains(&alternating), "{alternating} changes in 1000");
     }
@@ -180,8 +191,8 @@ mod tests {
     #[test]
     fn the_header_always_goes_to_the_canary() {
         let (cfg, mut split) = (config(0.0), Split::new());
-        assert!(to_canary(&cfg, &request(&[("X-Canary", "1")]), &mut split));
-        assert!(!to_canary(&cfg, &request(&[("x-canary", "0")]), &mut split));
-        assert!(!to_canary(&cfg, &request(&[]), &mut split));
+        assert!(to_canary(&cfg, flagged(&cfg, Some("1")), &mut split));
+        assert!(!to_canary(&cfg, flagged(&cfg, Some("0")), &mut split));
+        assert!(!to_canary(&cfg, flagged(&cfg, None), &mut split));
     }
 }

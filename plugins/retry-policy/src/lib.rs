@@ -11,6 +11,8 @@ wit_bindgen::generate!({ path: "../../wit", world: "retrier-plugin" });
 
 use exports::weft::policy::manifest::Guest as Manifest;
 use exports::weft::policy::retrier::{Guest as Retrier, Outcome, RequestInfo, RetryDecision};
+#[cfg(test)]
+use weft::policy::types::Method;
 use weft::policy::host::{self, Level};
 
 #[derive(Deserialize)]
@@ -48,12 +50,18 @@ impl Default for Config {
     }
 }
 
-/// The configuration, parsed once per instance; an empty string means the defaults. A bad
-/// configuration is a panic, i.e. a trap: the host calls `wanted-headers` when it loads the
-/// plugin, so the load fails with the log line below.
-fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
+/// The configuration, parsed once per instance (an empty string means the defaults), and the
+/// handles of the counters. A bad configuration is a panic, i.e. a trap: the host calls
+/// `wanted-headers` when it loads the plugin, so the load fails with the log line below.
+struct Ready {
+    cfg: Config,
+    give_up: u32,
+    retry: u32,
+}
+
+fn ready() -> &'static Ready {
+    static READY: OnceLock<Ready> = OnceLock::new();
+    READY.get_or_init(|| {
         let text = host::config();
         let parsed = if text.trim().is_empty() { Ok(Config::default()) } else { serde_json::from_str::<Config>(&text) };
         let cfg = match parsed {
@@ -62,7 +70,7 @@ fn config() -> &'static Config {
             Err(e) => bad_config(&text, &e.to_string()),
         };
         host::log(Level::Info, &format!("retry-policy: up to {} tries on {:?}, gRPC {:?}, backoff {}–{} ms", cfg.max_attempts, cfg.statuses, cfg.grpc_codes, cfg.base_ms, cfg.max_backoff_ms));
-        cfg
+        Ready { cfg, give_up: host::counter("give-up"), retry: host::counter("retry") }
     })
 }
 
@@ -75,16 +83,16 @@ struct Plugin;
 
 impl Manifest for Plugin {
     fn wanted_headers() -> Vec<String> {
-        config(); // parse (and check) the configuration at load
+        ready(); // parse (and check) the configuration at load
         Vec::new()
     }
 }
 
 impl Retrier for Plugin {
     fn should_retry(req: RequestInfo, outcome: Outcome, elapsed_ms: u32) -> RetryDecision {
-        let cfg = config();
-        let decision = decide(cfg, &req, &outcome, elapsed_ms);
-        host::counter_add(if matches!(decision, RetryDecision::GiveUp) { "give-up" } else { "retry" }, 1);
+        let r = ready();
+        let decision = decide(&r.cfg, &req, &outcome, elapsed_ms);
+        host::counter_add(if matches!(decision, RetryDecision::GiveUp) { r.give_up } else { r.retry }, 1);
         decision
     }
 }
@@ -147,15 +155,12 @@ mod tests {
 
     fn request(method: &str, attempt: u32) -> RequestInfo {
         RequestInfo {
-            service: "api".into(),
-            namespace: "default".into(),
-            method: method.into(),
-            authority: "api.internal".into(),
-            path: "/".into(),
-            headers: Vec::new(),
+            service: 1,
+            namespace: 2,
+            method: if method == "GET" { Method::Get } else { Method::Post },
             attempt,
             idempotent: method == "GET",
-            source_zone: "a".into(),
+            source_zone: 3,
         }
     }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "balancer-plugin" });
 
-use exports::weft::policy::balancer::{EndpointInfo, Guest as Balancer, RequestInfo};
+use exports::weft::policy::balancer::{Attribute, EndpointInfo, Guest as Balancer, RequestInfo};
 use exports::weft::policy::manifest::Guest as Manifest;
 use weft::policy::host::{self, Level};
 
@@ -27,12 +27,20 @@ impl Default for Config {
     }
 }
 
-/// The configuration, parsed once per instance; an empty string means the defaults. A bad
-/// configuration is a panic, i.e. a trap: the host calls `wanted-headers` when it loads the
-/// plugin, so the load fails with the log line below.
-fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
+/// The configuration, parsed once per instance (an empty string means the defaults), with the
+/// attribute name's text id and the counters' handles. A bad configuration is a panic, i.e. a
+/// trap: the host calls `wanted-headers` when it loads the plugin, so the load fails with the log
+/// line below.
+struct Ready {
+    cfg: Config,
+    /// the attribute's name as a text id (none only if the host's table is full for this plugin)
+    attribute: Option<u32>,
+    counters: [u32; 3],
+}
+
+fn ready() -> &'static Ready {
+    static READY: OnceLock<Ready> = OnceLock::new();
+    READY.get_or_init(|| {
         let text = host::config();
         let parsed = if text.trim().is_empty() { Ok(Config::default()) } else { serde_json::from_str::<Config>(&text) };
         let cfg = match parsed {
@@ -43,60 +51,87 @@ fn config() -> &'static Config {
             }
         };
         host::log(Level::Info, &format!("version-picker: header {} selects endpoints by attribute {}", cfg.header, cfg.attribute));
-        cfg
+        let counters = [Choice::NoHeader, Choice::Matched, Choice::NoMatch].map(|c| host::counter(c.counter()));
+        Ready { attribute: host::intern(&cfg.attribute), counters, cfg }
     })
 }
 
 struct Plugin;
 
 impl Manifest for Plugin {
-    /// Only the headers named here reach `pick-endpoint`.
+    /// Only the headers named here are readable by `host::header`.
     fn wanted_headers() -> Vec<String> {
-        vec![config().header.clone()]
+        vec![ready().cfg.header.clone()]
     }
 }
 
 impl Balancer for Plugin {
-    fn pick_endpoint(req: RequestInfo, candidates: Vec<EndpointInfo>) -> Option<u32> {
-        let (picked, counter) = choose(config(), &req, &candidates);
-        host::counter_add(counter, 1);
+    fn pick_endpoint(_req: RequestInfo, candidates: Vec<EndpointInfo>, attributes: Vec<Attribute>) -> Option<u32> {
+        let r = ready();
+        // The wanted version as a text id: a value no endpoint has (no id) matches none.
+        let wanted = host::header_id(&r.cfg.header).map(|value| Some((r.attribute?, value?)));
+        let (picked, choice) = choose(wanted, &candidates, &attributes);
+        host::counter_add(r.counters[choice as usize], 1);
         picked
     }
 }
 
-/// The choice and the counter it bumps. None leaves the choice to the built-in balancer: no
-/// version asked for, or no healthy endpoint has it.
-fn choose(cfg: &Config, req: &RequestInfo, candidates: &[EndpointInfo]) -> (Option<u32>, &'static str) {
-    let Some(wanted) = header(req, &cfg.header) else {
-        return (None, "no-header");
-    };
-    let picked = least_busy(candidates.iter().filter(|c| c.healthy && !c.ejected && attribute(c, &cfg.attribute) == Some(wanted)));
-    (picked, if picked.is_some() { "matched" } else { "no-match" })
+/// What `pick-endpoint` did, counted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Choice {
+    NoHeader,
+    Matched,
+    NoMatch,
 }
 
-fn header<'a>(req: &'a RequestInfo, name: &str) -> Option<&'a str> {
-    req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-}
-
-fn attribute<'a>(endpoint: &'a EndpointInfo, name: &str) -> Option<&'a str> {
-    endpoint.attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-}
-
-/// The matching endpoint with the fewest requests in flight. The scan starts at a rotating
-/// position, so equally busy endpoints (e.g. all idle) take turns instead of the first one
-/// getting everything.
-fn least_busy<'a>(matches: impl Iterator<Item = &'a EndpointInfo>) -> Option<u32> {
-    let matches: Vec<&EndpointInfo> = matches.collect();
-    if matches.is_empty() {
-        return None;
+impl Choice {
+    fn counter(self) -> &'static str {
+        match self {
+            Choice::NoHeader => "no-header",
+            Choice::Matched => "matched",
+            Choice::NoMatch => "no-match",
+        }
     }
-    let start = TURN.with(|t| {
+}
+
+/// The choice: among healthy candidates whose attribute (name, value) is the wanted one. None
+/// leaves the choice to the built-in balancer: no version asked for (`wanted` none), or no
+/// healthy endpoint has it (`wanted` some(none): a value no endpoint has).
+fn choose(wanted: Option<Option<(u32, u32)>>, candidates: &[EndpointInfo], attributes: &[Attribute]) -> (Option<u32>, Choice) {
+    let Some(wanted) = wanted else {
+        return (None, Choice::NoHeader);
+    };
+    let turn = TURN.with(|t| {
         let n = t.get();
         t.set(n.wrapping_add(1));
-        n as usize % matches.len()
+        n as usize
     });
-    let rotated = matches[start..].iter().chain(&matches[..start]);
-    rotated.min_by_key(|c| c.in_flight).map(|c| c.id)
+    let picked = wanted.and_then(|(name, value)| least_busy(candidates, attributes, (name, value), turn));
+    (picked, if picked.is_some() { Choice::Matched } else { Choice::NoMatch })
+}
+
+/// The healthy candidate with the attribute and the fewest requests in flight. Ties go to the
+/// first at or after a rotating position (`turn`), so equally busy endpoints (e.g. all idle) take
+/// turns instead of the first one getting everything. One pass, no allocation: the host lists
+/// `attributes` grouped by endpoint, in the candidates' order.
+fn least_busy(candidates: &[EndpointInfo], attributes: &[Attribute], (name, value): (u32, u32), turn: usize) -> Option<u32> {
+    let len = candidates.len();
+    let start = turn % len.max(1);
+    let mut rest = attributes;
+    // (in flight, distance from the rotating start, id)
+    let mut best: Option<(u32, usize, u32)> = None;
+    for (i, c) in candidates.iter().enumerate() {
+        let (mine, tail) = rest.split_at(rest.iter().take_while(|a| a.endpoint == c.id).count());
+        rest = tail;
+        if !c.healthy || c.ejected || !mine.iter().any(|a| a.name == name && a.value == value) {
+            continue;
+        }
+        let key = (c.in_flight, (i + len - start) % len);
+        if best.is_none_or(|(f, d, _)| key < (f, d)) {
+            best = Some((key.0, key.1, c.id));
+        }
+    }
+    best.map(|(_, _, id)| id)
 }
 
 thread_local! {
@@ -110,61 +145,49 @@ export!(Plugin);
 mod tests {
     use super::*;
 
-    fn request(headers: &[(&str, &str)]) -> RequestInfo {
-        RequestInfo {
-            service: "api".into(),
-            namespace: "default".into(),
-            method: "GET".into(),
-            authority: "api.internal".into(),
-            path: "/".into(),
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-            attempt: 1,
-            idempotent: true,
-            source_zone: "a".into(),
-        }
+    // Text ids as the host would give them: the attribute name, and two versions.
+    const VERSION: u32 = 7;
+    const V1: u32 = 11;
+    const V2: u32 = 12;
+
+    fn endpoint(id: u32, in_flight: u32) -> EndpointInfo {
+        EndpointInfo { id, node: 1, zone: 2, healthy: true, ejected: false, in_flight, ewma_latency_us: 0 }
     }
 
-    fn endpoint(id: u32, version: &str, in_flight: u32) -> EndpointInfo {
-        EndpointInfo {
-            id,
-            node: "n1".into(),
-            zone: "a".into(),
-            healthy: true,
-            ejected: false,
-            in_flight,
-            ewma_latency_us: 0,
-            attributes: vec![("version".into(), version.into())],
-        }
+    fn versions(of: &[(u32, u32)]) -> Vec<Attribute> {
+        of.iter().map(|&(endpoint, value)| Attribute { endpoint, name: VERSION, value }).collect()
     }
 
     #[test]
     fn picks_only_the_wanted_version_and_shares_ties() {
-        let cfg = Config::default();
-        let candidates = [endpoint(1, "v1", 0), endpoint(2, "v2", 0), endpoint(3, "v2", 0), endpoint(4, "v1", 0)];
-        let req = request(&[("x-version", "v2")]);
-        let picks: Vec<_> = (0..4).map(|_| choose(&cfg, &req, &candidates).0.unwrap()).collect();
+        let candidates = [endpoint(1, 0), endpoint(2, 0), endpoint(3, 0), endpoint(4, 0)];
+        let attributes = versions(&[(1, V1), (2, V2), (3, V2), (4, V1)]);
+        let picks: Vec<_> = (0..4).map(|_| choose(Some(Some((VERSION, V2))), &candidates, &attributes).0.unwrap()).collect();
         assert!(picks.iter().all(|&id| id == 2 || id == 3), "{picks:?}");
         assert!(picks.contains(&2) && picks.contains(&3), "idle endpoints take turns: {picks:?}");
     }
 
     #[test]
     fn prefers_the_least_busy_healthy_match() {
-        let cfg = Config::default();
-        let mut ejected = endpoint(1, "v2", 0);
+        let mut ejected = endpoint(1, 0);
         ejected.ejected = true;
-        let mut down = endpoint(2, "v2", 0);
+        let mut down = endpoint(2, 0);
         down.healthy = false;
-        let candidates = [ejected, down, endpoint(3, "v2", 5), endpoint(4, "v2", 1), endpoint(5, "v1", 0)];
+        let candidates = [ejected, down, endpoint(3, 5), endpoint(4, 1), endpoint(5, 0)];
+        let attributes = versions(&[(1, V2), (2, V2), (3, V2), (4, V2), (5, V1)]);
         for _ in 0..3 {
-            assert_eq!(choose(&cfg, &request(&[("X-Version", "v2")]), &candidates), (Some(4), "matched"));
+            assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &attributes), (Some(4), Choice::Matched));
         }
     }
 
     #[test]
     fn leaves_the_choice_to_the_host_without_header_or_match() {
-        let cfg = Config::default();
-        let candidates = [endpoint(1, "v1", 0)];
-        assert_eq!(choose(&cfg, &request(&[]), &candidates), (None, "no-header"));
-        assert_eq!(choose(&cfg, &request(&[("x-version", "v3")]), &candidates), (None, "no-match"));
+        let candidates = [endpoint(1, 0)];
+        let attributes = versions(&[(1, V1)]);
+        assert_eq!(choose(None, &candidates, &attributes), (None, Choice::NoHeader));
+        assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &attributes), (None, Choice::NoMatch));
+        assert_eq!(choose(Some(None), &candidates, &attributes), (None, Choice::NoMatch), "a value no endpoint has");
+        let other_name = [Attribute { endpoint: 1, name: VERSION + 1, value: V2 }];
+        assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &other_name), (None, Choice::NoMatch));
     }
 }
