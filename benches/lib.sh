@@ -237,10 +237,19 @@ HZ="$(getconf CLK_TCK)"
 # pinning; even rounds in reverse order, so no node always goes first). Reads the nodes' PID[name]
 # and VIP[name] (port 8080) and WRK_ARGS (more wrk arguments, e.g. `-s script.lua`); writes
 # $TMP/wrk-NAME-ROUND.txt and $TMP/cpu-NAME-ROUND.txt (the CPU ticks the node used in the round).
+# With LOAD_PROTO=h2 the load is `h2load -t1 -cCONNS -mSTREAMS` (h2c prior knowledge) instead.
+load_once() { # url duration(e.g. 10s)
+  if [ "${LOAD_PROTO:-http1}" = h2 ]; then
+    "${LOAD_CPU[@]}" h2load -t1 -c"$CONNS" -m"${STREAMS:-10}" -D "${2%s}" "$1"
+  else
+    "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$2" ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "$1"
+  fi
+}
+
 interleaved_rounds() { # name...
   local names=("$@") order=() name round i t0 t1
   for name in "${names[@]}"; do
-    "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "http://${VIP[$name]}:8080/" >/dev/null
+    load_once "http://${VIP[$name]}:8080/" 2s >/dev/null
   done
   for round in $(seq 1 "$ROUNDS"); do
     order=("${names[@]}")
@@ -250,7 +259,7 @@ interleaved_rounds() { # name...
     fi
     for name in "${order[@]}"; do
       t0="$(ticks "${PID[$name]}")"
-      "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "http://${VIP[$name]}:8080/" >"$TMP/wrk-$name-$round.txt"
+      load_once "http://${VIP[$name]}:8080/" "$DURATION" >"$TMP/wrk-$name-$round.txt"
       t1="$(ticks "${PID[$name]}")"
       echo "$((t1 - t0))" >"$TMP/cpu-$name-$round.txt"
     done

@@ -6,7 +6,9 @@ import statistics
 
 
 def rps(path):
-    m = re.search(r"Requests/sec:\s+([\d.]+)", open(path).read())
+    text = open(path).read()
+    # wrk's "Requests/sec: N", or h2load's "finished in Ts, N req/s".
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text) or re.search(r"finished in [\d.]+s, ([\d.]+) req/s", text)
     return float(m.group(1)) if m else 0.0
 
 
