@@ -11,6 +11,7 @@ pub mod config;
 pub mod dns;
 pub mod gossip;
 pub mod health;
+pub mod import;
 pub mod node;
 pub mod plugin;
 pub mod policy;

@@ -283,7 +283,7 @@ fn execute(cli: &Cli) -> Result<(), String> {
             (v.clone(), Shown::Message(format!("plugin {} pushed to the mesh (sha256 {hash}…, {} bytes, hooks {})", p.name, v["size"], v["hooks"])))
         }
         Command::Plugin(PluginCmd::Rm { name }) => (call("DELETE", &format!("/v1/plugins/{}", enc(name)), None)?, Shown::Message(format!("plugin {name} deleted from the mesh"))),
-        Command::Run(_) | Command::Validate { .. } | Command::Ca(_) | Command::Man | Command::Completions { .. } | Command::Plugin(PluginCmd::Check { .. }) => unreachable!("handled by cli::main"),
+        Command::Run(_) | Command::Validate { .. } | Command::Ca(_) | Command::Import(_) | Command::Man | Command::Completions { .. } | Command::Plugin(PluginCmd::Check { .. }) => unreachable!("handled by cli::main"),
     };
     if cli.output == Format::Json {
         say(serde_json::to_string_pretty(&value).unwrap_or_default());

@@ -2,6 +2,7 @@
 //! client of a running node's admin API, found through the same config file (or `--admin`).
 
 mod client;
+mod import;
 mod commands;
 mod output;
 mod parse;
@@ -87,10 +88,28 @@ pub enum Command {
     /// push one to the mesh.
     #[command(subcommand)]
     Plugin(PluginCmd),
+    /// Turn existing configuration into weft TOML.
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Print the manual page (roff): `weft man | man -l -`.
     Man,
     /// Print a completion script for a shell: `source <(weft completions bash)`.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCmd {
+    /// ECS Service Connect: service-connect configuration JSON (bare or in a create-service
+    /// input), task definitions, describe-services output, CloudFormation templates (JSON), in
+    /// any mix. Prints the TOML (or writes DIR/weft.toml); what has no weft equivalent is warned
+    /// about with its file and JSON path.
+    Ecs {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write DIR/weft.toml (checked like `weft validate`) instead of printing it.
+        #[arg(long = "out-dir", value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -509,6 +528,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Ca(cmd) => ca(&cli, cmd),
+        Command::Import(ImportCmd::Ecs { files, out_dir }) => import::ecs(files, out_dir.as_deref()),
         Command::Man => output::man(),
         Command::Completions { shell } => output::completions(*shell),
         Command::Plugin(PluginCmd::Check { file, plugin_config: config }) => {
@@ -559,3 +579,4 @@ fn ca(cli: &Cli, cmd: &CaCmd) -> ExitCode {
         }
     }
 }
+
