@@ -105,11 +105,7 @@ pub async fn status(State(s): St) -> ApiResult {
 /// This node's certificate in `/v1/status`: when it expires, and a warning within 30 days.
 fn certificate(expires: Option<u64>) -> Value {
     let Some(at) = expires else { return Value::Null };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days_left = (at as i64 - now as i64).div_euclid(86_400);
-    let warning = (at < now + crate::transport::EXPIRY_WARNING_DAYS * 86_400).then(|| {
-        if at <= now { "expired: issue a new certificate (`weft ca issue`)".to_string() } else { format!("expires in {days_left} days: issue a new certificate (`weft ca issue`); the node reloads it by itself") }
-    });
+    let (days_left, warning) = crate::transport::cert_expiry(at);
     json!({ "expires_unix_s": at, "days_left": days_left, "warning": warning })
 }
 

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::ApiError;
 use super::handlers::{ApiResult, St, blocking, parse, remove, to_json};
-use crate::catalog::{Body, Fail, Key, Origin, PluginRecord, base64_component, sha256_hex};
+use crate::catalog::{Body, Fail, Key, Origin, PluginRecord, base64_component};
 use crate::plugin::{DEFAULT_FUEL, DEFAULT_MEMORY_MB, PluginError, hook_names};
 
 /// Largest push body: the component's cap in base64, plus the settings.
@@ -67,7 +67,7 @@ pub async fn push(State(s): St, Path(name): Path<String>, body: Bytes) -> ApiRes
     let (hooks, wanted, sha256) = checked.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let record = PluginRecord {
         name: name.clone(),
-        sha256: sha256_hex(&req.component),
+        sha256: sha256.clone(),
         size: req.component.len() as u64,
         config: req.config,
         fuel: req.fuel.unwrap_or(DEFAULT_FUEL),
@@ -75,7 +75,6 @@ pub async fn push(State(s): St, Path(name): Path<String>, body: Bytes) -> ApiRes
         fail: req.fail,
         component: req.component,
     };
-    debug_assert_eq!(record.sha256, sha256);
     let size = record.size;
     let catalog = s.catalog.clone();
     blocking(move || catalog.write(Body::Plugin(record), Origin::Api)).await?;

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 pub use address::{AddressError, EndpointAddress};
 pub use discover::{DiscoverQuery, DiscoverResult, HealthFilter, discover};
 pub use hlc::Hlc;
-pub use plugin::{Fail, MAX_COMPONENT_BYTES, PluginRecord, base64_component, check as check_plugin, sha256_hex};
+pub use plugin::{Fail, MAX_COMPONENT_BYTES, PluginRecord, base64_component, check as check_plugin, check_limits as check_plugin_limits, sha256_hex};
 pub use rules::{RetryOverride, RouteRule};
 pub use settings::{CheckKind, HealthCheck, LbKind, OutlierConfig, RetryConfig};
 pub use snapshot::Snapshot;

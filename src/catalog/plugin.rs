@@ -107,11 +107,16 @@ pub fn check(p: &PluginRecord) -> Result<(), CatalogError> {
     if actual != p.sha256 {
         return Err(invalid("component", format!("has sha256 {}…, but the record says {}… (corrupted?)", &actual[..12], p.sha256.get(..12).unwrap_or(&p.sha256))));
     }
-    if p.fuel == 0 {
+    check_limits(p.fuel, p.memory_mb)
+}
+
+/// A plugin's limits, for a pushed record and a `[[plugin]]` table alike.
+pub fn check_limits(fuel: u64, memory_mb: u32) -> Result<(), CatalogError> {
+    if fuel == 0 {
         return Err(invalid("fuel", "must be more than 0"));
     }
-    if !(1..=1024).contains(&p.memory_mb) {
-        return Err(invalid("memory_mb", format!("must be 1 to 1024, not {}", p.memory_mb)));
+    if !(1..=1024).contains(&memory_mb) {
+        return Err(invalid("memory_mb", format!("must be 1 to 1024, not {memory_mb}")));
     }
     Ok(())
 }

@@ -83,13 +83,7 @@ impl PluginSpec {
     /// The field that is out of range, if any.
     pub fn check(&self) -> Result<(), String> {
         crate::catalog::validate::plugin_name("name", &self.name).map_err(|e| e.to_string())?;
-        if self.fuel == 0 {
-            return Err("`fuel` must be more than 0".into());
-        }
-        if !(1..=1024).contains(&self.memory_mb) {
-            return Err(format!("`memory_mb` must be 1 to 1024, not {}", self.memory_mb));
-        }
-        Ok(())
+        crate::catalog::check_plugin_limits(self.fuel, self.memory_mb).map_err(|e| e.to_string())
     }
 }
 

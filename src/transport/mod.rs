@@ -159,14 +159,26 @@ fn quic_configs(files: &TlsFiles) -> Result<Quic, TlsError> {
 /// Days before its certificate expires that a node starts warning (log, `weft status`).
 pub const EXPIRY_WARNING_DAYS: u64 = 30;
 
-/// Logs a warning when this node's certificate expires within [`EXPIRY_WARNING_DAYS`].
-fn warn_expiry(files: &TlsFiles, expires: Option<u64>) {
+/// Where a certificate that expires at `at` (Unix seconds) stands now: whole days left
+/// (negative once expired) and, within [`EXPIRY_WARNING_DAYS`], what to tell the operator. The
+/// one place the log, `weft status` and the API take it from.
+pub fn cert_expiry(at: u64) -> (i64, Option<String>) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if let Some(at) = expires
-        && at < now + EXPIRY_WARNING_DAYS * 86_400
-    {
-        let days = at.saturating_sub(now) / 86_400;
-        tracing::warn!(cert = %files.cert.display(), days, "this node's certificate expires in {days} days: issue a new one (`weft ca issue`); the node reloads it by itself");
+    let days_left = (at as i64 - now as i64).div_euclid(86_400);
+    let warning = (at < now + EXPIRY_WARNING_DAYS * 86_400).then(|| {
+        if at <= now {
+            "expired: issue a new certificate (`weft ca issue`)".to_string()
+        } else {
+            format!("expires in {days_left} days: issue a new certificate (`weft ca issue`); the node reloads it by itself")
+        }
+    });
+    (days_left, warning)
+}
+
+/// Logs the warning of [`cert_expiry`], if any.
+fn warn_expiry(files: &TlsFiles, expires: Option<u64>) {
+    if let Some((_, Some(w))) = expires.map(cert_expiry) {
+        tracing::warn!(cert = %files.cert.display(), "this node's certificate {w}");
     }
 }
 
