@@ -444,6 +444,11 @@ impl Catalog {
         self.lock().records.values().filter(|r| r.version.writer == writer && r.version.hlc > above).cloned().collect()
     }
 
+    /// Whether the record at `key` is at `version` or newer here.
+    pub fn holds(&self, key: &Key, version: &Version) -> bool {
+        self.lock().records.get(key).is_some_and(|r| r.version >= *version)
+    }
+
     /// One record as held, tombstone included.
     pub fn record(&self, key: &Key) -> Option<Record> {
         self.lock().records.get(key).cloned()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Role;
-use crate::catalog::{Key, Origin, Record};
+use crate::catalog::{Key, Origin, Record, Version};
 
 /// Per writer: enough to tell "equal", "you lack my records above your max" and "there is a gap
 /// somewhere". A max-hlc-only digest misses gaps: deltas arrive out of order, so a node can hold a
@@ -66,6 +66,9 @@ pub trait Replica {
     /// definitions (`authority(writer)`) is accepted only if the record it replaces has the same
     /// `version.writer` (or there is none yet: a late joiner must still converge).
     fn merge(&mut self, records: Vec<Record>, authority: &dyn Fn(&str) -> Option<Role>) -> Vec<Record>;
+    /// Whether a record at `key` with this version or a newer one is held already (a replay or
+    /// an anti-entropy resend, which `merge` would drop): lets the core skip checks that cost.
+    fn holds(&self, key: &Key, version: &Version) -> bool;
 }
 
 /// An in-memory replica: the simulator's and unit tests' store, and the reference behaviour for
@@ -97,6 +100,10 @@ impl Replica for MemReplica {
 
     fn records_by(&self, writer: &str, above: u64) -> Vec<Record> {
         self.records.values().filter(|r| r.version.writer == writer && r.version.hlc > above).cloned().collect()
+    }
+
+    fn holds(&self, key: &Key, version: &Version) -> bool {
+        self.records.get(key).is_some_and(|r| r.version >= *version)
     }
 
     fn merge(&mut self, records: Vec<Record>, authority: &dyn Fn(&str) -> Option<Role>) -> Vec<Record> {

@@ -48,6 +48,10 @@ impl Replica for CatalogReplica {
         self.catalog.records_by(writer, above)
     }
 
+    fn holds(&self, key: &crate::catalog::Key, version: &crate::catalog::Version) -> bool {
+        self.catalog.holds(key, version)
+    }
+
     fn merge(&mut self, records: Vec<Record>, authority: &dyn Fn(&str) -> Option<Role>) -> Vec<Record> {
         let me = self.catalog.node().to_string();
         let reassert = std::cell::RefCell::new(Vec::new());
