@@ -308,20 +308,10 @@ fn restart_under_load_refuses_only_in_the_gap() {
 /// Python backend's listen backlog of 5 would drop its first connections (see the restart test).
 #[test]
 fn takeover_under_load_refuses_nothing() {
-    if !require_program("takeover_under_load_refuses_nothing", "nginx") {
-        return;
-    }
     let tmp = TempDir::new("takeover");
     let port = free_port();
-    let conf = format!(
-        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {dir};\n\
-         server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"backend=nginx\\n\"; }} }}\n}}\n",
-        dir = tmp.path().display()
-    );
-    std::fs::write(tmp.join("nginx.conf"), conf).unwrap();
-    let _nginx = Bg::spawn("nginx", Command::new("nginx").args(["-c", &tmp.join("nginx.conf").display().to_string(), "-p", &tmp.path().display().to_string()]), Some(tmp.join("nginx.out")));
-    wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(10));
+    let server = format!("server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"backend=nginx\\n\"; }} }}");
+    let Some(_nginx) = nginx("takeover_under_load_refuses_nothing", &tmp, "", &server, &[port]) else { return };
     let hosts = tmp.join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     let mut opts = WeftOpts::new(63).extra(&service("web", "web.takeover", 8080, port, ""));

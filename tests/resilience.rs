@@ -357,20 +357,13 @@ fn timeouts_and_empty_services_map_to_statuses() {
 /// endpoint there is.
 #[test]
 fn http2_goaway_from_the_endpoint_loses_no_request() {
-    if !require_program("http2_goaway_from_the_endpoint_loses_no_request", "nginx") || !require_program("http2_goaway_from_the_endpoint_loses_no_request", "h2load") {
+    if !require_program("http2_goaway_from_the_endpoint_loses_no_request", "h2load") {
         return;
     }
     let tmp = TempDir::new("h2-goaway");
     let port = free_port();
-    let conf = format!(
-        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 1024; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {dir};\n  keepalive_requests 50;\n  http2_max_concurrent_streams 128;\n\
-         server {{ listen 127.0.0.1:{port} http2; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n",
-        dir = tmp.path().display()
-    );
-    std::fs::write(tmp.join("nginx.conf"), conf).unwrap();
-    let _nginx = Bg::spawn("nginx", Command::new("nginx").args(["-c", &tmp.join("nginx.conf").display().to_string(), "-p", &tmp.path().display().to_string()]), Some(tmp.join("nginx.out")));
-    wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(10));
+    let server = format!("server {{ listen 127.0.0.1:{port} http2; location / {{ return 200 \"ok\\n\"; }} }}");
+    let Some(_nginx) = nginx("http2_goaway_from_the_endpoint_loses_no_request", &tmp, "  keepalive_requests 50;\n  http2_max_concurrent_streams 128;", &server, &[port]) else { return };
     // The health check is an HTTP GET over h2c (prior knowledge), as the service speaks.
     let toml = service("h2g", "http2", "h2g.res", 8080, "[service.health_check]\nkind = \"http\"\ninterval_ms = 200\n") + &endpoint("h2g", "n1", port);
     let w = Weft::start(WeftOpts::new(151).extra(&toml));

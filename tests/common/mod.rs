@@ -402,6 +402,29 @@ pub fn http_backend(netns: Option<&str>, name: &str, port: u16) -> Bg {
     bg
 }
 
+/// An nginx process (one worker, in the foreground) with `http` directives and `servers` (whole
+/// `server { … }` blocks) inside its `http` block; every port a `listen` names answers before
+/// this returns. For tests whose backend must keep a short tail under 100 clients: the Python
+/// backends serialise on the GIL and take 0.4–1.7 s on their slowest request there (measured
+/// with `hey -c 100` against counter_backend.py).
+pub fn nginx(test: &str, tmp: &TempDir, http: &str, servers: &str, ports: &[u16]) -> Option<Bg> {
+    if !require_program(test, "nginx") {
+        return None;
+    }
+    let conf = format!(
+        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir};\n{http}\n{servers}\n}}\n",
+        dir = tmp.path().display()
+    );
+    fs::write(tmp.join("nginx.conf"), conf).unwrap();
+    let (c, p) = (tmp.join("nginx.conf").display().to_string(), tmp.path().display().to_string());
+    let bg = Bg::spawn("nginx", Command::new("nginx").args(["-c", &c, "-p", &p]), Some(tmp.join("nginx.out")));
+    for port in ports {
+        wait_tcp(&format!("127.0.0.1:{port}"), Duration::from_secs(10));
+    }
+    Some(bg)
+}
+
 /// Start tests/support/counter_backend.py NAME on 127.0.0.1:PORT with extra `args` (`--mode …`,
 /// `--healthz-fail-s …`) and wait until its `/_count` answers. Its log goes to `log`.
 pub fn counter_backend(name: &str, port: u16, args: &[&str], log: Option<PathBuf>) -> Bg {
