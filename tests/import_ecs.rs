@@ -62,8 +62,14 @@ fn the_voting_app_imports_validates_and_runs_with_its_old_names() {
 fn broken_json_unknown_shapes_and_missing_ports_are_named() {
     let r = weft_cmd(&["import", "ecs", &fixture("broken.json")]);
     assert!(!r.ok() && r.stderr().contains("broken.json:3:15: not valid JSON"), "{}", r.both());
+    // Not JSON-looking: read as YAML (CloudFormation), and its syntax error is placed the same way.
     let r = weft_cmd(&["import", "ecs", &fixture("README.md")]);
-    assert!(!r.ok() && r.stderr().contains("README.md:1:1: not valid JSON"), "{}", r.both());
+    assert!(!r.ok() && r.stderr().contains("README.md:5:59: not valid YAML: mapping values are not allowed"), "{}", r.both());
+    let tmp = TempDir::new("import-bad-yaml");
+    let bad = tmp.join("template.yaml");
+    std::fs::write(&bad, "Resources:\n  Db:\n    Type: [AWS::ECS::Service\n  Other: 1\n").unwrap();
+    let r = weft_cmd(&["import", "ecs", bad.to_str().unwrap()]);
+    assert!(!r.ok() && r.stderr().contains("template.yaml:4:8: not valid YAML: did not find expected ',' or ']'"), "{}", r.both());
     let r = weft_cmd(&["import", "ecs", &fixture("svc-db.json")]);
     assert!(!r.ok() && r.stderr().contains("$.services[0].portName: no task definition given names a port `yelb-db`"), "{}", r.both());
     let r = weft_cmd(&["import", "ecs", &fixture("td-db.json")]);
@@ -78,6 +84,39 @@ fn a_cloudformation_template_resolves_its_namespace_reference() {
     assert!(toml.contains("[[namespace]]\nname = \"shop.internal\""), "{toml}");
     assert!(toml.contains("protocol = \"grpc\"") && toml.contains("aliases = [{ dns_name = \"api.shop.internal\", port = 50051 }]"), "{toml}");
     let tmp = TempDir::new("import-cfn");
+    let path = tmp.join("weft.toml");
+    std::fs::write(&path, &toml).unwrap();
+    weft_cmd(&["validate", path.to_str().unwrap()]).expect_ok();
+}
+
+/// The same app before service connect, as a YAML template: Cloud Map DNS names
+/// (`ServiceRegistries`, a name from a parameter's default) and an internal load balancer named by
+/// a Route 53 alias record (`!Join`) become the aliases; the internet-facing load balancer and the
+/// resources weft has no use for are warned about by path.
+#[test]
+fn a_yaml_template_before_service_connect_gives_the_old_names() {
+    let r = weft_cmd(&["import", "ecs", &fixture("voting-app.yaml")]);
+    r.expect_ok();
+    let toml = r.stdout();
+    for (name, protocol, alias) in [
+        ("yelb-appserver", "http", "{ dns_name = \"yelb-appserver.yelb.lb.internal\", port = 4567 }"),
+        ("yelb-db", "tcp", "{ dns_name = \"yelb-db.yelb.cloudmap.internal\", port = 5432 }"),
+        ("yelb-redis", "tcp", "{ dns_name = \"yelb-redis.yelb.cloudmap.internal\", port = 6379 }"),
+    ] {
+        let want = format!("name = \"{name}\"\nprotocol = \"{protocol}\"\naliases = [{alias}]\n");
+        assert!(toml.contains(&want), "no {want} in:\n{toml}");
+    }
+    assert_eq!(toml.matches("dns_name").count(), 3, "exactly the three old names:\n{toml}");
+    assert!(toml.contains("# yelb-ui: a client of namespace yelb.cloudmap.internal"), "{toml}");
+    let err = r.stderr();
+    for want in [
+        "voting-app.yaml: $.Resources.UiService.Properties.LoadBalancers[0]: load balancer PublicLoadBalancer faces the internet",
+        "voting-app.yaml: $.Resources.{Vpc}: AWS::EC2::VPC: no weft equivalent",
+        "voting-app.yaml: $.Resources.{Cluster}: AWS::ECS::Cluster: no weft equivalent",
+    ] {
+        assert!(err.contains(want), "no warning `{want}`:\n{err}");
+    }
+    let tmp = TempDir::new("import-cfn-yaml");
     let path = tmp.join("weft.toml");
     std::fs::write(&path, &toml).unwrap();
     weft_cmd(&["validate", path.to_str().unwrap()]).expect_ok();

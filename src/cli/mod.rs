@@ -100,8 +100,8 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum ImportCmd {
     /// ECS Service Connect: service-connect configuration JSON (bare or in a create-service
-    /// input), task definitions, describe-services output, CloudFormation templates (JSON), in
-    /// any mix. Prints the TOML (or writes DIR/weft.toml); what has no weft equivalent is warned
+    /// input), task definitions, describe-services output, CloudFormation templates (JSON or
+    /// YAML), in any mix. Prints the TOML (or writes DIR/weft.toml); what has no weft equivalent is warned
     /// about with its file and JSON path.
     Ecs {
         #[arg(required = true)]

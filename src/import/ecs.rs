@@ -3,7 +3,7 @@
 //! Reads, in any mix: the `--service-connect-configuration` JSON of `aws ecs create-service` (bare,
 //! or inside the whole create-service input), task definitions (the registration JSON or
 //! `describe-task-definition` output), `describe-services` output, and CloudFormation templates
-//! in JSON (`AWS::ECS::Service`, `AWS::ECS::TaskDefinition`, `AWS::ServiceDiscovery::*Namespace`).
+//! in JSON or YAML (what they hold: [`super::cloudformation`]).
 //! A service's `portName` is resolved through the task definitions to its container port and
 //! `appProtocol` (http / http2 / grpc; absent = tcp). A service with no `services` is a client
 //! of its namespace: it needs nothing in weft (every node resolves every alias).
@@ -47,7 +47,7 @@ pub struct Imported {
 pub fn import(files: &[PathBuf]) -> Result<Imported, ImportError> {
     let mut inputs = Inputs::default();
     for f in files {
-        let v = super::read_json(f)?;
+        let v = super::read_document(f)?;
         if !inputs.read(f, &v) {
             return Err(ImportError::Unknown(f.clone()));
         }
@@ -66,8 +66,8 @@ impl Inputs {
     /// Finds what `v` holds; false when it is none of the known shapes.
     fn read(&mut self, file: &Path, v: &Value) -> bool {
         let Some(o) = obj(v) else { return false };
-        if let Some(resources) = o.get("Resources").and_then(obj) {
-            self.cloudformation(file, resources);
+        if o.get("Resources").and_then(obj).is_some() {
+            self.cloudformation(file, o);
             return true;
         }
         if let Some(td) = o.get("taskDefinition").and_then(obj) {
@@ -116,29 +116,16 @@ impl Inputs {
         }
     }
 
-    /// A CloudFormation template's resources, keys turned to the API's camelCase.
-    fn cloudformation(&mut self, file: &Path, resources: &Map<String, Value>) {
-        let namespaces: BTreeMap<&str, String> = resources
-            .iter()
-            .filter(|(_, r)| r.get("Type").and_then(Value::as_str).is_some_and(|t| t.starts_with("AWS::ServiceDiscovery::") && t.ends_with("Namespace")))
-            .filter_map(|(id, r)| Some((id.as_str(), r.pointer("/Properties/Name")?.as_str()?.to_string())))
-            .collect();
-        for (id, r) in resources {
-            let props = r.get("Properties").map(camel).unwrap_or(Value::Null);
-            match r.get("Type").and_then(Value::as_str) {
-                Some("AWS::ECS::TaskDefinition") => self.task_definition(props.as_object().unwrap_or(&Map::new())),
-                Some("AWS::ECS::Service") => {
-                    let Some(mut sc) = props.get("serviceConnectConfiguration").and_then(obj).cloned() else { continue };
-                    // `Namespace: !Ref TheNamespace` (or GetAtt …Arn) names a resource of the template.
-                    if let Some(ns) = sc.get("namespace").and_then(reference).and_then(|r| namespaces.get(r.as_str())) {
-                        sc.insert("namespace".into(), Value::String(ns.clone()));
-                    }
-                    let service = props.get("serviceName").and_then(Value::as_str).map(str::to_string).or_else(|| Some(id.clone()));
-                    self.configs.push(Found { file: file.into(), at: format!("$.Resources.{id}.Properties.ServiceConnectConfiguration"), config: sc, service });
-                }
-                _ => {}
-            }
+    /// A CloudFormation template: its services' names, whichever way it gives them.
+    fn cloudformation(&mut self, file: &Path, doc: &Map<String, Value>) {
+        let found = super::cloudformation::Template::new(file, doc).extract();
+        for td in &found.task_definitions {
+            self.task_definition(td);
         }
+        for (at, config, service) in found.configs {
+            self.configs.push(Found { file: file.into(), at, config, service: Some(service) });
+        }
+        self.warnings.extend(found.warnings);
     }
 
     fn warn(&mut self, file: &Path, at: String, message: impl Into<String>) {
@@ -285,35 +272,5 @@ impl Inputs {
             }
         }
         out
-    }
-}
-
-/// The resource a `{"Ref": X}` or `{"Fn::GetAtt": [X, …]}` points at.
-fn reference(v: &Value) -> Option<String> {
-    if let Some(r) = v.get("Ref").and_then(Value::as_str) {
-        return Some(r.to_string());
-    }
-    v.get("Fn::GetAtt").and_then(|a| a.get(0)).and_then(Value::as_str).map(str::to_string)
-}
-
-/// CloudFormation's PascalCase keys as the API's camelCase (`PortName` → `portName`, `DnsName` →
-/// `dnsName`), leaving intrinsic functions (`Ref`, `Fn::…`) alone.
-fn camel(v: &Value) -> Value {
-    match v {
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, v)| {
-                    let key = if k == "Ref" || k.starts_with("Fn::") {
-                        k.clone()
-                    } else {
-                        let mut c = k.chars();
-                        c.next().map(|f| f.to_ascii_lowercase().to_string() + c.as_str()).unwrap_or_default()
-                    };
-                    (key, camel(v))
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(camel).collect()),
-        other => other.clone(),
     }
 }

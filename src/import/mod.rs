@@ -1,8 +1,9 @@
 //! `weft import`: configuration users already have, turned into weft TOML. One source today:
-//! ECS Service Connect ([`ecs`]). The output is a config `weft validate` accepts; whatever has no
+//! ECS Service Connect ([`ecs`]), CloudFormation templates among its inputs ([`cloudformation`]). The output is a config `weft validate` accepts; whatever has no
 //! weft equivalent is reported as a warning naming the file and the JSON path, never dropped
 //! silently.
 
+pub mod cloudformation;
 pub mod ecs;
 
 use std::fmt;
@@ -15,6 +16,9 @@ pub enum ImportError {
     /// Not JSON: where it broke, as file:line:col.
     #[error("{}:{line}:{column}: not valid JSON: {message}", .path.display())]
     Json { path: PathBuf, line: usize, column: usize, message: String },
+    /// Not YAML: where it broke, as file:line:col.
+    #[error("{}:{line}:{column}: not valid YAML: {message}", .path.display())]
+    Yaml { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{}: {path_in_file}: {message}", .file.display())]
     Invalid { file: PathBuf, path_in_file: String, message: String },
     #[error("{}: not a shape `weft import ecs` knows (a service-connect configuration, a task definition, describe-services output or a CloudFormation template)", .0.display())]
@@ -38,9 +42,14 @@ impl fmt::Display for Warning {
     }
 }
 
-/// Reads a file as JSON, with file:line:col on a syntax error.
-pub fn read_json(path: &Path) -> Result<serde_json::Value, ImportError> {
+/// Reads a file as JSON, or as YAML when it does not start like JSON (CloudFormation templates
+/// are often YAML), with file:line:col on a syntax error.
+pub fn read_document(path: &Path) -> Result<serde_json::Value, ImportError> {
     let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read { path: path.to_path_buf(), source })?;
+    let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) || !text.trim_start().starts_with(['{', '[']);
+    if yaml {
+        return cloudformation::parse_yaml(path, &text);
+    }
     serde_json::from_str(&text).map_err(|e| ImportError::Json { path: path.to_path_buf(), line: e.line(), column: e.column(), message: e.to_string() })
 }
 
