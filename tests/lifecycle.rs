@@ -232,9 +232,11 @@ impl Prober {
         let thread = std::thread::spawn(move || {
             let (mut refused, mut first, mut last) = (0, None, None);
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                // An attempt is placed at its start: one begun in the gap can take its whole
+                // 500 ms timeout to fail (CI saw one end 400 ms after the new process was ready).
+                let at = t0.elapsed();
                 if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
                     refused += 1;
-                    let at = t0.elapsed();
                     first.get_or_insert(at);
                     last = Some(at);
                 }
