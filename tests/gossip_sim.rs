@@ -302,26 +302,11 @@ fn plugin(name: &str, component: &[u8], writer: &str, hlc: u64) -> Record {
 #[test]
 fn a_corrupted_or_truncated_plugin_from_a_peer_is_refused_and_counted() {
     use bytes::Bytes;
-    use weft::gossip::sim::{addr_of, alive_view};
-    use weft::gossip::{Core, GossipConfig, Input, MemReplica, NodeId, Output};
+    use weft::gossip::Input;
 
-    let roles = [Role::Registry, Role::Proxy, Role::Proxy];
-    let ids: Vec<NodeId> = ["r", "p", "q"].iter().enumerate().map(|(i, n)| NodeId::new(*n, 1, addr_of(i, 7946), roles[i])).collect();
-    let core = |i: usize| {
-        let mut c = Core::new(ids[i].clone(), GossipConfig::default(), MemReplica::default(), i as u64, 0);
-        c.restore(ids.iter().filter(|x| x.name != ids[i].name).map(alive_view).collect(), 0);
-        c.drain();
-        c
-    };
-    // The bytes a sender puts on the wire for `records`, as node `i`.
-    let sent = |i: usize, records: Vec<Record>| {
-        let mut c = core(i);
-        for r in &records {
-            c.replica_mut().put(r.clone());
-        }
-        c.handle(Input::LocalChange(records), 1);
-        c.drain().into_iter().find_map(|o| if let Output::Message { bytes, .. } = o { Some(bytes) } else { None }).unwrap()
-    };
+    let ids = trio();
+    let core = |i: usize| core_of(&ids, i);
+    let sent = |i: usize, records: Vec<Record>| wire(&ids, i, records);
     let component = b"\0asm\x0d\0\x01\0 a component's bytes".to_vec();
     let good = plugin("good", &component, "r", 10);
     let mut flipped = plugin("flipped", &component, "r", 11);
@@ -349,4 +334,63 @@ fn a_corrupted_or_truncated_plugin_from_a_peer_is_refused_and_counted() {
     p.handle(Input::Message { peer: "q".into(), from: ids[2].addr, bytes: msg }, 3);
     assert_eq!(p.stats().rejected_records, rejected + 1);
     assert!(p.replica().get(&by_proxy.key).is_none());
+}
+
+/// A registry `r` and two proxies `p`, `q`, each alive to the others.
+fn trio() -> Vec<weft::gossip::NodeId> {
+    use weft::gossip::sim::addr_of;
+    let roles = [Role::Registry, Role::Proxy, Role::Proxy];
+    ["r", "p", "q"].iter().enumerate().map(|(i, n)| weft::gossip::NodeId::new(*n, 1, addr_of(i, 7946), roles[i])).collect()
+}
+
+fn core_of(ids: &[weft::gossip::NodeId], i: usize) -> weft::gossip::Core<weft::gossip::MemReplica> {
+    use weft::gossip::{Core, GossipConfig, MemReplica};
+    let mut c = Core::new(ids[i].clone(), GossipConfig::default(), MemReplica::default(), i as u64, 0);
+    c.restore(ids.iter().filter(|x| x.name != ids[i].name).map(weft::gossip::sim::alive_view).collect(), 0);
+    c.drain();
+    c
+}
+
+/// The bytes node `i` puts on the wire for `records` (a delta).
+fn wire(ids: &[weft::gossip::NodeId], i: usize, records: Vec<Record>) -> bytes::Bytes {
+    use weft::gossip::{Input, Output};
+    let mut c = core_of(ids, i);
+    for r in &records {
+        c.replica_mut().put(r.clone());
+    }
+    c.handle(Input::LocalChange(records), 1);
+    c.drain().into_iter().find_map(|o| if let Output::Message { bytes, .. } = o { Some(bytes) } else { None }).unwrap()
+}
+
+/// A registry peer with a valid identity sending records a local write would refuse — a 900-byte
+/// attribute key, a 2 KiB attribute value, a service whose body is not its key's, a name with a
+/// slash — has each refused and counted; its valid record merges.
+#[test]
+fn invalid_records_from_a_registry_peer_are_refused_and_counted() {
+    use weft::gossip::Input;
+    let ids = trio();
+    let mut p = core_of(&ids, 1);
+    let mut long_key = endpoint("r", "e1", 10);
+    let mut long_value = endpoint("r", "e2", 10);
+    if let (Some(Body::Endpoint(a)), Some(Body::Endpoint(b))) = (long_key.body.as_mut(), long_value.body.as_mut()) {
+        a.attributes.insert("k".repeat(900), "v".into());
+        b.attributes.insert("version".into(), "v".repeat(2048));
+    }
+    let mut mismatched = service("r", 10);
+    if let Some(Body::Service(s)) = mismatched.body.as_mut() {
+        s.name = "other".into();
+    }
+    let mut slash = service("r", 10);
+    if let Some(Body::Service(s)) = slash.body.as_mut() {
+        s.name = "a/b".into();
+    }
+    slash.key = Key::Service("shop".into(), "a/b".into());
+    let good = namespace("r", 10);
+    let msg = wire(&ids, 0, vec![long_key.clone(), long_value.clone(), mismatched.clone(), slash.clone(), good.clone()]);
+    p.handle(Input::Message { peer: "r".into(), from: ids[0].addr, bytes: msg }, 2);
+    assert_eq!((p.stats().invalid_records, p.stats().rejected_records), (4, 4), "{:?}", p.stats());
+    for r in [&long_key, &long_value, &mismatched, &slash] {
+        assert!(p.replica().get(&r.key).is_none(), "{} was stored", r.key);
+    }
+    assert!(p.replica().get(&good.key).is_some(), "the valid record merges");
 }

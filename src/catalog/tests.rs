@@ -124,3 +124,14 @@ fn merge_is_last_writer_wins_in_any_order() {
     std::fs::remove_dir_all(da).unwrap();
     std::fs::remove_dir_all(db).unwrap();
 }
+
+#[test]
+fn a_grpc_health_service_name_over_127_bytes_is_refused() {
+    let Body::Service(mut s) = svc("api", "api.shop", 50051) else { unreachable!() };
+    s.health_check.kind = CheckKind::Grpc;
+    s.health_check.grpc_service = "x".repeat(127);
+    assert!(validate::service(&s).is_ok());
+    s.health_check.grpc_service = "x".repeat(128);
+    let e = validate::service(&s).unwrap_err().to_string();
+    assert!(e.contains("health_check.grpc_service") && e.contains("128 bytes"), "{e}");
+}

@@ -3,7 +3,7 @@
 
 use super::settings::CheckKind;
 use super::types::{Endpoint, Namespace, Protocol, Service};
-use super::CatalogError;
+use super::{Body, CatalogError, Record};
 
 /// Cloud Map's limits for instance attributes.
 pub const MAX_ATTRIBUTES: usize = 30;
@@ -94,6 +94,11 @@ fn traffic(s: &Service) -> Result<(), CatalogError> {
     if h.kind == CheckKind::Http && !h.path.starts_with('/') {
         return Err(invalid("health_check.path", format!("`{}` must start with '/'", h.path)));
     }
+    // HealthCheckRequest's `service` is written with a one-byte length (the probe's whole message
+    // is hand-encoded): a longer name would be mis-encoded, so it is refused here.
+    if h.grpc_service.len() > 127 {
+        return Err(invalid("health_check.grpc_service", format!("is {} bytes long; the limit is 127", h.grpc_service.len())));
+    }
     if let Some(code) = h.expect_status
         && !(100..=599).contains(&code) {
             return Err(invalid("health_check.expect_status", format!("{code} is not an HTTP status")));
@@ -138,4 +143,20 @@ pub fn endpoint(e: &Endpoint) -> Result<(), CatalogError> {
         }
     }
     Ok(())
+}
+
+/// A record from a peer, held to the rules of a local write: its body is valid and is the body
+/// of its key (a record for `svc/a/b` cannot carry service `c/d`). Alias uniqueness is not a
+/// property of one record; the snapshot settles it (`Snapshot::build`).
+pub fn record(r: &Record) -> Result<(), CatalogError> {
+    let Some(body) = &r.body else { return Ok(()) };
+    if body.key() != r.key {
+        return Err(invalid("key", format!("`{}` does not match its body, which is {}", r.key, body.key())));
+    }
+    match body {
+        Body::Namespace(n) => namespace(n),
+        Body::Service(s) => service(s),
+        Body::Endpoint(e) => endpoint(e),
+        Body::Plugin(p) => super::plugin::check(p),
+    }
 }

@@ -193,6 +193,8 @@ pub struct CoreStats {
     pub rejected_records: u64,
     /// Plugin records whose component did not match its size and sha256 (also in `rejected_records`).
     pub corrupt_plugins: u64,
+    /// Other records a local write would refuse (also in `rejected_records`).
+    pub invalid_records: u64,
     pub deltas_sent: u64,
     pub deltas_forwarded: u64,
     pub pulls_sent: u64,

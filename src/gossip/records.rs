@@ -68,8 +68,9 @@ impl<R: Replica> Core<R> {
         let book = &self.book;
         let role_of = |w: &str| book.role(w);
         let total = records.len();
-        // A component's sha256 is checked once, when it is new here: resends cost no hashing.
-        let records: Vec<Record> = records.into_iter().filter(|r| self.replica.holds(&r.key, &r.version) || !self.stats.refuse_corrupt(r)).collect();
+        // A record is checked once, when it is new here: resends cost no validation (nor a
+        // component's hashing).
+        let records: Vec<Record> = records.into_iter().filter(|r| self.replica.holds(&r.key, &r.version) || !self.stats.refuse_invalid(r)).collect();
         let admitted: Vec<Record> = records.into_iter().filter(|r| admit(r, &role_of)).collect();
         self.stats.rejected_records += (total - admitted.len()) as u64;
         let new = self.replica.merge(admitted, &role_of);
@@ -97,15 +98,21 @@ impl<R: Replica> Core<R> {
 }
 
 impl super::CoreStats {
-    /// A plugin whose bytes do not match the size and sha256 its record states (corrupted or
-    /// truncated on the way) is refused and counted, before the authority check.
-    fn refuse_corrupt(&mut self, r: &Record) -> bool {
-        let Some(Body::Plugin(p)) = &r.body else { return false };
-        match crate::catalog::check_plugin(p) {
+    /// A record is held to the rules of a local write (`catalog::validate::record`): a plugin whose
+    /// bytes do not match the size and sha256 its record states (corrupted or truncated on the
+    /// way) and any record a local write would refuse — a 2 KiB attribute, a name with a slash, a
+    /// key that does not match its body — are refused and counted, before the authority check.
+    fn refuse_invalid(&mut self, r: &Record) -> bool {
+        match crate::catalog::validate::record(r) {
             Ok(()) => false,
             Err(e) => {
-                tracing::warn!(plugin = %p.name, writer = %r.version.writer, error = %e, "refused a plugin record from the mesh");
-                self.corrupt_plugins += 1;
+                if let Some(Body::Plugin(p)) = &r.body {
+                    tracing::warn!(plugin = %p.name, writer = %r.version.writer, error = %e, "refused a plugin record from the mesh");
+                    self.corrupt_plugins += 1;
+                } else {
+                    tracing::warn!(key = %r.key, writer = %r.version.writer, error = %e, "refused an invalid record from the mesh");
+                    self.invalid_records += 1;
+                }
                 true
             }
         }

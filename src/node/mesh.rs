@@ -287,6 +287,7 @@ fn publish_members(p: &MeshParts) {
         ("bad_messages", c.bad_messages),
         ("rejected_records", c.rejected_records),
         ("corrupt_plugins", c.corrupt_plugins),
+        ("invalid_records", c.invalid_records),
         ("records_merged", c.records_merged),
     ];
     p.stats.node.set_mesh(mesh_figures(p, &counters));
