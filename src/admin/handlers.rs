@@ -95,6 +95,7 @@ pub async fn status(State(s): St) -> ApiResult {
         "services": snap.services.len(),
         "endpoints": endpoints,
         "listeners": table.listeners.len(),
+        "alias_conflicts": snap.alias_conflicts,
         "mesh": s.mesh.as_ref().map(|m| {
             let view = m.borrow();
             json!({ "address": s.info.gossip, "members": view.members.len(), "counters": view.counters, "certificate": certificate(view.cert_expires) })

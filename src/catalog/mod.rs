@@ -26,7 +26,7 @@ pub use hlc::Hlc;
 pub use plugin::{Fail, MAX_COMPONENT_BYTES, PluginRecord, base64_component, check as check_plugin, check_limits as check_plugin_limits, sha256_hex};
 pub use rules::{RetryOverride, RouteRule};
 pub use settings::{CheckKind, HealthCheck, LbKind, OutlierConfig, RetryConfig};
-pub use snapshot::Snapshot;
+pub use snapshot::{AliasConflict, Snapshot};
 pub use types::*;
 pub use vip::VipRange;
 
@@ -482,6 +482,11 @@ impl Catalog {
     fn publish(&self, state: &mut State) {
         state.seq += 1;
         let snap = Snapshot::build(&state.records, &state.vips, state.seq);
+        if snap.alias_conflicts != self.tx.borrow().alias_conflicts {
+            for c in &snap.alias_conflicts {
+                tracing::warn!(alias = %c.alias, owner = %c.owner, refused = ?c.refused, "an alias is claimed by more than one service (two registries wrote it): it goes to the first by namespace/name on every node; rename or delete the others");
+            }
+        }
         self.tx.send_replace(Arc::new(snap));
     }
 }

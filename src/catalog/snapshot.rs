@@ -21,6 +21,20 @@ pub struct Snapshot {
     pub vips: BTreeMap<String, Ipv4Addr>,
     /// Plugins carried by the mesh, by name (their bytes are shared, not copied).
     pub plugins: BTreeMap<String, PluginRecord>,
+    /// Aliases two services claim (two registries wrote them concurrently; a local write is
+    /// refused instead), and who got each.
+    pub alias_conflicts: Vec<AliasConflict>,
+}
+
+/// An alias (name:port) claimed by more than one service. It goes to the service first in
+/// (namespace, name) order — the same answer on every node whatever order the records arrived
+/// in, and stable across updates of either service; the others lose it in this snapshot (no
+/// listener binds it for them) until the conflict is resolved by renaming or deleting.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AliasConflict {
+    pub alias: String,
+    pub owner: String,
+    pub refused: Vec<String>,
 }
 
 impl Snapshot {
@@ -54,7 +68,36 @@ impl Snapshot {
         }
         // Endpoints of a deleted service (possible only through replication races) are not served.
         s.endpoints.retain(|k, _| s.services.contains_key(k));
+        s.settle_aliases();
         s
+    }
+
+    /// Gives each alias claimed twice to one service (see [`AliasConflict`]).
+    fn settle_aliases(&mut self) {
+        let mut owner: BTreeMap<(String, u16), &ServiceKey> = BTreeMap::new();
+        let mut lost: Vec<(ServiceKey, (String, u16))> = Vec::new();
+        for (key, svc) in &self.services {
+            for a in &svc.aliases {
+                let alias = (a.dns_name.clone(), a.port);
+                if owner.contains_key(&alias) {
+                    lost.push((key.clone(), alias));
+                } else {
+                    owner.insert(alias, key);
+                }
+            }
+        }
+        let name = |k: &ServiceKey| format!("{}/{}", k.0, k.1);
+        let mut conflicts: BTreeMap<(String, u16), AliasConflict> = BTreeMap::new();
+        for (key, alias) in &lost {
+            let c = conflicts.entry(alias.clone()).or_insert_with(|| AliasConflict { alias: format!("{}:{}", alias.0, alias.1), owner: name(owner[alias]), refused: Vec::new() });
+            c.refused.push(name(key));
+        }
+        for (key, alias) in lost {
+            if let Some(svc) = self.services.get_mut(&key) {
+                svc.aliases.retain(|a| (a.dns_name.as_str(), a.port) != (alias.0.as_str(), alias.1));
+            }
+        }
+        self.alias_conflicts = conflicts.into_values().collect();
     }
 
     pub fn endpoints_of(&self, namespace: &str, service: &str) -> &[Endpoint] {

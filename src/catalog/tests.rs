@@ -135,3 +135,26 @@ fn a_grpc_health_service_name_over_127_bytes_is_refused() {
     let e = validate::service(&s).unwrap_err().to_string();
     assert!(e.contains("health_check.grpc_service") && e.contains("128 bytes"), "{e}");
 }
+
+/// Two registries created services claiming the same alias concurrently: every replica gives it
+/// to the same one whatever order the records arrive in, reports the conflict, and serves the
+/// alias for one service only.
+#[test]
+fn an_alias_claimed_twice_goes_to_the_same_service_in_any_order() {
+    let rec = |body: Body, writer: &str, hlc: u64| Record { key: body.key(), body: Some(body), version: Version { hlc, writer: writer.into() }, origin: Origin::Api, registered: hlc };
+    let records = [rec(ns("shop"), "r1", 1 << 16), rec(svc("web", "front.shop", 80), "r1", 2 << 16), rec(svc("api", "front.shop", 80), "r2", 3 << 16)];
+    let mut owners = Vec::new();
+    for (tag, order) in [("alias-a", [0, 1, 2]), ("alias-b", [0, 2, 1])] {
+        let (c, dir) = catalog(tag);
+        for i in order {
+            c.merge(records[i].clone()).unwrap();
+        }
+        let snap = c.snapshot();
+        let holders: Vec<&str> = snap.services.values().filter(|s| !s.aliases.is_empty()).map(|s| s.name.as_str()).collect();
+        assert_eq!(holders.len(), 1, "one service holds front.shop:80: {holders:?}");
+        assert_eq!(snap.alias_conflicts, vec![AliasConflict { alias: "front.shop:80".into(), owner: "shop/api".into(), refused: vec!["shop/web".into()] }]);
+        owners.push(holders[0].to_string());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    assert_eq!(owners, ["api", "api"]);
+}

@@ -139,6 +139,9 @@ fn execute(cli: &Cli) -> Result<(), String> {
             if let Some(w) = v.pointer("/mesh/certificate/warning").and_then(Value::as_str) {
                 eprintln!("warning: this node's mesh certificate {w}");
             }
+            for c in v.get("alias_conflicts").and_then(Value::as_array).into_iter().flatten() {
+                eprintln!("warning: alias {} is claimed by more than one service: served for {}, not for {}", c["alias"].as_str().unwrap_or("?"), c["owner"].as_str().unwrap_or("?"), c["refused"]);
+            }
             (v, Shown::Describe)
         }
         Command::Routes => (call("GET", "/v1/routes", None)?, Shown::Table(ROUTE_COLS)),

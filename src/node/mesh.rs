@@ -318,6 +318,7 @@ fn mesh_figures(p: &MeshParts, counters: &[(&'static str, u64)]) -> crate::telem
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     f.cert_remaining_s = p.transport.cert_expires().map(|t| t as f64 - now);
     f.active_relays = t.active_relays.load(Relaxed);
+    f.alias_conflicts = p.catalog.snapshot().alias_conflicts.len() as u64;
     let lag = p.stats.node.replication_lag_ms.load(Relaxed);
     f.replication_lag_s = (lag != u64::MAX).then(|| lag as f64 / 1000.0);
     f

@@ -76,6 +76,7 @@ families! {
     MEMBERS = "weft.gossip.members", Gauge, "{node}", "Mesh members by state, this node included";
     GOSSIP_EVENTS = "weft.gossip.events", Counter, "{event}", "Gossip and transport events by kind";
     REPLICATION_LAG = "weft.gossip.replication.lag", Gauge, "s", "Write on its node to merge here, for the last record merged from a peer";
+    ALIAS_CONFLICTS = "weft.catalog.alias_conflicts", Gauge, "{alias}", "Aliases claimed by more than one service (two registries wrote them concurrently)";
     QUIC_RTT = "weft.quic.rtt", Gauge, "s", "Round-trip time of the QUIC path to a peer";
     QUIC_LOST = "weft.quic.lost_packets", Counter, "{packet}", "Packets lost on the QUIC path to a peer";
     RELAYS_ACTIVE = "weft.relays.active", UpDown, "{stream}", "Relayed streams open on this node (target side)";
@@ -217,6 +218,7 @@ fn node(out: &mut Points, snap: &Snapshot) {
         push(out, QUIC_LOST, attrs(&[("weft.peer", peer)]), U64(p.lost_packets));
     }
     push(out, RELAYS_ACTIVE, Vec::new(), I64(m.active_relays));
+    push(out, ALIAS_CONFLICTS, Vec::new(), F64(m.alias_conflicts as f64));
 }
 
 #[cfg(test)]

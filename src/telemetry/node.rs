@@ -51,6 +51,8 @@ pub struct MeshFigures {
     pub tls_errors_client: u64,
     /// Seconds until this node's certificate expires (negative once it has).
     pub cert_remaining_s: Option<f64>,
+    /// Aliases more than one service claims (`catalog::AliasConflict`).
+    pub alias_conflicts: u64,
 }
 
 pub struct NodeStats {
