@@ -1,6 +1,7 @@
 //! The admin HTTP API (JSON) and dashboard, on loopback by default. The CLI is a client of it, so
 //! every operation an operator can type is also scriptable here.
 
+mod auth;
 mod error;
 mod handlers;
 mod plugins;
@@ -50,6 +51,8 @@ pub struct AdminState {
     /// The mesh as the gossip task last published it, when this node is part of one.
     pub mesh: Option<tokio::sync::watch::Receiver<MeshView>>,
     pub plugins: Arc<crate::plugin::PluginHost>,
+    /// The bearer token non-loopback callers must send (`[admin] token_file`).
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -112,5 +115,6 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    let app = router(state.clone()).layer(axum::middleware::from_fn_with_state(state, auth::guard));
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }

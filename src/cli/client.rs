@@ -21,6 +21,8 @@ pub enum ClientError {
 
 pub struct Client {
     pub addr: SocketAddr,
+    /// Sent as `Authorization: Bearer …` (a node's admin API beyond loopback requires it).
+    pub token: Option<String>,
 }
 
 fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
@@ -45,8 +47,9 @@ impl Client {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|source| ClientError::Connect { addr, source })?;
         s.set_read_timeout(Some(Duration::from_secs(30))).map_err(io)?;
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let auth = self.token.as_ref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
             payload.len()
         );
         s.write_all(head.as_bytes()).and_then(|_| s.write_all(payload.as_bytes())).map_err(io)?;

@@ -22,6 +22,16 @@ fn admin_addr(cli: &Cli) -> Result<std::net::SocketAddr, String> {
     }
 }
 
+/// The bearer token to send: --token-file / WEFT_ADMIN_TOKEN_FILE, else the config's.
+fn admin_token(cli: &Cli) -> Result<Option<String>, String> {
+    let path = match (&cli.token_file, &cli.config) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(c)) => config::load(c).ok().and_then(|c| c.admin.token_file),
+        (None, None) => None,
+    };
+    path.map(|p| config::read_admin_token(&p)).transpose()
+}
+
 fn pairs(items: &[String], flag: &str) -> Result<BTreeMap<String, String>, String> {
     items
         .iter()
@@ -131,7 +141,7 @@ const MEMBER_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("STATE", "/state"), (
 const DISCOVER_COLS: &[(&str, &str)] = &[("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("ATTRIBUTES", "/attributes")];
 
 fn execute(cli: &Cli) -> Result<(), String> {
-    let client = Client { addr: admin_addr(cli)? };
+    let client = Client { addr: admin_addr(cli)?, token: admin_token(cli)? };
     let call = |method: &str, path: &str, body: Option<Value>| client.request(method, path, body.as_ref()).map_err(|e: ClientError| e.to_string());
     let (value, shown) = match &cli.command {
         Command::Status => {

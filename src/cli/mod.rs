@@ -35,6 +35,11 @@ pub struct Cli {
     /// listen of the config, else 127.0.0.1:9901); may also follow the command.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
+    /// Client commands: the admin API's bearer token, for a node reached beyond loopback
+    /// (default: WEFT_ADMIN_TOKEN_FILE, else [admin] token_file of the config); may also follow
+    /// the command.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Client commands: output format; may also follow the command.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,

@@ -25,6 +25,15 @@ fn with_client_flags(cmd: clap::Command) -> clap::Command {
             .value_parser(value_parser!(SocketAddr))
             .help("Admin API address of the node to talk to (default: [admin] listen of the config, else 127.0.0.1:9901)"),
     )
+    .arg(
+        Arg::new("token_file")
+            .long("token-file")
+            .global(true)
+            .env("WEFT_ADMIN_TOKEN_FILE")
+            .value_name("FILE")
+            .value_parser(value_parser!(std::path::PathBuf))
+            .help("The admin API's bearer token, for a node reached beyond loopback (default: [admin] token_file of the config)"),
+    )
     .arg(Arg::new("output").short('o').long("output").global(true).value_name("OUTPUT").value_parser(value_parser!(Format)).help("Output format [default: table]"))
 }
 
@@ -48,8 +57,8 @@ pub(super) fn parse() -> Result<Cli, ExitCode> {
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let (name, mut leaf) = matches.subcommand().ok_or(ExitCode::from(2))?;
     if LOCAL_COMMANDS.contains(&name) {
-        if given("admin") || given("output") {
-            eprintln!("error: --admin and -o/--output are for the client commands (status, service, endpoint, ...), not `weft {name}`");
+        if given("admin") || given("output") || given("token_file") {
+            eprintln!("error: --admin, --token-file and -o/--output are for the client commands (status, service, endpoint, ...), not `weft {name}`");
             eprintln!("{}", client_flags_note(name));
             return Err(ExitCode::from(2));
         }
@@ -62,6 +71,9 @@ pub(super) fn parse() -> Result<Cli, ExitCode> {
     let after = |id: &str| leaf.value_source(id) == Some(ValueSource::CommandLine);
     if after("admin") || !given("admin") {
         cli.admin = leaf.get_one::<SocketAddr>("admin").copied();
+    }
+    if after("token_file") || !given("token_file") {
+        cli.token_file = leaf.get_one::<std::path::PathBuf>("token_file").cloned();
     }
     if after("output") {
         cli.output = leaf.get_one::<Format>("output").copied().unwrap_or(cli.output);
@@ -84,7 +96,7 @@ fn clap_error(e: clap::Error) -> ExitCode {
         Some(ContextValue::String(a)) if e.kind() == ErrorKind::UnknownArgument => a.clone(),
         _ => String::new(),
     };
-    let client_flag = flag.starts_with("--admin") || flag.starts_with("--output") || (flag.starts_with("-o") && !flag.starts_with("--"));
+    let client_flag = flag.starts_with("--admin") || flag.starts_with("--token-file") || flag.starts_with("--output") || (flag.starts_with("-o") && !flag.starts_with("--"));
     if client_flag {
         let command = std::env::args().skip(1).find(|a| LOCAL_COMMANDS.contains(&a.as_str())).unwrap_or_default();
         eprintln!("\n{flag} is an option of the client commands (status, service, endpoint, ...), not of `weft {command}`");

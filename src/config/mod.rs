@@ -101,12 +101,25 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// A file holding the bearer token that requests from anywhere but loopback must carry
+    /// (`Authorization: Bearer …`). Required when `listen` is not a loopback address.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: DEFAULT_ADMIN.parse().expect("valid default") }
+        AdminConfig { listen: DEFAULT_ADMIN.parse().expect("valid default"), token_file: None }
     }
+}
+
+/// The admin token in `path`: its first line, trimmed; at least 16 characters.
+pub fn read_admin_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < 16 {
+        return Err(format!("{}: the token is {} characters long; use at least 16 (e.g. `openssl rand -hex 32 > {}`)", path.display(), token.len(), path.display()));
+    }
+    Ok(token)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -74,6 +74,21 @@ fn check_sections(config: &Config, sources: &[Source]) -> Vec<Problem> {
         && let Some(at) = section_key(sources, "dns", "listen").or_else(file_start) {
             out.push(problem(&at, format!("`listen`: DNS and admin both want {}", config.admin.listen)));
         }
+    let admin_at = || section_key(sources, "admin", "listen").or_else(file_start);
+    match &config.admin.token_file {
+        None if !config.admin.listen.ip().is_loopback() => {
+            if let Some(at) = admin_at() {
+                out.push(problem(&at, format!("`listen`: {} is reachable from other hosts, so the admin API needs `token_file` (a file with a bearer token every non-loopback request must carry)", config.admin.listen)));
+            }
+        }
+        Some(path) => {
+            if let Err(e) = super::read_admin_token(path)
+                && let Some(at) = section_key(sources, "admin", "token_file").or_else(admin_at) {
+                    out.push(problem(&at, format!("`token_file`: {e}")));
+                }
+        }
+        None => {}
+    }
     let tls = &config.tls;
     let tls_keys = [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)];
     let set = tls_keys.iter().filter(|(_, v)| v.is_some()).count();

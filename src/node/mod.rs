@@ -375,6 +375,8 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         started: std::time::Instant::now(),
         mesh: mesh.as_ref().map(|m| m.view.clone()),
         plugins: plugins.clone(),
+        // Checked by the config's validation; unreadable since then means no non-loopback access.
+        token: config.admin.token_file.as_deref().and_then(|p| crate::config::read_admin_token(p).ok()),
     });
     tasks.spawn(telemetry::retain_series(catalog.clone(), stats.clone(), shutdown.clone()));
     let stop = shutdown.clone();
