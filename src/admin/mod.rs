@@ -4,7 +4,9 @@
 mod auth;
 mod error;
 mod handlers;
+mod listen;
 mod plugins;
+pub use listen::AdminTls;
 pub use handlers::telemetry_snapshot;
 mod services;
 
@@ -106,6 +108,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/plugins/{name}/reload", post(plugins::reload))
         .route("/v1/plugins/{name}", put(plugins::push).delete(plugins::delete).layer(DefaultBodyLimit::max(plugins::MAX_PUSH_BODY)))
         .fallback(unknown_path)
+        .layer(DefaultBodyLimit::max(auth::MAX_BODY))
         .with_state(state)
 }
 
@@ -114,7 +117,9 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) -> std::io::Result<()> {
+/// Serves the API until shutdown: plain HTTP and HTTPS on one port (see [`listen`]), every
+/// request through the guard (who may call, how big, how long).
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, tls: Option<Arc<AdminTls>>, shutdown: CancellationToken) -> std::io::Result<()> {
     let app = router(state.clone()).layer(axum::middleware::from_fn_with_state(state, auth::guard));
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    listen::serve(listener, app, tls, shutdown).await
 }

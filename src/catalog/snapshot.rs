@@ -79,10 +79,11 @@ impl Snapshot {
         for (key, svc) in &self.services {
             for a in &svc.aliases {
                 let alias = (a.dns_name.clone(), a.port);
-                if owner.contains_key(&alias) {
-                    lost.push((key.clone(), alias));
-                } else {
-                    owner.insert(alias, key);
+                match owner.entry(alias) {
+                    std::collections::btree_map::Entry::Occupied(taken) => lost.push((key.clone(), taken.key().clone())),
+                    std::collections::btree_map::Entry::Vacant(free) => {
+                        free.insert(key);
+                    }
                 }
             }
         }

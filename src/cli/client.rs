@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,6 +16,8 @@ pub enum ClientError {
     Io { addr: SocketAddr, source: std::io::Error },
     #[error("admin API at {addr} sent a malformed response: {detail}")]
     Malformed { addr: SocketAddr, detail: String },
+    #[error("admin API at {addr}: TLS handshake: {source} (does the node have the same cluster CA in [tls]?)")]
+    Tls { addr: SocketAddr, source: std::io::Error },
     #[error("{message}")]
     Api { status: u16, message: String },
 }
@@ -23,6 +26,9 @@ pub struct Client {
     pub addr: SocketAddr,
     /// Sent as `Authorization: Bearer …` (a node's admin API beyond loopback requires it).
     pub token: Option<String>,
+    /// The node's own certificate, shown over HTTPS to an admin API beyond loopback; it proves
+    /// the CLI to any node of the cluster CA, as the token does.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
@@ -40,6 +46,20 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Sends one request and reads the answer to the end (`Connection: close`).
+fn exchange<S: Read + Write>(s: &mut S, head: &str, payload: &str) -> std::io::Result<Vec<u8>> {
+    s.write_all(head.as_bytes())?;
+    s.write_all(payload.as_bytes())?;
+    s.flush()?;
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        // A TLS server that closes without close_notify after a complete answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(e) => Err(e),
+    }
+}
+
 impl Client {
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
         let addr = self.addr;
@@ -52,9 +72,19 @@ impl Client {
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
             payload.len()
         );
-        s.write_all(head.as_bytes()).and_then(|_| s.write_all(payload.as_bytes())).map_err(io)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(io)?;
+        let raw = match &self.tls {
+            // Loopback (and 0.0.0.0, which is this host) is served in plain HTTP to any caller.
+            Some(tls) if !addr.ip().is_loopback() && !addr.ip().is_unspecified() => {
+                let name = rustls::pki_types::ServerName::try_from(crate::transport::tls::ANY_NODE).expect("a valid DNS name");
+                let conn = rustls::ClientConnection::new(tls.clone(), name).map_err(|e| ClientError::Tls { addr, source: std::io::Error::other(e) })?;
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock).map_err(|source| ClientError::Tls { addr, source })?;
+                }
+                exchange(&mut tls, &head, &payload).map_err(io)?
+            }
+            _ => exchange(&mut s, &head, &payload).map_err(io)?,
+        };
         let malformed = |detail: &str| ClientError::Malformed { addr, detail: detail.to_string() };
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| malformed("no header end"))?;
         let head = String::from_utf8_lossy(&raw[..split]).to_string();

@@ -32,6 +32,13 @@ fn admin_token(cli: &Cli) -> Result<Option<String>, String> {
     path.map(|p| config::read_admin_token(&p)).transpose()
 }
 
+/// The node's own [tls] files from the config, as the CLI's client certificate for an admin API
+/// beyond loopback.
+fn admin_tls(cli: &Cli) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+    let Some(files) = cli.config.as_ref().and_then(|c| config::load(c).ok()).and_then(|c| c.tls_files()) else { return Ok(None) };
+    crate::transport::tls::admin_client(&files).map(|c| Some(std::sync::Arc::new(c))).map_err(|e| format!("the config's [tls] files: {e}"))
+}
+
 fn pairs(items: &[String], flag: &str) -> Result<BTreeMap<String, String>, String> {
     items
         .iter()
@@ -141,7 +148,7 @@ const MEMBER_COLS: &[(&str, &str)] = &[("NAME", "/name"), ("STATE", "/state"), (
 const DISCOVER_COLS: &[(&str, &str)] = &[("ID", "/id"), ("ADDRESS", "/address"), ("ZONE", "/zone"), ("HEALTH", "/health"), ("ATTRIBUTES", "/attributes")];
 
 fn execute(cli: &Cli) -> Result<(), String> {
-    let client = Client { addr: admin_addr(cli)?, token: admin_token(cli)? };
+    let client = Client { addr: admin_addr(cli)?, token: admin_token(cli)?, tls: admin_tls(cli)? };
     let call = |method: &str, path: &str, body: Option<Value>| client.request(method, path, body.as_ref()).map_err(|e: ClientError| e.to_string());
     let (value, shown) = match &cli.command {
         Command::Status => {

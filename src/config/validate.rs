@@ -76,9 +76,9 @@ fn check_sections(config: &Config, sources: &[Source]) -> Vec<Problem> {
         }
     let admin_at = || section_key(sources, "admin", "listen").or_else(file_start);
     match &config.admin.token_file {
-        None if !config.admin.listen.ip().is_loopback() => {
+        None if !config.admin.listen.ip().is_loopback() && config.tls_files().is_none() => {
             if let Some(at) = admin_at() {
-                out.push(problem(&at, format!("`listen`: {} is reachable from other hosts, so the admin API needs `token_file` (a file with a bearer token every non-loopback request must carry)", config.admin.listen)));
+                out.push(problem(&at, format!("`listen`: {} is reachable from other hosts, so the admin API needs credentials: [tls] files (callers then show a certificate of the cluster CA over HTTPS) or `token_file` (a file with a bearer token every non-loopback request must carry)", config.admin.listen)));
             }
         }
         Some(path) => {

@@ -58,6 +58,8 @@ pub enum NodeError {
     Signals(std::io::Error),
     #[error(transparent)]
     Transport(#[from] crate::transport::TransportError),
+    #[error("admin API over TLS: {0}")]
+    AdminTls(crate::transport::TlsError),
     #[error("[gossip] {0}")]
     Gossip(String),
     #[error("[access_log] {0}")]
@@ -266,6 +268,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
 
     let admin_listener = admin::bind(config.admin.listen).await.map_err(|source| NodeError::Admin { addr: config.admin.listen, source })?;
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin.listen);
+    let admin_tls = config.tls_files().map(admin::AdminTls::load).transpose().map_err(NodeError::AdminTls)?;
 
     let mut dns_addr = None;
     if mode.runs_proxy() && config.dns.enabled {
@@ -381,7 +384,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     tasks.spawn(telemetry::retain_series(catalog.clone(), stats.clone(), shutdown.clone()));
     let stop = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(e) = admin::serve(admin_listener, state, stop).await {
+        if let Err(e) = admin::serve(admin_listener, state, admin_tls, stop).await {
             tracing::error!(error = %e, "admin API stopped");
         }
     });

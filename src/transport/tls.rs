@@ -65,8 +65,14 @@ pub struct Configs {
     pub expires: Option<u64>,
 }
 
-/// Loads the files and builds both configs; called at start and on every reload.
-pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
+/// What the files hold: the cluster CA, this node's chain and key.
+struct Material {
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn material(files: &TlsFiles) -> Result<Material, TlsError> {
     let ca_pem = read(&files.ca)?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&ca_pem) {
@@ -75,46 +81,83 @@ pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
     if roots.is_empty() {
         return Err(TlsError::Pem { path: files.ca.clone(), message: "no certificate in the file".into() });
     }
-    let roots = Arc::new(roots);
     let cert_pem = read(&files.cert)?;
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<_, _>>().map_err(pem_err(&files.cert))?;
-    let Some(leaf) = chain.first() else {
+    if chain.is_empty() {
         return Err(TlsError::Pem { path: files.cert.clone(), message: "no certificate in the file".into() });
-    };
-    let expires = not_after(leaf);
-    let name = node_name(leaf).ok_or_else(|| TlsError::Pem { path: files.cert.clone(), message: "the certificate names no node (issue it with `weft ca issue --node NAME`)".into() })?;
+    }
     let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(pem_err(&files.key))?;
-    let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.secret_der());
-    let mut reset_secret = [0u8; 32];
-    reset_secret.copy_from_slice(ring::hmac::sign(&derive, b"weft quic stateless reset v1").as_ref());
-    let provider = provider();
+    Ok(Material { roots: Arc::new(roots), chain, key })
+}
 
-    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+/// A server config presenting this node's certificate; `verifier` decides what clients show.
+fn server_config(files: &TlsFiles, m: &Material, verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>, alpn: &[u8]) -> Result<rustls::ServerConfig, TlsError> {
+    let mut server = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(client_verifier)
-        .with_single_cert(chain.clone(), key.clone_key())
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(m.chain.clone(), m.key.clone_key())
         .map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => TlsError::Pem { path: files.key.clone(), message: format!("is not the key of the certificate in {}", files.cert.display()) },
             e => TlsError::Rustls(e),
         })?;
-    server.alpn_protocols = vec![ALPN.to_vec()];
+    server.alpn_protocols = vec![alpn.to_vec()];
     server.max_early_data_size = 0;
+    Ok(server)
+}
 
-    let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+/// A client config that shows this node's certificate and accepts any node of the cluster CA
+/// (by name when the dialer knows it, see [`NodeVerifier`]).
+fn client_config(m: &Material, alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
+    let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(m.roots.clone(), provider())
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+    let mut client = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(NodeVerifier { inner: server_verifier }))
-        .with_client_auth_cert(chain, key)?;
-    client.alpn_protocols = vec![ALPN.to_vec()];
+        .with_client_auth_cert(m.chain.clone(), m.key.clone_key())?;
+    client.alpn_protocols = vec![alpn.to_vec()];
+    Ok(client)
+}
+
+/// Loads the files and builds both configs; called at start and on every reload.
+pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
+    let m = material(files)?;
+    let leaf = &m.chain[0];
+    let expires = not_after(leaf);
+    let name = node_name(leaf).ok_or_else(|| TlsError::Pem { path: files.cert.clone(), message: "the certificate names no node (issue it with `weft ca issue --node NAME`)".into() })?;
+    let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, m.key.secret_der());
+    let mut reset_secret = [0u8; 32];
+    reset_secret.copy_from_slice(ring::hmac::sign(&derive, b"weft quic stateless reset v1").as_ref());
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(m.roots.clone(), provider())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let server = server_config(files, &m, client_verifier, ALPN)?;
+    let client = client_config(&m, ALPN)?;
     Ok(Configs { server, client, name, reset_secret, expires })
 }
+
+/// The admin API's HTTPS side (ALPN `http/1.1`): it presents the node's certificate and asks the
+/// caller for one. A caller may show none (it then needs the bearer token, and is answered 401
+/// without it), but one it shows must chain to the cluster CA, or the handshake is refused.
+pub fn admin_server(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
+    let m = material(files)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(m.roots.clone(), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    server_config(files, &m, verifier, ADMIN_ALPN)
+}
+
+/// What the CLI dials a node's admin API with: the node's own certificate as the client's, and
+/// any node of the cluster CA accepted as the server (dial with [`ANY_NODE`]).
+pub fn admin_client(files: &TlsFiles) -> Result<rustls::ClientConfig, TlsError> {
+    client_config(&material(files)?, ADMIN_ALPN)
+}
+
+/// ALPN of the admin API over TLS: plain HTTP/1.1, as curl and browsers offer it.
+pub const ADMIN_ALPN: &[u8] = b"http/1.1";
 
 /// The certificate must be this node's: the cluster knows nodes by the names their certificates
 /// prove.
