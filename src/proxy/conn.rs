@@ -44,11 +44,13 @@ pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
 
 /// Connects to a target: directly when it is on this host, over the mesh when not. Either way a
 /// failure here means nothing of the request was sent, so it is safe to try another endpoint.
-pub async fn dial(mesh: Option<&Arc<Transport>>, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<Conn, ProxyError> {
+/// `deadline_ms`: when the caller gives up on the one request the connection is for (Unix ms),
+/// for the far side to drop it after (`RelayRequest::deadline_ms`); ignored for a local endpoint.
+pub async fn dial(mesh: Option<&Arc<Transport>>, route: &ServiceRoute, t: &Target, timeout: Duration, deadline_ms: Option<u64>) -> Result<Conn, ProxyError> {
     let (Some(via), Some(mesh)) = (t.via, mesh) else {
         return connect_tcp(t.address, timeout).await.map(Conn::Tcp);
     };
-    let req = RelayRequest { namespace: route.namespace.clone(), service: route.service.clone(), endpoint: t.id.clone() };
+    let req = RelayRequest { namespace: route.namespace.clone(), service: route.service.clone(), endpoint: t.id.clone(), deadline_ms };
     let addr = t.address;
     match tokio::time::timeout(timeout, mesh.open_relay(via, &t.node, &req)).await {
         Err(_) => Err(ProxyError::ConnectTimeout { addr, after: timeout }),

@@ -44,6 +44,8 @@ pub struct Upstream {
     pub buf: BytesMut,
     /// Taken from the pool: it may have been closed by the peer a moment ago.
     pub reused: bool,
+    /// Made for one request (a relay stream carrying that request's deadline): never pooled.
+    pub single_use: bool,
 }
 
 impl Upstream {
@@ -126,16 +128,17 @@ impl Pools {
 
     /// A new connection to a target, direct or over the mesh.
     pub async fn connect(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<Conn, ProxyError> {
-        dial(self.mesh.as_ref(), route, t, timeout).await
+        dial(self.mesh.as_ref(), route, t, timeout, None).await
     }
 
     /// A new connection. Boxed: connecting (over the mesh, with a timeout) is a large future,
     /// and inline it would make every request's future that large, and every move of it (each
     /// `.await` of an enclosing one) a copy of that size.
-    pub fn fresh_h1<'a>(&'a self, route: &'a ServiceRoute, t: &'a Target) -> Pin<Box<dyn Future<Output = Result<Upstream, ProxyError>> + Send + 'a>> {
+    /// `deadline_ms`: see [`dial`]; a connection made with one serves that request only.
+    pub fn fresh_h1<'a>(&'a self, route: &'a ServiceRoute, t: &'a Target, deadline_ms: Option<u64>) -> Pin<Box<dyn Future<Output = Result<Upstream, ProxyError>> + Send + 'a>> {
         Box::pin(async move {
-            let stream = self.connect(route, t, route.connect_timeout).await?;
-            Ok(Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false })
+            let stream = dial(self.mesh.as_ref(), route, t, route.connect_timeout, deadline_ms).await?;
+            Ok(Upstream { stream, buf: BytesMut::with_capacity(16 * 1024), reused: false, single_use: deadline_ms.is_some() && t.via.is_some() })
         })
     }
 
@@ -257,7 +260,7 @@ mod tests {
     async fn idle_conn(l: &tokio::net::TcpListener) -> (Upstream, tokio::net::TcpStream) {
         let stream = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
-        (Upstream { stream: Conn::Tcp(stream), buf: BytesMut::new(), reused: false }, server)
+        (Upstream { stream: Conn::Tcp(stream), buf: BytesMut::new(), reused: false, single_use: false }, server)
     }
 
     /// A connection a client held until it left comes back with the expiry of its last use:

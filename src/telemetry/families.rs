@@ -68,6 +68,7 @@ families! {
     TARGET_EJECTED = "weft.target.ejected", Gauge, "1", "1 while this node holds the endpoint ejected";
     CLIENT_DURATION = "http.client.request.duration", Histogram, "s", "Request sent to the endpoint to its response head (TargetResponseTime)";
     TARGET_RELAYED = "weft.target.relayed_streams", Counter, "{stream}", "Streams relayed to this node's endpoint from other hosts (target side)";
+    TARGET_RELAY_LATE = "weft.target.relay_late", Counter, "{request}", "Relayed requests dropped unexecuted: they reached this node after their caller's deadline (target side)";
     TARGET_BYTES = "weft.target.bytes", Counter, "By", "Bytes relayed to this node's endpoint (transmit) and back (receive) (TargetProcessedBytes)";
     TARGET_SERVED = "weft.target.served", Counter, "{response}", "Target side: responses of this node's endpoint to HTTP/1.1 requests relayed from other hosts, by status class (HTTPCode_Target_2XX..5XX_Count, RequestCountPerTarget)";
     TARGET_SERVED_DURATION = "weft.target.served.duration", Histogram, "s", "Target side: relayed request head written to this node's endpoint to its response head (TargetResponseTime)";
@@ -171,6 +172,9 @@ fn services(out: &mut Points, s: &super::ServiceReport) {
         push(out, TARGET_EJECTED, ep.clone(), F64(if e.ejected { 1.0 } else { 0.0 }));
         if e.response_time.count() > 0 {
             push(out, CLIENT_DURATION, ep.clone(), Histogram(e.response_time.clone()));
+        }
+        if e.relay_late > 0 {
+            push(out, TARGET_RELAY_LATE, ep.clone(), U64(e.relay_late));
         }
         if e.relayed_streams > 0 {
             push(out, TARGET_RELAYED, ep.clone(), U64(e.relayed_streams));

@@ -162,6 +162,9 @@ pub struct EndpointStats {
     /// Streams relayed to it from other hosts (on the node that owns it): the traffic this node
     /// carries for callers elsewhere, which its own services' figures do not see.
     pub relayed_streams: AtomicU64,
+    /// Relayed requests dropped unexecuted because they reached this node after their caller's
+    /// deadline (target side; `transport::relay`).
+    pub relay_late: AtomicU64,
     /// Bytes relayed to it and back (target side, on the node that owns it): TargetProcessedBytes.
     pub relayed_bytes_in: AtomicU64,
     pub relayed_bytes_out: AtomicU64,
@@ -282,6 +285,7 @@ fn endpoint_report(id: &str, e: &EndpointStats) -> EndpointReport {
         failures: e.failures.load(Relaxed),
         ejections: e.ejections.load(Relaxed),
         relayed_streams: e.relayed_streams.load(Relaxed),
+        relay_late: e.relay_late.load(Relaxed),
         in_flight: e.in_flight.load(Relaxed),
         ejected: e.ejection.ejected(now_us()),
         ewma_latency_us: e.load.estimate_us().map(|c| c.round() as u64),
@@ -377,6 +381,7 @@ pub struct EndpointReport {
     pub failures: u64,
     pub ejections: u64,
     pub relayed_streams: u64,
+    pub relay_late: u64,
     pub relayed_bytes_in: u64,
     pub relayed_bytes_out: u64,
     /// Target side: responses of this node's endpoint to HTTP/1.1 requests relayed from other

@@ -27,12 +27,48 @@ const MAX_PREFACE: usize = 1024;
 /// A caller that opens a stream and says nothing is not allowed to hold it.
 const PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Which endpoint a data-path stream is for.
+/// Which endpoint a data-path stream is for, and until when its caller waits.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayRequest {
     pub namespace: String,
     pub service: String,
     pub endpoint: String,
+    /// When the caller gives up on the one request this stream carries (Unix ms), for a request
+    /// that must not run late: a non-idempotent one. The far side forwards no byte of it after
+    /// this, so a request held up in transit (its node frozen, a link down) is not executed
+    /// after its caller answered an error and perhaps retried it. Wall clocks, so the hosts'
+    /// clocks must agree (NTP); a skew moves the cut-off by as much. Sent after the postcard
+    /// body, where a node of an earlier version ignores it.
+    #[serde(skip)]
+    pub deadline_ms: Option<u64>,
+}
+
+impl RelayRequest {
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut body = postcard::to_stdvec(self)?;
+        if let Some(d) = self.deadline_ms {
+            body.extend_from_slice(&d.to_be_bytes());
+        }
+        Ok(body)
+    }
+
+    pub fn decode(body: &[u8]) -> Option<RelayRequest> {
+        let (mut req, rest) = postcard::take_from_bytes::<RelayRequest>(body).ok()?;
+        req.deadline_ms = match rest.len() {
+            0 => None,
+            8 => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+            _ => return None,
+        };
+        Some(req)
+    }
+
+    fn late(&self) -> bool {
+        self.deadline_ms.is_some_and(|d| unix_ms() > d)
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The far side's answer, one byte on the wire.
@@ -45,6 +81,8 @@ pub enum Status {
     ConnectFailed = 2,
     ConnectTimeout = 3,
     BadPreface = 4,
+    /// The request's deadline had passed when its stream arrived: not forwarded.
+    Late = 5,
 }
 
 impl std::fmt::Display for Status {
@@ -55,13 +93,14 @@ impl std::fmt::Display for Status {
             Status::ConnectFailed => "it could not connect to the endpoint",
             Status::ConnectTimeout => "its connect to the endpoint timed out",
             Status::BadPreface => "it could not read our request",
+            Status::Late => "the request's deadline had passed when it arrived",
         })
     }
 }
 
 impl Status {
     fn from_byte(b: u8) -> Option<Status> {
-        [Status::Ok, Status::NotHere, Status::ConnectFailed, Status::ConnectTimeout, Status::BadPreface].into_iter().find(|s| *s as u8 == b)
+        [Status::Ok, Status::NotHere, Status::ConnectFailed, Status::ConnectTimeout, Status::BadPreface, Status::Late].into_iter().find(|s| *s as u8 == b)
     }
 }
 
@@ -173,11 +212,50 @@ impl AsyncWrite for Answering {
     }
 }
 
+/// The caller's side of a relayed connection, as the far side reads it: bytes that arrive after
+/// the caller's deadline end the connection instead of reaching the endpoint (the endpoint's
+/// connection is dropped, so a request cut short there is not executed either).
+struct Calling {
+    stream: RelayStream,
+    deadline_ms: Option<u64>,
+    stats: Arc<EndpointStats>,
+}
+
+impl AsyncRead for Calling {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(d)) = (&r, this.deadline_ms)
+            && buf.filled().len() > before
+            && unix_ms() > d
+        {
+            buf.set_filled(before);
+            this.stats.relay_late.fetch_add(1, Relaxed);
+            tracing::info!("cut a relayed request whose bytes arrived after its caller's deadline");
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the caller's deadline passed")));
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Calling {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// Caller side: opens the stream, sends the preface, waits for the far side's connect.
 pub async fn open(conn: &quinn::Connection, req: &RelayRequest) -> Result<RelayStream, RelayError> {
     let err = |e: &dyn std::fmt::Display| RelayError::Stream(e.to_string());
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| err(&e))?;
-    let body = postcard::to_stdvec(req).map_err(|e| err(&e))?;
+    let body = req.encode().map_err(|e| err(&e))?;
     let mut preface = Vec::with_capacity(3 + body.len());
     preface.push(KIND_RELAY);
     preface.extend_from_slice(&(body.len() as u16).to_be_bytes());
@@ -201,7 +279,7 @@ async fn read_preface(recv: &mut quinn::RecvStream) -> Option<RelayRequest> {
     }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.ok()?;
-    postcard::from_bytes(&body).ok()
+    RelayRequest::decode(&body)
 }
 
 /// Far side: connects to the named local endpoint and splices. Only this node's own endpoints
@@ -221,6 +299,13 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
         let _ = send.finish();
         return;
     };
+    if req.late() {
+        stats.relay_late.fetch_add(1, Relaxed);
+        tracing::info!(%peer, %addr, "dropped a relayed request that arrived after its caller's deadline");
+        let _ = send.write_all(&[Status::Late as u8]).await;
+        let _ = send.finish();
+        return;
+    }
     let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -244,11 +329,11 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
     if send.write_all(&[Status::Ok as u8]).await.is_err() {
         return;
     }
-    let mut stream = RelayStream { send, recv };
+    let mut stream = Calling { stream: RelayStream { send, recv }, deadline_ms: req.deadline_ms, stats: stats.clone() };
     let tap = http1.then(|| Tap::new(stats.clone(), log));
     let mut tcp = Answering { tcp, stats, tap };
     if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, 32 * 1024, 32 * 1024).await {
         tracing::debug!(%peer, %addr, error = %e, "relayed connection ended with an error");
     }
-    let _ = stream.shutdown().await;
+    let _ = stream.stream.shutdown().await;
 }

@@ -47,3 +47,20 @@ async fn a_dial_outlives_the_caller_that_gave_up() {
     assert!(matches!(&other, Err(TransportError::Connect { message, .. }) if message.contains("`b`, not `c`")), "{:?}", other.map(|_| ()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn relay_preface_carries_a_deadline_an_older_node_ignores() {
+    use super::relay::RelayRequest;
+    let mut req = RelayRequest { namespace: "default".into(), service: "pay".into(), endpoint: "p1".into(), deadline_ms: None };
+    let plain = req.encode().unwrap();
+    assert_eq!(RelayRequest::decode(&plain).unwrap(), req);
+    req.deadline_ms = Some(1_790_000_000_123);
+    let with = req.encode().unwrap();
+    assert_eq!(with.len(), plain.len() + 8);
+    assert_eq!(RelayRequest::decode(&with).unwrap(), req);
+    // What a node of an earlier version does with it: reads the fields, ignores the rest.
+    let old: RelayRequest = postcard::from_bytes(&with).unwrap();
+    assert_eq!((old.endpoint.as_str(), old.deadline_ms), ("p1", None));
+    // Anything else after the fields is refused.
+    assert!(RelayRequest::decode(&[plain.as_slice(), &[1, 2, 3]].concat()).is_none());
+}

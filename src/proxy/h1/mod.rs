@@ -254,13 +254,16 @@ struct Held {
 }
 
 impl Scratch {
-    /// A connection to `t`: the held one, an idle one from the pool, or a new one.
-    fn upstream<'a>(&mut self, pools: &'a Pools, route: &'a ServiceRoute, t: Arc<Target>, now: Instant) -> impl Future<Output = Result<Upstream, ProxyError>> + use<'a> {
-        let ready = self.take_held(&t, now).or_else(|| pools.idle_h1(super::conn::dest(&t), now));
+    /// A connection to `t`: the held one, an idle one from the pool, or a new one. A request
+    /// that must not run late (`deadline_ms`) to an endpoint on another host gets a relay
+    /// stream of its own that carries its deadline, never a pooled one.
+    fn upstream<'a>(&mut self, pools: &'a Pools, route: &'a ServiceRoute, t: Arc<Target>, now: Instant, deadline_ms: Option<u64>) -> impl Future<Output = Result<Upstream, ProxyError>> + use<'a> {
+        let deadline_ms = deadline_ms.filter(|_| t.via.is_some());
+        let ready = if deadline_ms.is_some() { None } else { self.take_held(&t, now).or_else(|| pools.idle_h1(super::conn::dest(&t), now)) };
         async move {
             match ready {
                 Some(up) => Ok(up),
-                None => pools.fresh_h1(route, &t).await,
+                None => pools.fresh_h1(route, &t, deadline_ms).await,
             }
         }
     }
@@ -406,7 +409,7 @@ async fn deliver(x: Exchange<'_>, client: &mut Client, buf: &mut BytesMut, head:
     })?;
     // One reading for the pool's age of the connection and the request's latency.
     let done = Instant::now();
-    let reusable = body_done && !resp.close && resp.body != BodyKind::UntilClose && up.buf.is_empty();
+    let reusable = body_done && !resp.close && resp.body != BodyKind::UntilClose && up.buf.is_empty() && !up.single_use;
     if reusable {
         let expires = done + super::pool::IDLE_LIFETIME;
         if let Some(h) = sc.held.replace(Held { target, up, expires }) {

@@ -43,6 +43,17 @@ struct Limit {
 }
 
 /// [`try_limit`] as a deadline for a try sent at `sent`, from times already read.
+/// For a request that must not run after its caller gave up (not idempotent): when this try's
+/// caller gives up, in Unix ms, as the far side of a relay reads it. Taken before connecting,
+/// so a little early: cutting a request a connect's time early is safe, running it late is not.
+fn give_up_ms(idempotent: bool, retry: &RetryConfig, deadline: Option<Instant>, now: Instant) -> Option<u64> {
+    if idempotent {
+        return None;
+    }
+    let left = try_until(retry, deadline, now)?.until.saturating_duration_since(Instant::now());
+    Some(crate::transport::relay::unix_ms() + left.as_millis() as u64)
+}
+
 fn try_until(retry: &RetryConfig, deadline: Option<Instant>, sent: Instant) -> Option<Limit> {
     let whole = deadline.map(|until| Limit { until, after: until.saturating_duration_since(sent) });
     match retry.per_try_timeout_ms {
@@ -69,6 +80,7 @@ pub(super) async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &Bytes
         up: Ups { pools: &l.shared.pools, route },
         retry: settings.retry,
         deadline: x.deadline(),
+        idempotent: attempts.info.idempotent,
         is_head: head.method.get(buf) == b"HEAD",
         interim: head.minor > 0,
         client,
@@ -88,7 +100,7 @@ pub(super) async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut By
     let info = request_info(route, settings, head, &head_bytes[..], &l.shared.zone, route.policy.reads_requests());
     let mut attempts = Attempts::new(route, info, x.start);
     let is_head = head.method.get(&head_bytes) == b"HEAD";
-    let mut codec = Streaming { answer: None, up: Ups { pools: &l.shared.pools, route }, retry: settings.retry, deadline: x.deadline(), is_head, head, head_bytes: &head_bytes, client, buf, sc, added: x.added };
+    let mut codec = Streaming { answer: None, up: Ups { pools: &l.shared.pools, route }, retry: settings.retry, deadline: x.deadline(), idempotent: attempts.info.idempotent, is_head, head, head_bytes: &head_bytes, client, buf, sc, added: x.added };
     pipeline::run(&mut attempts, &mut codec).await?;
     let tries = attempts.info.attempt;
     codec.answer.map(|a| Answer { attempts: tries, ..a }).ok_or_else(|| attempts.error())
@@ -106,6 +118,7 @@ struct Replayable<'a, 'c> {
     up: Ups<'a>,
     retry: &'a RetryConfig,
     deadline: Option<Instant>,
+    idempotent: bool,
     is_head: bool,
     /// Interim (1xx) responses go to the client (not to an HTTP/1.0 one).
     interim: bool,
@@ -119,11 +132,13 @@ impl Codec for Replayable<'_, '_> {
     const COUNTS_REQUESTS: bool = true;
 
     async fn connect(&mut self, t: &Arc<Target>, now: Instant) -> Result<Upstream, ProxyError> {
-        self.sc.upstream(self.up.pools, self.up.route, t.clone(), now).await
+        let give_up = if t.via.is_some() { give_up_ms(self.idempotent, self.retry, self.deadline, now) } else { None };
+        self.sc.upstream(self.up.pools, self.up.route, t.clone(), now, give_up).await
     }
 
     async fn reconnect(&mut self, t: &Arc<Target>, _old: Option<Upstream>) -> Result<Upstream, ProxyError> {
-        self.up.pools.fresh_h1(self.up.route, t).await
+        let give_up = if t.via.is_some() { give_up_ms(self.idempotent, self.retry, self.deadline, Instant::now()) } else { None };
+        self.up.pools.fresh_h1(self.up.route, t, give_up).await
     }
 
     async fn send(&mut self, t: &Arc<Target>, mut up: Upstream, in_flight: InFlight, attempts: &Attempts<'_>) -> Tried<Upstream> {
@@ -155,6 +170,7 @@ struct Streaming<'a, 'c> {
     up: Ups<'a>,
     retry: &'a RetryConfig,
     deadline: Option<Instant>,
+    idempotent: bool,
     is_head: bool,
     head: &'c Head,
     /// The request head's bytes (split off the client's buffer).
@@ -172,11 +188,13 @@ impl Codec for Streaming<'_, '_> {
     const COUNTS_REQUESTS: bool = true;
 
     async fn connect(&mut self, t: &Arc<Target>, now: Instant) -> Result<Upstream, ProxyError> {
-        self.sc.upstream(self.up.pools, self.up.route, t.clone(), now).await
+        let give_up = if t.via.is_some() { give_up_ms(self.idempotent, self.retry, self.deadline, now) } else { None };
+        self.sc.upstream(self.up.pools, self.up.route, t.clone(), now, give_up).await
     }
 
     async fn reconnect(&mut self, t: &Arc<Target>, _old: Option<Upstream>) -> Result<Upstream, ProxyError> {
-        self.up.pools.fresh_h1(self.up.route, t).await
+        let give_up = if t.via.is_some() { give_up_ms(self.idempotent, self.retry, self.deadline, Instant::now()) } else { None };
+        self.up.pools.fresh_h1(self.up.route, t, give_up).await
     }
 
     async fn send(&mut self, t: &Arc<Target>, mut up: Upstream, in_flight: InFlight, _attempts: &Attempts<'_>) -> Tried<Upstream> {
