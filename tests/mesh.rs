@@ -369,7 +369,7 @@ fn foreign_ca_is_rejected() {
     assert_eq!(s1.mesh_counter("handshakes_rejected"), 0);
     let rogue = Weft::start_mesh(&node(&other, "intruder", "combined", 120).join(&seed));
     wait_for("s1 logs and counts a rejected connection", Duration::from_secs(10), || {
-        (s1.log().contains("rejected a node connection") && s1.mesh_counter("handshakes_rejected") >= 1).then_some(())
+        (s1.log().contains("refused a node connection in the TLS handshake") && s1.mesh_counter("handshakes_rejected") >= 1).then_some(())
     });
     // Both sides count the failed negotiation: the rogue's dial (client side) and s1 (target),
     // also as `weft.tls.negotiation.errors` in /metrics.

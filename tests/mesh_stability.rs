@@ -256,7 +256,7 @@ fn certificate_reload_without_restart() {
 
     // Refused: the seed logs and counts it, n stays alone.
     wait_for("s logs and counts a rejected connection from n", Duration::from_secs(10), || {
-        (s.log().contains("rejected a node connection") && s.mesh_counter("handshakes_rejected") >= 1).then_some(())
+        (s.log().contains("refused a node connection in the TLS handshake") && s.mesh_counter("handshakes_rejected") >= 1).then_some(())
     });
     let m = n.members();
     assert!(m.len() == 1 && m[0]["name"] == "n" && m[0]["myself"] == json!(true), "n with a foreign certificate must be alone: {m:?}");

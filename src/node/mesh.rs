@@ -279,6 +279,8 @@ fn publish_members(p: &MeshParts) {
     let c = p.core.stats();
     let counters = [
         ("handshakes_rejected", t.handshakes_rejected.load(Relaxed)),
+        ("handshakes_timed_out", t.handshakes_timed_out.load(Relaxed)),
+        ("handshakes_aborted", t.handshakes_aborted.load(Relaxed)),
         ("handshakes_failed", t.handshakes_failed.load(Relaxed)),
         ("bad_streams", t.bad_streams.load(Relaxed)),
         ("datagrams_dropped", t.dropped_datagrams.load(Relaxed)),

@@ -57,7 +57,14 @@ pub struct PathFigures {
 /// Counters for the admin API: what was refused or thrown away, and why.
 #[derive(Debug, Default)]
 pub struct TransportStats {
+    /// Incoming handshakes refused by TLS: a certificate not of the cluster CA, expired, or a
+    /// protocol mismatch. The counter that should flag an attack, so nothing else goes here.
     pub handshakes_rejected: AtomicU64,
+    /// Incoming handshakes that never completed (the peer went quiet: frozen, cut off, gone).
+    pub handshakes_timed_out: AtomicU64,
+    /// Incoming handshakes the peer or this node abandoned for other reasons (reset, closed,
+    /// shutting down): what a partition's heal and a restart produce.
+    pub handshakes_aborted: AtomicU64,
     /// Our dials whose TLS handshake failed (the peer's certificate, or ours to the peer): the
     /// client side of a failed mesh mTLS negotiation. Timeouts and unreachable peers are not.
     pub handshakes_failed: AtomicU64,
@@ -247,14 +254,31 @@ impl Transport {
                             me.adopt(&conn, &name);
                         }
                     }
-                    Err(e) => {
-                        me.stats.handshakes_rejected.fetch_add(1, Relaxed);
-                        tracing::warn!(%from, error = %e, "rejected a node connection (not signed by the cluster CA?)");
-                    }
+                    Err(e) => me.count_failed_accept(from, &e),
                 }
             });
         }
         self.endpoint.close(0u32.into(), b"shutting down");
+    }
+
+    /// Counts and logs an incoming handshake that failed, by what it was: only a TLS refusal
+    /// (alerts are QUIC crypto errors 0x100-0x1ff) is a trust failure; a timeout or an abort is
+    /// what a frozen, cut-off or restarting peer causes, and after a heal there are many.
+    fn count_failed_accept(&self, from: SocketAddr, e: &quinn::ConnectionError) {
+        match e {
+            e if is_tls_failure(e) => {
+                self.stats.handshakes_rejected.fetch_add(1, Relaxed);
+                tracing::warn!(%from, error = %e, "refused a node connection in the TLS handshake (a certificate not of the cluster CA, expired, or a version mismatch)");
+            }
+            quinn::ConnectionError::TimedOut => {
+                self.stats.handshakes_timed_out.fetch_add(1, Relaxed);
+                tracing::debug!(%from, "a node connection's handshake timed out");
+            }
+            e => {
+                self.stats.handshakes_aborted.fetch_add(1, Relaxed);
+                tracing::debug!(%from, error = %e, "a node connection's handshake was abandoned");
+            }
+        }
     }
 
     /// Runs the receive side of a connection, whichever end opened it. Returns the node name

@@ -64,3 +64,51 @@ fn relay_preface_carries_a_deadline_an_older_node_ignores() {
     // Anything else after the fields is refused.
     assert!(RelayRequest::decode(&[plain.as_slice(), &[1, 2, 3]].concat()).is_none());
 }
+
+/// Counts until `f` holds or 15 s pass.
+async fn eventually(f: impl Fn() -> bool) -> bool {
+    for _ in 0..300 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Only a TLS refusal counts as a rejected handshake (the counter that should flag an attack);
+/// a peer that goes quiet mid-handshake (frozen, cut off: what a partition and its heal cause) is
+/// counted as timed out.
+#[tokio::test]
+async fn failed_handshakes_are_told_apart() {
+    let dir = std::env::temp_dir().join(format!("weft-transport-hs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ours, theirs) = (dir.join("ours"), dir.join("theirs"));
+    pki::ca_init(&ours, "ours", false).unwrap();
+    pki::ca_init(&theirs, "theirs", false).unwrap();
+    let a = node(&ours, "a", "127.0.0.1:0".parse().unwrap());
+    let a_addr = a.local_addr();
+
+    // A node of another CA: refused in the TLS handshake.
+    let stranger = node(&theirs, "x", "127.0.0.1:0".parse().unwrap());
+    let _ = tokio::time::timeout(Duration::from_secs(5), stranger.connection(a_addr, Some("a"))).await;
+    assert!(eventually(|| a.stats.handshakes_rejected.load(Relaxed) == 1).await, "a foreign certificate was not counted as rejected");
+
+    // A node of the cluster whose packets stop after its first one: a UDP forwarder passes the
+    // first datagram to `a` and drops everything after, both ways.
+    let cut = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cut_addr = cut.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        if let Ok((n, _)) = cut.recv_from(&mut buf).await {
+            let _ = cut.send_to(&buf[..n], a_addr).await;
+        }
+        while cut.recv_from(&mut buf).await.is_ok() {}
+    });
+    let quiet = node(&ours, "q", "127.0.0.1:0".parse().unwrap());
+    let _ = tokio::time::timeout(Duration::from_secs(2), quiet.connection(cut_addr, Some("a"))).await;
+    // `a` gives up on it after its idle timeout (10 s).
+    assert!(eventually(|| a.stats.handshakes_timed_out.load(Relaxed) == 1).await, "the quiet peer's handshake was not counted as timed out (aborted: {})", a.stats.handshakes_aborted.load(Relaxed));
+    assert_eq!(a.stats.handshakes_rejected.load(Relaxed), 1, "a quiet peer was counted as a trust failure");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
