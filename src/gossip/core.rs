@@ -40,6 +40,7 @@ pub struct Core<R: Replica> {
     pub(super) left: bool,
     /// foca's current timer token, from the timers it submits (see `suspicion_timers`).
     pub(super) swim_token: Option<foca::TimerToken>,
+    pub(super) health: super::local_health::LocalHealth,
 }
 
 pub(super) fn ms(d: Duration) -> Millis {
@@ -95,6 +96,7 @@ impl<R: Replica> Core<R> {
             stats: CoreStats::default(),
             left: false,
             swim_token: None,
+            health: Default::default(),
         };
         // Random first offsets, so nodes started together do not pull in lockstep.
         let ae = core.jitter(core.cfg.anti_entropy_every);
@@ -229,6 +231,7 @@ impl<R: Replica> Core<R> {
         if claimed == self.swim.identity().name {
             return;
         }
+        self.heard_from(peer);
         match d {
             Datagram::Swim(pkt) => {
                 if self.swim.handle_data(pkt, &mut self.rt).is_err() {
@@ -266,6 +269,7 @@ impl<R: Replica> Core<R> {
             }
         }
         self.pump(suspects);
+        self.tell_suspect(peer);
     }
 
     fn on_timer(&mut self, id: TimerId) {
@@ -284,6 +288,7 @@ impl<R: Replica> Core<R> {
                     }
                 }
                 batch.sort();
+                self.hold_down_timers(&mut batch);
                 let before = self.swim.iter_membership_state().len();
                 for t in batch {
                     if self.swim.handle_timer(t, &mut self.rt).is_err() {

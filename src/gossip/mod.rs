@@ -17,6 +17,7 @@
 mod authority;
 mod core;
 mod identity;
+mod local_health;
 mod members;
 mod plumbing;
 mod records;
@@ -82,6 +83,10 @@ pub struct GossipConfig {
     pub max_datagram: usize,
     /// How many restored members `restore` announces to (bounded: a restart must not storm).
     pub restore_announce: usize,
+    /// How long a node that hears from no peer holds its Suspect → Down verdicts (it is more
+    /// likely cut off itself; see `local_health`). A node left alone by real deaths declares
+    /// them after this instead of `suspect_to_down`; they are unroutable as Suspect meanwhile.
+    pub isolation_patience: Duration,
 }
 
 impl Default for GossipConfig {
@@ -99,6 +104,7 @@ impl Default for GossipConfig {
             swim_gossip_every: Duration::from_millis(200),
             max_datagram: 1178,
             restore_announce: 5,
+            isolation_patience: local_health::ISOLATION_PATIENCE,
         }
     }
 }
@@ -202,4 +208,8 @@ pub struct CoreStats {
     pub records_merged: u64,
     /// foca refused an operation (stale timer, not connected, ...): expected now and then.
     pub swim_errors: u64,
+    /// Suspect → Down timers held back because this node heard from no one (`local_health`).
+    pub downs_held: u64,
+    /// Suspects told directly of their suspicion, so they refute it (`local_health`).
+    pub suspects_told: u64,
 }

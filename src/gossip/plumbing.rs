@@ -27,6 +27,7 @@ impl<R: Replica> Core<R> {
         loop {
             let mut urgent = false;
             while let Some((to, data)) = self.rt.to_send() {
+                self.note_own_header(&data);
                 let bytes = wire::encode_datagram(&Datagram::Swim(&data));
                 self.out.push(Output::Datagram { to: to.addr, bytes });
             }

@@ -23,6 +23,7 @@ impl<R: Replica> Core<R> {
             self.stats.impersonations += 1;
             return;
         }
+        self.heard_from(peer);
         // Reply to the advertised address: `from` may be an ephemeral client port.
         let reply_to = self.book.addr(peer).unwrap_or(from);
         match msg {

@@ -253,7 +253,9 @@ fn publish_peers(p: &MeshParts) {
     let before = p.peers.borrow().clone();
     for (name, peer) in peers.iter().filter(|(_, peer)| peer.state == PeerState::Down) {
         let was_down = before.as_ref().and_then(|b| b.get(name)).is_some_and(|b| b.state == PeerState::Down);
-        if !was_down {
+        // A verdict from others about a peer we heard from just now is not our evidence: its
+        // connection may carry requests in flight (`gossip::local_health`).
+        if !was_down && p.core.quiet(name) {
             p.transport.disconnect(peer.addr);
         }
     }
