@@ -30,7 +30,7 @@ pub use snapshot::{AliasConflict, Snapshot};
 pub use types::*;
 pub use vip::VipRange;
 
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Batch, Store, StoreError, Ticket};
 
 /// How a local write treats what is already there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -129,8 +129,14 @@ impl Catalog {
         }
     }
 
+    /// Saves and waits for the disk (a blocking call).
     pub fn save_blob(&self, name: &str, value: &[u8]) -> Result<(), CatalogError> {
         Ok(self.store.save_blob(name, value)?)
+    }
+
+    /// Queues a blob for the disk without waiting, for runtime threads.
+    pub fn save_blob_background(&self, name: &str, value: &[u8]) {
+        self.store.save_blob_background(name, value);
     }
 
     pub fn load_blob(&self, name: &str) -> Result<Option<Vec<u8>>, CatalogError> {
@@ -182,18 +188,36 @@ impl Catalog {
     }
 
     /// Creates or replaces one record after checking it against the rest of the catalog.
+    /// Returns once the record is on disk: call it from a blocking thread (the admin API and the
+    /// config do), or use [`Catalog::write_background`] on a runtime thread.
     pub fn write(&self, body: Body, origin: Origin) -> Result<Body, CatalogError> {
-        self.write_with(body, origin, Mode::Write)
+        self.write_with(body, origin, Mode::Write, true)
+    }
+
+    /// [`Catalog::write`] without waiting for the disk (the write is published at once and
+    /// committed by the store's writer in order): for runtime threads.
+    pub fn write_background(&self, body: Body, origin: Origin) -> Result<Body, CatalogError> {
+        self.write_with(body, origin, Mode::Write, false)
     }
 
     /// Creates a record that must not exist yet (Cloud Map's CreateService / CreateNamespace).
     pub fn create(&self, body: Body, origin: Origin) -> Result<Body, CatalogError> {
-        self.write_with(body, origin, Mode::Create)
+        self.write_with(body, origin, Mode::Create, true)
     }
 
-    /// Changes this node's own endpoint in place (health from its checks, draining), keeping its
-    /// origin; returns the endpoint as written.
+    /// Changes this node's own endpoint in place (draining), keeping its origin; returns the
+    /// endpoint as written, once on disk (a blocking call).
     pub fn update_endpoint(&self, key: &Key, change: impl FnOnce(&mut Endpoint)) -> Result<Endpoint, CatalogError> {
+        self.update_endpoint_with(key, change, true)
+    }
+
+    /// [`Catalog::update_endpoint`] without waiting for the disk: health results, from runtime
+    /// threads (a restart checks health again anyway).
+    pub fn update_endpoint_background(&self, key: &Key, change: impl FnOnce(&mut Endpoint)) -> Result<Endpoint, CatalogError> {
+        self.update_endpoint_with(key, change, false)
+    }
+
+    fn update_endpoint_with(&self, key: &Key, change: impl FnOnce(&mut Endpoint), wait: bool) -> Result<Endpoint, CatalogError> {
         let (mut ep, origin) = {
             let state = self.lock();
             match state.records.get(key) {
@@ -202,16 +226,22 @@ impl Catalog {
             }
         };
         change(&mut ep);
-        match self.write_with(Body::Endpoint(ep), origin, Mode::Update)? {
+        match self.write_with(Body::Endpoint(ep), origin, Mode::Update, wait)? {
             Body::Endpoint(ep) => Ok(ep),
             _ => unreachable!("an endpoint write returns the endpoint"),
         }
     }
 
-    fn write_with(&self, body: Body, origin: Origin, mode: Mode) -> Result<Body, CatalogError> {
+    /// The change is published under the lock and queued for the disk in the same order; the
+    /// wait for the disk (`wait`) comes after the lock is released, so no other write, merge or
+    /// health update ever waits behind an fsync.
+    fn write_with(&self, body: Body, origin: Origin, mode: Mode, wait: bool) -> Result<Body, CatalogError> {
         self.check_writable(&body.key())?;
-        let mut state = self.lock();
-        self.write_locked(&mut state, body, origin, mode)
+        let (body, ticket) = self.write_locked(&mut self.lock(), body, origin, mode)?;
+        if wait {
+            ticket.wait()?;
+        }
+        Ok(body)
     }
 
     /// Changes a service's definition starting from what it is now, under the write lock, so no
@@ -231,13 +261,16 @@ impl Catalog {
                 message: format!("cannot change: {key} keeps its name (create the new service, move its endpoints, delete this one)"),
             });
         }
-        match self.write_locked(&mut state, Body::Service(new), Origin::Api, Mode::Write)? {
+        let (written, ticket) = self.write_locked(&mut state, Body::Service(new), Origin::Api, Mode::Write)?;
+        drop(state);
+        ticket.wait()?;
+        match written {
             Body::Service(s) => Ok(s),
             _ => unreachable!("a service write returns the service"),
         }
     }
 
-    fn write_locked(&self, state: &mut State, mut body: Body, origin: Origin, mode: Mode) -> Result<Body, CatalogError> {
+    fn write_locked(&self, state: &mut State, mut body: Body, origin: Origin, mode: Mode) -> Result<(Body, Ticket), CatalogError> {
         if mode == Mode::Create && Self::live(state, &body.key()).is_some() {
             return Err(CatalogError::Conflict(format!("{} already exists", body.key())));
         }
@@ -284,7 +317,7 @@ impl Catalog {
         let hlc = state.clock.now();
         let previous = state.records.get(&key);
         if previous.and_then(|r| r.body.as_ref()) == Some(&body) && previous.map(|r| r.origin) == Some(origin) && new_vips.is_empty() {
-            return Ok(body);
+            return Ok((body, Ticket::done()));
         }
         let registered = match (&body, previous.and_then(|r| r.body.as_ref())) {
             // A health-only change keeps the registration clock, so the discovery revision holds.
@@ -295,12 +328,12 @@ impl Catalog {
         };
         let record = Record { key: key.clone(), body: Some(body.clone()), version: Version { hlc, writer: self.node.clone() }, origin, registered };
         let vip_refs = new_vips.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
-        self.store.commit(&Batch { records: vec![&record], vips: vip_refs })?;
+        let ticket = self.store.enqueue(&Batch { records: vec![&record], vips: vip_refs });
         state.vips.extend(new_vips);
         self.announce(&record);
         state.records.insert(key, record);
         self.publish(state);
-        Ok(body)
+        Ok((body, ticket))
     }
 
     /// VIPs for the service's alias names that have none yet. VIPs are this host's business: each
@@ -342,7 +375,18 @@ impl Catalog {
     }
 
     /// Deletes a record, leaving a tombstone that replicates and survives restarts.
+    /// Deletes and waits for the disk (a blocking call, as [`Catalog::write`]).
     pub fn delete(&self, key: &Key) -> Result<(), CatalogError> {
+        self.delete_with(key)?.wait()?;
+        Ok(())
+    }
+
+    /// [`Catalog::delete`] without waiting for the disk, for runtime threads.
+    pub fn delete_background(&self, key: &Key) -> Result<(), CatalogError> {
+        self.delete_with(key).map(drop)
+    }
+
+    fn delete_with(&self, key: &Key) -> Result<Ticket, CatalogError> {
         self.check_writable(key)?;
         let mut state = self.lock();
         if Self::live(&state, key).is_none() {
@@ -368,11 +412,11 @@ impl Catalog {
         let hlc = state.clock.now();
         let origin = state.records.get(key).map(|r| r.origin).unwrap_or_default();
         let record = Record { key: key.clone(), body: None, version: Version { hlc, writer: self.node.clone() }, origin, registered: hlc };
-        self.store.commit(&Batch { records: vec![&record], vips: vec![] })?;
+        let ticket = self.store.enqueue(&Batch { records: vec![&record], vips: vec![] });
         self.announce(&record);
         state.records.insert(key.clone(), record);
         self.publish(&mut state);
-        Ok(())
+        Ok(ticket)
     }
 
     /// Merges one record from another replica: the higher version wins, so every replica that
@@ -415,7 +459,7 @@ impl Catalog {
             return Ok(fresh);
         }
         let vip_refs = new_vips.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
-        self.store.commit_lazy(&Batch { records: fresh.iter().collect(), vips: vip_refs })?;
+        self.store.commit_background(&Batch { records: fresh.iter().collect(), vips: vip_refs });
         self.unflushed.store(true, std::sync::atomic::Ordering::Relaxed);
         state.vips.extend(new_vips);
         for r in &fresh {

@@ -128,7 +128,7 @@ async fn check_loop(catalog: Arc<Catalog>, stats: Arc<Stats>, key: Key, spec: Sp
         if let Key::Endpoint(ns, svc, _) = &key {
             stats.service(ns, svc).health_transitions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if let Err(e) = catalog.update_endpoint(&key, |ep| ep.health = next) {
+        if let Err(e) = catalog.update_endpoint_background(&key, |ep| ep.health = next) {
             tracing::warn!(endpoint = %key, error = %e, "cannot record health");
         }
     }

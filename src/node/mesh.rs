@@ -86,7 +86,7 @@ impl Replica for CatalogReplica {
         // We are alive, so our own endpoints are not stale: write them back (a newer version).
         for ep in reassert.into_inner() {
             tracing::info!(endpoint = %ep.id, "re-registering an endpoint a registry removed while this node looked down");
-            if let Err(e) = self.catalog.write(Body::Endpoint(ep), crate::catalog::Origin::Api) {
+            if let Err(e) = self.catalog.write_background(Body::Endpoint(ep), crate::catalog::Origin::Api) {
                 tracing::warn!(error = %e, "cannot re-register endpoint");
             }
         }
@@ -332,11 +332,8 @@ fn save_members(p: &MeshParts) {
     let me = p.catalog.node();
     let list: Vec<MemberView> = p.core.members().into_iter().filter(|m| m.name != me).collect();
     match serde_json::to_vec(&list) {
-        Ok(bytes) => {
-            if let Err(e) = p.catalog.save_blob(MEMBERS_BLOB, &bytes) {
-                tracing::warn!(error = %e, "cannot save the member list");
-            }
-        }
+        // On the gossip task (a runtime thread): queued, never waited for.
+        Ok(bytes) => p.catalog.save_blob_background(MEMBERS_BLOB, &bytes),
         Err(e) => tracing::warn!(error = %e, "cannot encode the member list"),
     }
 }
@@ -366,7 +363,7 @@ fn remove_stale_endpoints(p: &MeshParts, gone_since: &mut HashMap<String, Instan
     for ep in snap.endpoints.values().flatten().filter(|e| expired.contains(e.node.as_str())) {
         let key = Key::Endpoint(ep.namespace.clone(), ep.service.clone(), ep.id.clone());
         let state = p.core.member(&ep.node).map_or("no longer a member", |m| m.state.as_str());
-        match p.catalog.delete(&key) {
+        match p.catalog.delete_background(&key) {
             Ok(()) => tracing::info!(%key, node = %ep.node, node_state = state, "removed: its node has been down longer than the grace period"),
             Err(e) => tracing::warn!(%key, error = %e, "cannot remove endpoint of a down node"),
         }

@@ -437,7 +437,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         let _ = writeln!(std::io::stderr(), "weft handed its listeners to a new process; stopped");
         return Ok(());
     }
-    drain(&catalog, mesh.as_ref(), &drain_tx, proxy_task, drain_timeout, &mut signals).await;
+    drain(catalog.clone(), mesh.as_ref(), &drain_tx, proxy_task, drain_timeout, &mut signals).await;
     tracing::info!("shutting down");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
@@ -492,9 +492,10 @@ impl Signals {
 /// moment for the drain to reach every peer, and at most three quarters of `timeout`, but only
 /// while client connections are open. Requests in flight, open connections and streams that
 /// other nodes relayed here then finish, within `timeout` in all.
-async fn drain(catalog: &Catalog, mesh: Option<&Mesh>, plan: &watch::Sender<Option<DrainPlan>>, mut proxy: Option<tokio::task::JoinHandle<()>>, timeout: Duration, signals: &mut Signals) {
+async fn drain(catalog: Arc<Catalog>, mesh: Option<&Mesh>, plan: &watch::Sender<Option<DrainPlan>>, mut proxy: Option<tokio::task::JoinHandle<()>>, timeout: Duration, signals: &mut Signals) {
     let deadline = tokio::time::Instant::now() + timeout;
-    let n = drain_own_endpoints(catalog);
+    // Durable writes: off the runtime (the proxy is still serving on it).
+    let n = tokio::task::spawn_blocking(move || drain_own_endpoints(&catalog)).await.unwrap_or(0);
     let hold = if mesh.is_some() && n > 0 { DRAIN_PROPAGATION } else { Duration::ZERO };
     plan.send_replace(Some(DrainPlan::new(timeout, hold)));
     tracing::info!(endpoints = n, timeout_s = timeout.as_secs(), "draining: endpoints marked, finishing work in flight");

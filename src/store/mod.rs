@@ -1,9 +1,15 @@
 //! Durable state in one redb file under the node's data directory: catalog records (tombstones
-//! included, so deletions survive restarts and replicate), alias VIPs and node metadata.
+//! included, so deletions survive restarts and replicate), alias VIPs and node metadata. Every
+//! write after startup goes through one writer thread (`writer`), batched, never on a runtime
+//! thread: callers that need durability wait on a [`Ticket`], from a blocking thread.
+
+mod writer;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+
+use std::sync::{Arc, Mutex, mpsc};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -25,6 +31,32 @@ pub enum StoreError {
     Db { path: PathBuf, source: redb::Error },
     #[error("store {path}: record `{key}` is corrupt: {source}")]
     Corrupt { path: PathBuf, key: String, source: serde_json::Error },
+    #[error("store {path}: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+/// A queued change's outcome, to wait for (from a blocking thread, never a runtime one).
+#[must_use = "wait() for the commit, or drop the ticket to not wait"]
+pub struct Ticket {
+    done: Option<mpsc::Receiver<Result<(), String>>>,
+    path: PathBuf,
+}
+
+impl Ticket {
+    /// Nothing was queued: done already.
+    pub fn done() -> Ticket {
+        Ticket { done: None, path: PathBuf::new() }
+    }
+
+    /// Blocks until the change is on disk (or the commit failed).
+    pub fn wait(self) -> Result<(), StoreError> {
+        let Some(rx) = self.done else { return Ok(()) };
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Write { path: self.path, message }),
+            Err(_) => Err(StoreError::Write { path: self.path, message: "the store writer stopped".into() }),
+        }
+    }
 }
 
 /// What the store held at startup.
@@ -42,16 +74,34 @@ pub struct Batch<'a> {
 }
 
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<writer::Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Store {
+    /// Lets the writer finish what is queued and sync it, and closes the file.
+    fn drop(&mut self) {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join("weft.redb");
-        let db = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        let store = Store { db, path };
+        let db = Arc::new(Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?);
+        let (tx, rx) = mpsc::channel();
+        let for_writer = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("weft-store".into())
+            .spawn(move || writer::run(for_writer, rx))
+            .map_err(|source| StoreError::CreateDir { path: path.clone(), source })?;
+        let store = Store { db, path, writer: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) };
         // Create the tables up front so readers never meet a missing table.
         store.write(|tx| {
             tx.open_table(RECORDS)?;
@@ -71,15 +121,9 @@ impl Store {
         StoreError::Db { path: self.path.clone(), source: e.into() }
     }
 
+    /// A direct write, for startup (tables, the generation): the writer thread does the rest.
     fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>) -> Result<T, StoreError> {
-        self.write_with(true, f)
-    }
-
-    fn write_with<T>(&self, durable: bool, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>) -> Result<T, StoreError> {
-        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        if !durable {
-            tx.set_durability(redb::Durability::None).map_err(|e| StoreError::Db { path: self.path.clone(), source: redb::Error::from(redb::StorageError::from(std::io::Error::other(e.to_string()))) })?;
-        }
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let out = f(&tx).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(out)
@@ -103,45 +147,63 @@ impl Store {
         Ok(out)
     }
 
+    /// Commits durably and waits (a blocking call: not on a runtime thread).
     pub fn commit(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
-        self.commit_with(batch, true)
+        self.enqueue(batch).wait()
     }
 
-    /// Commits without waiting for the disk: what peers sent us can be fetched again, so it need
-    /// not hold up the gossip task; [`Store::flush`] makes it durable a moment later.
-    pub fn commit_lazy(&self, batch: &Batch<'_>) -> Result<(), StoreError> {
-        self.commit_with(batch, false)
+    /// Queues a durable commit; the ticket tells when it is on disk. Queue order is commit order.
+    pub fn enqueue(&self, batch: &Batch<'_>) -> Ticket {
+        self.send(Self::changes(batch), true, true)
     }
 
-    /// Makes every earlier lazy commit durable.
+    /// Queues a commit nobody waits for, synced with the next durable one (or [`Store::flush`]):
+    /// what peers sent us can be fetched again, and health is checked again after a restart.
+    pub fn commit_background(&self, batch: &Batch<'_>) {
+        let _ = self.send(Self::changes(batch), false, false);
+    }
+
+    /// Makes every earlier commit durable, and waits.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.write(|_| Ok(()))
-    }
-
-    fn commit_with(&self, batch: &Batch<'_>, durable: bool) -> Result<(), StoreError> {
-        let encoded: Vec<(String, Vec<u8>)> = batch
-            .records
-            .iter()
-            .map(|r| (r.key.encode(), serde_json::to_vec(r).expect("records always serialize")))
-            .collect();
-        self.write_with(durable, |tx| {
-            let mut records = tx.open_table(RECORDS)?;
-            for (k, v) in &encoded {
-                records.insert(k.as_str(), v.as_slice())?;
-            }
-            let mut vips = tx.open_table(VIPS)?;
-            for (name, ip) in &batch.vips {
-                vips.insert(*name, u32::from(*ip))?;
-            }
-            Ok(())
-        })
+        self.send(writer::Changes::default(), true, true).wait()
     }
 
     pub fn save_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.write(|tx| {
-            tx.open_table(BLOBS)?.insert(name, value)?;
-            Ok(())
-        })
+        self.send(Self::blob(name, value), true, true).wait()
+    }
+
+    /// Queues a durable blob write nobody waits for (from a runtime thread).
+    pub fn save_blob_background(&self, name: &str, value: &[u8]) {
+        let _ = self.send(Self::blob(name, value), true, false);
+    }
+
+    fn blob(name: &str, value: &[u8]) -> writer::Changes {
+        writer::Changes { blobs: vec![(name.to_string(), value.to_vec())], ..Default::default() }
+    }
+
+    fn changes(batch: &Batch<'_>) -> writer::Changes {
+        writer::Changes {
+            records: batch.records.iter().map(|r| (r.key.encode(), serde_json::to_vec(r).expect("records always serialize"))).collect(),
+            vips: batch.vips.iter().map(|(n, ip)| (n.to_string(), u32::from(*ip))).collect(),
+            blobs: Vec::new(),
+        }
+    }
+
+    fn send(&self, changes: writer::Changes, durable: bool, wait: bool) -> Ticket {
+        let (done, rx) = if wait {
+            let (tx, rx) = mpsc::sync_channel(1);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let sent = match self.writer.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(w) => w.send(writer::Job { changes, durable, done }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            tracing::error!(path = %self.path.display(), "the store writer has stopped; a change was not written");
+        }
+        Ticket { done: rx, path: self.path.clone() }
     }
 
     pub fn load_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
