@@ -1044,9 +1044,8 @@ fn chaos_soak() {
         t_last_heal = sh.faults.lock().unwrap().iter().map(|f| f.heal).max().unwrap_or(0);
         sh.stop_reg.store(true, SeqCst);
         reg.join().unwrap();
-        loud_line(&format!("  {:>6.1}s all healed; registrar stopped; load goes on for 10 s", rel(now_us())));
-        std::thread::sleep(Duration::from_secs(10));
-        sh.stop_load.store(true, SeqCst);
+        loud_line(&format!("  {:>6.1}s all healed; registrar stopped; load goes on for at least 10 s", rel(now_us())));
+        let tail_until = Instant::now() + Duration::from_secs(10);
 
         // After the last heal: every node sees every other alive and holds exactly the expected
         // registrations (read from the pollers' samples).
@@ -1069,6 +1068,8 @@ fn chaos_soak() {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+        std::thread::sleep(tail_until.saturating_duration_since(Instant::now()));
+        sh.stop_load.store(true, SeqCst);
         // one more full poll round after convergence (or the deadline) for the final figures
         std::thread::sleep(Duration::from_millis(600));
         drop(stop_all);
@@ -1368,7 +1369,7 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
         let _ = writeln!(
             t,
             "{:<9} {:>7} {:>7} {:>7} {:>10} {:>9} {:>5} {:>6} {:>7.1} {:>7.1} {:>8.1}",
-            format!("{} {}", p.name(), if *post { "POST" } else { "GET" }),
+            if *p == Proto::Tcp { "tcp".to_string() } else { format!("{} {}", p.name(), if *post { "POST" } else { "GET" }) },
             f.total,
             f.ok,
             f.failed,
@@ -1413,7 +1414,7 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
         ),
         ("heals not converged within 60 s".into(), not_conv.to_string(), "-"),
         (
-            "converged after the last heal".into(),
+            "all nodes converged after the last heal (polled every 250 ms)".into(),
             final_converged.map(|c| format!("{:.1} s", (c - t_last_heal) as f64 / 1e6)).unwrap_or_else(|| "NO (60 s)".into()),
             "-",
         ),
