@@ -879,6 +879,10 @@ struct ClassFig {
     failed_exempt: u64,
     tcp_in_flight: u64,
     late: u64,
+    /// an attempt that ran after the request had been answered (a retried attempt, late)
+    late_answered: u64,
+    /// counted failures that reached no backend at all
+    failed_unreached: u64,
     twice: u64,
     lat_us: Vec<u64>,
 }
@@ -1146,6 +1150,7 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
     // ---- requests
     let mut figs: BTreeMap<(Proto, bool), ClassFig> = BTreeMap::new();
     let mut late: Vec<String> = Vec::new();
+    let mut late_answered: Vec<String> = Vec::new();
     let mut twice: Vec<String> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     let mut fail_kinds: BTreeMap<String, u64> = BTreeMap::new();
@@ -1171,6 +1176,21 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
             f.lat_us.push(r.end - r.start);
             if arr.is_empty() {
                 ok_unlogged += 1;
+            }
+            for (n, t) in &arr {
+                if *t > r.end + LATE_TOLERANCE_US {
+                    f.late_answered += 1;
+                    late_answered.push(format!(
+                        "{} (client on {}) answered by {} at {:.3}s, an attempt ran on {}'s backend at {:.3}s, {:.3} s after",
+                        r.id,
+                        NAMES[r.node],
+                        r.backend.as_deref().unwrap_or("?"),
+                        rel(r.end),
+                        NAMES[*n],
+                        rel(*t),
+                        (*t - r.end) as f64 / 1e6
+                    ));
+                }
             }
             continue;
         }
@@ -1201,6 +1221,9 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
             "tcp in flight at a fault"
         } else {
             f.failed += 1;
+            if arr.is_empty() {
+                f.failed_unreached += 1;
+            }
             *fail_kinds.entry(format!("{} {}: {}", r.proto.name(), if r.post { "POST" } else { "GET" }, r.err)).or_default() += 1;
             "COUNTED"
         };
@@ -1225,6 +1248,10 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
     let twice_nonidem = sum(&nonidem, &|f| f.twice);
     let twice_idem = sum(&idem, &|f| f.twice);
     let late_all = sum(&|_| true, &|f| f.late);
+    let late_answered_all = sum(&|_| true, &|f| f.late_answered);
+    let unreached_nonidem = sum(&nonidem, &|f| f.failed_unreached);
+    let known: std::collections::HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+    let orphans = arrivals.keys().filter(|id| !known.contains(id.as_str())).count();
 
     // ---- registrations
     let (expect_present, expect_absent, unsure) = final_regs(&regs);
@@ -1392,9 +1419,11 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
     let rows: Vec<(String, String, &str)> = vec![
         ("failed idempotent requests (GET h1+h2, TCP)".into(), failed_idem.to_string(), "0"),
         ("failed non-idempotent requests (POST h1+h2)".into(), failed_nonidem.to_string(), "-"),
+        ("  of which reached no backend (502 where a retry was safe)".into(), unreached_nonidem.to_string(), "-"),
         ("non-idempotent requests executed twice".into(), twice_nonidem.to_string(), "0"),
         ("idempotent requests executed twice".into(), twice_idem.to_string(), "-"),
         ("requests executed after their caller gave up".into(), late_all.to_string(), "0"),
+        ("attempts executed after their request was answered (late retries)".into(), late_answered_all.to_string(), "-"),
         (
             format!("registrations lost (of {acked_creates} acked creates, {acked_deletes} acked deletes, {} uncertain)", unsure.len()),
             lost.len().to_string(),
@@ -1420,6 +1449,7 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
         ),
         ("peak RSS per node (MiB)".into(), rss.join(", "), "-"),
         ("OK answers with no backend record (harness check)".into(), ok_unlogged.to_string(), "0"),
+        ("backend arrivals of ids no client sent (harness check)".into(), orphans.to_string(), "0"),
     ];
     let _ = writeln!(t, "\n{:<72} {:>24} {:>5}", "figure", "value", "goal");
     for (k, v, g) in &rows {
@@ -1451,6 +1481,10 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
     }
     let _ = writeln!(details, "\n== requests executed after their caller gave up");
     for l in &late {
+        let _ = writeln!(details, "{l}");
+    }
+    let _ = writeln!(details, "\n== attempts executed after their request had been answered");
+    for l in &late_answered {
         let _ = writeln!(details, "{l}");
     }
     let _ = writeln!(details, "\n== requests executed more than once");
@@ -1499,6 +1533,9 @@ fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: 
     }
     if faults.len() as u64 + 1 < s.secs / s.every_s {
         missed.push(format!("harness: only {} faults in {} s", faults.len(), s.secs));
+    }
+    if orphans > 0 {
+        missed.push(format!("harness: {orphans} backend arrivals of ids no client sent"));
     }
     if ok_unlogged > 0 {
         missed.push(format!("harness: {ok_unlogged} OK answers without a backend record"));
