@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 secs="${1:-${WEFT_CHAOS_SECS:-600}}"
-profile="${PROFILE:-quick-release}"
+profile="${PROFILE:-quick-release}"   # PROFILE=dev: the debug build the test suite uses (no extra build)
 [ "$(id -u)" = 0 ] || { echo "benches/chaos.sh needs root (network namespaces)" >&2; exit 1; }
 for p in nginx python3 ip; do
   command -v "$p" >/dev/null || { echo "benches/chaos.sh needs $p on PATH" >&2; exit 1; }
