@@ -156,9 +156,10 @@ async fn forward(l: &HttpListener, route: &ServiceRoute, authority: &str, req: R
     let unsent = Some(replay.tee(body));
     let settings = if route.rules.is_empty() { route.defaults() } else { route.settings(parts.method.as_str(), parts.uri.path(), |n| parts.headers.get(n).map(|v| v.as_bytes())) };
     let info = request_info(route, settings, &parts, authority, &l.shared.zone);
+    let idempotent = info.idempotent;
     let begun = Instant::now();
     let mut attempts = Attempts::new(route, info, begun);
-    let mut codec = Codec2 { answer: None, pools: &l.shared.pools, route, parts: &parts, replay: &replay, unsent, retry: settings.retry, deadline: settings.request_timeout.map(|t| begun + t) };
+    let mut codec = Codec2 { answer: None, pools: &l.shared.pools, route, parts: &parts, replay: &replay, unsent, retry: settings.retry, deadline: settings.request_timeout.map(|t| begun + t), idempotent };
     let target = pipeline::run(&mut attempts, &mut codec).await?;
     let tries = attempts.info.attempt;
     codec.answer.map(|r| (r, (target, tries))).ok_or_else(|| attempts.error())
@@ -177,6 +178,9 @@ struct Codec2<'a> {
     unsent: Option<UpBody>,
     retry: &'a RetryConfig,
     deadline: Option<Instant>,
+    /// A request that must not run late goes to another host on a connection of its own whose
+    /// relay stream carries its deadline (`transport::relay`), as HTTP/1.1's does.
+    idempotent: bool,
 }
 
 impl Codec for Codec2<'_> {
@@ -184,14 +188,14 @@ impl Codec for Codec2<'_> {
     const COUNTS_REQUESTS: bool = true;
 
     async fn connect(&mut self, t: &Arc<Target>, _now: Instant) -> Result<H2, ProxyError> {
-        self.pools.h2(self.route, t, self.route.connect_timeout).await
+        self.conn_for(t).await
     }
 
     async fn reconnect(&mut self, t: &Arc<Target>, old: Option<H2>) -> Result<H2, ProxyError> {
         if let Some(old) = old {
             self.pools.forget_h2(t, &old);
         }
-        self.pools.h2(self.route, t, self.route.connect_timeout).await
+        self.conn_for(t).await
     }
 
     async fn send(&mut self, t: &Arc<Target>, mut conn: H2, in_flight: InFlight, attempts: &Attempts<'_>) -> Tried<H2> {
@@ -260,6 +264,21 @@ impl Codec for Codec2<'_> {
                 }
             }
         }
+    }
+}
+
+impl Codec2<'_> {
+    /// The shared connection to `t`, or one of its own for a request that must not run late on
+    /// another host.
+    async fn conn_for(&self, t: &Target) -> Result<H2, ProxyError> {
+        if !self.idempotent && t.via.is_some() {
+            let limit = try_limit(self.retry, self.deadline);
+            if limit < Duration::MAX / 2 {
+                let deadline_ms = crate::transport::relay::unix_ms().saturating_add(limit.as_millis() as u64);
+                return self.pools.h2_single(self.route, t, self.route.connect_timeout, deadline_ms).await;
+            }
+        }
+        self.pools.h2(self.route, t, self.route.connect_timeout).await
     }
 }
 

@@ -217,7 +217,7 @@ impl Pools {
         if let Some((_, why)) = failed.as_ref().filter(|(at, _)| *at >= asked) {
             return Err(ProxyError::Connect { addr: t.address, source: std::io::Error::other(format!("{why} (the attempt this request waited for)")) });
         }
-        let made = self.new_h2(route, t, timeout).await;
+        let made = self.new_h2(route, t, timeout, None).await;
         match &made {
             Ok(c) => {
                 lock(&self.h2).insert(key, c.clone());
@@ -227,14 +227,20 @@ impl Pools {
         made
     }
 
+    /// A connection of its own for one request that must not run late (see `dial`), to an
+    /// endpoint on another host: its relay stream carries the request's deadline. Never shared.
+    pub async fn h2_single(&self, route: &ServiceRoute, t: &Target, timeout: Duration, deadline_ms: u64) -> Result<H2, ProxyError> {
+        self.new_h2(route, t, timeout, Some(deadline_ms)).await
+    }
+
     /// The endpoint's connection, unless it closed or the endpoint is sending it away.
     fn shared_h2(&self, key: &Dest) -> Option<H2> {
         lock(&self.h2).get(key).filter(|c| !c.send.is_closed() && !c.going_away.load(Relaxed)).cloned()
     }
 
-    async fn new_h2(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<H2, ProxyError> {
+    async fn new_h2(&self, route: &ServiceRoute, t: &Target, timeout: Duration, deadline_ms: Option<u64>) -> Result<H2, ProxyError> {
         let addr = t.address;
-        let io = Sniffed::new(self.connect(route, t, timeout).await?);
+        let io = Sniffed::new(dial(self.mesh.as_ref(), route, t, timeout, deadline_ms).await?);
         let (going_away, gone) = (io.going_away.clone(), io.gone());
         let io = TokioIo::new(io);
         let (send, conn) = http2::Builder::new(TokioExecutor::new())

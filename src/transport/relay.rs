@@ -174,6 +174,10 @@ struct Answering {
     tcp: tokio::net::TcpStream,
     stats: Arc<EndpointStats>,
     tap: Option<Tap>,
+    /// Set at the endpoint's first byte back: the request was delivered in time, so the caller's
+    /// deadline no longer applies (an HTTP/2 caller sends window updates while it reads a long
+    /// answer).
+    answered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AsyncRead for Answering {
@@ -182,6 +186,7 @@ impl AsyncRead for Answering {
         let before = buf.filled().len();
         let r = Pin::new(&mut this.tcp).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.answered.store(true, Relaxed);
             this.stats.liveness.alive(crate::telemetry::now_us());
             this.stats.relayed_bytes_out.fetch_add((buf.filled().len() - before) as u64, Relaxed);
             if let Some(tap) = this.tap.as_mut() {
@@ -213,12 +218,13 @@ impl AsyncWrite for Answering {
 }
 
 /// The caller's side of a relayed connection, as the far side reads it: bytes that arrive after
-/// the caller's deadline end the connection instead of reaching the endpoint (the endpoint's
-/// connection is dropped, so a request cut short there is not executed either).
+/// the caller's deadline, before the endpoint answered anything, end the connection instead of
+/// reaching the endpoint (its connection is dropped, so a request cut short is not executed).
 struct Calling {
     stream: RelayStream,
     deadline_ms: Option<u64>,
     stats: Arc<EndpointStats>,
+    answered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AsyncRead for Calling {
@@ -228,6 +234,7 @@ impl AsyncRead for Calling {
         let r = Pin::new(&mut this.stream).poll_read(cx, buf);
         if let (Poll::Ready(Ok(())), Some(d)) = (&r, this.deadline_ms)
             && buf.filled().len() > before
+            && !this.answered.load(Relaxed)
             && unix_ms() > d
         {
             buf.set_filled(before);
@@ -329,9 +336,10 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
     if send.write_all(&[Status::Ok as u8]).await.is_err() {
         return;
     }
-    let mut stream = Calling { stream: RelayStream { send, recv }, deadline_ms: req.deadline_ms, stats: stats.clone() };
+    let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut stream = Calling { stream: RelayStream { send, recv }, deadline_ms: req.deadline_ms, stats: stats.clone(), answered: answered.clone() };
     let tap = http1.then(|| Tap::new(stats.clone(), log));
-    let mut tcp = Answering { tcp, stats, tap };
+    let mut tcp = Answering { tcp, stats, tap, answered };
     if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, 32 * 1024, 32 * 1024).await {
         tracing::debug!(%peer, %addr, error = %e, "relayed connection ended with an error");
     }
