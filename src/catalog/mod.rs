@@ -7,6 +7,7 @@ mod address;
 mod discover;
 mod hlc;
 mod plugin;
+mod publish;
 pub mod rules;
 mod settings;
 mod snapshot;
@@ -31,6 +32,7 @@ pub use types::*;
 pub use vip::VipRange;
 
 use crate::store::{Batch, Store, StoreError, Ticket};
+use publish::{Publisher, send_snapshot};
 
 /// How a local write treats what is already there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -66,14 +68,18 @@ struct State {
     vips: BTreeMap<String, Ipv4Addr>,
     clock: Hlc,
     seq: u64,
+    /// Changed since the last snapshot went out (see [`Publisher`]).
+    dirty: bool,
 }
 
 pub struct Catalog {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     store: Store,
     node: String,
     vip_range: VipRange,
-    tx: watch::Sender<Arc<Snapshot>>,
+    tx: Arc<watch::Sender<Arc<Snapshot>>>,
+    publisher: Arc<Publisher>,
+    publisher_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Records this node writes itself, for the gossip task to push to peers.
     local: Mutex<Option<mpsc::UnboundedSender<Record>>>,
     /// Replicated records committed without waiting for the disk, not flushed yet.
@@ -82,20 +88,39 @@ pub struct Catalog {
     read_only: Mutex<Option<Vec<String>>>,
 }
 
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        self.publisher.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.publisher.poke();
+        if let Some(t) = self.publisher_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Catalog {
     /// Restores the catalog from the store; the first snapshot is ready before anything listens.
     pub fn open(store: Store, node: &str, vip_range: VipRange) -> Result<Catalog, CatalogError> {
         let loaded = store.load()?;
         let last = loaded.records.iter().map(|r| r.version.hlc).max().unwrap_or(0);
         let records = loaded.records.into_iter().map(|r| (r.key.clone(), r)).collect();
-        let state = State { records, vips: loaded.vips, clock: Hlc::new(last), seq: 0 };
+        let state = State { records, vips: loaded.vips, clock: Hlc::new(last), seq: 0, dirty: false };
         let (tx, _) = watch::channel(Arc::new(Snapshot::build(&state.records, &state.vips, 0)));
+        let (state, tx) = (Arc::new(Mutex::new(state)), Arc::new(tx));
+        let publisher = Arc::new(Publisher { poked: Mutex::new(false), wake: std::sync::Condvar::new(), stop: Default::default() });
+        let (p, st, t) = (publisher.clone(), state.clone(), tx.clone());
+        let thread = std::thread::Builder::new()
+            .name("weft-catalog-publish".into())
+            .spawn(move || p.run(&st, &t))
+            .map_err(|e| CatalogError::Conflict(format!("cannot start the catalog's publisher thread: {e}")))?;
         Ok(Catalog {
-            state: Mutex::new(state),
+            state,
             store,
             node: node.to_string(),
             vip_range,
             tx,
+            publisher,
+            publisher_thread: Mutex::new(Some(thread)),
             local: Mutex::new(None),
             read_only: Mutex::new(None),
             unflushed: Default::default(),
@@ -169,7 +194,10 @@ impl Catalog {
         &self.node
     }
 
+    /// The current snapshot, this caller's own latest write included (built now if the
+    /// publisher has not sent it yet).
     pub fn snapshot(&self) -> Arc<Snapshot> {
+        send_snapshot(&mut self.lock(), &self.tx);
         self.tx.borrow().clone()
     }
 
@@ -525,13 +553,8 @@ impl Catalog {
 
     fn publish(&self, state: &mut State) {
         state.seq += 1;
-        let snap = Snapshot::build(&state.records, &state.vips, state.seq);
-        if snap.alias_conflicts != self.tx.borrow().alias_conflicts {
-            for c in &snap.alias_conflicts {
-                tracing::warn!(alias = %c.alias, owner = %c.owner, refused = ?c.refused, "an alias is claimed by more than one service (two registries wrote it): it goes to the first by namespace/name on every node; rename or delete the others");
-            }
-        }
-        self.tx.send_replace(Arc::new(snap));
+        state.dirty = true;
+        self.publisher.poke();
     }
 }
 
