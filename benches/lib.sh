@@ -119,7 +119,7 @@ CONF
 # measured next to a build measures the build). Printed at the start and the end of a run.
 machine_note() {
   local busy
-  busy="$(pgrep -x 'cargo|rustc|cc1|cc1plus|ld|ld.lld|mold' 2>/dev/null | wc -l)"
+  busy="$( (pgrep -x 'cargo|rustc|cc1|cc1plus|ld|ld.lld|mold' 2>/dev/null || true) | wc -l)"
   echo "machine: load average $(cut -d' ' -f1-3 /proc/loadavg), $busy compiler/linker processes running$([ "$busy" -gt 0 ] && echo ' (figures are not quiet-machine figures)')"
 }
 
