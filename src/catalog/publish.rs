@@ -18,8 +18,10 @@ pub(super) struct Publisher {
     pub stop: std::sync::atomic::AtomicBool,
 }
 
-/// The most snapshots a burst of writes publishes: one per this interval.
-const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
+/// The most snapshots a burst of writes publishes: one per this interval. 25 ms read a p99 of
+/// 9.4 ms during 1,000 writes against 2.3 ms quiet, 100 ms 7.5 against 3.2 (noisy machine); a
+/// change then reaches routing at most 100 ms late.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Publisher {
     pub fn poke(&self) {
