@@ -72,3 +72,23 @@ fn a_node_cut_off_and_back_declares_no_live_node_down() {
         println!("seed {seed}: no live node seen down; Down timers held {held}, suspects told {told}");
     }
 }
+
+/// With one peer, silence says nothing about this node: "no peer speaks" and "that peer is gone"
+/// are the same observation. A partition of a two-node mesh must be declared as promptly as a
+/// crash (`tests/mesh_vpc.rs` runs the real thing), not after the isolation patience (20 s).
+#[test]
+fn two_nodes_cut_apart_declare_each_other_down_promptly() {
+    for seed in [3u64, 11] {
+        let mut sim = Sim::new(2, SimConfig::default(), seed, |i| if i == 0 { Role::Registry } else { Role::Proxy });
+        sim.converge_membership(None);
+        sim.run_for(3 * S);
+        assert!(full_mesh(&sim), "seed {seed}: no mesh to start from");
+        let t0 = sim.now;
+        sim.partition(|i| i as u32);
+        let both_down = |s: &Sim| (0..2).all(|i| s.core(i).members().iter().all(|m| m.state == MemberState::Down));
+        let done = sim.run_until(t0 + 20 * S, both_down);
+        let took = (sim.now - t0) as f64 / 1e6;
+        assert!(done && took < 8.0, "seed {seed}: after {took:.1} s: {:?} / {:?}", sim.core(0).members(), sim.core(1).members());
+        println!("seed {seed}: both sides declared the other down {took:.1} s after the cut");
+    }
+}

@@ -12,7 +12,10 @@
 //!   [`Core::quiet_after`] is more likely cut off itself than looking at a dead cluster, so it
 //!   holds its Suspect → Down timers (up to [`GossipConfig::isolation_patience`], so a node left
 //!   alone by real deaths still declares them, later). When contact comes back it gives every
-//!   suspicion a full `suspect_to_down` to be refuted before acting on it.
+//!   suspicion a full `suspect_to_down` to be refuted before acting on it. The rule needs two or
+//!   more peers: with one, "no peer speaks" and "that peer is gone" are the same observation, and
+//!   holding would only delay a two-node mesh's verdict by the whole patience (`tests/mesh_vpc.rs`
+//!   caught it: a partition of two VPCs went unnoticed for 20 s).
 //! - **Tell the suspect.** foca refutes a suspicion only when the suspect hears of it, and the
 //!   cut-off node spent its updates' transmissions on a dead link. So when a member this node
 //!   holds Suspect talks to it, the node tells that member directly (a foca packet carrying that
@@ -82,8 +85,13 @@ impl<R: Replica> Core<R> {
     fn may_declare_down(&mut self) -> bool {
         let now = self.now;
         let quiet = self.quiet_after();
+        // foca's active members (alive or suspect), not counting this node.
+        let peers = self.swim.num_members();
         let h = &mut self.health;
         let cut_off = h.heard_any.is_none_or(|t| now.saturating_sub(t) > quiet);
+        if cut_off && peers < 2 {
+            return true;
+        }
         if cut_off {
             let since = *h.holding_since.get_or_insert(now);
             return now.saturating_sub(since) >= ms(self.cfg.isolation_patience);
