@@ -5,6 +5,9 @@
 # it is kept as fuzz/artifacts/<target>/crash-* (reproduce: RELIABILITY.md).
 #
 #   bash fuzz/run.sh [SECONDS] [TARGET...]     # default: 30 s each, every target
+#
+# FUZZ_TOOLCHAIN picks the toolchain (default nightly). Without a sanitizer cargo fuzz needs no
+# nightly flag, so `stable` builds the same targets where no nightly can be installed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,10 +17,11 @@ shift || true
 # and debug assertions on (an overflow is a bug to find), no AddressSanitizer (weft has no
 # unsafe code; without ASan the targets run about twice as fast).
 flags=(-O -a -s none)
-cargo +nightly fuzz build "${flags[@]}"
+tc="${FUZZ_TOOLCHAIN:-nightly}"
+cargo "+$tc" fuzz build "${flags[@]}"
 bin="target/x86_64-unknown-linux-gnu/release"
 
-if [ "$#" -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo +nightly fuzz list); fi
+if [ "$#" -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo "+$tc" fuzz list); fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for t in "${targets[@]}"; do
