@@ -9,6 +9,9 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dns;
+/// For the fuzz targets in `fuzz/` only.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gossip;
 pub mod health;
 pub mod import;

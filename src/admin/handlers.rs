@@ -22,7 +22,7 @@ pub(super) type St = State<Arc<AdminState>>;
 pub(super) type ApiResult = Result<Json<Value>, ApiError>;
 
 /// Parses a JSON body, naming the offending field path on error (`aliases[0].port: ...`).
-pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request("request body is empty; send a JSON object"));
     }

@@ -3,12 +3,12 @@
 
 mod auth;
 mod error;
-mod handlers;
+pub(crate) mod handlers;
 mod listen;
 mod plugins;
 pub use listen::AdminTls;
 pub use handlers::telemetry_snapshot;
-mod services;
+pub(crate) mod services;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

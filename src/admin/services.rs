@@ -100,7 +100,7 @@ pub async fn patch_service(State(s): St, Path((ns, name)): Path<(String, String)
 }
 
 /// RFC 7386: objects merge key by key, `null` removes the key, anything else replaces.
-fn merge_patch(target: &mut Value, patch: &Value) {
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(changes) = patch else {
         *target = patch.clone();
         return;

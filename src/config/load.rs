@@ -126,12 +126,26 @@ pub fn check(path: &Path) -> Result<Checked, ConfigError> {
 }
 
 fn load_sources(path: &Path) -> Result<(Config, Vec<Source>), ConfigError> {
+    let mut texts = Vec::new();
+    for file in files_of(path)? {
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+        texts.push((file, text));
+    }
+    merge_texts(texts)
+}
+
+/// Files already read (name and text, in merge order) to a config, as [`load`] does it: the
+/// fuzz targets (`crate::fuzzing`) load configurations from memory through this.
+pub(crate) fn load_texts(texts: Vec<(PathBuf, String)>) -> Result<Config, ConfigError> {
+    merge_texts(texts).map(|(config, _)| config)
+}
+
+fn merge_texts(texts: Vec<(PathBuf, String)>) -> Result<(Config, Vec<Source>), ConfigError> {
     let mut config = Config::default();
     let mut problems = Vec::new();
     let mut merged = toml::Table::new();
     let mut sources = Vec::new();
-    for file in files_of(path)? {
-        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+    for (file, text) in texts {
         let src = Source { path: Arc::new(file.clone()), text };
         match toml::from_str::<FileConfig>(&src.text) {
             Err(e) => problems.push(parse_error(&src, e)),

@@ -4,7 +4,7 @@
 
 mod telemetry;
 pub use telemetry::{ExportSettings, Protocol as OtlpProtocol, TelemetryConfig, resolve as resolve_telemetry};
-mod load;
+pub(crate) mod load;
 mod locate;
 mod validate;
 

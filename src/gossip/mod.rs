@@ -24,7 +24,7 @@ mod records;
 mod replica;
 pub mod sim;
 mod sync;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -277,13 +277,18 @@ pub async fn open(conn: &quinn::Connection, req: &RelayRequest) -> Result<RelayS
     }
 }
 
+/// The length of the preface body that follows a stream's first three bytes (kind, then a
+/// big-endian u16), or `None` for a stream that is no relay preface or one too long to take.
+/// Apart from reading, so the fuzz targets run the same check (`crate::fuzzing`).
+pub(crate) fn preface_len(head: [u8; 3]) -> Option<usize> {
+    let len = u16::from_be_bytes([head[1], head[2]]) as usize;
+    (head[0] == KIND_RELAY && len <= MAX_PREFACE).then_some(len)
+}
+
 async fn read_preface(recv: &mut quinn::RecvStream) -> Option<RelayRequest> {
     let mut head = [0u8; 3];
     recv.read_exact(&mut head).await.ok()?;
-    let len = u16::from_be_bytes([head[1], head[2]]) as usize;
-    if head[0] != KIND_RELAY || len > MAX_PREFACE {
-        return None;
-    }
+    let len = preface_len(head)?;
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.ok()?;
     RelayRequest::decode(&body)

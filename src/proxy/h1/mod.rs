@@ -4,10 +4,10 @@
 //! HAProxy (BENCHMARKS.md); hyper still carries HTTP/2 and gRPC.
 
 mod body;
-mod chunked;
-mod head;
+pub(crate) mod chunked;
+pub(crate) mod head;
 mod log;
-mod scan;
+pub(crate) mod scan;
 pub mod tap;
 mod tries;
 
