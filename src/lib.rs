@@ -5,6 +5,7 @@
 //! table and listeners; [`dns`] answers alias names with the VIPs the catalog assigned.
 
 pub mod admin;
+pub mod authz;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -215,7 +215,7 @@ fn hostile_input_is_counted_and_changes_nothing() {
 
     let from = ids[0].addr;
     let dg = |peer: &str, bytes: &[u8]| Input::Datagram { peer: peer.into(), from, bytes: Bytes::copy_from_slice(bytes) };
-    let ms = |peer: &str, bytes: &[u8]| Input::Message { peer: peer.into(), from, bytes: Bytes::copy_from_slice(bytes) };
+    let ms = |peer: &str, bytes: &[u8]| Input::Message { peer: peer.into(), from, bytes: Bytes::copy_from_slice(bytes), grants: None };
     let mut wrong_version = msg.to_vec();
     wrong_version[0] = 7;
     let junk: Vec<&[u8]> = vec![b"", b"\x01", b"\x01\xff\xff\xff\xff\x0f", b"\x01 garbage that is not postcard", &dgram[..dgram.len() / 2], &msg[..msg.len() - 1], &wrong_version];
@@ -322,7 +322,7 @@ fn a_corrupted_or_truncated_plugin_from_a_peer_is_refused_and_counted() {
     let from = ids[0].addr;
     let mut p = core(1);
     let msg = sent(0, vec![good.clone(), flipped.clone(), truncated.clone()]);
-    p.handle(Input::Message { peer: "r".into(), from, bytes: msg }, 2);
+    p.handle(Input::Message { peer: "r".into(), from, bytes: msg, grants: None }, 2);
     assert_eq!(p.stats().corrupt_plugins, 2, "{:?}", p.stats());
     assert!(p.replica().get(&good.key).is_some(), "the intact plugin merges");
     assert!(p.replica().get(&flipped.key).is_none() && p.replica().get(&truncated.key).is_none(), "refused records were stored");
@@ -331,7 +331,7 @@ fn a_corrupted_or_truncated_plugin_from_a_peer_is_refused_and_counted() {
     let by_proxy = plugin("mine", &component, "q", 13);
     let msg = sent(2, vec![by_proxy.clone()]);
     let rejected = p.stats().rejected_records;
-    p.handle(Input::Message { peer: "q".into(), from: ids[2].addr, bytes: msg }, 3);
+    p.handle(Input::Message { peer: "q".into(), from: ids[2].addr, bytes: msg, grants: None }, 3);
     assert_eq!(p.stats().rejected_records, rejected + 1);
     assert!(p.replica().get(&by_proxy.key).is_none());
 }
@@ -387,10 +387,63 @@ fn invalid_records_from_a_registry_peer_are_refused_and_counted() {
     slash.key = Key::Service("shop".into(), "a/b".into());
     let good = namespace("r", 10);
     let msg = wire(&ids, 0, vec![long_key.clone(), long_value.clone(), mismatched.clone(), slash.clone(), good.clone()]);
-    p.handle(Input::Message { peer: "r".into(), from: ids[0].addr, bytes: msg }, 2);
+    p.handle(Input::Message { peer: "r".into(), from: ids[0].addr, bytes: msg, grants: None }, 2);
     assert_eq!((p.stats().invalid_records, p.stats().rejected_records), (4, 4), "{:?}", p.stats());
     for r in [&long_key, &long_value, &mismatched, &slash] {
         assert!(p.replica().get(&r.key).is_none(), "{} was stored", r.key);
     }
     assert!(p.replica().get(&good.key).is_some(), "the valid record merges");
+}
+
+/// A record moved to namespace `ns` (key and body).
+fn in_ns(mut r: Record, ns: &str) -> Record {
+    match r.body.as_mut() {
+        Some(Body::Namespace(n)) => n.name = ns.into(),
+        Some(Body::Service(s)) => s.namespace = ns.into(),
+        Some(Body::Endpoint(e)) => e.namespace = ns.into(),
+        _ => {}
+    }
+    r.key = r.body.as_ref().unwrap().key();
+    r
+}
+
+/// Issue 16 item 3: certificates name namespaces. A registry n0 for every namespace defines
+/// `shop` and `pay`; proxy n1's certificate names `shop`, n2's `pay`. Each proxy ends up holding
+/// its own namespace's records and none of the other's, anti-entropy settles (no resending every
+/// round: the digests are worked out over what each peer may see), and a record of `pay` that
+/// n1 writes anyway (a tampered node) is refused by everyone and counted.
+#[test]
+fn nodes_learn_and_write_only_the_namespaces_their_certificates_name() {
+    let mut sim = Sim::new(3, SimConfig::default(), 41, |i| if i == 0 { Role::Registry } else { Role::Proxy });
+    sim.scope(1, &["shop"]);
+    sim.scope(2, &["pay"]);
+    sim.converge_membership(None);
+    let records: Vec<Record> = ["shop", "pay"].iter().flat_map(|ns| [in_ns(namespace("n0", 10), ns), in_ns(service("n0", 11), ns)]).collect();
+    for r in &records {
+        sim.write(0, r.clone());
+    }
+    sim.run_for(10 * S);
+    let holds = |sim: &Sim, i: usize| -> Vec<String> { records.iter().filter(|r| sim.core(i).replica().get(&r.key).is_some()).map(|r| r.key.to_string()).collect() };
+    assert_eq!(holds(&sim, 0).len(), 4);
+    assert_eq!(holds(&sim, 1), vec!["namespace shop", "service shop/web"]);
+    assert_eq!(holds(&sim, 2), vec!["namespace pay", "service pay/web"]);
+    // Settled: another 20 s of anti-entropy sends no records (pushes carry only what differs).
+    let pushes = |sim: &Sim| (0..3).map(|i| sim.core(i).stats().pushes_sent).sum::<u64>();
+    let before = pushes(&sim);
+    sim.run_for(20 * S);
+    assert_eq!(pushes(&sim), before, "anti-entropy resends to scoped nodes every round");
+    // n1 (certificate for shop) registers an endpoint in pay anyway: nobody takes it.
+    let rogue = in_ns(endpoint("n1", "rogue", 50), "pay");
+    sim.write(1, rogue.clone());
+    sim.run_for(5 * S);
+    for i in [0, 2] {
+        assert!(sim.core(i).replica().get(&rogue.key).is_none(), "n{i} took n1's endpoint in pay");
+    }
+    let refused: u64 = (0..3).map(|i| sim.core(i).stats().out_of_scope_records).sum();
+    assert!(refused >= 1, "the refusals are counted");
+    // Its endpoint in shop is fine.
+    let fine = endpoint("n1", "fine", 51);
+    sim.write(1, fine.clone());
+    sim.run_for(5 * S);
+    assert!(sim.core(0).replica().get(&fine.key).is_some() && sim.core(2).replica().get(&fine.key).is_none());
 }

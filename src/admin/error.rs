@@ -28,7 +28,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid { .. } => StatusCode::BAD_REQUEST,
             CatalogError::NotFound(_) => StatusCode::NOT_FOUND,
             CatalogError::Conflict(_) | CatalogError::InUse { .. } => StatusCode::CONFLICT,
-            CatalogError::ReadOnly { .. } => StatusCode::FORBIDDEN,
+            CatalogError::ReadOnly { .. } | CatalogError::NotGranted { .. } => StatusCode::FORBIDDEN,
             CatalogError::VipsExhausted(..) => StatusCode::INSUFFICIENT_STORAGE,
             CatalogError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -59,6 +59,8 @@ pub enum CatalogError {
     VipsExhausted(VipRange, String),
     #[error("this is a proxy node: {what} are defined on a registry node; {registries}")]
     ReadOnly { what: &'static str, registries: String },
+    #[error("this node's certificate does not name namespace `{namespace}` ({granted}): a node registers and defines only in the namespaces its certificate names (`weft ca issue --namespace {namespace}`)")]
+    NotGranted { namespace: String, granted: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -86,6 +88,9 @@ pub struct Catalog {
     unflushed: std::sync::atomic::AtomicBool,
     /// Set on proxy nodes: where namespaces and services are written instead (shown in errors).
     read_only: Mutex<Option<Vec<String>>>,
+    /// The namespaces this node's certificate names (`crate::authz`): the only ones it writes
+    /// in. `None`: every namespace.
+    granted: Mutex<Option<std::collections::BTreeSet<String>>>,
 }
 
 impl Drop for Catalog {
@@ -123,6 +128,7 @@ impl Catalog {
             publisher_thread: Mutex::new(Some(thread)),
             local: Mutex::new(None),
             read_only: Mutex::new(None),
+            granted: Mutex::new(None),
             unflushed: Default::default(),
         })
     }
@@ -144,6 +150,11 @@ impl Catalog {
     /// error a write attempt gets.
     pub fn set_read_only(&self, registries: Vec<String>) {
         *self.read_only.lock().unwrap_or_else(|p| p.into_inner()) = Some(registries);
+    }
+
+    /// Limits this node's own writes to the namespaces its certificate names (`None`: every one).
+    pub fn set_granted_namespaces(&self, granted: Option<std::collections::BTreeSet<String>>) {
+        *self.granted.lock().unwrap_or_else(|p| p.into_inner()) = granted;
     }
 
     /// Keeps the registry list in write errors current (only on read-only nodes).
@@ -168,8 +179,19 @@ impl Catalog {
         Ok(self.store.load_blob(name)?)
     }
 
-    /// Whether this node may write `key` (a proxy node holds definitions read-only).
+    /// Whether this node may write `key`: in a namespace its certificate names, and on a proxy
+    /// node only its endpoints (definitions are read-only there).
     pub fn check_writable(&self, key: &Key) -> Result<(), CatalogError> {
+        let namespace = match key {
+            Key::Namespace(n) | Key::Service(n, _) | Key::Endpoint(n, ..) => Some(n),
+            Key::Plugin(_) => None,
+        };
+        if let (Some(ns), Some(granted)) = (namespace, self.granted.lock().unwrap_or_else(|p| p.into_inner()).as_ref())
+            && !granted.contains(ns)
+        {
+            let names = granted.iter().map(String::as_str).collect::<Vec<_>>().join(", ");
+            return Err(CatalogError::NotGranted { namespace: ns.clone(), granted: format!("it names {names}") });
+        }
         let what = match key {
             Key::Namespace(_) => "namespaces",
             Key::Service(..) => "services",

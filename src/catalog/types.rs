@@ -125,6 +125,9 @@ pub struct Service {
     /// enabled` decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<bool>,
+    /// Which callers may reach it (`crate::authz`); absent: those of its own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<crate::authz::Allow>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

@@ -35,6 +35,24 @@ pub fn plugin_name(field: &str, name: &str) -> Result<(), CatalogError> {
     check_name(field, name, 63, &[])
 }
 
+/// A service's `allow`: names as elsewhere (a node glob may hold `*`), and not too many.
+fn allow(a: &crate::authz::Allow) -> Result<(), CatalogError> {
+    let total = a.namespaces.len() + a.nodes.len() + a.groups.len();
+    if total > crate::authz::MAX_ALLOW_ENTRIES {
+        return Err(invalid("allow", format!("has {total} entries; the limit is {}", crate::authz::MAX_ALLOW_ENTRIES)));
+    }
+    for (i, ns) in a.namespaces.iter().enumerate() {
+        check_name(&format!("allow.namespaces[{i}]"), ns, 253, &['.'])?;
+    }
+    for (i, n) in a.nodes.iter().enumerate() {
+        check_name(&format!("allow.nodes[{i}]"), n, 64, &['.', '*'])?;
+    }
+    for (i, g) in a.groups.iter().enumerate() {
+        check_name(&format!("allow.groups[{i}]"), g, 64, &['.'])?;
+    }
+    Ok(())
+}
+
 pub fn namespace(ns: &Namespace) -> Result<(), CatalogError> {
     check_name("name", &ns.name, 253, &['.'])?;
     if ns.description.len() > 1024 {
@@ -72,6 +90,9 @@ pub fn service(s: &Service) -> Result<(), CatalogError> {
         return Err(invalid("rules", "are not allowed for tcp services (there are no methods or paths to match)"));
     }
     super::rules::validate(&s.rules)?;
+    if let Some(a) = &s.allow {
+        allow(a)?;
+    }
     if let Some(p) = &s.policy {
         check_name("policy", p, 127, &['.'])?;
     }

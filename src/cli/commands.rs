@@ -92,6 +92,10 @@ fn service_fields(spec: &ServiceSpec) -> Result<Value, String> {
             put(path, value);
         }
     }
+    if !(spec.allow_namespaces.is_empty() && spec.allow_nodes.is_empty() && spec.allow_groups.is_empty()) {
+        let allow = crate::authz::Allow { namespaces: spec.allow_namespaces.clone(), nodes: spec.allow_nodes.clone(), groups: spec.allow_groups.clone() };
+        put("allow", json!(allow));
+    }
     if !spec.rules.is_empty() {
         let rules = spec.rules.iter().map(|r| crate::catalog::rules::parse(r)).collect::<Result<Vec<_>, _>>()?;
         put("rules", json!(rules));

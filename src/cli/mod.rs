@@ -143,6 +143,13 @@ pub enum CaCmd {
         /// Extra subject alternative name (DNS name or IP address); repeat for several.
         #[arg(long = "san")]
         sans: Vec<String>,
+        /// A namespace the node belongs to (may register in, learn, and call by default); repeat
+        /// for several. None: every namespace.
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
+        /// A client group of the node, for services' `allow.groups`; repeat for several.
+        #[arg(long = "group")]
+        groups: Vec<String>,
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
@@ -225,6 +232,16 @@ pub struct ServiceSpec {
     /// Send its requests to the node's access log (true/false; default: `[access_log] enabled`).
     #[arg(long)]
     pub access_log: Option<bool>,
+    /// Admit callers that belong to this namespace; repeat for several. Any --allow-* replaces
+    /// the default (callers of the service's own namespace) with the list given.
+    #[arg(long = "allow-namespace")]
+    pub allow_namespaces: Vec<String>,
+    /// Admit callers whose node name matches this glob (`web-*`); repeat for several.
+    #[arg(long = "allow-node")]
+    pub allow_nodes: Vec<String>,
+    /// Admit callers whose certificate names this group; repeat for several.
+    #[arg(long = "allow-group")]
+    pub allow_groups: Vec<String>,
     /// Active health check run by each endpoint's node (default tcp).
     #[arg(long, value_enum)]
     pub check: Option<crate::catalog::CheckKind>,
@@ -561,15 +578,17 @@ fn ca(cli: &Cli, cmd: &CaCmd) -> ExitCode {
             };
             pki::ca_init(&dir, cluster, *force).map(|p| format!("cluster CA created: {} (its key is {}; keep it off the nodes)", p.display(), dir.join(pki::CA_KEY).display()))
         }
-        CaCmd::Issue { node, dir, out, sans, days } => {
+        CaCmd::Issue { node, dir, out, sans, namespaces, groups, days } => {
             let dir = match default_dir(dir) {
                 Ok(d) => d,
                 Err(code) => return code,
             };
             let out = out.clone().unwrap_or_else(|| dir.clone());
-            pki::ca_issue(&dir, &out, node, sans, *days).map(|i| match &i.ca {
-                Some(ca) => format!("certificate for node {node}: {} (key {}, CA {}: the node's [tls] bundle), valid {days} days", i.cert.display(), i.key.display(), ca.display()),
-                None => format!("certificate for node {node}: {} (key {}), valid {days} days", i.cert.display(), i.key.display()),
+            let grants = pki::Grants { namespaces: namespaces.clone(), groups: groups.clone() };
+            let scope = if namespaces.is_empty() { "every namespace".to_string() } else { format!("namespaces {}", namespaces.join(", ")) };
+            pki::ca_issue(&dir, &out, node, sans, &grants, *days).map(|i| match &i.ca {
+                Some(ca) => format!("certificate for node {node} ({scope}): {} (key {}, CA {}: the node's [tls] bundle), valid {days} days", i.cert.display(), i.key.display(), ca.display()),
+                None => format!("certificate for node {node} ({scope}): {} (key {}), valid {days} days", i.cert.display(), i.key.display()),
             })
         }
     };

@@ -41,6 +41,7 @@ pub struct Core<R: Replica> {
     /// foca's current timer token, from the timers it submits (see `suspicion_timers`).
     pub(super) swim_token: Option<foca::TimerToken>,
     pub(super) health: super::local_health::LocalHealth,
+    pub(super) scopes: super::scope::Scopes,
 }
 
 pub(super) fn ms(d: Duration) -> Millis {
@@ -97,6 +98,7 @@ impl<R: Replica> Core<R> {
             left: false,
             swim_token: None,
             health: Default::default(),
+            scopes: Default::default(),
         };
         // Random first offsets, so nodes started together do not pull in lockstep.
         let ae = core.jitter(core.cfg.anti_entropy_every);
@@ -142,7 +144,7 @@ impl<R: Replica> Core<R> {
         }
         match input {
             Input::Datagram { peer, from, bytes } => self.on_datagram(&peer, from, &bytes),
-            Input::Message { peer, from, bytes } => self.on_message(&peer, from, &bytes),
+            Input::Message { peer, from, bytes, grants } => self.on_message(&peer, from, &bytes, &grants),
             Input::Timer(id) => self.on_timer(id),
             Input::LocalChange(records) => {
                 if !records.is_empty() {

@@ -22,6 +22,7 @@ mod members;
 mod plumbing;
 mod records;
 mod replica;
+mod scope;
 pub mod sim;
 mod sync;
 pub(crate) mod wire;
@@ -40,6 +41,7 @@ use crate::catalog::Record;
 pub use self::core::Core;
 pub use authority::{admit, may_replace};
 pub use identity::NodeId;
+pub use scope::{Grants, visible};
 pub use replica::{Digest, MemReplica, Replica, WriterSummary, record_hash, summarize};
 pub use wire::WireError;
 
@@ -120,7 +122,8 @@ pub enum Input {
     /// A QUIC datagram (SWIM). `peer` = node name from the peer's verified certificate.
     Datagram { peer: String, from: SocketAddr, bytes: Bytes },
     /// One reliable message (its own QUIC uni stream): deltas, digests, record batches.
-    Message { peer: String, from: SocketAddr, bytes: Bytes },
+    /// `grants`: the namespaces the peer's certificate names (`scope`).
+    Message { peer: String, from: SocketAddr, bytes: Bytes, grants: Grants },
     /// A timer the core asked for came due.
     Timer(TimerId),
     /// Records this node just wrote itself (already committed locally): push them.
@@ -212,4 +215,6 @@ pub struct CoreStats {
     pub downs_held: u64,
     /// Suspects told directly of their suspicion, so they refute it (`local_health`).
     pub suspects_told: u64,
+    /// Records of a namespace the sender's certificate or this node's does not name (`scope`).
+    pub out_of_scope_records: u64,
 }

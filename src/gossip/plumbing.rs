@@ -150,15 +150,16 @@ impl<R: Replica> Core<R> {
     }
 
     /// Addresses of up to `k` random active members other than `exclude`.
-    pub(super) fn pick_alive(&mut self, k: usize, exclude: Option<&str>) -> Vec<SocketAddr> {
+    /// Up to `k` random active members (not `exclude`): address and name.
+    pub(super) fn pick_alive(&mut self, k: usize, exclude: Option<&str>) -> Vec<(SocketAddr, String)> {
         let n = self.swim.num_members();
         let idx: BTreeSet<usize> = self.sample(n, k + usize::from(exclude.is_some())).into_iter().collect();
-        let mut out: Vec<SocketAddr> = self
+        let mut out: Vec<(SocketAddr, String)> = self
             .swim
             .iter_members()
             .enumerate()
             .filter(|(i, m)| idx.contains(i) && Some(m.id().name.as_str()) != exclude)
-            .map(|(_, m)| m.id().addr)
+            .map(|(_, m)| (m.id().addr, m.id().name.clone()))
             .collect();
         out.truncate(k);
         out

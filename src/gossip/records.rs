@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 
-use super::sync::offer;
+use super::Grants;
+use super::sync::offer_from;
 use super::wire::{self, Message};
 use super::{Core, Output, Replica, admit};
 use crate::catalog::{Body, Record};
 
 impl<R: Replica> Core<R> {
-    pub(super) fn on_message(&mut self, peer: &str, from: SocketAddr, bytes: &[u8]) {
+    pub(super) fn on_message(&mut self, peer: &str, from: SocketAddr, bytes: &[u8], grants: &Grants) {
         let (claimed, msg) = match wire::decode_message(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -24,10 +25,12 @@ impl<R: Replica> Core<R> {
             return;
         }
         self.heard_from(peer);
+        self.note_grants(peer, grants);
         // Reply to the advertised address: `from` may be an ephemeral client port.
         let reply_to = self.book.addr(peer).unwrap_or(from);
         match msg {
             Message::Delta(records) => {
+                let records = self.in_scope(records, grants);
                 let new = self.merge(records);
                 if !new.is_empty() {
                     let sent = self.spread(new, Some(peer));
@@ -35,7 +38,7 @@ impl<R: Replica> Core<R> {
                 }
             }
             Message::Pull(theirs) => {
-                let offer = offer(&self.replica, &self.replica.digest(), &theirs, false);
+                let offer = offer_from(&|w| self.records_for(w, grants), &self.digest_for(grants), &theirs, false);
                 if !offer.records.is_empty() || !offer.need.is_empty() {
                     let need = (!offer.need.is_empty()).then_some(offer.need);
                     self.send(reply_to, &Message::Push { records: offer.records, digest: need });
@@ -43,9 +46,10 @@ impl<R: Replica> Core<R> {
                 }
             }
             Message::Push { records, digest } => {
+                let records = self.in_scope(records, grants);
                 self.merge(records);
                 if let Some(need) = digest {
-                    let offer = offer(&self.replica, &self.replica.digest(), &need, true);
+                    let offer = offer_from(&|w| self.records_for(w, grants), &self.digest_for(grants), &need, true);
                     if !offer.records.is_empty() {
                         self.send(reply_to, &Message::Push { records: offer.records, digest: None });
                         self.stats.pushes_sent += 1;
@@ -57,8 +61,8 @@ impl<R: Replica> Core<R> {
 
     /// The anti-entropy tick: my digest to one random active member.
     pub(super) fn pull(&mut self) {
-        if let Some(&to) = self.pick_alive(1, None).first() {
-            let digest = self.replica.digest();
+        if let Some(&(to, ref name)) = self.pick_alive(1, None).first() {
+            let digest = self.digest_for(&self.grants_of(name));
             self.send(to, &Message::Pull(digest));
             self.stats.pulls_sent += 1;
         }
@@ -85,11 +89,23 @@ impl<R: Replica> Core<R> {
     /// Pushes a delta to `fanout` random active members (not `exclude`); returns how many.
     pub(super) fn spread(&mut self, records: Vec<Record>, exclude: Option<&str>) -> u64 {
         let targets = self.pick_alive(self.cfg.fanout, exclude);
-        let bytes = wire::encode_message(&self.swim.identity().name, &Message::Delta(records));
-        for &to in &targets {
-            self.out.push(Output::Message { to, bytes: bytes.clone() });
+        let me = self.swim.identity().name.clone();
+        let bytes = wire::encode_message(&me, &Message::Delta(records.clone()));
+        let mut sent = 0;
+        for (to, name) in &targets {
+            let grants = self.grants_of(name);
+            if records.iter().all(|r| super::visible(r, &grants)) {
+                self.out.push(Output::Message { to: *to, bytes: bytes.clone() });
+            } else {
+                let theirs: Vec<Record> = records.iter().filter(|r| super::visible(r, &grants)).cloned().collect();
+                if theirs.is_empty() {
+                    continue;
+                }
+                self.out.push(Output::Message { to: *to, bytes: wire::encode_message(&me, &Message::Delta(theirs)) });
+            }
+            sent += 1;
         }
-        targets.len() as u64
+        sent
     }
 
     pub(super) fn send(&mut self, to: SocketAddr, m: &Message) {

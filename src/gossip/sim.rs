@@ -39,6 +39,8 @@ pub struct SimNode {
     /// MembersChanged, debounced; copying 1000 members per change would dominate the sim).
     persisted: Vec<MemberView>,
     epoch: u32,
+    /// The namespaces its certificate would name (`scope`); `None`: every namespace.
+    pub grants: super::Grants,
 }
 
 enum Event {
@@ -96,7 +98,7 @@ impl Sim {
         for i in 0..n {
             let id = NodeId::new(format!("n{i}"), 1, addr_of(i, 7946), role(i));
             sim.by_addr.insert(id.addr, i);
-            sim.nodes.push(SimNode { core: None, id, disk: Some(MemReplica::default()), persisted: Vec::new(), epoch: 0 });
+            sim.nodes.push(SimNode { core: None, id, disk: Some(MemReplica::default()), persisted: Vec::new(), epoch: 0, grants: None });
             sim.boot(i);
         }
         sim
@@ -107,8 +109,19 @@ impl Sim {
         let node = &mut self.nodes[i];
         node.epoch += 1;
         let replica = node.disk.take().unwrap_or_default();
-        node.core = Some(Core::new(node.id.clone(), self.cfg.gossip.clone(), replica, seed, self.now / 1000));
+        let mut core = Core::new(node.id.clone(), self.cfg.gossip.clone(), replica, seed, self.now / 1000);
+        core.set_own_grants(node.grants.clone());
+        node.core = Some(core);
         self.flush(i);
+    }
+
+    /// Gives node `i` a certificate naming only `namespaces`, as of now.
+    pub fn scope(&mut self, i: usize, namespaces: &[&str]) {
+        let grants: super::Grants = Some(std::sync::Arc::new(namespaces.iter().map(|n| n.to_string()).collect()));
+        self.nodes[i].grants = grants.clone();
+        if let Some(c) = self.nodes[i].core.as_mut() {
+            c.set_own_grants(grants);
+        }
     }
 
     pub fn core(&self, i: usize) -> &Core<MemReplica> {
@@ -267,11 +280,12 @@ impl Sim {
         let Some(core) = self.nodes[i].core.as_mut() else { return };
         let outputs = core.drain();
         let (from, peer, epoch) = (self.nodes[i].id.addr, self.nodes[i].id.name.clone(), self.nodes[i].epoch);
+        let grants = self.nodes[i].grants.clone();
         let (dg_loss, msg_loss) = (self.cfg.datagram_loss, self.cfg.message_loss);
         for o in outputs {
             match o {
                 Output::Datagram { to, bytes } => self.send(i, to, dg_loss, |b| Input::Datagram { peer: peer.clone(), from, bytes: b }, bytes),
-                Output::Message { to, bytes } => self.send(i, to, msg_loss, |b| Input::Message { peer: peer.clone(), from, bytes: b }, bytes),
+                Output::Message { to, bytes } => self.send(i, to, msg_loss, |b| Input::Message { peer: peer.clone(), from, bytes: b, grants: grants.clone() }, bytes),
                 Output::Timer { after, id } => self.push(self.now + after.as_micros() as Micros, Event::Timer { node: i, epoch, id }),
                 Output::MembersChanged => self.members_changed(i),
                 Output::Merged(_) => {}

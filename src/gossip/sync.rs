@@ -1,6 +1,12 @@
 //! Anti-entropy: compare per-writer summaries and work out which records the other side lacks.
 
 use super::{Digest, Replica, WriterSummary, summarize};
+
+/// [`offer`] over all of `replica`: what a peer that may see every namespace is offered.
+#[cfg(test)]
+pub fn offer<R: Replica>(replica: &R, mine: &Digest, theirs: &Digest, eager: bool) -> Offer {
+    offer_from(&|w| replica.records_by(w, 0), mine, theirs, eager)
+}
 use crate::catalog::Record;
 
 /// What to send back for one digest.
@@ -15,8 +21,9 @@ pub struct Offer {
 
 /// Answers the digest `theirs`, over every writer either side knows. `eager` is for answering a
 /// `need` list: the other side said it may lack these writers, so a gap is resolved by sending
-/// everything even when its max is ahead of mine.
-pub fn offer<R: Replica>(replica: &R, mine: &Digest, theirs: &Digest, eager: bool) -> Offer {
+/// everything even when its max is ahead of mine. `all_by(writer)`: every record of that writer
+/// the other side may see, `mine` summarising the same set (`scope`).
+pub fn offer_from(all_by: &dyn Fn(&str) -> Vec<Record>, mine: &Digest, theirs: &Digest, eager: bool) -> Offer {
     let mut out = Offer::default();
     let empty = WriterSummary::default();
     let writers: std::collections::BTreeSet<&String> =
@@ -32,11 +39,11 @@ pub fn offer<R: Replica>(replica: &R, mine: &Digest, theirs: &Digest, eager: boo
             if !eager {
                 out.need.insert(w.clone(), *my);
             } else if my.count > 0 {
-                out.records.extend(replica.records_by(w, 0));
+                out.records.extend(all_by(w));
             }
             continue;
         }
-        let all = replica.records_by(w, 0);
+        let all = all_by(w);
         let below = summarize(all.iter().filter(|r| r.version.hlc <= th.max_hlc)).remove(w.as_str()).unwrap_or_default();
         if (below.count, below.hash) == (th.count, th.hash) {
             // Their set is exactly my set up to their max: they lack my records above it.

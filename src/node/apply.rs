@@ -69,7 +69,9 @@ pub(super) fn apply_config(catalog: &Catalog, config: &Config, addresses: &[Sock
     let mut problems = Vec::new();
     let mut desired = HashSet::new();
     let defines = config.node.mode != Mode::Proxy;
-    if defines && !catalog.snapshot().namespaces.contains_key(DEFAULT_NAMESPACE) {
+    // Not on a registry whose certificate names other namespaces only.
+    let granted_default = catalog.check_writable(&Key::Namespace(DEFAULT_NAMESPACE.into())).is_ok();
+    if defines && granted_default && !catalog.snapshot().namespaces.contains_key(DEFAULT_NAMESPACE) {
         let ns = Namespace { name: DEFAULT_NAMESPACE.into(), description: "created by weft".into() };
         catalog.write(Body::Namespace(ns), Origin::Api)?;
     }

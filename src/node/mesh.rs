@@ -159,7 +159,7 @@ pub async fn run(mut p: MeshParts) {
                 now = millis(p.start);
                 let input = match inc {
                     Incoming::Datagram { peer, from, bytes } => Input::Datagram { peer, from, bytes },
-                    Incoming::Message { peer, from, bytes } => Input::Message { peer, from, bytes },
+                    Incoming::Message { peer, from, bytes, grants } => Input::Message { peer, from, bytes, grants },
                 };
                 p.core.handle(input, now);
             }

@@ -81,7 +81,7 @@ struct OwnEndpoints {
 }
 
 impl LocalEndpoints for OwnEndpoints {
-    fn resolve(&self, req: &RelayRequest) -> Option<LocalEndpoint> {
+    fn resolve(&self, req: &RelayRequest, caller: &crate::authz::Identity) -> Option<LocalEndpoint> {
         let snap = self.catalog.snapshot();
         let svc = snap.services.get(&(req.namespace.clone(), req.service.clone()))?;
         let ep = snap.endpoints_of(&req.namespace, &req.service).iter().find(|e| e.id == req.endpoint && e.node == self.catalog.node())?;
@@ -94,6 +94,7 @@ impl LocalEndpoints for OwnEndpoints {
             stats: self.stats.endpoint(&ep.namespace, &ep.service, &ep.id),
             http1,
             log,
+            permits: crate::authz::permits(&svc.namespace, svc.allow.as_ref(), caller),
         })
     }
 }
@@ -216,6 +217,13 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     if mode == Mode::Proxy {
         catalog.set_read_only(Vec::new());
     }
+    // The namespaces this node may write in are those its certificate names (`crate::authz`); a
+    // certificate that cannot be read fails the start further on, with its own error.
+    if let Some(files) = config.tls_files()
+        && let Ok(c) = crate::transport::tls::load(&files)
+    {
+        catalog.set_granted_namespaces(c.identity.namespaces);
+    }
     let addresses = resolve_config_addresses(&config).await?;
     let pending = apply_config(&catalog, &config, &addresses)?;
     retire_former_names(&catalog);
@@ -291,6 +299,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         let start = tokio::time::Instant::now();
         let mut core = Core::new(me.clone(), gossip, mesh::CatalogReplica { catalog: catalog.clone(), stats: stats.clone() }, seed, 0);
         core.restore(mesh::restore_members(&catalog), 0);
+        core.set_own_grants(transport.identity().namespaces.clone().map(Arc::new));
         let parts = mesh::MeshParts {
             me: me_view(&me),
             core,

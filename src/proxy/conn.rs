@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use super::error::ProxyError;
 use super::table::ServiceRoute;
 use crate::policy::Target;
-use crate::transport::relay::{RelayError, RelayStream};
+use crate::transport::relay::{self, RelayError, RelayStream};
 use crate::transport::{RelayRequest, Transport};
 
 pub enum Conn {
@@ -55,6 +55,9 @@ pub async fn dial(mesh: Option<&Arc<Transport>>, route: &ServiceRoute, t: &Targe
     match tokio::time::timeout(timeout, mesh.open_relay(via, &t.node, &req)).await {
         Err(_) => Err(ProxyError::ConnectTimeout { addr, after: timeout }),
         Ok(Ok(s)) => Ok(Conn::Relay(Box::new(s))),
+        Ok(Err(RelayError::Refused(relay::Status::Denied))) => {
+            Err(ProxyError::Denied { service: route.label(), caller: format!("node {}", mesh.name()), by: format!("node {}", t.node) })
+        }
         Ok(Err(e)) => {
             let message = match e {
                 RelayError::Refused(status) => format!("via node {} ({via}): {status}", t.node),

@@ -43,13 +43,16 @@ pub enum ProxyError {
     /// A fail-closed policy plugin could not answer.
     #[error("{0}")]
     Policy(String),
+    /// The service does not admit the caller (`crate::authz`); `by`: which node said so.
+    #[error("service {service} does not admit {caller} (refused by {by}; see the service's `allow`)")]
+    Denied { service: String, caller: String, by: String },
 }
 
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::Downstream(_) | ProxyError::BadRequest(_) | ProxyError::BodyTimeout(_) => Side::Downstream,
-            ProxyError::NoEndpoint(_) | ProxyError::Policy(_) => Side::Internal,
+            ProxyError::NoEndpoint(_) | ProxyError::Policy(_) | ProxyError::Denied { .. } => Side::Internal,
             _ => Side::Upstream,
         }
     }
@@ -65,6 +68,7 @@ impl ProxyError {
             ProxyError::RequestTimeout { .. } | ProxyError::ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Downstream(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Denied { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -81,6 +85,7 @@ impl ProxyError {
             ProxyError::BadResponse { .. } => "bad-upstream-response",
             ProxyError::BadRequest(_) => "bad-request",
             ProxyError::Downstream(_) => "downstream-error",
+            ProxyError::Denied { .. } => "denied",
         }
     }
 
@@ -91,6 +96,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout { .. } | ProxyError::RequestTimeout { .. } => FailureKind::Timeout,
             ProxyError::Upstream { .. } | ProxyError::UpstreamIo { .. } | ProxyError::BadResponse { .. } => FailureKind::Upstream,
             ProxyError::Downstream(_) | ProxyError::BadRequest(_) | ProxyError::BodyTimeout(_) => FailureKind::Downstream,
+            ProxyError::Denied { .. } => FailureKind::Denied,
         }
     }
 }

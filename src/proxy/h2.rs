@@ -356,6 +356,7 @@ fn error_response(e: &ProxyError, grpc: bool) -> Response<ProxyBody> {
     let mut resp = if grpc {
         let code = match e.status() {
             StatusCode::GATEWAY_TIMEOUT => "4",
+            StatusCode::FORBIDDEN => "7", // PERMISSION_DENIED
             _ => "14",
         };
         let mut r = Response::new(ProxyBody::empty());

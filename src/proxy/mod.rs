@@ -206,7 +206,12 @@ impl Proxy {
     pub async fn apply(&mut self, snap: &Snapshot) {
         self.start_access_log(snap).await;
         let peers = self.peers.borrow_and_update().clone();
-        let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients, &self.me, &peers, &*self.plugins));
+        // Read each time: a reloaded certificate may grant other namespaces or groups.
+        let me = match self.shared.pools.mesh() {
+            Some(t) => t.identity(),
+            None => Arc::new(crate::authz::Identity::cluster_wide(&self.me)),
+        };
+        let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients, &me, &peers, &*self.plugins));
         self.shared.table.store(table.clone());
         // Stop listeners whose alias went away or changed protocol (their connections finish).
         let fds = self.fds.clone();

@@ -3,6 +3,8 @@
 //!
 //! 1. **route** — the service's policy may send it to another service ([`super::attempt::routed`],
 //!    called by the listener before the pipeline, as it decides which service's figures count it);
+//!    a service that does not admit this node refuses it here (`crate::authz`; the endpoint's
+//!    node checks again when the request is relayed);
 //! 2. **pick** — the policy chooses an endpoint among those this request has not ruled out
 //!    ([`Attempts::pick`]);
 //! 3. **connect / send** — the codec gets a connection (pooled or new, direct or relayed) and
@@ -81,6 +83,10 @@ type Resend<C> = (Arc<Target>, Outcome, ProxyError, Option<C>);
 /// or a final error.
 pub async fn run<C: Codec>(attempts: &mut Attempts<'_>, codec: &mut C) -> Result<Arc<Target>, ProxyError> {
     let route = attempts.route();
+    if !route.permitted {
+        let me = format!("node {}", route.caller);
+        return Err(ProxyError::Denied { service: route.label(), caller: me.clone(), by: me });
+    }
     let mut same_again: Option<Resend<C::Conn>> = None;
     let mut resends = 0;
     loop {

@@ -126,6 +126,11 @@ impl Pools {
         Arc::new(Pools { h1: Mutex::default(), h2: Mutex::default(), h2_dials: Mutex::default(), mesh })
     }
 
+    /// The mesh transport, when this node has one.
+    pub fn mesh(&self) -> Option<&Arc<Transport>> {
+        self.mesh.as_ref()
+    }
+
     /// A new connection to a target, direct or over the mesh.
     pub async fn connect(&self, route: &ServiceRoute, t: &Target, timeout: Duration) -> Result<Conn, ProxyError> {
         dial(self.mesh.as_ref(), route, t, timeout, None).await

@@ -39,6 +39,11 @@ pub struct ServiceRoute {
     pub policy: ServicePolicy,
     /// The node's access log, when this service's requests go to it.
     pub access: Option<ServiceLog>,
+    /// Whether the service admits this node as a caller (`crate::authz`); when not, every request
+    /// is refused here, before any endpoint is picked.
+    pub permitted: bool,
+    /// This node's name, for a refusal's message.
+    pub caller: Arc<str>,
 }
 
 /// One route rule, ready for the request path.
@@ -158,10 +163,14 @@ impl TableBuilder {
     }
 
     /// `clients`: when not empty, only these namespaces get listeners and names on this host.
-    /// `me` is this node's name: its endpoints are dialled directly, others through their node.
+    /// `me` is this node (its name and certificate grants): its endpoints are dialled directly,
+    /// others through their node; a service that does not admit it gets no traffic from here.
     /// `plugins`: where a service's `policy` is found.
-    pub fn build(&mut self, snap: &Snapshot, stats: &Stats, clients: &HashSet<String>, me: &str, peers: &Peers, plugins: &dyn PluginSource) -> RoutingTable {
+    pub fn build(&mut self, snap: &Snapshot, stats: &Stats, clients: &HashSet<String>, me: &crate::authz::Identity, peers: &Peers, plugins: &dyn PluginSource) -> RoutingTable {
         let mut table = RoutingTable::default();
+        let caller: Arc<str> = me.node.as_str().into();
+        let identity = me;
+        let me = identity.node.as_str();
         for (key, svc) in &snap.services {
             let targets = snap
                 .endpoints_of(&svc.namespace, &svc.name)
@@ -233,6 +242,8 @@ impl TableBuilder {
                 max_ejected_percent: o.max_ejected_percent,
                 budget: kept.budget.clone(),
                 policy: ServicePolicy::new(&svc.rules, policy_of(svc, plugins)),
+                permitted: crate::authz::permits(&svc.namespace, svc.allow.as_ref(), identity),
+                caller: caller.clone(),
                 access: self.access.as_ref().filter(|l| svc.access_log.unwrap_or(l.default_on)).map(|l| ServiceLog { log: l.clone(), namespace: svc.namespace.as_str().into(), service: svc.name.as_str().into() }),
                 rules: svc
                     .rules

@@ -89,7 +89,12 @@ pub async fn serve(client: TcpStream, l: Arc<TcpListener>) {
             if e.side() != super::Side::Upstream {
                 stats.failure(e.kind());
             }
-            // Closing is all a TCP client can be told; the reason goes to the log and figures.
+            // Closing is all a TCP client can be told; the reason goes to the log and figures. A
+            // refusal resets the connection (RST, not FIN), so the client cannot mistake it for
+            // a server that answered nothing.
+            if matches!(e, ProxyError::Denied { .. }) {
+                let _ = client.set_zero_linger();
+            }
             tracing::info!(service = %route.label(), error = %e, "no upstream for tcp connection");
         }
         Ok((target, tries, (upstream, _in_flight))) => {

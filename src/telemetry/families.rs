@@ -69,6 +69,7 @@ families! {
     CLIENT_DURATION = "http.client.request.duration", Histogram, "s", "Request sent to the endpoint to its response head (TargetResponseTime)";
     TARGET_RELAYED = "weft.target.relayed_streams", Counter, "{stream}", "Streams relayed to this node's endpoint from other hosts (target side)";
     TARGET_RELAY_LATE = "weft.target.relay_late", Counter, "{request}", "Relayed requests dropped unexecuted: they reached this node after their caller's deadline (target side)";
+    TARGET_RELAY_DENIED = "weft.target.relay_denied", Counter, "{connection}", "Relayed connections refused: the service does not admit the calling node (target side)";
     TARGET_BYTES = "weft.target.bytes", Counter, "By", "Bytes relayed to this node's endpoint (transmit) and back (receive) (TargetProcessedBytes)";
     TARGET_SERVED = "weft.target.served", Counter, "{response}", "Target side: responses of this node's endpoint to HTTP/1.1 requests relayed from other hosts, by status class (HTTPCode_Target_2XX..5XX_Count, RequestCountPerTarget)";
     TARGET_SERVED_DURATION = "weft.target.served.duration", Histogram, "s", "Target side: relayed request head written to this node's endpoint to its response head (TargetResponseTime)";
@@ -154,7 +155,7 @@ fn services(out: &mut Points, s: &super::ServiceReport) {
     push(out, BUDGET_REFUSALS, base.clone(), U64(s.retry_budget_exhausted));
     push(out, EJECTIONS, base.clone(), U64(s.ejections));
     push(out, HEALTH_TRANSITIONS, base.clone(), U64(s.health_transitions));
-    for (kind, n) in [("no-endpoint", s.no_endpoint), ("connect", s.connect_failures), ("timeout", s.timeouts), ("upstream", s.upstream_errors), ("downstream", s.downstream_errors)] {
+    for (kind, n) in [("no-endpoint", s.no_endpoint), ("connect", s.connect_failures), ("timeout", s.timeouts), ("upstream", s.upstream_errors), ("downstream", s.downstream_errors), ("denied", s.denied)] {
         if n > 0 {
             push(out, FAILURES, with(&base, "error.type", kind), U64(n));
         }
@@ -175,6 +176,9 @@ fn services(out: &mut Points, s: &super::ServiceReport) {
         }
         if e.relay_late > 0 {
             push(out, TARGET_RELAY_LATE, ep.clone(), U64(e.relay_late));
+        }
+        if e.relay_denied > 0 {
+            push(out, TARGET_RELAY_DENIED, ep.clone(), U64(e.relay_denied));
         }
         if e.relayed_streams > 0 {
             push(out, TARGET_RELAYED, ep.clone(), U64(e.relayed_streams));

@@ -31,6 +31,8 @@ pub enum FailureKind {
     Timeout,
     Upstream,
     Downstream,
+    /// The service does not admit the caller (`crate::authz`).
+    Denied,
 }
 
 #[derive(Default, Debug)]
@@ -58,6 +60,8 @@ pub struct ServiceStats {
     pub timeouts: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub downstream_errors: AtomicU64,
+    /// Requests (or TCP connections) refused because the service does not admit this node.
+    pub denied: AtomicU64,
     /// Client-side latency, from request arrival to response headers sent, by request method
     /// ([`METHODS`] index) and the response's status class (index as in `responses`).
     pub latency: [[LazyHistogram; 6]; 8],
@@ -144,6 +148,7 @@ impl ServiceStats {
             FailureKind::Timeout => &self.timeouts,
             FailureKind::Upstream => &self.upstream_errors,
             FailureKind::Downstream => &self.downstream_errors,
+            FailureKind::Denied => &self.denied,
         };
         c.fetch_add(1, Relaxed);
     }
@@ -165,6 +170,9 @@ pub struct EndpointStats {
     /// Relayed requests dropped unexecuted because they reached this node after their caller's
     /// deadline (target side; `transport::relay`).
     pub relay_late: AtomicU64,
+    /// Relayed connections refused because the service does not admit the calling node (target
+    /// side; `crate::authz`).
+    pub relay_denied: AtomicU64,
     /// Bytes relayed to it and back (target side, on the node that owns it): TargetProcessedBytes.
     pub relayed_bytes_in: AtomicU64,
     pub relayed_bytes_out: AtomicU64,
@@ -286,6 +294,7 @@ fn endpoint_report(id: &str, e: &EndpointStats) -> EndpointReport {
         ejections: e.ejections.load(Relaxed),
         relayed_streams: e.relayed_streams.load(Relaxed),
         relay_late: e.relay_late.load(Relaxed),
+        relay_denied: e.relay_denied.load(Relaxed),
         in_flight: e.in_flight.load(Relaxed),
         ejected: e.ejection.ejected(now_us()),
         ewma_latency_us: e.load.estimate_us().map(|c| c.round() as u64),
@@ -327,6 +336,7 @@ fn service_report(ns: &str, svc: &str, s: &ServiceStats, endpoints: Vec<Endpoint
         timeouts: s.timeouts.load(Relaxed),
         upstream_errors: s.upstream_errors.load(Relaxed),
         downstream_errors: s.downstream_errors.load(Relaxed),
+        denied: s.denied.load(Relaxed),
         latency_p50_us: latency.quantile_us(0.5),
         latency_p99_us: latency.quantile_us(0.99),
         relayed_streams: endpoints.iter().map(|e| e.relayed_streams).sum(),
@@ -357,6 +367,7 @@ pub struct ServiceReport {
     pub timeouts: u64,
     pub upstream_errors: u64,
     pub downstream_errors: u64,
+    pub denied: u64,
     pub latency_p50_us: Option<u64>,
     pub latency_p99_us: Option<u64>,
     /// Streams relayed to this node's endpoints of the service from other hosts.
@@ -382,6 +393,7 @@ pub struct EndpointReport {
     pub ejections: u64,
     pub relayed_streams: u64,
     pub relay_late: u64,
+    pub relay_denied: u64,
     pub relayed_bytes_in: u64,
     pub relayed_bytes_out: u64,
     /// Target side: responses of this node's endpoint to HTTP/1.1 requests relayed from other

@@ -44,7 +44,8 @@ pub enum TransportError {
 #[derive(Debug)]
 pub enum Incoming {
     Datagram { peer: String, from: SocketAddr, bytes: Bytes },
-    Message { peer: String, from: SocketAddr, bytes: Bytes },
+    /// `grants`: the namespaces the peer's certificate names (`crate::gossip::Grants`).
+    Message { peer: String, from: SocketAddr, bytes: Bytes, grants: crate::gossip::Grants },
 }
 
 /// One peer's QUIC path, as [`Transport::path`] reads it.
@@ -102,6 +103,8 @@ pub struct Transport {
     client: ArcSwap<quinn::ClientConfig>,
     files: TlsFiles,
     name: String,
+    /// This node as its certificate names it; replaced when the certificate is reloaded.
+    identity: ArcSwap<crate::authz::Identity>,
     conns: Mutex<HashMap<SocketAddr, Peer>>,
     incoming: mpsc::Sender<Incoming>,
     local: Arc<dyn LocalEndpoints>,
@@ -149,6 +152,7 @@ struct Quic {
     server: quinn::ServerConfig,
     client: quinn::ClientConfig,
     name: String,
+    identity: crate::authz::Identity,
     reset_secret: [u8; 32],
     expires: Option<u64>,
 }
@@ -160,7 +164,7 @@ fn quic_configs(files: &TlsFiles) -> Result<Quic, TlsError> {
     server.transport_config(transport_config());
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(c.client).map_err(bad)?));
     client.transport_config(transport_config());
-    Ok(Quic { server, client, name: c.name, reset_secret: c.reset_secret, expires: c.expires })
+    Ok(Quic { server, client, name: c.name, identity: c.identity, reset_secret: c.reset_secret, expires: c.expires })
 }
 
 /// Days before its certificate expires that a node starts warning (log, `weft status`).
@@ -199,7 +203,7 @@ impl Transport {
         local: Arc<dyn LocalEndpoints>,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Transport>, mpsc::Receiver<Incoming>), TransportError> {
-        let Quic { server, client, name, reset_secret, expires } = quic_configs(&files)?;
+        let Quic { server, client, name, identity, reset_secret, expires } = quic_configs(&files)?;
         tls::expect_node(&files, &name, node_name)?;
         warn_expiry(&files, expires);
         let bind_err = |source| TransportError::Bind { addr: listen, source };
@@ -214,6 +218,7 @@ impl Transport {
             client: ArcSwap::from_pointee(client),
             files,
             name,
+            identity: ArcSwap::from_pointee(identity),
             conns: Mutex::new(HashMap::new()),
             incoming: tx,
             local,
@@ -232,6 +237,11 @@ impl Transport {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This node's identity (name and grants) from its certificate as last loaded.
+    pub fn identity(&self) -> Arc<crate::authz::Identity> {
+        self.identity.load_full()
     }
 
     /// When this node's certificate expires (Unix seconds), as last loaded.
@@ -284,10 +294,11 @@ impl Transport {
     /// Runs the receive side of a connection, whichever end opened it. Returns the node name
     /// the peer's certificate proves; a connection without one is closed.
     fn serve(self: &Arc<Self>, conn: quinn::Connection) -> Option<String> {
-        let Some(peer) = tls::peer_name(&conn) else {
+        let Some(identity) = tls::peer_identity(&conn) else {
             conn.close(1u32.into(), b"certificate names no node");
             return None;
         };
+        let (peer, identity) = (identity.node.clone(), Arc::new(identity));
         tracing::debug!(%peer, addr = %conn.remote_address(), "node connection up");
         let (me, c, p) = (self.clone(), conn.clone(), peer.clone());
         tokio::spawn(async move {
@@ -300,20 +311,21 @@ impl Transport {
             }
         });
         let (me, c, p) = (self.clone(), conn.clone(), peer.clone());
+        let grants: crate::gossip::Grants = identity.namespaces.clone().map(Arc::new);
         tokio::spawn(async move {
             while let Ok(recv) = c.accept_uni().await {
-                let (me, p, from) = (me.clone(), p.clone(), c.remote_address());
-                tokio::spawn(async move { me.read_message(recv, p, from).await });
+                let (me, p, from, g) = (me.clone(), p.clone(), c.remote_address(), grants.clone());
+                tokio::spawn(async move { me.read_message(recv, p, from, g).await });
             }
         });
-        let (me, name) = (self.clone(), peer.clone());
+        let me = self.clone();
         tokio::spawn(async move {
             while let Ok((send, recv)) = conn.accept_bi().await {
                 me.stats.relayed_streams.fetch_add(1, Relaxed);
                 me.stats.active_relays.fetch_add(1, Relaxed);
-                let (me, local, p) = (me.clone(), me.local.clone(), name.clone());
+                let (me, local, caller) = (me.clone(), me.local.clone(), identity.clone());
                 tokio::spawn(async move {
-                    relay::serve(send, recv, local, &p).await;
+                    relay::serve(send, recv, local, &caller).await;
                     me.stats.active_relays.fetch_sub(1, Relaxed);
                 });
             }
@@ -321,7 +333,7 @@ impl Transport {
         Some(peer)
     }
 
-    async fn read_message(&self, mut recv: quinn::RecvStream, peer: String, from: SocketAddr) {
+    async fn read_message(&self, mut recv: quinn::RecvStream, peer: String, from: SocketAddr, grants: crate::gossip::Grants) {
         let bytes = match recv.read_to_end(MAX_MESSAGE).await {
             Ok(b) => b,
             Err(e) => {
@@ -332,7 +344,7 @@ impl Transport {
         };
         match bytes.split_first() {
             Some((&KIND_GOSSIP, rest)) => {
-                let _ = self.incoming.send(Incoming::Message { peer, from, bytes: Bytes::copy_from_slice(rest) }).await;
+                let _ = self.incoming.send(Incoming::Message { peer, from, bytes: Bytes::copy_from_slice(rest), grants }).await;
             }
             _ => {
                 self.stats.bad_streams.fetch_add(1, Relaxed);
@@ -535,6 +547,10 @@ impl Transport {
                     tracing::error!(cert = %self.files.cert.display(), name = %q.name, "new certificate is for another node; keeping the old one");
                 }
                 Ok(q) => {
+                    if *self.identity.load_full() != q.identity {
+                        tracing::warn!(identity = %q.identity, "the new certificate grants other namespaces or groups; routing follows once the catalog next changes");
+                    }
+                    self.identity.store(Arc::new(q.identity));
                     self.endpoint.set_server_config(Some(q.server));
                     self.client.store(Arc::new(q.client));
                     self.cert_expires.store(q.expires.unwrap_or(0), Relaxed);

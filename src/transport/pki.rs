@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType, string::Ia5String,
 };
 
 pub const CA_CERT: &str = "ca.pem";
@@ -27,6 +27,8 @@ pub enum PkiError {
     Crypto { what: String, source: rcgen::Error },
     #[error("node name `{0}` must be 1-64 characters of letters, digits, '-', '_' or '.'")]
     BadName(String),
+    #[error("{what} `{name}` must be 1-64 characters of letters, digits, '-', '_' or '.'")]
+    BadGrant { what: &'static str, name: String },
 }
 
 fn crypto(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
@@ -90,17 +92,47 @@ pub struct Issued {
     pub ca: Option<PathBuf>,
 }
 
+/// What a certificate grants its node besides its name (`crate::authz`): the namespaces it
+/// belongs to (none: every namespace) and its client groups.
+#[derive(Debug, Default, Clone)]
+pub struct Grants {
+    pub namespaces: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+fn good_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// The grants as URI SANs (`weft://namespace/NAME`, `weft://group/NAME`).
+fn grant_sans(grants: &Grants) -> Result<Vec<SanType>, PkiError> {
+    let mut out = Vec::new();
+    for (what, prefix, names) in [("namespace", crate::authz::NAMESPACE_URI, &grants.namespaces), ("group", crate::authz::GROUP_URI, &grants.groups)] {
+        for name in names {
+            if !good_name(name) {
+                return Err(PkiError::BadGrant { what, name: name.clone() });
+            }
+            let uri = Ia5String::try_from(format!("{prefix}{name}")).map_err(crypto("a grant URI"))?;
+            out.push(SanType::URI(uri));
+        }
+    }
+    Ok(out)
+}
+
 /// Signs a certificate for node `name` (usable as TLS server and client), valid `days`, with the
-/// node name and `extra_sans` (DNS names or IP addresses) as subject alternative names.
-pub fn ca_issue(ca_dir: &Path, out_dir: &Path, name: &str, extra_sans: &[String], days: u32) -> Result<Issued, PkiError> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+/// node name and `extra_sans` (DNS names or IP addresses) as subject alternative names, and the
+/// `grants` as URI SANs.
+pub fn ca_issue(ca_dir: &Path, out_dir: &Path, name: &str, extra_sans: &[String], grants: &Grants, days: u32) -> Result<Issued, PkiError> {
+    if !good_name(name) {
         return Err(PkiError::BadName(name.to_string()));
     }
+    let grant_uris = grant_sans(grants)?;
     let ca_key = KeyPair::from_pem(&read(&ca_dir.join(CA_KEY))?).map_err(crypto("reading the CA key"))?;
     let issuer = Issuer::from_ca_cert_pem(&read(&ca_dir.join(CA_CERT))?, ca_key).map_err(crypto("reading the CA certificate"))?;
     let mut sans = vec![name.to_string()];
     sans.extend(extra_sans.iter().cloned());
     let mut params = CertificateParams::new(sans).map_err(crypto("node certificate parameters"))?;
+    params.subject_alt_names.extend(grant_uris);
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
     params.distinguished_name = dn;
@@ -131,9 +163,19 @@ mod tests {
         assert!(matches!(ca_init(&dir, "test", false), Err(PkiError::Exists { .. })));
         let mode = fs::metadata(dir.join(CA_KEY)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let issued = ca_issue(&dir, &dir, "node-a", &["10.0.0.7".into()], 30).unwrap();
+        let issued = ca_issue(&dir, &dir, "node-a", &["10.0.0.7".into()], &Grants::default(), 30).unwrap();
         assert!(read(&issued.cert).unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(matches!(ca_issue(&dir, &dir, "bad name", &[], 30), Err(PkiError::BadName(_))));
+        assert!(matches!(ca_issue(&dir, &dir, "bad name", &[], &Grants::default(), 30), Err(PkiError::BadName(_))));
+        let bad = Grants { namespaces: vec!["a/b".into()], groups: vec![] };
+        assert!(matches!(ca_issue(&dir, &dir, "node-b", &[], &bad, 30), Err(PkiError::BadGrant { what: "namespace", .. })));
+        // The grants come back out of the certificate as the node's identity.
+        let grants = Grants { namespaces: vec!["shop".into(), "pay".into()], groups: vec!["billing".into()] };
+        let issued = ca_issue(&dir, &dir, "node-c", &[], &grants, 30).unwrap();
+        let pem = read(&issued.cert).unwrap();
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let id = super::super::tls::identity(&der).unwrap();
+        assert_eq!(id.to_string(), "node node-c (namespaces pay, shop; groups billing)");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

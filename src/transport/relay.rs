@@ -83,6 +83,8 @@ pub enum Status {
     BadPreface = 4,
     /// The request's deadline had passed when its stream arrived: not forwarded.
     Late = 5,
+    /// The service does not admit the caller (`crate::authz`).
+    Denied = 6,
 }
 
 impl std::fmt::Display for Status {
@@ -94,13 +96,14 @@ impl std::fmt::Display for Status {
             Status::ConnectTimeout => "its connect to the endpoint timed out",
             Status::BadPreface => "it could not read our request",
             Status::Late => "the request's deadline had passed when it arrived",
+            Status::Denied => "the service does not admit this caller",
         })
     }
 }
 
 impl Status {
     fn from_byte(b: u8) -> Option<Status> {
-        [Status::Ok, Status::NotHere, Status::ConnectFailed, Status::ConnectTimeout, Status::BadPreface, Status::Late].into_iter().find(|s| *s as u8 == b)
+        [Status::Ok, Status::NotHere, Status::ConnectFailed, Status::ConnectTimeout, Status::BadPreface, Status::Late, Status::Denied].into_iter().find(|s| *s as u8 == b)
     }
 }
 
@@ -124,11 +127,14 @@ pub struct LocalEndpoint {
     pub http1: bool,
     /// The service's access log, when it is on (HTTP/1.1 only).
     pub log: Option<TapLog>,
+    /// Whether the service admits the caller (`crate::authz::permits`).
+    pub permits: bool,
 }
 
 /// The node's own endpoints, as the relay may reach them.
 pub trait LocalEndpoints: Send + Sync {
-    fn resolve(&self, req: &RelayRequest) -> Option<LocalEndpoint>;
+    /// `caller`: the node at the other end, as its certificate names it.
+    fn resolve(&self, req: &RelayRequest, caller: &crate::authz::Identity) -> Option<LocalEndpoint>;
 }
 
 /// One data-path stream, readable and writable like a socket; shutdown finishes the send half.
@@ -296,7 +302,8 @@ async fn read_preface(recv: &mut quinn::RecvStream) -> Option<RelayRequest> {
 
 /// Far side: connects to the named local endpoint and splices. Only this node's own endpoints
 /// can be named, so an authenticated peer cannot use a node as an open relay.
-pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, local: Arc<dyn LocalEndpoints>, peer: &str) {
+pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, local: Arc<dyn LocalEndpoints>, caller: &crate::authz::Identity) {
+    let peer = caller.node.as_str();
     let req = match tokio::time::timeout(PREFACE_TIMEOUT, read_preface(&mut recv)).await {
         Ok(Some(r)) => r,
         _ => {
@@ -306,11 +313,18 @@ pub async fn serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream, loc
             return;
         }
     };
-    let Some(LocalEndpoint { address: addr, connect_timeout: timeout, stats, http1, log }) = local.resolve(&req) else {
+    let Some(LocalEndpoint { address: addr, connect_timeout: timeout, stats, http1, log, permits }) = local.resolve(&req, caller) else {
         let _ = send.write_all(&[Status::NotHere as u8]).await;
         let _ = send.finish();
         return;
     };
+    if !permits {
+        stats.relay_denied.fetch_add(1, Relaxed);
+        tracing::info!(%caller, service = %format_args!("{}/{}", req.namespace, req.service), "refused a relayed connection: the service does not admit the caller");
+        let _ = send.write_all(&[Status::Denied as u8]).await;
+        let _ = send.finish();
+        return;
+    }
     if req.late() {
         stats.relay_late.fetch_add(1, Relaxed);
         tracing::info!(%peer, %addr, "dropped a relayed request that arrived after its caller's deadline");

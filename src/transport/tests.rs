@@ -5,13 +5,13 @@ use super::*;
 struct NoEndpoints;
 
 impl LocalEndpoints for NoEndpoints {
-    fn resolve(&self, _: &RelayRequest) -> Option<LocalEndpoint> {
+    fn resolve(&self, _: &RelayRequest, _: &crate::authz::Identity) -> Option<LocalEndpoint> {
         None
     }
 }
 
 fn node(dir: &Path, name: &str, listen: SocketAddr) -> Arc<Transport> {
-    let issued = pki::ca_issue(dir, dir, name, &[], 1).unwrap();
+    let issued = pki::ca_issue(dir, dir, name, &[], &pki::Grants::default(), 1).unwrap();
     let files = TlsFiles { ca: dir.join(pki::CA_CERT), cert: issued.cert, key: issued.key };
     let (t, _incoming) = Transport::bind(listen, files, name, Arc::new(NoEndpoints), CancellationToken::new()).unwrap();
     t

@@ -57,6 +57,8 @@ pub struct Configs {
     pub client: rustls::ClientConfig,
     /// The node name in our own certificate.
     pub name: String,
+    /// The node as its certificate names it, grants included (`crate::authz`).
+    pub identity: crate::authz::Identity,
     /// Secret for QUIC stateless resets, derived from the node's private key so it survives a
     /// restart: a node restarted at the same address can then reset the connections peers still
     /// hold to its previous process, instead of them sending into the void until the idle timeout.
@@ -135,7 +137,8 @@ pub fn load(files: &TlsFiles) -> Result<Configs, TlsError> {
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let server = server_config(files, &m, client_verifier, ALPN)?;
     let client = client_config(&m, ALPN)?;
-    Ok(Configs { server, client, name, reset_secret, expires })
+    let identity = identity(leaf).unwrap_or_else(|| crate::authz::Identity::cluster_wide(&name));
+    Ok(Configs { server, client, name, reset_secret, expires, identity })
 }
 
 /// The admin API's HTTPS side (ALPN `http/1.1`): it presents the node's certificate and asks the
@@ -187,6 +190,24 @@ pub fn node_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
     (!cn.is_empty()).then(|| cn.to_string())
+}
+
+/// Who a certificate says its node is: the name, and the grants among its URI SANs.
+pub fn identity(cert: &CertificateDer<'_>) -> Option<crate::authz::Identity> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let name = node_name(cert)?;
+    let sans = parsed.subject_alternative_name().ok().flatten();
+    let uris = sans.iter().flat_map(|s| s.value.general_names.iter()).filter_map(|g| match g {
+        x509_parser::extensions::GeneralName::URI(u) => Some(*u),
+        _ => None,
+    });
+    Some(crate::authz::Identity::from_grants(&name, uris))
+}
+
+/// The identity of an authenticated QUIC peer.
+pub fn peer_identity(conn: &quinn::Connection) -> Option<crate::authz::Identity> {
+    let certs = conn.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    identity(certs.first()?)
 }
 
 /// A certificate's notAfter, in Unix seconds.
