@@ -411,12 +411,14 @@ fn in_ns(mut r: Record, ns: &str) -> Record {
 /// `shop` and `pay`; proxy n1's certificate names `shop`, n2's `pay`. Each proxy ends up holding
 /// its own namespace's records and none of the other's, anti-entropy settles (no resending every
 /// round: the digests are worked out over what each peer may see), and a record of `pay` that
-/// n1 writes anyway (a tampered node) is refused by everyone and counted.
+/// n1 writes anyway (a tampered node) is refused by everyone and counted; so is a service in
+/// `pay` from registry n3, whose certificate names only `shop` (item 1's hostile registry).
 #[test]
 fn nodes_learn_and_write_only_the_namespaces_their_certificates_name() {
-    let mut sim = Sim::new(3, SimConfig::default(), 41, |i| if i == 0 { Role::Registry } else { Role::Proxy });
+    let mut sim = Sim::new(4, SimConfig::default(), 41, |i| if i == 0 || i == 3 { Role::Registry } else { Role::Proxy });
     sim.scope(1, &["shop"]);
     sim.scope(2, &["pay"]);
+    sim.scope(3, &["shop"]);
     sim.converge_membership(None);
     let records: Vec<Record> = ["shop", "pay"].iter().flat_map(|ns| [in_ns(namespace("n0", 10), ns), in_ns(service("n0", 11), ns)]).collect();
     for r in &records {
@@ -428,7 +430,7 @@ fn nodes_learn_and_write_only_the_namespaces_their_certificates_name() {
     assert_eq!(holds(&sim, 1), vec!["namespace shop", "service shop/web"]);
     assert_eq!(holds(&sim, 2), vec!["namespace pay", "service pay/web"]);
     // Settled: another 20 s of anti-entropy sends no records (pushes carry only what differs).
-    let pushes = |sim: &Sim| (0..3).map(|i| sim.core(i).stats().pushes_sent).sum::<u64>();
+    let pushes = |sim: &Sim| (0..4).map(|i| sim.core(i).stats().pushes_sent).sum::<u64>();
     let before = pushes(&sim);
     sim.run_for(20 * S);
     assert_eq!(pushes(&sim), before, "anti-entropy resends to scoped nodes every round");
@@ -439,8 +441,22 @@ fn nodes_learn_and_write_only_the_namespaces_their_certificates_name() {
     for i in [0, 2] {
         assert!(sim.core(i).replica().get(&rogue.key).is_none(), "n{i} took n1's endpoint in pay");
     }
-    let refused: u64 = (0..3).map(|i| sim.core(i).stats().out_of_scope_records).sum();
+    let refused: u64 = (0..4).map(|i| sim.core(i).stats().out_of_scope_records).sum();
     assert!(refused >= 1, "the refusals are counted");
+    // Registry n3 (shop only) defines a service in pay: nobody takes it, and it is counted.
+    let hostile = in_ns(service("n3", 60), "pay");
+    let mut hostile_svc = hostile.clone();
+    if let Some(Body::Service(s)) = hostile_svc.body.as_mut() {
+        s.name = "grab".into();
+    }
+    hostile_svc.key = hostile_svc.body.as_ref().unwrap().key();
+    sim.write(3, hostile_svc.clone());
+    sim.run_for(5 * S);
+    for i in [0, 1, 2] {
+        assert!(sim.core(i).replica().get(&hostile_svc.key).is_none(), "n{i} took n3's service in pay");
+    }
+    let refused_after: u64 = (0..4).map(|i| sim.core(i).stats().out_of_scope_records).sum();
+    assert!(refused_after > refused, "n3's record was refused and counted");
     // Its endpoint in shop is fine.
     let fine = endpoint("n1", "fine", 51);
     sim.write(1, fine.clone());

@@ -82,3 +82,13 @@ fn mesh_sections_are_checked_where_they_are() {
     assert_eq!(validate::parse_seed("db-1").unwrap(), ("db-1".to_string(), DEFAULT_GOSSIP_PORT));
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn a_bad_allow_entry_is_named() {
+    let d = dir("allow", &[("a.toml", "[[service]]\nnamespace = \"default\"\nname = \"pay\"\nallow = { nodes = [\"web/1\"] }\n")]);
+    let err = load(&d).unwrap_err().to_string();
+    assert!(err.contains("service `default/pay`: `allow.nodes[0]` `web/1` contains '/'"), "{err}");
+    let d = dir("allow2", &[("b.toml", "[[service]]\nnamespace = \"default\"\nname = \"ledger\"\nallow = { groups = [\"billing\"], roles = [\"x\"] }\n")]);
+    let err = load(&d).unwrap_err().to_string();
+    assert!(err.contains("b.toml:4:") && err.contains("unknown field `roles`, expected one of `namespaces`, `nodes`, `groups`"), "{err}");
+}

@@ -1,13 +1,13 @@
 //! Anti-entropy: compare per-writer summaries and work out which records the other side lacks.
 
-use super::{Digest, Replica, WriterSummary, summarize};
+use super::{Digest, WriterSummary, summarize};
+use crate::catalog::Record;
 
 /// [`offer`] over all of `replica`: what a peer that may see every namespace is offered.
 #[cfg(test)]
-pub fn offer<R: Replica>(replica: &R, mine: &Digest, theirs: &Digest, eager: bool) -> Offer {
+pub fn offer<R: super::Replica>(replica: &R, mine: &Digest, theirs: &Digest, eager: bool) -> Offer {
     offer_from(&|w| replica.records_by(w, 0), mine, theirs, eager)
 }
-use crate::catalog::Record;
 
 /// What to send back for one digest.
 #[derive(Debug, Default, PartialEq)]

@@ -156,8 +156,17 @@ pub struct ProxyParts {
     pub access_config: crate::telemetry::access::AccessLogConfig,
 }
 
+/// Set by `WEFT_TEST_SKIP_CALLER_AUTHZ=1`: this node then sends requests to services that do not
+/// admit it, as a tampered node would, so tests can show the endpoint's node refusing them
+/// (`tests/authz.rs`). It opens nothing: the endpoint's node checks every relayed connection.
+pub static SKIP_CALLER_AUTHZ: AtomicBool = AtomicBool::new(false);
+
 impl Proxy {
     pub fn new(p: ProxyParts) -> Proxy {
+        if std::env::var_os("WEFT_TEST_SKIP_CALLER_AUTHZ").is_some_and(|v| v == "1") {
+            tracing::warn!("WEFT_TEST_SKIP_CALLER_AUTHZ=1: this node does not check services' allow lists before sending (endpoint nodes still do)");
+            SKIP_CALLER_AUTHZ.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let shared = Arc::new(Shared { pools: Pools::new(p.mesh), table: p.table, zone: p.zone, draining: CancellationToken::new(), stopping: AtomicBool::new(false), accepted_late: AtomicU64::new(0) });
         let mut clients_rx = p.clients;
         let clients = clients_rx.borrow_and_update().clone();

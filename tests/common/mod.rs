@@ -1098,8 +1098,15 @@ impl MeshCa {
 
     /// `weft ca issue --dir CA --node NAME --out CA/nodes` → the node's `[tls]` files.
     pub fn issue(&self, node: &str) -> NodeTls {
+        self.issue_with(node, &[])
+    }
+
+    /// [`MeshCa::issue`] with more arguments, e.g. `--namespace pay --group billing`.
+    pub fn issue_with(&self, node: &str, args: &[&str]) -> NodeTls {
         let out = self.tmp.join("nodes");
-        weft_cmd(&["ca", "issue", "--dir", self.dir.to_str().unwrap(), "--node", node, "--out", out.to_str().unwrap()]).expect_ok();
+        let mut all = vec!["ca", "issue", "--dir", self.dir.to_str().unwrap(), "--node", node, "--out", out.to_str().unwrap()];
+        all.extend_from_slice(args);
+        weft_cmd(&all).expect_ok();
         let t = NodeTls { ca: self.ca_pem(), cert: out.join(format!("{node}.pem")), key: out.join(format!("{node}-key.pem")) };
         assert!(t.cert.exists() && t.key.exists(), "weft ca issue wrote no {} / {}", t.cert.display(), t.key.display());
         t
@@ -1133,6 +1140,8 @@ pub struct MeshNode {
     pub node_extra: String,
     /// TOML appended after the generated tables ([[service]], [[endpoint]] ...)
     pub extra: String,
+    /// more environment variables for `weft run`
+    pub env: Vec<(String, String)>,
 }
 
 impl MeshNode {
@@ -1149,7 +1158,12 @@ impl MeshNode {
             gossip_extra: String::new(),
             node_extra: String::new(),
             extra: String::new(),
+            env: Vec::new(),
         }
+    }
+    pub fn env(mut self, key: &str, value: &str) -> MeshNode {
+        self.env.push((key.into(), value.into()));
+        self
     }
     /// Lines for the `[node]` table.
     pub fn node_extra(mut self, toml: &str) -> MeshNode {
@@ -1221,6 +1235,7 @@ impl Weft {
     pub fn spawn_mesh(n: &MeshNode) -> Weft {
         let mut opts = WeftOpts::new(n.vip_net);
         opts.netns = n.netns.clone();
+        opts.env = n.env.clone();
         opts.dns_enabled = false;
         let dir = TempDir::new(&format!("mesh-{}", n.name));
         let data_dir = dir.join("data");
