@@ -93,10 +93,10 @@ pub(super) fn run(db: Arc<Database>, jobs: Receiver<Job>) {
             let _ = w.send(result.clone());
         }
     }
-    if unsynced || !retry.is_empty() {
-        if let Err(e) = commit(&db, &retry, true) {
-            tracing::error!(error = %e, "cannot write the store at shutdown");
-        }
+    if (unsynced || !retry.is_empty())
+        && let Err(e) = commit(&db, &retry, true)
+    {
+        tracing::error!(error = %e, "cannot write the store at shutdown");
     }
 }
 

@@ -40,7 +40,7 @@ pub(super) fn poller(sh: &Shared, i: usize) {
         let began = Instant::now();
         let t = Duration::from_millis(1000);
         let members = admin(rt.admin_port, "GET", "/v1/members", None, t).ok().filter(|r| r.0 == 200).and_then(|r| parse_members(&r.1));
-        let endpoints = if round % 2 == 0 {
+        let endpoints = if round.is_multiple_of(2) {
             admin(rt.admin_port, "GET", "/v1/endpoints", None, t).ok().filter(|r| r.0 == 200).and_then(|r| parse_endpoints(&r.1))
         } else {
             None
