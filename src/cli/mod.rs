@@ -135,6 +135,7 @@ pub enum CaCmd {
     Issue {
         #[arg(long)]
         node: String,
+        /// Where the CA lives (ca.pem, ca-key.pem; default: the node's data dir + /pki).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Where to write the node's files (default: the CA dir).
@@ -585,7 +586,14 @@ fn ca(cli: &Cli, cmd: &CaCmd) -> ExitCode {
             };
             let out = out.clone().unwrap_or_else(|| dir.clone());
             let grants = pki::Grants { namespaces: namespaces.clone(), groups: groups.clone() };
-            let scope = if namespaces.is_empty() { "every namespace".to_string() } else { format!("namespaces {}", namespaces.join(", ")) };
+            let mut scope = match namespaces.as_slice() {
+                [] => "every namespace".to_string(),
+                [one] => format!("namespace {one}"),
+                many => format!("namespaces {}", many.join(", ")),
+            };
+            if !groups.is_empty() {
+                scope.push_str(&format!("; group{} {}", if groups.len() == 1 { "" } else { "s" }, groups.join(", ")));
+            }
             pki::ca_issue(&dir, &out, node, sans, &grants, *days).map(|i| match &i.ca {
                 Some(ca) => format!("certificate for node {node} ({scope}): {} (key {}, CA {}: the node's [tls] bundle), valid {days} days", i.cert.display(), i.key.display(), ca.display()),
                 None => format!("certificate for node {node} ({scope}): {} (key {}), valid {days} days", i.cert.display(), i.key.display()),
