@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod background;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -116,7 +116,10 @@ impl Catalog {
         let (p, st, t) = (publisher.clone(), state.clone(), tx.clone());
         let thread = std::thread::Builder::new()
             .name("weft-catalog-publish".into())
-            .spawn(move || p.run(&st, &t))
+            .spawn(move || {
+                crate::background::lower_this_thread("weft-catalog-publish");
+                p.run(&st, &t)
+            })
             .map_err(|e| CatalogError::Conflict(format!("cannot start the catalog's publisher thread: {e}")))?;
         Ok(Catalog {
             state,
@@ -220,6 +223,13 @@ impl Catalog {
     /// publisher has not sent it yet).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         send_snapshot(&mut self.lock(), &self.tx);
+        self.tx.borrow().clone()
+    }
+
+    /// The last published snapshot, at most the publisher's interval (100 ms) behind: for readers that need
+    /// not see their own write, so they never build one (on a runtime thread, a build costs
+    /// O(catalog)).
+    pub fn latest(&self) -> Arc<Snapshot> {
         self.tx.borrow().clone()
     }
 
@@ -494,7 +504,12 @@ impl Catalog {
             if !accept(&record, current) {
                 continue;
             }
-            if let Some(Body::Service(svc)) = &record.body {
+            // Most replicated services have their VIPs already (or no aliases): copying the VIP
+            // map for each was O(catalog) per record on the gossip task.
+            let needs_vip = |svc: &Service| svc.aliases.iter().any(|a| !state.vips.contains_key(&a.dns_name) && !new_vips.iter().any(|(n, _)| *n == a.dns_name));
+            if let Some(Body::Service(svc)) = &record.body
+                && needs_vip(svc)
+            {
                 let mut vips = state.vips.clone();
                 vips.extend(new_vips.iter().cloned());
                 match self.allocate_vips(&vips, svc) {
@@ -531,6 +546,17 @@ impl Catalog {
     /// lock and without copying them.
     pub fn with_records<T>(&self, f: impl FnOnce(std::collections::btree_map::Values<'_, Key, Record>) -> T) -> T {
         f(self.lock().records.values())
+    }
+
+    /// [`Catalog::with_records`], with the [`Catalog::change_count`] the records are at.
+    pub fn with_records_counted<T>(&self, f: impl FnOnce(std::collections::btree_map::Values<'_, Key, Record>) -> T) -> (u64, T) {
+        let state = self.lock();
+        (state.seq, f(state.records.values()))
+    }
+
+    /// A number that changes whenever any record does (not across restarts).
+    pub fn change_count(&self) -> u64 {
+        self.lock().seq
     }
 
     /// Every record whose version was written by `writer`, above clock `above`.

@@ -82,7 +82,10 @@ struct OwnEndpoints {
 
 impl LocalEndpoints for OwnEndpoints {
     fn resolve(&self, req: &RelayRequest, caller: &crate::authz::Identity) -> Option<LocalEndpoint> {
-        let snap = self.catalog.snapshot();
+        // The published snapshot: building one here, per relayed stream, during a burst of
+        // writes cost O(catalog) each on a runtime thread. An endpoint registered in the last
+        // 100 ms may not be found yet; the caller then tries another (status NotHere).
+        let snap = self.catalog.latest();
         let svc = snap.services.get(&(req.namespace.clone(), req.service.clone()))?;
         let ep = snap.endpoints_of(&req.namespace, &req.service).iter().find(|e| e.id == req.endpoint && e.node == self.catalog.node())?;
         let http1 = svc.protocol == crate::catalog::Protocol::Http;
@@ -297,7 +300,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         let gossip = GossipConfig { remove_down_after: Duration::from_secs(config.gossip.remove_down_after_s), ..GossipConfig::default() };
         let seed = rand::random::<u64>();
         let start = tokio::time::Instant::now();
-        let mut core = Core::new(me.clone(), gossip, mesh::CatalogReplica { catalog: catalog.clone(), stats: stats.clone() }, seed, 0);
+        let mut core = Core::new(me.clone(), gossip, mesh::CatalogReplica { catalog: catalog.clone(), stats: stats.clone(), digest: Default::default() }, seed, 0);
         core.restore(mesh::restore_members(&catalog), 0);
         core.set_own_grants(transport.identity().namespaces.clone().map(Arc::new));
         let parts = mesh::MeshParts {

@@ -14,6 +14,7 @@ mod h2;
 mod io;
 mod pipeline;
 mod pool;
+mod rebuild;
 mod replay;
 pub mod table;
 mod tcp;
@@ -38,6 +39,7 @@ use crate::dns::{HostsBlock, NameTable};
 use crate::policy::PluginSource;
 use crate::telemetry::Stats;
 use pool::Pools;
+use rebuild::{Build, TableWorker};
 use table::TableBuilder;
 
 /// What every listener and connection of this node shares.
@@ -90,7 +92,7 @@ pub type ListenerFds = Arc<Mutex<BTreeMap<SocketAddr, std::os::fd::OwnedFd>>>;
 pub struct Proxy {
     shared: Arc<Shared>,
     stats: Arc<Stats>,
-    builder: TableBuilder,
+    builder: TableWorker,
     clients: HashSet<String>,
     running: HashMap<SocketAddr, Running>,
     names: NameTable,
@@ -173,7 +175,7 @@ impl Proxy {
         Proxy {
             shared,
             stats: p.stats,
-            builder: TableBuilder::with_access(p.access),
+            builder: TableWorker::start(TableBuilder::with_access(p.access)),
             clients,
             running: HashMap::new(),
             names: p.names,
@@ -212,7 +214,7 @@ impl Proxy {
     }
 
     /// Brings the routing table, listeners and names in line with a snapshot.
-    pub async fn apply(&mut self, snap: &Snapshot) {
+    pub async fn apply(&mut self, snap: &Arc<Snapshot>) {
         self.start_access_log(snap).await;
         let peers = self.peers.borrow_and_update().clone();
         // Read each time: a reloaded certificate may grant other namespaces or groups.
@@ -220,7 +222,9 @@ impl Proxy {
             Some(t) => t.identity(),
             None => Arc::new(crate::authz::Identity::cluster_wide(&self.me)),
         };
-        let table = Arc::new(self.builder.build(snap, &self.stats, &self.clients, &me, &peers, &*self.plugins));
+        let job = Build { snap: snap.clone(), stats: self.stats.clone(), clients: self.clients.clone(), me, peers, plugins: self.plugins.clone() };
+        let Some(table) = self.builder.build(job).await else { return };
+        let table = Arc::new(table);
         self.shared.table.store(table.clone());
         // Stop listeners whose alias went away or changed protocol (their connections finish).
         let fds = self.fds.clone();

@@ -99,7 +99,10 @@ impl Store {
         let for_writer = db.clone();
         let thread = std::thread::Builder::new()
             .name("weft-store".into())
-            .spawn(move || writer::run(for_writer, rx))
+            .spawn(move || {
+                crate::background::lower_this_thread("weft-store");
+                writer::run(for_writer, rx)
+            })
             .map_err(|source| StoreError::CreateDir { path: path.clone(), source })?;
         let store = Store { db, path, writer: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) };
         // Create the tables up front so readers never meet a missing table.
