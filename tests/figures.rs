@@ -105,19 +105,25 @@ fn slow_backend_p50_reads_its_true_latency() {
     }
 
     let near = |us: f64| (us - 1_400_000.0).abs() <= 140_000.0;
+    // p99 of 12 is the slowest one: on a loaded machine one request may take 1.45 s, which falls
+    // in the bucket [1.44 s, 1.57 s) (eight per power of two), read towards its top. It must
+    // still be nowhere near the old bucket bound of 5 s.
+    let near_p99 = |us: f64| (1_260_000.0..=1_750_000.0).contains(&us);
     let json = w.cli(&["stats", "-o", "json"]);
     let s = &json.expect_ok().json()["default/slow"];
     assert_eq!(s["requests"], 12, "{s}");
     for (what, v) in [("latency_p50_us", &s["latency_p50_us"]), ("latency_p99_us", &s["latency_p99_us"]), ("endpoint p50", &s["endpoints"][0]["response_time_p50_us"])] {
         let us = v.as_f64().unwrap_or_else(|| panic!("{what} missing: {s}"));
-        assert!(near(us), "{what} is {us} µs for requests that take 1.4 s: {s}");
+        let ok = if what.contains("p99") { near_p99(us) } else { near(us) };
+        assert!(ok, "{what} is {us} µs for requests that take 1.4 s: {s}");
     }
 
     let (text, tables) = stats_table(&w);
     let svc = row(&tables[0], "SERVICE", "default/slow", &text);
     for col in ["P50", "P99"] {
         let us = parse_duration(&svc[col]).unwrap_or_else(|| panic!("{col} `{}` is not a duration:\n{text}", svc[col]));
-        assert!(near(us), "service {col} reads {} for requests that take 1.4 s:\n{text}", svc[col]);
+        let ok = if col == "P99" { near_p99(us) } else { near(us) };
+        assert!(ok, "service {col} reads {} for requests that take 1.4 s:\n{text}", svc[col]);
     }
     let ep = row(tables.get(1).unwrap_or_else(|| panic!("no endpoint table:\n{text}")), "ENDPOINT", "slow-1", &text);
     assert!(parse_duration(&ep["P50"]).is_some_and(near), "endpoint P50 reads {}:\n{text}", ep["P50"]);
