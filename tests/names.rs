@@ -176,6 +176,10 @@ fn hosts_file_block_resolves_aliases_and_is_removed_on_sigterm() {
         getent(&ns, "late-svc").stdout().split_whitespace().next() == Some(late_vip.as_str())
     });
     assert!(ok, "late-svc did not resolve via the hosts file within 2 s:\n{}", ns.read_etc("hosts"));
+    // The endpoint routes once its first health check passed and the catalog published that
+    // (at most 100 ms later: snapshots are coalesced), not the instant `endpoint create` returns.
+    let healthy = wait_until(Duration::from_secs(2), Duration::from_millis(50), || w.healthy_endpoints("late-svc", 5000) == Some(1));
+    assert!(healthy, "late-1 never became routable: {:?}", w.route_now("late-svc", 5000));
     let (code, body, err) = curl_get(ns.ns(), "http://late-svc:5000/late");
     assert_eq!((code, backend_name(&body)), (200, Some("app-1".to_string())), "{body} {err}");
 
