@@ -42,6 +42,9 @@ fn state_and_vips_survive_kill_9_and_restart() {
     }
     let vip = w.vip("front.durable", 8080);
     wait_tcp(&format!("{vip}:8080"), Duration::from_secs(5));
+    // Routable once a first health check passed and the catalog published it (≤ 100 ms later).
+    let routable = wait_until(Duration::from_secs(5), Duration::from_millis(50), || w.healthy_endpoints("front.durable", 8080).is_some_and(|n| n > 0));
+    assert!(routable, "front never routable: {:?}", w.route_now("front.durable", 8080));
     let r = http(&vip, 8080, "GET", "/before", None).expect("GET through VIP before restart");
     assert_eq!(r.status, 200, "{}", r.text());
 
