@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{BoundHistogram, Histogram, Meter, MeterProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
@@ -224,8 +224,17 @@ struct Collection {
     source: SnapshotFn,
     points: Mutex<Arc<std::collections::BTreeMap<&'static str, Vec<Point>>>>,
     histograms: HashMap<&'static str, Histogram<f64>>,
-    /// The histogram counts already fed to the SDK, per series.
-    fed: Mutex<HashMap<(&'static str, Vec<(String, String)>), HistogramSnapshot>>,
+    /// Per series: the histogram counts already fed to the SDK, and the SDK histogram bound to
+    /// the series' attributes. Binding once matters: an unbound `record` hashes and compares the
+    /// attribute set on every call, and the replay makes one call per sample — measured with
+    /// `perf` under HTTP/2 load (77k req/s), that hashing was 2/3 of the exporter thread's
+    /// 2.4 % of weft's CPU.
+    fed: Mutex<HashMap<(&'static str, Vec<(String, String)>), Fed>>,
+}
+
+struct Fed {
+    counts: HistogramSnapshot,
+    bound: BoundHistogram<f64>,
 }
 
 fn kvs(p: &Point) -> Vec<KeyValue> {
@@ -246,10 +255,13 @@ impl Collection {
             for p in points.get(name).into_iter().flatten() {
                 let Value::Histogram(now) = &p.value else { continue };
                 let key = (*name, p.attributes.clone());
-                let before = fed.get(&key).filter(|b| b.count() <= now.count()).cloned().unwrap_or_default();
-                feed(h, &kvs(p), &before, now);
-                seen.insert(key.clone());
-                fed.insert(key, now.clone());
+                let series = fed.entry(key.clone()).or_insert_with(|| Fed { counts: HistogramSnapshot::default(), bound: h.bind(&kvs(p)) });
+                if series.counts.count() > now.count() {
+                    series.counts = HistogramSnapshot::default(); // the series restarted
+                }
+                feed(&series.bound, &series.counts, now);
+                series.counts = now.clone();
+                seen.insert(key);
             }
         }
         fed.retain(|k, _| seen.contains(k));
@@ -259,7 +271,7 @@ impl Collection {
 
 /// Records the samples `now` has beyond `before`, each inside its own bucket, spread so that
 /// their sum matches the recorded sum as closely as the buckets allow.
-fn feed(h: &Histogram<f64>, attrs: &[KeyValue], before: &HistogramSnapshot, now: &HistogramSnapshot) {
+fn feed(h: &BoundHistogram<f64>, before: &HistogramSnapshot, now: &HistogramSnapshot) {
     let delta: Vec<u64> = now.counts.iter().zip(&before.counts).map(|(a, b)| a.saturating_sub(*b)).collect();
     let width = |i: usize| BOUNDS_US.get(i + 1).map_or(0, |hi| hi - BOUNDS_US[i]) as f64;
     let (mut lows, mut widths) = (0.0, 0.0);
@@ -275,7 +287,7 @@ fn feed(h: &Histogram<f64>, attrs: &[KeyValue], before: &HistogramSnapshot, now:
     for (i, d) in delta.iter().enumerate() {
         let v = (BOUNDS_US[i] as f64 + f * width(i)) / 1e6;
         for _ in 0..*d {
-            h.record(v, attrs);
+            h.record(v);
         }
     }
 }
