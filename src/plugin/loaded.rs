@@ -98,9 +98,9 @@ impl Loaded {
                 idempotent: req.idempotent,
                 source_zone: zone.id(req.source_zone),
             };
-            w.store.data_mut().request.set(req, &self.wanted);
+            w.store.data_mut().request = wasm::CallRequest::lend(req);
             let r = f(&mut *w, info);
-            w.store.data_mut().request.active = false;
+            w.store.data_mut().request.end();
             r.map(|r| (r, w))
         });
         match result {
