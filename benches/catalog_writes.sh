@@ -8,7 +8,7 @@
 #
 # Two mesh nodes on loopback: a registry `r` and a proxy `p` on one core (PROXY_CPU: weft then
 # runs its single-threaded runtime, the case where a disk wait on a runtime thread stalls every
-# request). `p` owns the benchmark endpoint (nginx). The load (benches/fixed_rate.py, open loop)
+# request); the registry, the load and the writing client run on the other core. `p` owns the benchmark endpoint (nginx). The load (benches/fixed_rate.py, open loop)
 # calls the alias on `p`. The writes: WRITES endpoint registrations, half to `p`'s own admin API
 # (durable commits on `p`) and half to `r` as services (replicated to `p`, merged by its gossip
 # task), 8 at a time. Goal: p99 during the writes <= 1.5x the quiet p99.
@@ -51,7 +51,7 @@ service = "backend"
 id = "nginx-1"
 address = "127.0.0.1:$BACKEND_PORT"
 CONF
-WEFT_LOG=warn "$WEFT" run -c "$TMP/r/weft.toml" >"$TMP/r/weft.log" 2>&1 &
+WEFT_LOG=warn "${LOAD_CPU[@]}" "$WEFT" run -c "$TMP/r/weft.toml" >"$TMP/r/weft.log" 2>&1 &
 PIDS+=($!)
 WEFT_LOG=warn "${PROXY_CPU[@]}" "$WEFT" run -c "$TMP/p/weft.toml" >"$TMP/p/weft.log" 2>&1 &
 P_PID=$!
@@ -65,7 +65,7 @@ wait_http "$URL"
 # WRITES registrations, 8 at a time: even ones to p (endpoints of a service of their own, so the
 # measured traffic never goes to them), odd ones to r (services, replicated to p).
 writes() { # round
-  python3 - "$1" "$WRITES" "$P_ADMIN" "$R_ADMIN" <<'PY'
+  "${LOAD_CPU[@]}" python3 - "$1" "$WRITES" "$P_ADMIN" "$R_ADMIN" <<'PY'
 import json, sys, threading, urllib.request
 rnd, total, p, r = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 def post(port, path, body):

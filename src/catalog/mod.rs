@@ -117,7 +117,7 @@ impl Catalog {
         let thread = std::thread::Builder::new()
             .name("weft-catalog-publish".into())
             .spawn(move || {
-                crate::background::lower_this_thread("weft-catalog-publish");
+                crate::background::lower_this_thread("weft-catalog-publish", crate::background::Class::Low);
                 p.run(&st, &t)
             })
             .map_err(|e| CatalogError::Conflict(format!("cannot start the catalog's publisher thread: {e}")))?;

@@ -503,7 +503,14 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     // (BENCHMARKS.md). Blocking work still goes to `spawn_blocking` threads either way.
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let mut builder = if one_cpu { tokio::runtime::Builder::new_current_thread() } else { tokio::runtime::Builder::new_multi_thread() };
-    let runtime = match builder.enable_all().thread_name("weft").build() {
+    if one_cpu {
+        // The runtime's only worker is this thread; the others are the blocking pool's (API
+        // writes, file work), control-plane work that must not take turns with the requests.
+        builder.thread_name("weft-blocking").on_thread_start(|| crate::background::lower_this_thread("weft-blocking", crate::background::Class::Idle));
+    } else {
+        builder.thread_name("weft");
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

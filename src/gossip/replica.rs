@@ -41,15 +41,33 @@ pub fn summarize<'a>(records: impl Iterator<Item = &'a Record>) -> Digest {
 /// uniform). Hand-written because std's hasher is not guaranteed stable across Rust releases and
 /// nodes may run different builds.
 pub fn record_hash(r: &Record) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let key = r.key.encode();
-    for b in key.as_bytes().iter().chain([0xffu8].iter()).chain(r.version.hlc.to_le_bytes().iter()) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let mut fnv = Fnv(0xcbf2_9ce4_8422_2325);
+    let _ = r.key.write_encoded(&mut fnv);
+    fnv.bytes(&[0xff]);
+    fnv.bytes(&r.version.hlc.to_le_bytes());
+    let mut h = fnv.0;
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
+}
+
+/// FNV-1a over the bytes written to it.
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+impl std::fmt::Write for Fnv {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.bytes(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// The record store as the gossip core sees it (the catalog in production, [`MemReplica`] in

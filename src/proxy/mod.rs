@@ -225,7 +225,7 @@ impl Proxy {
         let job = Build { snap: snap.clone(), stats: self.stats.clone(), clients: self.clients.clone(), me, peers, plugins: self.plugins.clone() };
         let Some(table) = self.builder.build(job).await else { return };
         let table = Arc::new(table);
-        self.shared.table.store(table.clone());
+        let old = self.shared.table.swap(table.clone());
         // Stop listeners whose alias went away or changed protocol (their connections finish).
         let fds = self.fds.clone();
         self.running.retain(|addr, r| {
@@ -262,6 +262,7 @@ impl Proxy {
             tracing::info!(%addr, "closing a listening socket handed over for an alias that is gone");
         }
         self.names.store(Arc::new(table.names.clone()));
+        self.builder.retire(old);
         if let Some(hosts) = self.hosts.clone() {
             // The write fsyncs; keep it off the runtime's worker threads. Awaiting it keeps
             // successive rewrites in order.
