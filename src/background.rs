@@ -1,51 +1,62 @@
-//! Threads that work for the control plane (the catalog's publisher, the store's writer, the
-//! routing-table builder) run at a lower CPU priority than the runtime threads that carry traffic.
+//! The data plane's thread first: on a one-CPU node the runtime's single worker shares the core
+//! with the threads that work for the control plane (the catalog's publisher, the store's writer,
+//! the routing-table builder, the blocking pool's threads running API writes and file work), and
+//! the scheduler gave equal threads equal turns: a snapshot built during a burst of catalog writes
+//! held requests back for as long as it ran (`benches/catalog_writes.sh`). Two settings:
 //!
-//! On a one-CPU node those threads share the core with the runtime's single worker, and the
-//! scheduler gives equal threads equal turns: a snapshot built during a burst of catalog writes
-//! held requests back for as long as it ran (`benches/catalog_writes.sh`). Two classes:
+//! - Background threads run at nice 10 ([`lower_this_thread`]): about a tenth of the core while the
+//!   data plane wants it, all of it when the data plane waits, so their work still finishes
+//!   promptly and a saturated proxy still gets new routing tables.
+//! - The runtime's thread asks for a short scheduler slice ([`shorten_this_threads_slice`]): on
+//!   Linux's EEVDF scheduler a thread that wakes preempts the running one only if its slice is
+//!   shorter; with equal slices it waited for the running thread's slice (≈ 1–3 ms) to end, even
+//!   behind a nice-10 thread. `perf sched` on a burst of writes: the runtime's thread preempted
+//!   638 times by the blocking pool's threads; the burst's p99 by round with a 100 µs slice 0.64,
+//!   1.0, 1.4, 3.5, 4.1 ms against 1.7, 3.4, 10.8, 13.8, 20.3 before (BENCHMARKS.md).
 //!
-//! - [`Class::Idle`] (`SCHED_IDLE`) for work nothing on the data path waits for: the store's
-//!   writer (durable copies of what is already in memory). A runtime thread that wakes takes the core from such a
-//!   thread at once. At nice 10 it did not: the kernel's scheduler (EEVDF) lets a running thread
-//!   finish its slice (≈ 1–3 ms), and the store writer, 6.5 % of the proxy's CPU during a burst
-//!   of 1,000 writes, lifted the proxied p99 from 0.3 to 1.7 ms (`perf` over the bench).
-//!   An idle-class thread still gets the core whenever the runtime waits, and a sliver (≈ 0.3 %)
-//!   when it never does, so on a saturated core a durable write waits longer.
-//! - [`Class::Low`] (nice 10) for the catalog's publisher and the routing-table builder: a new
-//!   snapshot and table are how a dead endpoint leaves rotation, so they keep about a tenth of a
-//!   saturated core.
+//! Both keep every thread's fair share: nothing starves when the host's CPU is saturated (the
+//! idle scheduling class would have let an application's busy threads stall weft's store writer
+//! and API writes indefinitely).
 
-/// The nice value of [`Class::Low`] threads (the runtime's threads keep the process's own).
+/// The nice value background threads take (the runtime's threads keep the process's own).
 pub const NICE: i32 = 10;
 
-#[derive(Clone, Copy, Debug)]
-pub enum Class {
-    /// `SCHED_IDLE`: runs when no normal thread wants the core.
-    Idle,
-    /// nice [`NICE`]: a smaller share of a contended core.
-    Low,
-}
+/// The slice the runtime's thread asks for (the smallest the kernel grants).
+pub const RUNTIME_SLICE: std::time::Duration = std::time::Duration::from_micros(100);
 
-/// Lowers the calling thread's priority to `class` (Linux). A failure is logged, not fatal: the
-/// thread then runs at the normal priority (or at nice 10, when `SCHED_IDLE` is refused).
-pub fn lower_this_thread(what: &str, class: Class) {
-    if let Class::Idle = class {
-        match set_idle_policy() {
-            Ok(()) => return,
-            Err(e) => tracing::debug!(thread = what, error = %e, "cannot give the thread the idle scheduling class; lowering its nice value"),
-        }
-    }
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), NICE) {
+/// Lowers the calling thread's priority to [`NICE`] with the kernel's default slice (a thread
+/// started by the runtime's thread would inherit its short one). A failure is logged, not fatal:
+/// the thread then runs at the normal priority.
+pub fn lower_this_thread(what: &str) {
+    if let Err(e) = set_this_thread(NICE, 0) {
         tracing::debug!(thread = what, error = %e, "cannot lower the thread's priority");
+        let tid = rustix::thread::gettid();
+        let _ = rustix::process::setpriority_process(Some(tid), NICE);
     }
 }
 
+/// Asks the scheduler for a [`RUNTIME_SLICE`] slice for the calling thread, keeping its nice
+/// value (Linux 6.12 and later: EEVDF's per-task slice, `sched_attr.sched_runtime`; earlier
+/// kernels accept and ignore it).
+pub fn shorten_this_threads_slice(what: &str) {
+    let nice = rustix::process::getpriority_process(None).unwrap_or(0);
+    if let Err(e) = set_this_thread(nice, RUNTIME_SLICE.as_nanos() as u64) {
+        tracing::debug!(thread = what, error = %e, "cannot shorten the thread's scheduler slice");
+    }
+}
+
+/// `sched_setattr` on the calling thread: the normal policy, `nice`, and a slice of `slice_ns`
+/// (0: the kernel's default).
 #[allow(unsafe_code)]
-fn set_idle_policy() -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `sched_setscheduler` reads `param` only; pid 0 is the calling thread.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+fn set_this_thread(nice: i32, slice_ns: u64) -> std::io::Result<()> {
+    // SAFETY: an all-zero `sched_attr` is valid (plain integers).
+    let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
+    attr.size = std::mem::size_of::<libc::sched_attr>() as u32;
+    attr.sched_policy = libc::SCHED_OTHER as u32;
+    attr.sched_nice = nice;
+    attr.sched_runtime = slice_ns;
+    // SAFETY: `sched_setattr(0, &attr, 0)` reads `attr.size` bytes of `attr`; pid 0 is the
+    // calling thread.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const libc::sched_attr, 0u32) };
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }

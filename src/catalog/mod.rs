@@ -32,7 +32,7 @@ pub use types::*;
 pub use vip::VipRange;
 
 use crate::store::{Batch, Store, StoreError, Ticket};
-use publish::{Publisher, send_snapshot};
+use publish::Publisher;
 
 /// How a local write treats what is already there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,9 +69,12 @@ struct State {
     records: BTreeMap<Key, Record>,
     vips: BTreeMap<String, Ipv4Addr>,
     clock: Hlc,
+    /// Counts changes; a snapshot carries the count it was built at.
     seq: u64,
-    /// Changed since the last snapshot went out (see [`Publisher`]).
-    dirty: bool,
+    /// Records changed since the publisher last copied them, and whether the VIPs did (see
+    /// [`Publisher`]).
+    changed: std::collections::BTreeSet<Key>,
+    vips_changed: bool,
 }
 
 pub struct Catalog {
@@ -109,7 +112,7 @@ impl Catalog {
         let loaded = store.load()?;
         let last = loaded.records.iter().map(|r| r.version.hlc).max().unwrap_or(0);
         let records = loaded.records.into_iter().map(|r| (r.key.clone(), r)).collect();
-        let state = State { records, vips: loaded.vips, clock: Hlc::new(last), seq: 0, dirty: false };
+        let state = State { records, vips: loaded.vips, clock: Hlc::new(last), seq: 0, changed: Default::default(), vips_changed: false };
         let (tx, _) = watch::channel(Arc::new(Snapshot::build(&state.records, &state.vips, 0)));
         let (state, tx) = (Arc::new(Mutex::new(state)), Arc::new(tx));
         let publisher = Arc::new(Publisher { poked: Mutex::new(false), wake: std::sync::Condvar::new(), stop: Default::default() });
@@ -117,7 +120,7 @@ impl Catalog {
         let thread = std::thread::Builder::new()
             .name("weft-catalog-publish".into())
             .spawn(move || {
-                crate::background::lower_this_thread("weft-catalog-publish", crate::background::Class::Low);
+                crate::background::lower_this_thread("weft-catalog-publish");
                 p.run(&st, &t)
             })
             .map_err(|e| CatalogError::Conflict(format!("cannot start the catalog's publisher thread: {e}")))?;
@@ -222,8 +225,15 @@ impl Catalog {
     /// The current snapshot, this caller's own latest write included (built now if the
     /// publisher has not sent it yet).
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        send_snapshot(&mut self.lock(), &self.tx);
-        self.tx.borrow().clone()
+        let published = self.tx.borrow().clone();
+        let state = self.lock();
+        if published.seq >= state.seq {
+            return published;
+        }
+        let snap = Arc::new(Snapshot::build(&state.records, &state.vips, state.seq));
+        drop(state);
+        publish::offer(&self.tx, snap.clone());
+        snap
     }
 
     /// The last published snapshot, at most the publisher's interval (100 ms) behind: for readers that need
@@ -389,8 +399,10 @@ impl Catalog {
         let record = Record { key: key.clone(), body: Some(body.clone()), version: Version { hlc, writer: self.node.clone() }, origin, registered };
         let vip_refs = new_vips.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
         let ticket = self.store.enqueue(&Batch { records: vec![&record], vips: vip_refs });
+        state.vips_changed |= !new_vips.is_empty();
         state.vips.extend(new_vips);
         self.announce(&record);
+        state.changed.insert(key.clone());
         state.records.insert(key, record);
         self.publish(state);
         Ok((body, ticket))
@@ -474,6 +486,7 @@ impl Catalog {
         let record = Record { key: key.clone(), body: None, version: Version { hlc, writer: self.node.clone() }, origin, registered: hlc };
         let ticket = self.store.enqueue(&Batch { records: vec![&record], vips: vec![] });
         self.announce(&record);
+        state.changed.insert(key.clone());
         state.records.insert(key.clone(), record);
         self.publish(&mut state);
         Ok(ticket)
@@ -526,8 +539,10 @@ impl Catalog {
         let vip_refs = new_vips.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
         self.store.commit_background(&Batch { records: fresh.iter().collect(), vips: vip_refs });
         self.unflushed.store(true, std::sync::atomic::Ordering::Relaxed);
+        state.vips_changed |= !new_vips.is_empty();
         state.vips.extend(new_vips);
         for r in &fresh {
+            state.changed.insert(r.key.clone());
             state.records.insert(r.key.clone(), r.clone());
         }
         self.publish(&mut state);
@@ -601,7 +616,6 @@ impl Catalog {
 
     fn publish(&self, state: &mut State) {
         state.seq += 1;
-        state.dirty = true;
         self.publisher.poke();
     }
 }

@@ -506,7 +506,7 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     if one_cpu {
         // The runtime's only worker is this thread; the others are the blocking pool's (API
         // writes, file work), control-plane work that must not take turns with the requests.
-        builder.thread_name("weft-blocking").on_thread_start(|| crate::background::lower_this_thread("weft-blocking", crate::background::Class::Idle));
+        builder.thread_name("weft-blocking").on_thread_start(|| crate::background::lower_this_thread("weft-blocking"));
     } else {
         builder.thread_name("weft");
     }
@@ -517,6 +517,9 @@ fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if one_cpu {
+        crate::background::shorten_this_threads_slice("weft");
+    }
     match runtime.block_on(crate::node::run(config, crate::node::Launch { reload, takeover: args.takeover })) {
         Ok(()) => ExitCode::SUCCESS,
         // The same problems `weft validate` reports with EX_CONFIG.

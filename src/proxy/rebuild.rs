@@ -49,7 +49,7 @@ impl TableWorker {
         let access = builder.access.clone();
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new().name("weft-routing".into()).spawn(move || {
-            crate::background::lower_this_thread("weft-routing", crate::background::Class::Low);
+            crate::background::lower_this_thread("weft-routing");
             while let Ok(job) = rx.recv() {
                 match job {
                     Job::Build(b, access, reply) => {

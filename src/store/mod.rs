@@ -100,7 +100,7 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("weft-store".into())
             .spawn(move || {
-                crate::background::lower_this_thread("weft-store", crate::background::Class::Idle);
+                crate::background::lower_this_thread("weft-store");
                 writer::run(for_writer, rx)
             })
             .map_err(|source| StoreError::CreateDir { path: path.clone(), source })?;
