@@ -11,8 +11,9 @@
 //!   Linux's EEVDF scheduler a thread that wakes preempts the running one only if its slice is
 //!   shorter; with equal slices it waited for the running thread's slice (≈ 1–3 ms) to end, even
 //!   behind a nice-10 thread. `perf sched` on a burst of writes: the runtime's thread preempted
-//!   638 times by the blocking pool's threads; the burst's p99 by round with a 100 µs slice 0.64,
-//!   1.0, 1.4, 3.5, 4.1 ms against 1.7, 3.4, 10.8, 13.8, 20.3 before (BENCHMARKS.md).
+//!   638 times by the blocking pool's threads. With the 100 µs slice (and the bench's other
+//!   processes moved off the proxy's core) the burst's p99 by round read 0.57, 0.88, 2.4, 2.1,
+//!   3.7 ms against 1.7, 3.4, 10.8, 13.8, 20.3 before (BENCHMARKS.md).
 //!
 //! Both keep every thread's fair share: nothing starves when the host's CPU is saturated (the
 //! idle scheduling class would have let an application's busy threads stall weft's store writer
