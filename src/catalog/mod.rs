@@ -558,12 +558,7 @@ impl Catalog {
     }
 
     /// Runs `f` over every record held, tombstones included (for gossip digests), under the
-    /// lock and without copying them.
-    pub fn with_records<T>(&self, f: impl FnOnce(std::collections::btree_map::Values<'_, Key, Record>) -> T) -> T {
-        f(self.lock().records.values())
-    }
-
-    /// [`Catalog::with_records`], with the [`Catalog::change_count`] the records are at.
+    /// lock and without copying them; with the [`Catalog::change_count`] they are at.
     pub fn with_records_counted<T>(&self, f: impl FnOnce(std::collections::btree_map::Values<'_, Key, Record>) -> T) -> (u64, T) {
         let state = self.lock();
         (state.seq, f(state.records.values()))
