@@ -1,11 +1,10 @@
 //! Snapshots go out from here: the catalog notes what changed, one thread publishes.
 
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
-
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use super::{Key, Record, Snapshot, State};
 

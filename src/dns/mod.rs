@@ -3,9 +3,11 @@
 
 pub mod hosts;
 pub mod responder;
+mod upstream;
 
 pub use hosts::HostsBlock;
-pub use responder::{DnsResponder, system_upstreams};
+pub use responder::DnsResponder;
+pub use upstream::system_upstreams;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -99,7 +99,7 @@ impl Loaded {
                 source_zone: zone.id(req.source_zone),
             };
             w.store.data_mut().request = wasm::CallRequest::lend(req);
-            let r = f(&mut *w, info);
+            let r = f(&mut w, info);
             w.store.data_mut().request.end();
             r.map(|r| (r, w))
         });
