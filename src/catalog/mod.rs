@@ -6,6 +6,7 @@
 mod address;
 mod discover;
 mod hlc;
+mod index;
 mod plugin;
 mod publish;
 mod read;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 pub use address::{AddressError, EndpointAddress};
 pub use discover::{DiscoverQuery, DiscoverResult, HealthFilter, discover};
 pub use hlc::Hlc;
+pub use index::{Scope, Totals, record_hash};
 pub use plugin::{Fail, MAX_COMPONENT_BYTES, PluginRecord, base64_component, check as check_plugin, check_limits as check_plugin_limits, sha256_hex};
 pub use rules::{RetryOverride, RouteRule};
 pub use settings::{CheckKind, HealthCheck, LbKind, OutlierConfig, RetryConfig};
@@ -76,6 +78,17 @@ struct State {
     /// [`Publisher`]).
     changed: std::collections::BTreeSet<Key>,
     vips_changed: bool,
+    /// The records by writer and clock, for anti-entropy (`read.rs`).
+    index: index::WriterIndex,
+}
+
+impl State {
+    /// The one way a record goes in: the index and the publisher's change list follow.
+    fn put(&mut self, record: Record) {
+        self.index.replace(self.records.get(&record.key), &record);
+        self.changed.insert(record.key.clone());
+        self.records.insert(record.key.clone(), record);
+    }
 }
 
 pub struct Catalog {
@@ -112,8 +125,9 @@ impl Catalog {
     pub fn open(store: Store, node: &str, vip_range: VipRange) -> Result<Catalog, CatalogError> {
         let loaded = store.load()?;
         let last = loaded.records.iter().map(|r| r.version.hlc).max().unwrap_or(0);
-        let records = loaded.records.into_iter().map(|r| (r.key.clone(), r)).collect();
-        let state = State { records, vips: loaded.vips, clock: Hlc::new(last), seq: 0, changed: Default::default(), vips_changed: false };
+        let records: BTreeMap<Key, Record> = loaded.records.into_iter().map(|r| (r.key.clone(), r)).collect();
+        let index = index::WriterIndex::build(records.values());
+        let state = State { records, vips: loaded.vips, clock: Hlc::new(last), seq: 0, changed: Default::default(), vips_changed: false, index };
         let (tx, _) = watch::channel(Arc::new(Snapshot::build(&state.records, &state.vips, 0)));
         let (state, tx) = (Arc::new(Mutex::new(state)), Arc::new(tx));
         let publisher = Arc::new(Publisher { poked: Mutex::new(false), wake: std::sync::Condvar::new(), stop: Default::default() });
@@ -403,8 +417,7 @@ impl Catalog {
         state.vips_changed |= !new_vips.is_empty();
         state.vips.extend(new_vips);
         self.announce(&record);
-        state.changed.insert(key.clone());
-        state.records.insert(key, record);
+        state.put(record);
         self.publish(state);
         Ok((body, ticket))
     }
@@ -487,8 +500,7 @@ impl Catalog {
         let record = Record { key: key.clone(), body: None, version: Version { hlc, writer: self.node.clone() }, origin, registered: hlc };
         let ticket = self.store.enqueue(&Batch { records: vec![&record], vips: vec![] });
         self.announce(&record);
-        state.changed.insert(key.clone());
-        state.records.insert(key.clone(), record);
+        state.put(record);
         self.publish(&mut state);
         Ok(ticket)
     }
@@ -543,8 +555,7 @@ impl Catalog {
         state.vips_changed |= !new_vips.is_empty();
         state.vips.extend(new_vips);
         for r in &fresh {
-            state.changed.insert(r.key.clone());
-            state.records.insert(r.key.clone(), r.clone());
+            state.put(r.clone());
         }
         self.publish(&mut state);
         Ok(fresh)

@@ -3,24 +3,25 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Body, Catalog, Endpoint, Key, Origin, Record, Version};
+use super::{Body, Catalog, Endpoint, Key, Origin, Record, Scope, Totals, Version};
 
 impl Catalog {
-    /// Runs `f` over every record held, tombstones included (for gossip digests), under the
-    /// lock and without copying them; with the [`Catalog::change_count`] they are at.
-    pub fn with_records_counted<T>(&self, f: impl FnOnce(std::collections::btree_map::Values<'_, Key, Record>) -> T) -> (u64, T) {
+    /// Per writer, the totals of the records held that `scope` sees, tombstones included (the
+    /// gossip digest; kept as records change, see `index.rs`).
+    pub fn writer_totals(&self, scope: Scope) -> std::collections::BTreeMap<String, Totals> {
+        self.lock().index.totals(scope)
+    }
+
+    /// Calls `visit(hlc, record_hash)` over `writer`'s records that `scope` sees, newest first,
+    /// until it returns false (under the catalog's lock: keep `visit` short).
+    pub fn walk_newest(&self, writer: &str, scope: Scope, visit: &mut dyn FnMut(u64, u64) -> bool) {
+        self.lock().index.walk_newest(writer, scope, visit)
+    }
+
+    /// Every record written by `writer` above clock `above` that `scope` sees.
+    pub fn records_by(&self, writer: &str, above: u64, scope: Scope) -> Vec<Record> {
         let state = self.lock();
-        (state.seq, f(state.records.values()))
-    }
-
-    /// A number that changes whenever any record does (not across restarts).
-    pub fn change_count(&self) -> u64 {
-        self.lock().seq
-    }
-
-    /// Every record whose version was written by `writer`, above clock `above`.
-    pub fn records_by(&self, writer: &str, above: u64) -> Vec<Record> {
-        self.lock().records.values().filter(|r| r.version.writer == writer && r.version.hlc > above).cloned().collect()
+        state.index.keys_above(writer, above, scope).into_iter().filter_map(|k| state.records.get(k).cloned()).collect()
     }
 
     /// Whether the record at `key` is at `version` or newer here.

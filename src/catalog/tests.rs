@@ -158,3 +158,53 @@ fn an_alias_claimed_twice_goes_to_the_same_service_in_any_order() {
     }
     assert_eq!(owners, ["api", "api"]);
 }
+
+/// The writer index kept as records change (`index.rs`) must equal the reference summary over
+/// the records held, for every scope, through local writes, deletes, merges that replace another
+/// writer's record, and a restart.
+#[test]
+fn the_writer_index_follows_every_change() {
+    let (store, dir) = temp_store("index");
+    let range = VipRange::parse("127.255.9.0/24").unwrap();
+    let check = |c: &Catalog| {
+        let state = c.lock();
+        let shop: std::collections::BTreeSet<String> = ["shop".to_string()].into();
+        for scope in [None, Some(&shop)] {
+            let reference = crate::gossip::summarize(state.records.values().filter(|r| r.key.namespace().is_none_or(|n| scope.is_none_or(|s| s.contains(n)))));
+            let totals = state.index.totals(scope);
+            let got: BTreeMap<String, (u64, u64, u64)> = totals.iter().map(|(w, t)| (w.clone(), (t.max_hlc, t.count, t.hash))).collect();
+            let want: BTreeMap<String, (u64, u64, u64)> = reference.iter().map(|(w, s)| (w.clone(), (s.max_hlc, s.count, s.hash))).collect();
+            assert_eq!(got, want, "scope {scope:?}");
+            for w in want.keys() {
+                let mut walked = Vec::new();
+                state.index.walk_newest(w, scope, &mut |hlc, _| {
+                    walked.push(hlc);
+                    true
+                });
+                assert!(walked.windows(2).all(|p| p[0] >= p[1]), "newest first");
+                assert_eq!(walked.len() as u64, want[w].1);
+            }
+        }
+    };
+    let peer = |body: Body, hlc: u64| Record { key: body.key(), body: Some(body), version: Version { hlc, writer: "n2".into() }, origin: Origin::Remote, registered: hlc };
+    {
+        let c = Catalog::open(store, "n1", range).unwrap();
+        c.write(ns("shop"), Origin::Api).unwrap();
+        c.write(svc("app", "app", 80), Origin::Api).unwrap();
+        for i in 0..40 {
+            c.write(Body::Endpoint(ep(&format!("e{i}"), 1000 + i)), Origin::Api).unwrap();
+        }
+        check(&c);
+        c.delete(&Key::Endpoint("shop".into(), "app".into(), "e3".into())).unwrap();
+        // n2 replaces some of n1's endpoints and adds a namespace of its own.
+        let newer = c.record(&Key::Endpoint("shop".into(), "app".into(), "e4".into())).unwrap().version.hlc + 1;
+        let replaced: Vec<Record> = (4..9).map(|i| peer(Body::Endpoint(ep(&format!("e{i}"), 2000 + i)), newer + u64::from(i))).collect();
+        c.merge_many(replaced, |_, _| true).unwrap();
+        c.merge(peer(Body::Namespace(Namespace { name: "pay".into(), description: String::new() }), newer + 100)).unwrap();
+        check(&c);
+        c.flush().unwrap();
+    }
+    let c = Catalog::open(Store::open(&dir).unwrap(), "n1", range).unwrap();
+    check(&c);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -189,6 +189,14 @@ pub enum Key {
 }
 
 impl Key {
+    /// The namespace the record belongs to; plugins belong to none.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Key::Namespace(n) | Key::Service(n, _) | Key::Endpoint(n, ..) => Some(n),
+            Key::Plugin(_) => None,
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut s = String::new();
         let _ = self.write_encoded(&mut s);

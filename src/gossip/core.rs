@@ -42,6 +42,8 @@ pub struct Core<R: Replica> {
     pub(super) swim_token: Option<foca::TimerToken>,
     pub(super) health: super::local_health::LocalHealth,
     pub(super) scopes: super::scope::Scopes,
+    /// Digest marks of writers whose records have not changed (`sync::MarkCache`).
+    pub(super) marks: super::sync::MarkCache,
 }
 
 pub(super) fn ms(d: Duration) -> Millis {
@@ -99,6 +101,7 @@ impl<R: Replica> Core<R> {
             swim_token: None,
             health: Default::default(),
             scopes: Default::default(),
+            marks: Default::default(),
         };
         // Random first offsets, so nodes started together do not pull in lockstep.
         let ae = core.jitter(core.cfg.anti_entropy_every);

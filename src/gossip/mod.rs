@@ -42,7 +42,7 @@ pub use self::core::Core;
 pub use authority::{admit, may_replace};
 pub use identity::NodeId;
 pub use scope::{Grants, visible};
-pub use replica::{Digest, MemReplica, Replica, WriterSummary, record_hash, summarize};
+pub use replica::{Digest, Mark, MemReplica, Replica, WriterSummary, record_hash, summarize};
 pub use wire::WireError;
 
 /// What a node does in the mesh; it decides which records the node may write.

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::Grants;
-use super::sync::offer_from;
+use super::sync::offer;
 use super::wire::{self, Message};
 use super::{Core, Output, Replica, admit};
 use crate::catalog::{Body, Record};
@@ -38,10 +38,11 @@ impl<R: Replica> Core<R> {
                 }
             }
             Message::Pull(theirs) => {
-                let offer = offer_from(&|w| self.records_for(w, grants), &self.digest_for(grants), &theirs, false);
-                if !offer.records.is_empty() || !offer.need.is_empty() {
-                    let need = (!offer.need.is_empty()).then_some(offer.need);
-                    self.send(reply_to, &Message::Push { records: offer.records, digest: need });
+                let mine = self.digest_for(grants);
+                let answer = offer(&self.replica, grants, &mine, &theirs, false);
+                if !answer.records.is_empty() || !answer.need.is_empty() {
+                    let need = (!answer.need.is_empty()).then_some(answer.need);
+                    self.send(reply_to, &Message::Push { records: answer.records, digest: need });
                     self.stats.pushes_sent += 1;
                 }
             }
@@ -49,9 +50,10 @@ impl<R: Replica> Core<R> {
                 let records = self.in_scope(records, grants);
                 self.merge(records);
                 if let Some(need) = digest {
-                    let offer = offer_from(&|w| self.records_for(w, grants), &self.digest_for(grants), &need, true);
-                    if !offer.records.is_empty() {
-                        self.send(reply_to, &Message::Push { records: offer.records, digest: None });
+                    let mine = self.digest_for(grants);
+                    let answer = offer(&self.replica, grants, &mine, &need, true);
+                    if !answer.records.is_empty() {
+                        self.send(reply_to, &Message::Push { records: answer.records, digest: None });
                         self.stats.pushes_sent += 1;
                     }
                 }
@@ -62,7 +64,8 @@ impl<R: Replica> Core<R> {
     /// The anti-entropy tick: my digest to one random active member.
     pub(super) fn pull(&mut self) {
         if let Some(&(to, ref name)) = self.pick_alive(1, None).first() {
-            let digest = self.digest_for(&self.grants_of(name));
+            let grants = self.grants_of(name);
+            let digest = self.digest_for(&grants);
             self.send(to, &Message::Pull(digest));
             self.stats.pulls_sent += 1;
         }

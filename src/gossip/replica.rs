@@ -4,17 +4,30 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Role;
+use super::{Grants, Role, visible};
+pub use crate::catalog::record_hash;
 use crate::catalog::{Key, Origin, Record, Version};
 
 /// Per writer: enough to tell "equal", "you lack my records above your max" and "there is a gap
 /// somewhere". A max-hlc-only digest misses gaps: deltas arrive out of order, so a node can hold a
 /// writer's hlc 10 without its hlc 8 on another key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriterSummary {
     pub max_hlc: u64,
     pub count: u64,
     /// XOR of [`record_hash`] over the records: order-free, and one record in or out flips it.
+    pub hash: u64,
+    /// Summaries of the records up to a few clocks below `max_hlc`, newest first (`sync::marks`):
+    /// where a gap is, so that an answer resends what lies above the highest mark both sides
+    /// agree on instead of the writer's whole set.
+    pub marks: Vec<Mark>,
+}
+
+/// The count and hash of a writer's records with `version.hlc <= hlc`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub hlc: u64,
+    pub count: u64,
     pub hash: u64,
 }
 
@@ -24,11 +37,16 @@ impl WriterSummary {
         self.count += 1;
         self.hash ^= record_hash(r);
     }
+
+    /// Same records (the marks are a function of them).
+    pub fn same(&self, other: &WriterSummary) -> bool {
+        (self.max_hlc, self.count, self.hash) == (other.max_hlc, other.count, other.hash)
+    }
 }
 
 pub type Digest = BTreeMap<String, WriterSummary>;
 
-/// The one summary function every [`Replica`] uses, so two implementations agree bit for bit.
+/// The reference summary (no marks), which every [`Replica::totals`] must equal bit for bit.
 pub fn summarize<'a>(records: impl Iterator<Item = &'a Record>) -> Digest {
     let mut d = Digest::new();
     for r in records {
@@ -37,46 +55,17 @@ pub fn summarize<'a>(records: impl Iterator<Item = &'a Record>) -> Digest {
     d
 }
 
-/// A stable hash of (key, hlc): FNV-1a then a SplitMix64 finalizer (so XORs of many stay
-/// uniform). Hand-written because std's hasher is not guaranteed stable across Rust releases and
-/// nodes may run different builds.
-pub fn record_hash(r: &Record) -> u64 {
-    let mut fnv = Fnv(0xcbf2_9ce4_8422_2325);
-    let _ = r.key.write_encoded(&mut fnv);
-    fnv.bytes(&[0xff]);
-    fnv.bytes(&r.version.hlc.to_le_bytes());
-    let mut h = fnv.0;
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
-
-/// FNV-1a over the bytes written to it.
-struct Fnv(u64);
-
-impl Fnv {
-    fn bytes(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-impl std::fmt::Write for Fnv {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.bytes(s.as_bytes());
-        Ok(())
-    }
-}
-
 /// The record store as the gossip core sees it (the catalog in production, [`MemReplica`] in
-/// tests and the simulator).
+/// tests and the simulator). `grants`: the namespaces of the node the answer is for.
 pub trait Replica {
-    /// Per-writer summary of every record held, live and tombstones: `summarize(all records)`.
-    fn digest(&self) -> Digest;
-    /// Every record whose `version.writer == writer` and `version.hlc > above`.
-    fn records_by(&self, writer: &str, above: u64) -> Vec<Record>;
+    /// Per-writer totals of the records held that `grants` sees, live and tombstones, without
+    /// marks: `summarize` over them.
+    fn totals(&self, grants: &Grants) -> Digest;
+    /// Calls `visit(hlc, record_hash)` over `writer`'s records that `grants` sees, newest first,
+    /// until it returns false.
+    fn walk_newest(&self, writer: &str, grants: &Grants, visit: &mut dyn FnMut(u64, u64) -> bool);
+    /// Every record whose `version.writer == writer` and `version.hlc > above` that `grants` sees.
+    fn records_by(&self, writer: &str, above: u64, grants: &Grants) -> Vec<Record>;
     /// Merges last-writer-wins and returns the records that were NEW here (they get forwarded);
     /// replays and older versions return nothing. The core has already applied the authority
     /// rules it can check alone ([`super::admit`]); one is left to the replica because only it
@@ -109,15 +98,30 @@ impl MemReplica {
     pub fn get(&self, key: &Key) -> Option<&Record> {
         self.records.get(key)
     }
+
+    /// Every record, as a node that may see every namespace summarises them.
+    pub fn digest(&self) -> Digest {
+        summarize(self.records.values())
+    }
 }
 
 impl Replica for MemReplica {
-    fn digest(&self) -> Digest {
-        summarize(self.records.values())
+    fn totals(&self, grants: &Grants) -> Digest {
+        summarize(self.records.values().filter(|r| visible(r, grants)))
     }
 
-    fn records_by(&self, writer: &str, above: u64) -> Vec<Record> {
-        self.records.values().filter(|r| r.version.writer == writer && r.version.hlc > above).cloned().collect()
+    fn walk_newest(&self, writer: &str, grants: &Grants, visit: &mut dyn FnMut(u64, u64) -> bool) {
+        let mut mine: Vec<&Record> = self.records.values().filter(|r| r.version.writer == writer && visible(r, grants)).collect();
+        mine.sort_by_key(|r| std::cmp::Reverse(r.version.hlc));
+        for r in mine {
+            if !visit(r.version.hlc, record_hash(r)) {
+                return;
+            }
+        }
+    }
+
+    fn records_by(&self, writer: &str, above: u64, grants: &Grants) -> Vec<Record> {
+        self.records.values().filter(|r| r.version.writer == writer && r.version.hlc > above && visible(r, grants)).cloned().collect()
     }
 
     fn holds(&self, key: &Key, version: &Version) -> bool {

@@ -19,8 +19,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{Core, Digest, Replica, summarize};
-use crate::catalog::{Key, Record};
+use super::{Core, Digest, Replica};
+use crate::catalog::Record;
 
 /// The namespaces a node belongs to; `None`: every namespace (a cluster-wide certificate).
 pub type Grants = Option<Arc<BTreeSet<String>>>;
@@ -32,16 +32,9 @@ pub(super) struct Scopes {
     pub peers: HashMap<String, Grants>,
 }
 
-fn namespace_of(key: &Key) -> Option<&str> {
-    match key {
-        Key::Namespace(n) | Key::Service(n, _) | Key::Endpoint(n, ..) => Some(n),
-        Key::Plugin(_) => None,
-    }
-}
-
 /// Whether a node with `grants` may hold `r`.
 pub fn visible(r: &Record, grants: &Grants) -> bool {
-    match (namespace_of(&r.key), grants) {
+    match (r.key.namespace(), grants) {
         (Some(ns), Some(set)) => set.contains(ns),
         _ => true,
     }
@@ -77,24 +70,8 @@ impl<R: Replica> Core<R> {
         kept
     }
 
-    /// My per-writer summary over the records a node with `grants` may see.
-    pub(super) fn digest_for(&self, grants: &Grants) -> Digest {
-        let full = self.replica.digest();
-        if grants.is_none() {
-            return full;
-        }
-        let mut out = Digest::new();
-        for w in full.keys() {
-            let mine = self.replica.records_by(w, 0);
-            out.extend(summarize(mine.iter().filter(|r| visible(r, grants))));
-        }
-        out
-    }
-
-    /// Every record of `writer` a node with `grants` may see.
-    pub(super) fn records_for(&self, writer: &str, grants: &Grants) -> Vec<Record> {
-        let mut all = self.replica.records_by(writer, 0);
-        all.retain(|r| visible(r, grants));
-        all
+    /// My per-writer summary over the records a node with `grants` may see, with marks.
+    pub(super) fn digest_for(&mut self, grants: &Grants) -> Digest {
+        self.marks.digest(&self.replica, grants)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::sync::offer;
+use super::sync::{MarkCache, offer};
 use super::wire::{self, Message, WireError};
 use super::*;
 use crate::catalog::{Body, Endpoint, Health, Key, Namespace, Origin, Record, Version};
@@ -39,6 +39,11 @@ fn replica(records: &[Record]) -> MemReplica {
     r
 }
 
+/// A digest as the core sends it: totals and marks, over every namespace.
+fn dg(r: &MemReplica) -> Digest {
+    MarkCache::default().digest(r, &None)
+}
+
 fn anyone(_: &str) -> Option<Role> {
     Some(Role::Combined)
 }
@@ -46,11 +51,11 @@ fn anyone(_: &str) -> Option<Role> {
 /// One anti-entropy exchange as the core runs it: `a` pulls from `b`, `b` answers, `a` answers
 /// `b`'s need list. Returns how many records travelled.
 fn exchange(a: &mut MemReplica, b: &mut MemReplica) -> usize {
-    let answer = offer(b, &b.digest(), &a.digest(), false);
+    let answer = offer(b, &None, &dg(b), &dg(a), false);
     let mut moved = answer.records.len();
     a.merge(answer.records, &anyone);
     if !answer.need.is_empty() {
-        let back = offer(a, &a.digest(), &answer.need, true);
+        let back = offer(a, &None, &dg(a), &answer.need, true);
         moved += back.records.len();
         b.merge(back.records, &anyone);
     }
@@ -61,7 +66,7 @@ fn exchange(a: &mut MemReplica, b: &mut MemReplica) -> usize {
 fn behind_cleanly_gets_only_what_is_above_its_max() {
     let all = [ep("w", "1", "w", 1), ep("w", "2", "w", 2), ep("w", "3", "w", 3)];
     let (a, b) = (replica(&all[..2]), replica(&all));
-    let o = offer(&b, &b.digest(), &a.digest(), false);
+    let o = offer(&b, &None, &dg(&b), &dg(&a), false);
     assert_eq!(o.records, vec![all[2].clone()]);
     assert!(o.need.is_empty(), "b lacks nothing");
 }
@@ -99,6 +104,44 @@ fn a_key_overwritten_by_another_writer_converges() {
     assert_eq!(a.get(&ep("z", "1", "z", 5).key).unwrap().version.writer, "z");
 }
 
+/// `n` endpoint records of writer `w` at clocks 1..=n.
+fn many(w: &str, n: u64) -> Vec<Record> {
+    (1..=n).map(|i| ep(w, &i.to_string(), w, i)).collect()
+}
+
+#[test]
+fn a_gap_near_the_top_resends_only_what_lies_above_a_mark() {
+    // A burst: b holds 3,000 of w's records; a has all but one of the newest (a delta in
+    // flight). A summary alone would resend all 3,000.
+    let all = many("w", 3000);
+    let mut a = replica(&all.iter().filter(|r| r.version.hlc != 2995).cloned().collect::<Vec<_>>());
+    let mut b = replica(&all);
+    let marks = &dg(&a)["w"].marks;
+    assert_eq!(marks.iter().map(|m| m.hlc).collect::<Vec<_>>(), vec![2983, 2871, 1975]);
+    let moved = exchange(&mut a, &mut b);
+    assert!((1..=17).contains(&moved), "{moved} records travelled for one missing");
+    assert_eq!(dg(&a), dg(&b));
+    assert_eq!(exchange(&mut a, &mut b), 0);
+}
+
+#[test]
+fn gaps_below_every_mark_and_on_both_sides_still_converge() {
+    let all = many("w", 3000);
+    // a lacks an old record, b lacks a recent one a holds.
+    let mut a = replica(&all.iter().filter(|r| r.version.hlc != 7).cloned().collect::<Vec<_>>());
+    let mut b = replica(&all.iter().filter(|r| r.version.hlc != 2990).cloned().collect::<Vec<_>>());
+    exchange(&mut a, &mut b);
+    exchange(&mut b, &mut a);
+    assert_eq!(dg(&a), dg(&b));
+    assert_eq!(a.records.len(), 3000);
+    // A peer's marks out of order are skipped: only the first below its max is used.
+    let a = replica(&all.iter().filter(|r| r.version.hlc != 2995).cloned().collect::<Vec<_>>());
+    let mut theirs = dg(&a);
+    theirs.get_mut("w").unwrap().marks.reverse();
+    let o = offer(&b, &None, &dg(&b), &theirs, false);
+    assert_eq!(o.records.len(), 3000 - 1975);
+}
+
 #[test]
 fn authority_rules() {
     let roles = |w: &str| match w {
@@ -132,7 +175,7 @@ fn authority_rules() {
 #[test]
 fn wire_roundtrip_and_refusals() {
     let mut d = Digest::new();
-    d.insert("w".into(), WriterSummary { max_hlc: 5, count: 2, hash: 77 });
+    d.insert("w".into(), WriterSummary { max_hlc: 5, count: 2, hash: 77, marks: vec![Mark { hlc: 3, count: 1, hash: 12 }] });
     let msgs = [
         Message::Delta(vec![ep("w", "1", "w", 1), tomb("2", "w", 2)]),
         Message::Pull(d.clone()),
@@ -155,15 +198,15 @@ fn wire_roundtrip_and_refusals() {
             assert!(wire::decode_message(&bytes[..n]).is_err(), "prefix {n} of {m:?}");
         }
         let mut v = bytes.to_vec();
-        v[0] = 2;
-        assert!(matches!(wire::decode_message(&v), Err(WireError::Version(2))));
+        v[0] = 1;
+        assert!(matches!(wire::decode_message(&v), Err(WireError::Version(1))), "a node of the digests without marks");
         let mut v = bytes.to_vec();
         v.push(0);
         assert!(matches!(wire::decode_message(&v), Err(WireError::Trailing(1))));
     }
     assert!(matches!(wire::decode_datagram(&[]), Err(WireError::Empty)));
     // A length prefix claiming 4 GB allocates nothing: the input is 6 bytes.
-    assert!(wire::decode_message(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    assert!(wire::decode_message(&[wire::VERSION, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
 }
 
 #[test]

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::{Digest, NodeId};
 use crate::catalog::{Body, Key, Origin, Record, Version};
 
-pub const VERSION: u8 = 1;
+/// 2: digests carry marks (`sync`); a node of version 1 is refused with "unknown wire version".
+pub const VERSION: u8 = 2;
 
 /// Bytes our datagram envelope adds around a foca packet (version, tag, 2-byte length), rounded
 /// up: foca's `max_packet_size` is `max_datagram` minus this.

@@ -37,30 +37,20 @@ pub struct CatalogReplica {
     pub catalog: Arc<Catalog>,
     /// Gets the replication lag of what is merged.
     pub stats: Arc<crate::telemetry::Registry>,
-    /// The last digest and the catalog's change count it was taken at. Anti-entropy asks for
-    /// one four times a second, and each costs O(catalog) on the gossip task: 2.5 ms with 5,000
-    /// records, enough to lift the proxied p99 of a one-CPU node from 0.4 to 5 ms while nothing
-    /// changed (`benches/catalog_writes.sh`, rounds of a growing catalog).
-    pub digest: std::sync::Mutex<Option<(u64, crate::gossip::Digest)>>,
 }
 
 impl Replica for CatalogReplica {
-    fn digest(&self) -> crate::gossip::Digest {
-        let mut cached = self.digest.lock().unwrap_or_else(|p| p.into_inner());
-        let now = self.catalog.change_count();
-        if let Some((at, d)) = cached.as_ref()
-            && *at == now
-        {
-            return d.clone();
-        }
-        // Read with the count it belongs to, under one lock.
-        let (at, d) = self.catalog.with_records_counted(|records| crate::gossip::summarize(records));
-        *cached = Some((at, d.clone()));
-        d
+    fn totals(&self, grants: &crate::gossip::Grants) -> crate::gossip::Digest {
+        let totals = self.catalog.writer_totals(grants.as_deref());
+        totals.into_iter().map(|(w, t)| (w, crate::gossip::WriterSummary { max_hlc: t.max_hlc, count: t.count, hash: t.hash, marks: Vec::new() })).collect()
     }
 
-    fn records_by(&self, writer: &str, above: u64) -> Vec<Record> {
-        self.catalog.records_by(writer, above)
+    fn walk_newest(&self, writer: &str, grants: &crate::gossip::Grants, visit: &mut dyn FnMut(u64, u64) -> bool) {
+        self.catalog.walk_newest(writer, grants.as_deref(), visit)
+    }
+
+    fn records_by(&self, writer: &str, above: u64, grants: &crate::gossip::Grants) -> Vec<Record> {
+        self.catalog.records_by(writer, above, grants.as_deref())
     }
 
     fn holds(&self, key: &crate::catalog::Key, version: &crate::catalog::Version) -> bool {

@@ -300,7 +300,7 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         let gossip = GossipConfig { remove_down_after: Duration::from_secs(config.gossip.remove_down_after_s), ..GossipConfig::default() };
         let seed = rand::random::<u64>();
         let start = tokio::time::Instant::now();
-        let mut core = Core::new(me.clone(), gossip, mesh::CatalogReplica { catalog: catalog.clone(), stats: stats.clone(), digest: Default::default() }, seed, 0);
+        let mut core = Core::new(me.clone(), gossip, mesh::CatalogReplica { catalog: catalog.clone(), stats: stats.clone() }, seed, 0);
         core.restore(mesh::restore_members(&catalog), 0);
         core.set_own_grants(transport.identity().namespaces.clone().map(Arc::new));
         let parts = mesh::MeshParts {
