@@ -37,9 +37,30 @@ pub struct AliasConflict {
     pub refused: Vec<String>,
 }
 
+impl Drop for Snapshot {
+    /// A large snapshot is freed on a background thread: its last reference often goes on the
+    /// runtime's thread (`crate::background::drop_later`).
+    fn drop(&mut self) {
+        if self.services.len() + self.endpoints.len() < 64 {
+            return;
+        }
+        let maps = (
+            std::mem::take(&mut self.namespaces),
+            std::mem::take(&mut self.services),
+            std::mem::take(&mut self.endpoints),
+            std::mem::take(&mut self.revisions),
+            std::mem::take(&mut self.vips),
+            std::mem::take(&mut self.plugins),
+            std::mem::take(&mut self.alias_conflicts),
+        );
+        crate::background::drop_later(maps);
+    }
+}
+
 impl Snapshot {
     pub fn build(records: &BTreeMap<Key, Record>, vips: &BTreeMap<String, Ipv4Addr>, seq: u64) -> Snapshot {
-        let mut s = Snapshot { seq, ..Snapshot::default() };
+        let mut s = Snapshot::default();
+        s.seq = seq;
         for r in records.values() {
             if let Key::Endpoint(ns, svc, _) = &r.key {
                 let rev = s.revisions.entry((ns.clone(), svc.clone())).or_default();

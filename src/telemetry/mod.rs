@@ -238,11 +238,22 @@ impl Registry {
         lock(&self.plugins).retain(|(p, _, _), _| p != plugin);
     }
 
-    /// Drops the series of services and endpoints that no longer exist (called on each catalog
-    /// change with what the catalog still has).
-    pub fn retain(&self, keep_service: impl Fn(&str, &str) -> bool, keep_endpoint: impl Fn(&str, &str, &str) -> bool) {
-        lock(&self.services).retain(|(ns, svc), _| keep_service(ns, svc));
-        lock(&self.endpoints).retain(|(ns, svc, id), _| keep_endpoint(ns, svc, id));
+    /// Drops the series of services and endpoints that no longer exist: `services` and
+    /// `endpoints` are what the catalog still has, each in ascending order (as the series are
+    /// kept), so one merge walk decides, with no allocation per series.
+    pub fn retain<'a>(&self, services: impl Iterator<Item = (&'a str, &'a str)>, endpoints: impl Iterator<Item = (&'a str, &'a str, &'a str)>) {
+        let mut live = services.peekable();
+        lock(&self.services).retain(|(ns, svc), _| {
+            let key = (ns.as_str(), svc.as_str());
+            while live.next_if(|k| *k < key).is_some() {}
+            live.peek() == Some(&key)
+        });
+        let mut live = endpoints.peekable();
+        lock(&self.endpoints).retain(|(ns, svc, id), _| {
+            let key = (ns.as_str(), svc.as_str(), id.as_str());
+            while live.next_if(|k| *k < key).is_some() {}
+            live.peek() == Some(&key)
+        });
     }
 
     fn plugin_report(&self) -> Vec<PluginCounter> {
@@ -411,4 +422,23 @@ pub struct EndpointReport {
     /// TargetResponseTime's histogram, for exporters (not in the JSON).
     #[serde(skip)]
     pub response_time: HistogramSnapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retain_keeps_exactly_the_series_still_listed() {
+        let r = super::Registry::default();
+        for (ns, svc) in [("a", "x"), ("b", "y"), ("b", "z"), ("c", "x")] {
+            r.service(ns, svc);
+            for id in ["1", "2", "10"] {
+                r.endpoint(ns, svc, id);
+            }
+        }
+        r.retain([("a", "x"), ("b", "z"), ("d", "q")].into_iter(), [("a", "x", "10"), ("b", "y", "2"), ("b", "z", "1"), ("b", "z", "2")].into_iter());
+        let report = r.report();
+        let kept: Vec<(String, Vec<String>)> = report.iter().map(|s| (format!("{}/{}", s.namespace, s.service), s.endpoints.iter().map(|e| e.id.clone()).collect())).collect();
+        let want = |s: &str, ids: &[&str]| (s.to_string(), ids.iter().map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!(kept, vec![want("a/x", &["10"]), want("b/z", &["1", "2"])]);
+    }
 }
