@@ -6,7 +6,7 @@
 //! of another CA is refused; an authenticated peer sending garbage (tests/mesh/garbage_peer.py,
 //! aioquic) and plain UDP garbage do not disturb a node.
 //!
-//! VIP nets 110-122 and 126 (tests/mesh_vpc.rs has 123-125).
+//! VIP nets 110-122, 126 and 248-250 (tests/mesh_vpc.rs has 123-125).
 mod common;
 use common::*;
 use std::collections::BTreeSet;
@@ -541,4 +541,51 @@ fn garbage_from_an_authenticated_peer() {
     });
     assert!(g1.running(), "g1 died; log:\n{}", g1.log());
     assert!(!g1.log().contains("panicked"), "g1 panicked:\n{}", g1.log());
+}
+
+/// The names of a process's threads (`/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> BTreeSet<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap_or_else(|e| panic!("/proc/{pid}/task: {e}"));
+    tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).map(|c| c.trim().to_string()).collect()
+}
+
+/// One-CPU nodes (`taskset`): the data plane keeps the process's single runtime thread and the
+/// control plane (gossip, health checks, the admin API, the plugin watchers) runs on a second
+/// runtime of its own (`node::control`), so a burst of catalog writes does not hold requests
+/// back. Everything that crosses the two still works: membership, replication, an endpoint's
+/// HTTP health checks, a request relayed over QUIC to the endpoint's node (the relay runs on
+/// the transport's runtime, not the gossip task's), a registration through the API, a clean stop.
+#[test]
+fn one_cpu_nodes_run_the_control_plane_on_a_thread_of_its_own() {
+    let ca = MeshCa::new("one-cpu");
+    let r1 = Weft::start_mesh(&node(&ca, "r1", "registry", 248).one_cpu());
+    let seed = r1.gossip_addr();
+    let p1 = Weft::start_mesh(&node(&ca, "p1", "proxy", 249).one_cpu().join(&seed));
+    let mut p2 = Weft::start_mesh(&node(&ca, "p2", "proxy", 250).one_cpu().join(&seed));
+    wait_members(&[&r1, &p1, &p2], &["r1", "p1", "p2"], Duration::from_secs(20));
+    for w in [&r1, &p1, &p2] {
+        let threads = thread_names(w.pid());
+        assert!(threads.contains("weft") && threads.contains("weft-control"), "{}: threads {threads:?}", w.admin);
+    }
+    let mut svc = svc_json("web", "http", "web.one", 8080);
+    svc["health_check"] = json!({"kind": "http", "path": "/", "interval_ms": 500});
+    r1.post_ok("/v1/services", &svc);
+    wait_for("web replicated to p2", Duration::from_secs(10), || p2.service_names().contains(&"default/web".to_string()).then_some(()));
+    let port = free_port();
+    let _web = http_backend(None, "web-p2", port);
+    p2.post_ok("/v1/endpoints", &json!({"namespace": "default", "service": "web", "id": "web-p2", "address": format!("127.0.0.1:{port}")}));
+    // Healthy on p1 only after p2's check loop probed it and gossip carried the result over.
+    let vip = wait_healthy(&p1, "web.one", 8080, 1, Duration::from_secs(15));
+    wait_tcp(&format!("{vip}:8080"), Duration::from_secs(5));
+    let before = relay_figures(&p2, "web", "web-p2");
+    for i in 0..20 {
+        let (code, body, err) = curl_get(None, &format!("http://{vip}:8080/one/{i}"));
+        assert_eq!(code, 200, "request {i} via p1: {body} {err}\n{}", p1.log());
+        assert_eq!(backend_name(&body).as_deref(), Some("web-p2"), "{body}");
+    }
+    assert_relayed(&p2, "web", "web-p2", before, "HTTP via p1 on one CPU");
+    let status = p2.sigterm(Duration::from_secs(20));
+    assert!(status.success(), "p2 stops cleanly: {status:?}\n{}", p2.log());
+    assert!(p2.log().contains("weft stopped"), "{}", p2.log());
+    wait_for("p1 sees p2 leave", Duration::from_secs(10), || (p1.member_state("p2").as_deref() != Some("alive")).then_some(()));
 }

@@ -99,8 +99,11 @@ pub async fn run(catalog: Arc<Catalog>, stats: Arc<Stats>, shutdown: Cancellatio
             r = rx.changed() => if r.is_err() { break },
         }
     }
+    // Waited for, so their catalog handles are gone when the node drops its last one (that
+    // closes the store).
     for (_, task) in loops {
         task.abort();
+        let _ = task.await;
     }
 }
 

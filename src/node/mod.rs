@@ -3,6 +3,7 @@
 //! reloads the config). Mode changes the wiring, never the code of a subsystem.
 
 mod apply;
+mod control;
 mod handover;
 mod mesh;
 mod notify;
@@ -257,6 +258,9 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
     let listener_fds: crate::proxy::ListenerFds = Default::default();
     let names: NameTable = Arc::new(ArcSwap::from_pointee(Default::default()));
     let mut tasks = tokio::task::JoinSet::new();
+    // Gossip, health checks, the admin API and the plugin watchers (see `control`).
+    let control = control::ControlPlane::start();
+    let ctl = control.handle();
 
     // The mesh first: its port is bound and its membership restored before any listener, so
     // routes to other hosts work from the first request (static stability after a restart).
@@ -319,17 +323,17 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
             stats: stats.clone(),
         };
         mesh::publish_initial(&parts);
-        tasks.spawn(mesh::run(parts));
+        tasks.spawn_on(mesh::run(parts), ctl);
     }
     let (clients_tx, clients_rx) = watch::channel(reload::clients_of(&config));
     let mut reloader = reload::Reloader::new(launch.reload, config.clone(), clients_tx, plugins.clone());
-    tasks.spawn(crate::plugin::watch::run(plugins.clone(), shutdown.clone()));
-    tasks.spawn(crate::plugin::mesh::run(plugins.clone(), catalog.subscribe(), mode.runs_proxy(), shutdown.clone()));
+    tasks.spawn_on(crate::plugin::watch::run(plugins.clone(), shutdown.clone()), ctl);
+    tasks.spawn_on(crate::plugin::mesh::run(plugins.clone(), catalog.subscribe(), mode.runs_proxy(), shutdown.clone()), ctl);
     if !pending.is_empty() {
         reloader.track_pending(tasks.spawn(register_pending(catalog.clone(), pending, shutdown.clone())));
     }
 
-    tasks.spawn(crate::health::run(catalog.clone(), stats.clone(), shutdown.clone()));
+    tasks.spawn_on(crate::health::run(catalog.clone(), stats.clone(), shutdown.clone()), ctl);
 
     // The data plane stops on its own: on SIGTERM it drains before the rest shuts down.
     let (drain_tx, drain_rx) = watch::channel(None);
@@ -393,13 +397,22 @@ pub async fn run(config: Config, launch: Launch) -> Result<(), NodeError> {
         // Checked by the config's validation; unreadable since then means no non-loopback access.
         token: config.admin.token_file.as_deref().and_then(|p| crate::config::read_admin_token(p).ok()),
     });
-    tasks.spawn(telemetry::retain_series(catalog.clone(), stats.clone(), shutdown.clone()));
+    tasks.spawn_on(telemetry::retain_series(catalog.clone(), stats.clone(), shutdown.clone()), ctl);
     let stop = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = admin::serve(admin_listener, state, admin_tls, stop).await {
-            tracing::error!(error = %e, "admin API stopped");
-        }
-    });
+    // Bound here so a taken port fails the start; registered with the control plane's reactor.
+    let admin_listener = admin_listener.into_std().map_err(|source| NodeError::Admin { addr: admin_addr, source })?;
+    tasks.spawn_on(
+        async move {
+            let served = match tokio::net::TcpListener::from_std(admin_listener) {
+                Ok(l) => admin::serve(l, state, admin_tls, stop).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        },
+        ctl,
+    );
 
     let dns_note = dns_addr.map(|a| format!(", DNS on {a}")).unwrap_or_default();
     let hosts_note = hosts_file.map(|p| format!(", aliases in {}", p.display())).unwrap_or_default();

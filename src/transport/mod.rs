@@ -112,6 +112,10 @@ pub struct Transport {
     shutdown: CancellationToken,
     /// notAfter of this node's certificate as last loaded (Unix seconds; 0: unknown).
     cert_expires: AtomicU64,
+    /// The runtime the transport was bound on (the data plane's), where all its tasks run —
+    /// relays, stream readers, dials — whichever runtime's task sends (the gossip task may run
+    /// on the control plane's: `node::control`).
+    runtime: tokio::runtime::Handle,
 }
 
 /// Random 8-byte connection ids that any process of this node accepts as plausibly its own.
@@ -225,9 +229,10 @@ impl Transport {
             stats: TransportStats::default(),
             shutdown,
             cert_expires: AtomicU64::new(expires.unwrap_or(0)),
+            runtime: tokio::runtime::Handle::current(),
         });
-        tokio::spawn(t.clone().accept_loop());
-        tokio::spawn(t.clone().watch_certificates());
+        t.runtime.spawn(t.clone().accept_loop());
+        t.runtime.spawn(t.clone().watch_certificates());
         Ok((t, rx))
     }
 
@@ -256,7 +261,7 @@ impl Transport {
                 i = self.endpoint.accept() => match i { Some(i) => i, None => break },
             };
             let me = self.clone();
-            tokio::spawn(async move {
+            self.runtime.spawn(async move {
                 let from = incoming.remote_address();
                 match incoming.await {
                     Ok(conn) => {
@@ -301,7 +306,7 @@ impl Transport {
         let (peer, identity) = (identity.node.clone(), Arc::new(identity));
         tracing::debug!(%peer, addr = %conn.remote_address(), "node connection up");
         let (me, c, p) = (self.clone(), conn.clone(), peer.clone());
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             while let Ok(bytes) = c.read_datagram().await {
                 let msg = Incoming::Datagram { peer: p.clone(), from: c.remote_address(), bytes };
                 // SWIM tolerates loss; a full queue must not stall the connection.
@@ -312,14 +317,15 @@ impl Transport {
         });
         let (me, c, p) = (self.clone(), conn.clone(), peer.clone());
         let grants: crate::gossip::Grants = identity.namespaces.clone().map(Arc::new);
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             while let Ok(recv) = c.accept_uni().await {
                 let (me, p, from, g) = (me.clone(), p.clone(), c.remote_address(), grants.clone());
+                // On the transport's runtime already: this loop runs there.
                 tokio::spawn(async move { me.read_message(recv, p, from, g).await });
             }
         });
         let me = self.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             while let Ok((send, recv)) = conn.accept_bi().await {
                 me.stats.relayed_streams.fetch_add(1, Relaxed);
                 me.stats.active_relays.fetch_add(1, Relaxed);
@@ -385,7 +391,7 @@ impl Transport {
                     None => {
                         let (tx, rx) = watch::channel(());
                         peer.dialing = Some(tx);
-                        tokio::spawn(self.clone().dial(addr, expect.map(str::to_string)));
+                        self.runtime.spawn(self.clone().dial(addr, expect.map(str::to_string)));
                         rx
                     }
                 }
@@ -444,7 +450,7 @@ impl Transport {
             return;
         }
         let me = self.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             match me.connection(addr, None).await {
                 Ok(c) => {
                     let _ = c.send_datagram(bytes);
@@ -458,7 +464,7 @@ impl Transport {
     /// even if we close right after.
     pub fn send_message(self: &Arc<Self>, addr: SocketAddr, bytes: Bytes) {
         let me = self.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let result = async {
                 let c = me.connection(addr, None).await?;
                 let lost = |e: &dyn std::fmt::Display| TransportError::Lost { addr, message: e.to_string() };

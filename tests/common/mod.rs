@@ -1142,6 +1142,8 @@ pub struct MeshNode {
     pub extra: String,
     /// more environment variables for `weft run`
     pub env: Vec<(String, String)>,
+    /// run on one CPU (`taskset -c 0`): weft's single-threaded runtime plus its control plane's
+    pub one_cpu: bool,
 }
 
 impl MeshNode {
@@ -1159,7 +1161,12 @@ impl MeshNode {
             node_extra: String::new(),
             extra: String::new(),
             env: Vec::new(),
+            one_cpu: false,
         }
+    }
+    pub fn one_cpu(mut self) -> MeshNode {
+        self.one_cpu = true;
+        self
     }
     pub fn env(mut self, key: &str, value: &str) -> MeshNode {
         self.env.push((key.into(), value.into()));
@@ -1236,6 +1243,7 @@ impl Weft {
         let mut opts = WeftOpts::new(n.vip_net);
         opts.netns = n.netns.clone();
         opts.env = n.env.clone();
+        opts.one_cpu = n.one_cpu;
         opts.dns_enabled = false;
         let dir = TempDir::new(&format!("mesh-{}", n.name));
         let data_dir = dir.join("data");
