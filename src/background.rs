@@ -36,6 +36,12 @@ pub fn lower_this_thread(what: &str) {
     }
 }
 
+/// Names a runtime's blocking-pool threads `weft-blocking` and lowers each as it starts: on a
+/// one-CPU node they run API writes and file work, control-plane work.
+pub fn lower_blocking_pool(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
+    builder.thread_name("weft-blocking").on_thread_start(|| lower_this_thread("weft-blocking"))
+}
+
 /// Asks the scheduler for a [`RUNTIME_SLICE`] slice for the calling thread, keeping its nice
 /// value (Linux 6.12 and later: EEVDF's per-task slice, `sched_attr.sched_runtime`; earlier
 /// kernels accept and ignore it).

@@ -52,7 +52,7 @@ pub(super) fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     if one_cpu {
         // The runtime's only worker is this thread; the others are the blocking pool's (API
         // writes, file work), control-plane work that must not take turns with the requests.
-        builder.thread_name("weft-blocking").on_thread_start(|| crate::background::lower_this_thread("weft-blocking"));
+        crate::background::lower_blocking_pool(&mut builder);
     } else {
         builder.thread_name("weft");
     }

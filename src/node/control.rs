@@ -58,11 +58,7 @@ impl Drop for ControlPlane {
 }
 
 fn spawn_thread() -> std::io::Result<(Handle, CancellationToken)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .thread_name("weft-blocking")
-        .on_thread_start(|| crate::background::lower_this_thread("weft-blocking"))
-        .enable_all()
-        .build()?;
+    let runtime = crate::background::lower_blocking_pool(&mut tokio::runtime::Builder::new_current_thread()).enable_all().build()?;
     let handle = runtime.handle().clone();
     let stop = CancellationToken::new();
     let done = stop.clone();
