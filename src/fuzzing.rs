@@ -77,3 +77,20 @@ pub fn admin_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Str
 pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
     crate::admin::services::merge_patch(target, patch)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Seeds that no longer parse (after a preface change) would leave the fuzzer at the door.
+    #[test]
+    fn relay_preface_seeds_read_with_todays_preface() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/relay_preface");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(super::relay_preface(&bytes).is_some(), "{} is no relay preface today", path.display());
+            n += 1;
+        }
+        assert!(n >= 3, "{n} seeds in {}", dir.display());
+    }
+}

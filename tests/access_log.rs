@@ -83,6 +83,8 @@ fn a_thousand_requests_make_a_thousand_json_lines() {
         assert!(v["start_time"].as_str().unwrap().ends_with('Z'), "{line}");
         let host = v["upstream_host"].as_str().unwrap();
         assert!(ports.iter().any(|p| host == format!("127.0.0.1:{p}")), "{line}");
+        let client: std::net::SocketAddr = v["downstream_address"].as_str().and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no client address: {line}"));
+        assert!(client.ip().is_loopback() && client.port() != 0, "{line}");
         let i: usize = path.trim_start_matches("/req/").trim_start_matches("/status/404?i=").parse().unwrap();
         let id = v["x_request_id"].as_str().unwrap_or_else(|| panic!("no request id: {line}"));
         if i.is_multiple_of(7) {
@@ -124,6 +126,8 @@ fn a_service_can_turn_its_log_off_and_text_format_works() {
     assert!(!text.contains("/quiet/"), "a service with access_log = false is not logged: {text}");
     let first = text.lines().next().unwrap();
     assert!(first.contains("\"GET /logged/0 HTTP/1.1\" 200 - ") && first.contains(" b1 ") && first.contains("default/web"), "{first}");
+    let client = first.rsplit(' ').next().unwrap();
+    assert!(client.parse::<std::net::SocketAddr>().is_ok(), "the client's address ends the line: {first}");
 }
 
 #[test]
@@ -208,6 +212,7 @@ fn tcp_connections_are_logged_one_line_each() {
         assert_eq!(v["protocol"], "TCP", "{v}");
         assert_eq!(v["upstream_endpoint"], "b1", "{v}");
         assert!(v["bytes_sent"].as_u64().unwrap() > 100, "{v}");
+        assert!(v["downstream_address"].as_str().is_some_and(|a| a.parse::<std::net::SocketAddr>().is_ok()), "{v}");
     }
 }
 

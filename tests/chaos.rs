@@ -18,8 +18,10 @@
 //! Figures (printed as one table; details in `$CARGO_TARGET_TMPDIR/chaos/`, see `WEFT_CHAOS_OUT`):
 //! - failed idempotent requests (GET over HTTP/1.1 and HTTP/2, TCP echo exchanges), not counting
 //!   requests from a client whose own node was disturbed during the request (its proxy was dead,
-//!   frozen or cut: nothing can serve it), nor TCP exchanges that had reached a backend on a node
-//!   before that node's fault broke them (a byte stream cannot be replayed). Goal 0.
+//!   frozen or cut: nothing can serve it), nor TCP exchanges routed to a node before that node's
+//!   fault broke them (a byte stream cannot be replayed): the node is the backend the line
+//!   reached, or, when it reached none, the `upstream_node` of weft's access-log record for the
+//!   client's port (the echo service alone logs its connections). Goal 0.
 //! - failed non-idempotent requests (POST), and POSTs executed twice. Goal: 0 twice.
 //! - requests executed after their caller gave up: a backend arrival later than the end of the
 //!   failed request (10 ms tolerance for nginx's millisecond clock). Goal 0.
@@ -46,9 +48,15 @@ mod analysis;
 mod faults;
 #[path = "chaos/load.rs"]
 mod load;
+#[path = "chaos/logs.rs"]
+mod logs;
+#[path = "chaos/setup.rs"]
+mod setup;
 use analysis::*;
 use faults::*;
 use load::*;
+use logs::*;
+use setup::*;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -329,6 +337,8 @@ struct Rec {
     ok: bool,
     err: String,
     backend: Option<String>,
+    /// A TCP exchange's client port, to find the endpoint weft chose in its access log.
+    client_port: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -401,40 +411,6 @@ impl Drop for StopAll<'_> {
 // the mesh
 // ---------------------------------------------------------------------------------------------
 
-fn services_toml() -> String {
-    let svc = |name: &str, proto: &str, (dns, port): (&str, u16)| {
-        format!("[[service]]\nnamespace = \"default\"\nname = \"{name}\"\nprotocol = \"{proto}\"\naliases = [{{ dns_name = \"{dns}\", port = {port} }}]\n\n")
-    };
-    svc("web", "http", WEB)
-        + &svc("web2", "http2", WEB2)
-        + &svc("echo", "tcp", ECHO)
-        + "[[service]]\nnamespace = \"default\"\nname = \"reg\"\nprotocol = \"http\"\n[service.health_check]\nkind = \"none\"\n\n"
-}
-
-fn endpoints_toml(node: &str) -> String {
-    [("web", H1_PORT), ("web2", H2_PORT), ("echo", ECHO_PORT)]
-        .iter()
-        .map(|(svc, port)| format!("[[endpoint]]\nnamespace = \"default\"\nservice = \"{svc}\"\nid = \"{svc}-{node}\"\naddress = \"127.0.0.1:{port}\"\n\n"))
-        .collect()
-}
-
-fn nginx_conf(dir: &Path, node: &str) -> String {
-    let server = |listen: &str| {
-        format!(
-            "  server {{\n    listen {listen};\n    access_log {d}/access.log chaos;\n    location / {{\n      add_header x-backend {node} always;\n      return 200 \"backend={node}\\n\";\n    }}\n  }}\n",
-            d = dir.display()
-        )
-    };
-    format!(
-        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d};\n  keepalive_requests 100000;\n  \
-         log_format chaos '$msec $request_time $request_method $http_x_chaos_id $status';\n{}{}}}\n",
-        server(&format!("127.0.0.1:{H1_PORT}")),
-        server(&format!("127.0.0.1:{H2_PORT} http2")),
-        d = dir.display()
-    )
-}
-
 /// Every node lists every other alive, each once.
 fn all_alive(nodes: &[Weft]) -> bool {
     nodes.iter().all(|w| w.sees_all_alive(&NAMES))
@@ -497,7 +473,14 @@ fn chaos_soak() {
                 n = n.join(seed);
             }
         }
-        n = if MODES[i] == "registry" { n.extra(&services_toml()) } else { n.extra(&endpoints_toml(NAMES[i])) };
+        n = if MODES[i] == "registry" {
+            n.extra(&services_toml())
+        } else {
+            // The echo service's connections are logged (it alone says access_log = true): a
+            // TCP exchange that reached no backend is attributed to the node weft chose.
+            let log = tmp.join(NAMES[i]).join("weft-access.log");
+            n.extra(&format!("[access_log]\nenabled = false\npath = \"{}\"\nformat = \"json\"\n\n{}", log.display(), endpoints_toml(NAMES[i])))
+        };
         nodes.push(Weft::start_mesh(&n));
     }
     let ok = wait_until(Duration::from_secs(30), Duration::from_millis(200), || all_alive(&nodes));
@@ -590,8 +573,9 @@ fn chaos_soak() {
     let t_end = now_us();
     std::thread::sleep(Duration::from_millis(300)); // nginx / echo logs written
     let arrivals = read_arrivals(&backend_dirs);
+    let tcp_routes = read_tcp_routes(&backend_dirs);
 
-    let report = analyse(&sh, &arrivals, t_last_heal, final_converged, t_end, &out_dir);
+    let report = analyse(&sh, &arrivals, &tcp_routes, t_last_heal, final_converged, t_end, &out_dir);
     // evidence: every weft log, and the backends' logs
     for (i, w) in nodes.iter().enumerate() {
         if let Ok(rd) = fs::read_dir(w.dir.path()) {
@@ -606,6 +590,7 @@ fn chaos_soak() {
     for (p, dir) in &backend_dirs {
         let _ = fs::copy(dir.join("access.log"), out_dir.join(format!("{}-nginx-access.log", NAMES[*p])));
         let _ = fs::copy(dir.join("echo.log"), out_dir.join(format!("{}-echo.log", NAMES[*p])));
+        let _ = fs::copy(dir.join("weft-access.log"), out_dir.join(format!("{}-weft-access.log", NAMES[*p])));
     }
     drop(backends);
     assert!(report.is_empty(), "chaos soak missed its goals (details in {}):\n{}", out_dir.display(), report.join("\n"));

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use weft::catalog::{Body, Endpoint, Health, Key, Namespace, Origin, Protocol, Record, Service, Timeouts, Version};
 use weft::gossip::sim::{Micros, Sim, SimConfig};
-use weft::gossip::{MemberState, Replica, Role};
+use weft::gossip::{MemberState, Role};
 
 const S: Micros = 1_000_000;
 

@@ -1,6 +1,7 @@
 //! The access log's records for HTTP/2, gRPC and TCP (HTTP/1.1 keeps its own in `h1/log.rs`,
 //! as it reads raw heads). Only services whose log is on get here.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -17,6 +18,7 @@ pub(super) struct Begun {
     path: String,
     request_id: Option<String>,
     traceparent: Option<String>,
+    downstream: Option<SocketAddr>,
 }
 
 /// How it ended.
@@ -29,7 +31,7 @@ pub(super) struct Ended {
 }
 
 /// An HTTP/2 or gRPC request; adds an `x-request-id` when it has none (and the log says so).
-pub(super) fn begin_h2(route: &ServiceRoute, parts: &mut http::request::Parts) -> Option<Begun> {
+pub(super) fn begin_h2(route: &ServiceRoute, parts: &mut http::request::Parts, downstream: Option<SocketAddr>) -> Option<Begun> {
     let log = route.access.as_ref().filter(|l| l.log.wants())?;
     let text = |n: &str| parts.headers.get(n).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let mut request_id = text("x-request-id");
@@ -41,13 +43,14 @@ pub(super) fn begin_h2(route: &ServiceRoute, parts: &mut http::request::Parts) -
         }
         request_id = Some(id);
     }
-    Some(Begun { log: log.clone(), method: parts.method.as_str().to_string(), path: parts.uri.path().to_string(), request_id, traceparent })
+    Some(Begun { log: log.clone(), method: parts.method.as_str().to_string(), path: parts.uri.path().to_string(), request_id, traceparent, downstream })
 }
 
 /// A TCP connection.
-pub(super) fn begin_tcp(route: &ServiceRoute) -> Option<Begun> {
+pub(super) fn begin_tcp(route: &ServiceRoute, client: &tokio::net::TcpStream) -> Option<Begun> {
     let log = route.access.as_ref().filter(|l| l.log.wants())?;
-    Some(Begun { log: log.clone(), method: String::new(), path: String::new(), request_id: None, traceparent: None })
+    let downstream = client.peer_addr().ok();
+    Some(Begun { log: log.clone(), method: String::new(), path: String::new(), request_id: None, traceparent: None, downstream })
 }
 
 pub(super) fn finish(b: Begun, protocol: &'static str, start: Instant, e: Ended) {
@@ -71,5 +74,6 @@ pub(super) fn finish(b: Begun, protocol: &'static str, start: Instant, e: Ended)
         attempts,
         request_id: b.request_id,
         traceparent: b.traceparent,
+        downstream: b.downstream,
     });
 }

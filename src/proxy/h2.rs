@@ -39,10 +39,12 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     let stats = route.stats.clone();
     let _connection = stats.open_connection();
     let _ = stream.set_nodelay(true);
+    // For the access log only (a syscall a connection when it is on).
+    let downstream = route.access.as_ref().and_then(|_| stream.peer_addr().ok());
     let activity = Activity::new();
     let io = TokioIo::new(Metered::new(stream, activity.clone(), Some(stats.clone())));
     let act = activity.clone();
-    let svc = service_fn(move |req| handle(l.clone(), act.clone(), req));
+    let svc = service_fn(move |req| handle(l.clone(), act.clone(), downstream, req));
     let idle = route.idle_timeout.unwrap_or(Duration::MAX);
     // Runs until done, or until told to wind down (idle or shutdown): then GOAWAY, and requests
     // in flight still finish.
@@ -70,7 +72,7 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     }
 }
 
-async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, downstream: Option<std::net::SocketAddr>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let _busy = activity.begin();
     let mut route = l.slot.load_full();
@@ -94,7 +96,7 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, req: Request<Inco
     if grpc {
         stats.grpc_requests.fetch_add(1, Relaxed);
     }
-    let begun = if route.access.is_some() { super::access::begin_h2(&route, &mut parts) } else { None };
+    let begun = if route.access.is_some() { super::access::begin_h2(&route, &mut parts, downstream) } else { None };
     let bytes_in = if begun.is_some() { content_length(&parts.headers) } else { 0 };
     let req = Request::from_parts(parts, body);
     let forwarded = match refused {

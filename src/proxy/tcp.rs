@@ -81,7 +81,7 @@ pub async fn serve(client: TcpStream, l: Arc<TcpListener>) {
     let _connection = stats.open_connection();
     let _ = client.set_nodelay(true);
     let start = tokio::time::Instant::now();
-    let begun = if route.access.is_some() { super::access::begin_tcp(&route) } else { None };
+    let begun = if route.access.is_some() { super::access::begin_tcp(&route, &client) } else { None };
     let mut ended = super::access::Ended { status: 0, flags: "-", bytes_in: 0, bytes_out: 0, upstream: None };
     match connect(&l, &route).await {
         Err(e) => {

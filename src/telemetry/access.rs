@@ -109,6 +109,8 @@ pub struct Record {
     pub attempts: u32,
     pub request_id: Option<String>,
     pub traceparent: Option<String>,
+    /// The client's address (ip:port), as the listener saw it.
+    pub downstream: Option<std::net::SocketAddr>,
 }
 
 /// The handle the request path holds (through each service's route).
@@ -237,6 +239,7 @@ struct JsonLine<'a> {
     attempts: u32,
     x_request_id: Option<&'a str>,
     traceparent: Option<&'a str>,
+    downstream_address: Option<String>,
 }
 
 pub fn format_record(buf: &mut Vec<u8>, r: &Record, format: AccessFormat) {
@@ -262,6 +265,7 @@ pub fn format_record(buf: &mut Vec<u8>, r: &Record, format: AccessFormat) {
                 attempts: r.attempts,
                 x_request_id: r.request_id.as_deref(),
                 traceparent: r.traceparent.as_deref(),
+                downstream_address: r.downstream.map(|a| a.to_string()),
             };
             let _ = serde_json::to_writer(&mut *buf, &line);
             buf.push(b'\n');
@@ -275,7 +279,7 @@ pub fn format_record(buf: &mut Vec<u8>, r: &Record, format: AccessFormat) {
             let path = if r.path.is_empty() { "-" } else { &r.path };
             let _ = writeln!(
                 buf,
-                "[{start}] \"{method} {path} {}\" {} {} {} {} {} {host} {ep} {node} {} {}/{} \"{}\" \"{}\"",
+                "[{start}] \"{method} {path} {}\" {} {} {} {} {} {host} {ep} {node} {} {}/{} \"{}\" \"{}\" {}",
                 r.protocol,
                 r.status,
                 r.flags,
@@ -287,6 +291,7 @@ pub fn format_record(buf: &mut Vec<u8>, r: &Record, format: AccessFormat) {
                 r.service,
                 dash(&r.request_id),
                 dash(&r.traceparent),
+                r.downstream.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             );
         }
     }

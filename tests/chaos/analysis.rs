@@ -34,31 +34,6 @@ impl Windows {
     }
 }
 
-/// node, arrival (µs) of each request id at the backends.
-pub(super) type Arrivals = HashMap<String, Vec<(usize, u64)>>;
-
-pub(super) fn read_arrivals(dirs: &[(usize, PathBuf)]) -> Arrivals {
-    let mut a: Arrivals = HashMap::new();
-    for (node, dir) in dirs {
-        // nginx: $msec $request_time $request_method $http_x_chaos_id $status
-        for line in fs::read_to_string(dir.join("access.log")).unwrap_or_default().lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 5 || f[3] == "-" {
-                continue;
-            }
-            let (Ok(msec), Ok(rt)) = (f[0].parse::<f64>(), f[1].parse::<f64>()) else { continue };
-            a.entry(f[3].to_string()).or_default().push((*node, ((msec - rt) * 1e6) as u64));
-        }
-        // echo: UNIX_SECONDS ID
-        for line in fs::read_to_string(dir.join("echo.log")).unwrap_or_default().lines() {
-            let mut it = line.split_whitespace();
-            let (Some(t), Some(id)) = (it.next().and_then(|t| t.parse::<f64>().ok()), it.next()) else { continue };
-            a.entry(id.to_string()).or_default().push((*node, (t * 1e6) as u64));
-        }
-    }
-    a
-}
-
 #[derive(Default)]
 pub(super) struct ClassFig {
     pub(super) total: u64,
@@ -143,7 +118,7 @@ pub(super) fn final_regs(ops: &[RegOp]) -> (BTreeSet<String>, BTreeSet<String>, 
 }
 
 /// Computes the figures, prints the table, writes the details; returns the goals missed.
-pub(super) fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_converged: Option<u64>, t_end: u64, out: &Path) -> Vec<String> {
+pub(super) fn analyse(sh: &Shared, arrivals: &Arrivals, tcp_routes: &TcpRoutes, t_last_heal: u64, final_converged: Option<u64>, t_end: u64, out: &Path) -> Vec<String> {
     let s = &sh.s;
     let faults = sh.faults.lock().unwrap().clone();
     let samples = sh.samples.lock().unwrap().clone();
@@ -219,7 +194,9 @@ pub(super) fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_
         // after it (F frozen with them in its socket buffers delivers them when it resumes); the
         // second is shown as its own figure, not as a request run after its caller gave up.
         let broken_by = |n: usize| faults.iter().find(|fl| fl.node == n && r.start < fl.start && fl.start <= r.end);
-        let in_flight_at_fault = r.proto == Proto::Tcp && arr.iter().any(|(n, _)| broken_by(*n).is_some());
+        // Bytes that reached no backend: the node weft's access log says the exchange went to.
+        let routed = (r.proto == Proto::Tcp && arr.is_empty()).then(|| tcp_routed(tcp_routes, r)).flatten();
+        let in_flight_at_fault = r.proto == Proto::Tcp && (arr.iter().any(|(n, _)| broken_by(*n).is_some()) || routed.is_some_and(|n| broken_by(n).is_some()));
         for (n, t) in &arr {
             if *t > r.end + LATE_TOLERANCE_US && r.proto == Proto::Tcp && broken_by(*n).is_some() {
                 f.tcp_resumed += 1;
@@ -253,13 +230,14 @@ pub(super) fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_
             "COUNTED"
         };
         failures.push(format!(
-            "{:>8.3}s..{:>8.3}s {:<28} {:<26} {} (reached: {:?})",
+            "{:>8.3}s..{:>8.3}s {:<28} {:<26} {} (reached: {:?}{})",
             rel(r.start),
             rel(r.end),
             r.id,
             class,
             r.err,
-            arr.iter().map(|(n, t)| format!("{}@{:.3}s", NAMES[*n], rel(*t))).collect::<Vec<_>>()
+            arr.iter().map(|(n, t)| format!("{}@{:.3}s", NAMES[*n], rel(*t))).collect::<Vec<_>>(),
+            routed.map(|n| format!("; routed to {}", NAMES[n])).unwrap_or_default()
         ));
     }
     for f in figs.values_mut() {
@@ -437,7 +415,7 @@ pub(super) fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_
     }
     let _ = writeln!(
         t,
-        "  * not counted as failures: own-node = the client's own proxy was faulted (or within {} s of its heal) during the request; tcp-fly = a TCP exchange that had reached a backend on a node before that node's fault broke it",
+        "  * not counted as failures: own-node = the client's own proxy was faulted (or within {} s of its heal) during the request; tcp-fly = a TCP exchange routed to a node (the backend it reached, or weft's access log) before that node's fault broke it",
         s.heal_grace_us / 1_000_000
     );
     let conv_s = |v: Option<&u64>| v.map(|x| format!("{:.1} s", *x as f64 / 1e6)).unwrap_or_else(|| "-".into());
@@ -590,3 +568,4 @@ pub(super) fn analyse(sh: &Shared, arrivals: &Arrivals, t_last_heal: u64, final_
     }
     missed
 }
+

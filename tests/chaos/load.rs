@@ -128,12 +128,14 @@ async fn connect(addr: SocketAddr) -> Result<TokioIo<tokio::net::TcpStream>, Str
 }
 
 /// One request of client `c`: the answering backend, or why it failed.
-async fn one(c: &ClientSpec, id: &str, h1c: &mut Option<H1>, h2c: &mut Option<H2>) -> Result<String, String> {
+/// `port`: set to a TCP exchange's client port.
+async fn one(c: &ClientSpec, id: &str, h1c: &mut Option<H1>, h2c: &mut Option<H2>, port: &mut u16) -> Result<String, String> {
     let method = if c.post { "POST" } else { "GET" };
     let body = if c.post { Bytes::from(format!("{{\"order\":\"{id}\"}}")) } else { Bytes::new() };
     let resp = match c.proto {
         Proto::Tcp => {
             let s = tokio::net::TcpStream::connect(c.addr).await.map_err(|e| format!("connect: {e}"))?;
+            *port = s.local_addr().map(|a| a.port()).unwrap_or(0);
             let (r, mut w) = s.into_split();
             w.write_all(format!("{id}\n").as_bytes()).await.map_err(|e| format!("write: {e}"))?;
             let mut line = String::new();
@@ -212,7 +214,8 @@ async fn run_client(sh: &Shared, c: ClientSpec) {
         n += 1;
         let id = format!("{}-{method}-{}-c{}-{n}", c.proto.name(), NAMES[c.node], c.no);
         let start = now_us();
-        let out = tokio::time::timeout(sh.s.client_timeout, one(&c, &id, &mut h1c, &mut h2c)).await;
+        let mut client_port = 0;
+        let out = tokio::time::timeout(sh.s.client_timeout, one(&c, &id, &mut h1c, &mut h2c, &mut client_port)).await;
         let end = now_us();
         let (ok, err, backend) = match out {
             Ok(Ok(b)) => (true, String::new(), Some(b)),
@@ -224,7 +227,7 @@ async fn run_client(sh: &Shared, c: ClientSpec) {
             h1c = None;
             h2c = None;
         }
-        sh.recs.lock().unwrap().push(Rec { proto: c.proto, post: c.post, node: c.node, id, start, end, ok, err, backend });
+        sh.recs.lock().unwrap().push(Rec { proto: c.proto, post: c.post, node: c.node, id, start, end, ok, err, backend, client_port });
     }
 }
 

@@ -24,6 +24,7 @@ pub(super) struct Pending {
     pub added: Option<String>,
     read: u64,
     written: u64,
+    downstream: Option<std::net::SocketAddr>,
 }
 
 /// What the answered try leaves for the log: the endpoint and how many tries it took.
@@ -53,6 +54,7 @@ pub(super) fn begin(route: &ServiceRoute, head: &Head, buf: &[u8], client: &Clie
         added,
         read,
         written,
+        downstream: client.get_ref().peer_addr().ok(),
     })
 }
 
@@ -82,5 +84,6 @@ pub(super) fn finish(p: Pending, client: &Client, unread: usize, at: (Instant, I
         attempts,
         request_id: p.request_id,
         traceparent: p.traceparent,
+        downstream: p.downstream,
     });
 }

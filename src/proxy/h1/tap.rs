@@ -231,6 +231,8 @@ impl Tap {
             attempts: 1,
             request_id: l.request_id,
             traceparent: l.traceparent,
+            // The client is on the calling node, whose record names it.
+            downstream: None,
         });
     }
 }
