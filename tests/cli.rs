@@ -142,7 +142,8 @@ fn namespace_service_endpoint_lifecycle() {
     w.cli(&["service", "delete", "db", "--namespace", "cli.test"]).expect_ok();
     let svcs = as_list(&w.cli(&["service", "list", "--namespace", "cli.test", "-o", "json"]).expect_ok().json());
     assert!(svcs.is_empty(), "{svcs:?}");
-    assert!(w.routes().iter().all(|r| r["namespace"] != "cli.test"), "{:?}", w.routes());
+    let gone = || w.routes().iter().all(|r| r["namespace"] != "cli.test");
+    assert!(wait_until(Duration::from_secs(5), Duration::from_millis(20), gone), "{:?}", w.routes());
     w.cli(&["namespace", "delete", "cli.test"]).expect_ok();
     let list = as_list(&w.cli(&["namespace", "list", "-o", "json"]).expect_ok().json());
     assert!(find(&list, "name", "cli.test").is_none(), "{list:?}");
@@ -319,12 +320,13 @@ fn create_refuses_an_existing_service_and_update_replaces_it() {
     w.cli(&["service", "create", "web", "--alias", "web.test:8080"]).expect_ok();
     let again = w.cli(&["service", "create", "web", "--alias", "other.test:8080"]);
     assert!(!again.ok() && again.stderr().contains("already exists") && again.stderr().contains("weft service update"), "{}", again.both());
-    let routes = w.routes();
-    assert!(routes.iter().any(|r| r["dns_name"] == "web.test"), "a refused create must not touch the service: {routes:?}");
+    let first = || w.routes().iter().any(|r| r["dns_name"] == "web.test");
+    assert!(wait_until(Duration::from_secs(5), Duration::from_millis(20), first), "a refused create must not touch the service: {:?}", w.routes());
     let upd = w.cli(&["service", "update", "web", "--alias", "other.test:8080"]);
     assert!(upd.ok() && upd.stdout().contains("updated"), "{}", upd.both());
-    let routes = w.routes();
-    assert!(routes.iter().any(|r| r["dns_name"] == "other.test") && !routes.iter().any(|r| r["dns_name"] == "web.test"), "{routes:?}");
+    // The routing table follows the catalog a moment after the write is acknowledged.
+    let moved = |routes: &[Value]| routes.iter().any(|r| r["dns_name"] == "other.test") && !routes.iter().any(|r| r["dns_name"] == "web.test");
+    assert!(wait_until(Duration::from_secs(5), Duration::from_millis(20), || moved(&w.routes())), "{:?}", w.routes());
     let ns = w.cli(&["namespace", "create", "default"]);
     assert!(!ns.ok() && ns.stderr().contains("already exists"), "{}", ns.both());
 }

@@ -149,6 +149,7 @@ fn endpoints_of_a_former_node_name_are_retired() {
     let log = w.log();
     let line = log.lines().find(|l| l.contains("data dir was used by node")).unwrap_or_else(|| panic!("no log line about the rename:\n{log}"));
     assert!(line.contains(old) && line.contains("renamed"), "the log names the old and the new name: {line}");
-    let routes = w.routes();
-    assert_eq!(routes.first().map(|r| (r["endpoints"].clone(), r["healthy_endpoints"].clone())), Some((json!(1), json!(1))), "{routes:?}");
+    // The routing table follows the catalog a moment later.
+    let one = || w.routes().first().map(|r| (r["endpoints"].clone(), r["healthy_endpoints"].clone())) == Some((json!(1), json!(1)));
+    assert!(wait_until(Duration::from_secs(5), Duration::from_millis(20), one), "{:?}", w.routes());
 }
