@@ -39,7 +39,8 @@ pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: Cancellati
     let stats = route.stats.clone();
     let _connection = stats.open_connection();
     let _ = stream.set_nodelay(true);
-    // For the access log only (a syscall a connection when it is on).
+    // For the access log only (a syscall a connection when it is on; a connection already open
+    // when a service turns its log on is logged without it).
     let downstream = route.access.as_ref().and_then(|_| stream.peer_addr().ok());
     let activity = Activity::new();
     let io = TokioIo::new(Metered::new(stream, activity.clone(), Some(stats.clone())));
