@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # What a policy plugin costs the data plane, in one run:
 #  1. per hook call, in-process (benches/plugin_hooks.rs: the example plugins on warm instances);
-#  2. HTTP/1.1 throughput per busy core through four weft nodes of the same build, interleaved
-#     rounds: `builtin` (no plugin), `canary` (canary-router's `route` on every request, 0 %
-#     canary), `retry` (retry-policy's `should-retry`: called on failures only, so ~free here) and
-#     `picker` (version-picker's `pick-endpoint` on every request, with the header set);
+#  2. HTTP/1.1 throughput per busy core through five weft nodes of the same build, interleaved
+#     rounds: `builtin` (no plugin), `canary` (canary-router's `route` governs every request, 0 %
+#     canary; its answer is kept, `reuse = same-headers`), `retry` (retry-policy's `should-retry`:
+#     called on failures only, so ~free here), `picker` (version-picker's `pick-endpoint` governs
+#     every request, x-version: v2 matching the endpoint; answer kept) and `percall` (the
+#     route-to-config fixture: a `route` call on every request, `reuse = none` — what a plugin
+#     whose answer cannot be kept costs);
 #  3. optionally (INSTR=1) user-space instructions per request under callgrind, each node in
 #     turn (the same configs; INSTR_DURATION, 5 s by default): the figure that does not move with
 #     the machine's other load.
@@ -43,19 +46,22 @@ start_backend
 wait_http "http://127.0.0.1:$BACKEND_PORT/"
 weft_binary
 
-NAMES=(builtin canary retry picker)
+NAMES=(builtin canary retry picker percall)
 declare -A ADMIN VIP PID FILE CONFIG
 FILE[canary]=canary_router; CONFIG[canary]='{"service":"backend-v2","percent":0}'
 FILE[retry]=retry_policy; CONFIG[retry]='{"statuses":[429,503]}'
 FILE[picker]=version_picker; CONFIG[picker]='{"header":"x-version","attribute":"version"}'
+FILE[percall]=../../../fixtures/route-to-config; CONFIG[percall]=''
 net=190
 for name in "${NAMES[@]}"; do
   admin="127.0.0.1:$(free_port)"; net=$((net + 1))
   {
     if [ "$name" = builtin ]; then
       bench_weft_toml "$name" "$admin" "enabled = false" "127.255.$net.0/24" http
+      echo 'attributes = { version = "v2" }'
     else
       bench_weft_toml "$name" "$admin" "enabled = false" "127.255.$net.0/24" http "policy = \"$name\""
+      echo 'attributes = { version = "v2" }'
       printf '\n[[plugin]]\nname = "%s"\npath = "%s/%s.wasm"\nconfig = %s\n' "$name" "$REL" "${FILE[$name]}" "'${CONFIG[$name]}'"
     fi
   } >"$TMP/$name.toml"
@@ -65,14 +71,13 @@ for name in "${NAMES[@]}"; do
   VIP[$name]="$(healthy_vip "$admin" 1)" || { echo "benches/plugin.sh: $name has no route; see $TMP/$name.log" >&2; KEEP_TMP=1; exit 1; }
 done
 
-# The picker reads x-version on every request (and finds no endpoint of that version: the
-# built-in balancer then chooses, after the plugin's full scan).
+# The picker reads x-version on every request; the endpoint has that version (`among`).
 cat >"$TMP/hdr.lua" <<'LUA'
 wrk.headers["x-version"] = "v2"
 LUA
 WRK_ARGS=(-s "$TMP/hdr.lua")
 interleaved_rounds "${NAMES[@]}"
-for name in canary picker; do
+for name in canary picker percall; do
   curl -fsS "http://${ADMIN[$name]}/v1/plugins" >"$TMP/plugins-$name.json"
 done
 
@@ -81,17 +86,17 @@ import json, sys
 tmp, rounds, hz, duration, conns, pin, benches = sys.argv[1:8]
 sys.path.insert(0, benches)
 from rounds import medians
-res = medians(tmp, ("builtin", "canary", "retry", "picker"), int(rounds), int(hz), duration)
+res = medians(tmp, ("builtin", "canary", "retry", "picker", "percall"), int(rounds), int(hz), duration)
 print(f"\nHTTP/1.1, wrk -t1 -c{conns} -d{duration}, {pin}; medians of {rounds} interleaved rounds\n")
 print(f"{'policy':10} {'req/s':>10} {'req per CPU-s':>14} {'busy cores':>11} {'vs built-in':>12}")
 for n, (r, pc, busy) in res.items():
     ratio = pc / res["builtin"][1]
-    verdict = "" if n == "builtin" else (" met" if ratio >= 0.98 else " NOT met")
+    verdict = "" if n in ("builtin", "percall") else (" met" if ratio >= 0.98 else " NOT met")
     print(f"{n:10} {r:10.0f} {pc:14.0f} {busy:11.2f} {ratio:11.3f}x{verdict}")
-for n in ("canary", "picker"):
+for n in ("canary", "picker", "percall"):
     for p in json.load(open(f"{tmp}/plugins-{n}.json")):
         for hook, f in p["calls"].items():
-            print(f"{n}: {hook} {f['calls']} calls, {f['failures']} failures, {f['mean_ns']} ns/call in the node")
+            print(f"{n}: {hook} {f['calls']} calls, {f.get('reused', 0)} answers reused, {f['failures']} failures, {f['mean_ns']} ns/call in the node")
 PY
 
 [ "${INSTR:-0}" = 1 ] || exit 0

@@ -6,7 +6,8 @@
 //!     cargo bench --profile quick-release --bench plugin_hooks
 //!
 //! Prints ns per call for `route` (canary-router), `should-retry` (retry-policy) and
-//! `pick-endpoint` over 8 candidates with two attributes each (version-picker).
+//! `pick-endpoint` over 8 candidates with two attributes each (version-picker), and what a
+//! request costs when the answer of route or pick-endpoint is kept (`reuse = same-headers`).
 //!
 //! For instruction counts under callgrind: `CALLS=20000 ROUNDS=1 ONLY=route valgrind
 //! --tool=callgrind target/quick-release/deps/plugin_hooks-*` (ONLY: a word of the row's name).
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use weft::catalog::{LbKind, RetryConfig};
 use weft::plugin::{Fail, PluginHost, PluginSpec};
-use weft::policy::{Builtin, Candidates, Headers, Outcome, Plugin, PluginSource, Policy, RequestInfo, Target};
+use weft::policy::{Builtin, Candidates, Headers, Outcome, Plugin, PluginSource, Policy, RequestInfo, ServicePolicy, Target};
 
 fn env_or(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -112,12 +113,20 @@ fn main() {
     const RETRY: &str = "should-retry (retry-policy)";
     const PICK: &str = "pick-endpoint, 8 candidates (version-picker)";
     const BUILTIN_PICK: &str = "built-in pick-endpoint, 8 candidates";
+    const KEPT_ROUTE: &str = "route, answer kept (canary-router)";
+    const KEPT_PICK: &str = "pick-endpoint, answer kept (version-picker)";
+    // What a request pays when the plugin's answer is kept (`reuse = same-headers`): the
+    // service's policy finds it by the wanted header's value and applies it (draw, balancer
+    // over the listed endpoints, counters), no call.
+    let (canary_policy, picker_policy) = (ServicePolicy::new(&[], Some(canary.clone())), ServicePolicy::new(&[], Some(picker.clone())));
     const BUILTIN_RETRY: &str = "built-in should-retry";
     let rows = [
         (ROUTE, per_call(ROUTE, || canary.route(&req).unwrap()), 500.0),
         (RETRY, per_call(RETRY, || retry.should_retry(&req, Outcome::Status(503), Duration::from_millis(3)).unwrap()), 500.0),
         (PICK, per_call(PICK, || picker.pick_endpoint(&req, &candidates).unwrap()), 1000.0),
         (BUILTIN_PICK, per_call(BUILTIN_PICK, || Builtin.pick_endpoint(&req, &candidates)), f64::NAN),
+        (KEPT_ROUTE, per_call(KEPT_ROUTE, || canary_policy.route(&req).unwrap()), f64::NAN),
+        (KEPT_PICK, per_call(KEPT_PICK, || picker_policy.pick_endpoint(&req, &candidates).unwrap()), f64::NAN),
         (BUILTIN_RETRY, per_call(BUILTIN_RETRY, || Builtin.should_retry(&req, Outcome::Status(503), Duration::from_millis(3))), f64::NAN),
     ];
     println!("{:<48} {:>10} {:>8} {}", "hook", "ns/call", "goal", "");

@@ -154,13 +154,14 @@ fn failures_shown(w: &Weft) -> u64 {
 }
 
 /// The FAILURES column of `weft plugin list`'s table, summed over the hook rows
-/// (… HOOK CALLS FAILURES µS/CALL at the end of each).
+/// (… HOOK CALLS REUSED FAILURES µS/CALL at the end of each).
 fn table_failures(table: &str) -> u64 {
     let hooks = ["route", "pick-endpoint", "should-retry"];
     table
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|t| t.len() >= 4 && hooks.contains(&t[t.len() - 4]))
+        // … HOOK CALLS REUSED FAILURES µS/CALL
+        .filter(|t| t.len() >= 5 && hooks.contains(&t[t.len() - 5]))
         .map(|t| t[t.len() - 2].parse::<u64>().unwrap_or_else(|_| panic!("FAILURES column: {t:?}")))
         .sum()
 }

@@ -63,7 +63,13 @@ fn canary_router_plugin_by_header_and_by_share() {
     let p = &list[0];
     assert_eq!(p["name"], "p", "{list}");
     assert_eq!(p["services"][0], "default/api", "{list}");
-    assert!(p["calls"]["route"]["calls"].as_u64().unwrap_or(0) >= 1100, "{list}");
+    // One call per value of the header (absent, "1"); every other request is decided by the
+    // answer the host kept (`reuse = same-headers`) — the plugin's counters say it governed all.
+    let (calls, reused) = (p["calls"]["route"]["calls"].as_u64().unwrap_or(0), p["calls"]["route"]["reused"].as_u64().unwrap_or(0));
+    assert!(calls >= 2 && calls + reused >= 1100, "{list}");
+    let counted = p["counters"]["canary"].as_u64().unwrap_or(0) + p["counters"]["stable"].as_u64().unwrap_or(0);
+    assert!(counted >= 1100, "the host counts each request on the plugin's counters: {list}");
+    assert_eq!(p["counters"]["canary"].as_u64(), Some(100 + v2_share as u64), "{list}");
     assert_eq!(p["calls"]["route"]["failures"], 0, "{list}");
 }
 

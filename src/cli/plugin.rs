@@ -13,7 +13,7 @@ use crate::plugin::{PluginHost, hook_names, hook_wit};
 pub fn check(file: &Path, config: &str) -> ExitCode {
     match PluginHost::check_file(file, config) {
         Ok((hooks, wanted, hash)) => {
-            say(format!("OK: {} is a weft:policy@0.3.0 plugin (sha256 {hash})", file.display()));
+            say(format!("OK: {} is a weft:policy@0.4.0 plugin (sha256 {hash})", file.display()));
             let names = hook_names(hooks);
             say(format!("hooks: {} (the others stay built-in)", names.join(", ")));
             if wanted.is_empty() {
@@ -48,7 +48,7 @@ pub fn list_table(v: &Value) {
         };
         let calls = p.get("calls").and_then(Value::as_object).cloned().unwrap_or_default();
         if calls.is_empty() {
-            rows.push(vec![s(p, "name"), status.clone(), hash.clone(), services.clone(), "-".into(), "-".into(), "-".into(), "-".into()]);
+            rows.push(vec![s(p, "name"), status.clone(), hash.clone(), services.clone(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into()]);
         }
         for (i, (hook, f)) in calls.iter().enumerate() {
             let n = |k: &str| f.get(k).and_then(Value::as_u64).unwrap_or(0);
@@ -61,12 +61,13 @@ pub fn list_table(v: &Value) {
                 cell(services.clone()),
                 hook.clone(),
                 n("calls").to_string(),
+                n("reused").to_string(),
                 n("failures").to_string(),
                 format!("{:.2}", n("mean_ns") as f64 / 1000.0),
             ]);
         }
     }
-    table(&["NAME", "STATUS", "SHA256", "SERVICES", "HOOK", "CALLS", "FAILURES", "µS/CALL"], &rows);
+    table(&["NAME", "STATUS", "SHA256", "SERVICES", "HOOK", "CALLS", "REUSED", "FAILURES", "µS/CALL"], &rows);
     for p in v.as_array().into_iter().flatten() {
         if let Some(r) = p.get("last_refusal").and_then(Value::as_str) {
             say(format!("{}: {r}", s(p, "name")));

@@ -191,12 +191,12 @@ mod tests {
     #[test]
     fn a_component_of_another_wit_version_is_refused_naming_both() {
         let e = refusal("wrong-version.wasm");
-        assert!(e.contains("wrong-version.wasm") && e.contains("no hook of weft:policy@0.3.0") && e.contains("built against weft:policy@0.2.0"), "{e}");
+        assert!(e.contains("wrong-version.wasm") && e.contains("no hook of weft:policy@0.4.0") && e.contains("built against weft:policy@0.3.0"), "{e}");
     }
 
     #[test]
     fn a_hook_of_another_type_is_refused() {
         let e = refusal("wrong-signature.wasm");
-        assert!(e.contains("wrong-signature.wasm") && e.contains("does not match weft:policy@0.3.0"), "{e}");
+        assert!(e.contains("wrong-signature.wasm") && e.contains("does not match weft:policy@0.4.0"), "{e}");
     }
 }

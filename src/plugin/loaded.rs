@@ -9,7 +9,7 @@ use super::guard::{Guard, Hook};
 use super::shared::Shared;
 use super::wasm::{self, Prepared, Warm};
 use super::{Fail, PluginSpec};
-use crate::policy::{Candidates, HookFailed, Hooks, Outcome, Plugin, RequestInfo, RetryDecision};
+use crate::policy::{Candidates, HookFailed, Hooks, Outcome, PickDecision, Plugin, RequestInfo, RetryDecision, Reused, RouteDecision};
 
 /// Warm instances kept per plugin: enough for every worker thread to have one at a time.
 const POOL_MAX: usize = 16;
@@ -28,6 +28,8 @@ pub struct Loaded {
     /// Boxed: a warm instance is a few hundred bytes, moved in and out of the pool every call.
     pool: Mutex<Vec<Box<Warm>>>,
     pub guard: Guard,
+    /// Answers given again without a call (`policy::Kept`).
+    pub reused: Reused,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -54,6 +56,7 @@ impl Loaded {
             shared,
             pool: Mutex::default(),
             guard: Guard::default(),
+            reused: Reused::default(),
         };
         let mut warm = loaded.instantiate().map_err(|e| match describe(&e) {
             d if d.contains("type mismatch") => format!("a hook's type does not match weft:policy@{}: {d}", wasm::WIT_VERSION),
@@ -189,22 +192,23 @@ impl Plugin for Loaded {
         self.spec.fail == Fail::Closed
     }
 
-    fn reads_headers(&self) -> bool {
-        !self.wanted.is_empty()
+    fn wanted_headers(&self) -> &[String] {
+        &self.wanted
     }
 
-    fn route(&self, req: &RequestInfo<'_>) -> Result<Option<String>, HookFailed> {
-        self.call(Hook::Route, req, |w, info| match &w.router {
-            Some(r) => r.call_route(&mut w.store, info),
-            None => Ok(None),
-        })
+    fn reused(&self) -> &Reused {
+        &self.reused
     }
 
-    fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Result<Option<u32>, HookFailed> {
+    fn route(&self, req: &RequestInfo<'_>) -> Result<RouteDecision, HookFailed> {
+        self.call(Hook::Route, req, |w, info| w.route(info))
+    }
+
+    fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Result<PickDecision, HookFailed> {
         let now = c.now_us;
         self.call(Hook::Pick, req, |w, info| {
             if !w.has_pick() {
-                return Ok(None);
+                return Ok(PickDecision::any());
             }
             w.candidates.clear();
             w.attributes.clear();

@@ -47,11 +47,14 @@ pub struct HookFiguresView {
     pub calls: u64,
     pub failures: u64,
     pub mean_ns: u64,
+    /// Requests answered with a kept answer (`reuse = same-headers`), without a call.
+    #[serde(default)]
+    pub reused: u64,
 }
 
 impl From<HookFigures> for HookFiguresView {
     fn from(f: HookFigures) -> Self {
-        HookFiguresView { calls: f.calls, failures: f.failures, mean_ns: f.mean_ns }
+        HookFiguresView { calls: f.calls, failures: f.failures, mean_ns: f.mean_ns, reused: 0 }
     }
 }
 
@@ -95,7 +98,12 @@ pub(super) fn of(name: &str, spec: &PluginSpec, origin: &Origin, refusal: Option
     for hook in Hook::ALL {
         let f = g.stats(hook).figures();
         if f.calls > 0 || hook_names(l.hooks).contains(&hook.name()) {
-            v.calls.insert(hook.name().to_string(), f.into());
+            let reused = match hook {
+                Hook::Route => l.reused.route.load(Relaxed),
+                Hook::Pick => l.reused.pick.load(Relaxed),
+                Hook::Retry => 0,
+            };
+            v.calls.insert(hook.name().to_string(), HookFiguresView { reused, ..f.into() });
         }
     }
     v.skipped = g.skipped.load(Relaxed);

@@ -22,9 +22,10 @@ wasmtime::component::bindgen!({
 
 pub use exports::weft::policy::{balancer, manifest, retrier, router};
 pub use self::weft::policy::types::{Method, Outcome, RequestInfo, RetryDecision};
+use self::weft::policy::types::Reuse;
 
 /// The WIT package version this host implements; a component built against another is refused.
-pub const WIT_VERSION: &str = "0.3.0";
+pub const WIT_VERSION: &str = "0.4.0";
 
 /// What a store carries: the memory cap, the plugin's shared state for host calls, and the
 /// request of the hook call under way.
@@ -70,6 +71,39 @@ impl CallRequest {
 }
 
 impl State {
+    /// A counter by the handle `host.counter` gave (none for a handle it never gave).
+    fn counter_of(&mut self, handle: u32) -> Option<&Arc<std::sync::atomic::AtomicU64>> {
+        let i = handle as usize;
+        if i >= self.counters.len() {
+            self.counters = self.shared.counter_handles();
+        }
+        self.counters.get(i)
+    }
+
+    /// `route`'s answer as the data path applies it: the service's name, the counters.
+    pub fn route_decision(&mut self, d: router::RouteDecision) -> crate::policy::RouteDecision {
+        crate::policy::RouteDecision {
+            // An id the host never gave names no service: the request keeps its own.
+            to: d.to.and_then(crate::policy::texts::text).filter(|t| !t.is_empty()),
+            share: d.share.min(10_000),
+            count_to: d.count_to.and_then(|h| self.counter_of(h).cloned()),
+            count_kept: d.count_kept.and_then(|h| self.counter_of(h).cloned()),
+            reuse: reuse(d.reuse),
+        }
+    }
+
+    /// `pick-endpoint`'s answer as the data path applies it.
+    pub fn pick_decision(&mut self, d: balancer::PickDecision) -> crate::policy::PickDecision {
+        use crate::policy::Pick;
+        let pick = match d.pick {
+            balancer::Pick::Any => Pick::Any,
+            balancer::Pick::One(i) => Pick::One(i),
+            balancer::Pick::Among(ids) if ids.is_empty() => Pick::Any,
+            balancer::Pick::Among(ids) => Pick::Among(ids),
+        };
+        crate::policy::PickDecision { pick, count: d.count.and_then(|h| self.counter_of(h).cloned()), reuse: reuse(d.reuse) }
+    }
+
     /// The value of a wanted header of the request under way.
     fn header_value(&self, name: &str) -> Option<&str> {
         let req = self.request.get()?;
@@ -94,11 +128,7 @@ impl self::weft::policy::host::Host for State {
     }
 
     fn counter_add(&mut self, counter: u32, delta: u64) {
-        let i = counter as usize;
-        if i >= self.counters.len() {
-            self.counters = self.shared.counter_handles();
-        }
-        if let Some(c) = self.counters.get(i) {
+        if let Some(c) = self.counter_of(counter) {
             c.fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
         }
     }
@@ -226,6 +256,14 @@ pub struct Warm {
 }
 
 type PickParams<'a> = (RequestInfo<'a>, &'a [Endpoint], &'a [Attribute]);
+type PickResults = (balancer::PickDecision,);
+
+fn reuse(r: Reuse) -> crate::policy::Reuse {
+    match r {
+        Reuse::None => crate::policy::Reuse::Request,
+        Reuse::SameHeaders => crate::policy::Reuse::SameHeaders,
+    }
+}
 
 impl Warm {
     pub fn has_pick(&self) -> bool {
@@ -234,11 +272,19 @@ impl Warm {
 
     /// `pick-endpoint` over the candidates and attributes filled in beforehand.
     #[allow(unsafe_code)]
-    pub fn pick(&mut self, req: RequestInfo<'_>) -> wasmtime::Result<Option<u32>> {
-        let Some(f) = self.pick else { return Ok(None) };
+    pub fn pick(&mut self, req: RequestInfo<'_>) -> wasmtime::Result<crate::policy::PickDecision> {
+        let Some(f) = self.pick else { return Ok(crate::policy::PickDecision::any()) };
         // SAFETY: `instantiate` checked the function against exactly these types (`typed`).
-        let typed = unsafe { TypedFunc::<PickParams<'_>, (Option<u32>,)>::new_unchecked(f) };
-        Ok(typed.call(&mut self.store, (req, &self.candidates, &self.attributes))?.0)
+        let typed = unsafe { TypedFunc::<PickParams<'_>, PickResults>::new_unchecked(f) };
+        let (d,) = typed.call(&mut self.store, (req, &self.candidates, &self.attributes))?;
+        Ok(self.store.data_mut().pick_decision(d))
+    }
+
+    /// `route` on this instance.
+    pub fn route(&mut self, req: RequestInfo<'_>) -> wasmtime::Result<crate::policy::RouteDecision> {
+        let Some(r) = &self.router else { return Ok(crate::policy::RouteDecision::keep()) };
+        let d = r.call_route(&mut self.store, req)?;
+        Ok(self.store.data_mut().route_decision(d))
     }
 }
 
@@ -270,7 +316,7 @@ impl Prepared {
             pick: match e.pick {
                 Some(i) => {
                     let f = instance.get_func(&mut store, i).ok_or_else(|| wasmtime::format_err!("pick-endpoint is not a function"))?;
-                    f.typed::<PickParams<'static>, (Option<u32>,)>(&store)?;
+                    f.typed::<PickParams<'static>, PickResults>(&store)?;
                     Some(f)
                 }
                 None => None,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::builtin::Builtin;
+use super::decision::{Kept, PickDecision, Reused, RouteDecision};
 use super::{Candidates, Outcome, Policy, RequestInfo, RetryDecision};
 use crate::catalog::RouteRule;
 
@@ -31,11 +32,13 @@ pub trait Plugin: Send + Sync {
     fn hooks(&self) -> Hooks;
     /// `fail = "closed"`: a failed call refuses the request instead of falling back.
     fn fail_closed(&self) -> bool;
-    /// Whether its hooks read request headers (its manifest names some).
-    fn reads_headers(&self) -> bool;
-    fn route(&self, req: &RequestInfo<'_>) -> Result<Option<String>, HookFailed>;
-    /// The chosen candidate's `Target::index`, or `None` to leave the choice to the built-in hook.
-    fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Result<Option<u32>, HookFailed>;
+    /// The request headers its hooks read (its manifest names them), lower-case: what a kept
+    /// answer is kept by.
+    fn wanted_headers(&self) -> &[String];
+    /// Where the answers given again from [`Kept`] are counted, beside its calls.
+    fn reused(&self) -> &Reused;
+    fn route(&self, req: &RequestInfo<'_>) -> Result<RouteDecision, HookFailed>;
+    fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Result<PickDecision, HookFailed>;
     fn should_retry(&self, req: &RequestInfo<'_>, outcome: Outcome, elapsed: Duration) -> Result<RetryDecision, HookFailed>;
 }
 
@@ -68,6 +71,9 @@ pub struct ServicePolicy {
     /// The service's routing rules (those with a destination), for the built-in `route`.
     routing: Vec<RouteRule>,
     plugin: Option<Arc<dyn Plugin>>,
+    /// The plugin's answers that hold for more than one request (made with the plugin: this
+    /// policy lives as long as one routing table, so nothing kept outlives an endpoint change).
+    kept: Option<Box<Kept>>,
 }
 
 impl std::fmt::Debug for ServicePolicy {
@@ -78,7 +84,8 @@ impl std::fmt::Debug for ServicePolicy {
 
 impl ServicePolicy {
     pub fn new(rules: &[RouteRule], plugin: Option<Arc<dyn Plugin>>) -> ServicePolicy {
-        ServicePolicy { routing: rules.iter().filter(|r| r.routes()).cloned().collect(), plugin }
+        let kept = plugin.as_ref().filter(|p| p.hooks().route || p.hooks().pick).map(|_| Box::default());
+        ServicePolicy { routing: rules.iter().filter(|r| r.routes()).cloned().collect(), plugin, kept }
     }
 
     fn plugin_with(&self, has: impl Fn(Hooks) -> bool) -> Option<&Arc<dyn Plugin>> {
@@ -93,13 +100,13 @@ impl ServicePolicy {
     /// Whether a hook reads the request's authority, path or headers; when not, the data path
     /// leaves them out of [`RequestInfo`] (describing every request costs ~3 % of its work).
     pub fn reads_requests(&self) -> bool {
-        self.routes() || self.plugin.as_ref().is_some_and(|p| p.reads_headers())
+        self.routes() || self.plugin.as_ref().is_some_and(|p| !p.wanted_headers().is_empty())
     }
 
     /// Another service of the namespace for this request, or `None` to keep it.
     pub fn route(&self, req: &RequestInfo<'_>) -> Result<Option<String>, PolicyRefused> {
-        if let Some(p) = self.plugin_with(|h| h.route) {
-            match p.route(req) {
+        if let (Some(p), Some(kept)) = (self.plugin_with(|h| h.route), &self.kept) {
+            match kept.route(p.wanted_headers(), req, &p.reused().route, || p.route(req)) {
                 Ok(r) => return Ok(r),
                 Err(e) => fallback(p, "route", e)?,
             }
@@ -108,11 +115,11 @@ impl ServicePolicy {
     }
 
     pub fn pick_endpoint(&self, req: &RequestInfo<'_>, c: &Candidates<'_>) -> Result<Option<u32>, PolicyRefused> {
-        if let Some(p) = self.plugin_with(|h| h.pick) {
-            match p.pick_endpoint(req, c) {
-                // A plugin may only choose among the candidates it was shown.
-                Ok(Some(i)) if c.targets.iter().any(|t| t.index == i && !c.excluded.contains(&i)) => return Ok(Some(i)),
-                Ok(_) => {}
+        if let (Some(p), Some(kept)) = (self.plugin_with(|h| h.pick), &self.kept) {
+            let builtin = |c: &Candidates<'_>| Builtin.pick_endpoint(req, c);
+            match kept.pick(p.wanted_headers(), req, c, &p.reused().pick, || p.pick_endpoint(req, c), builtin) {
+                Ok(Some(i)) => return Ok(Some(i)),
+                Ok(None) => {}
                 Err(e) => fallback(p, "pick-endpoint", e)?,
             }
         }

@@ -1,16 +1,16 @@
 //! version-picker: when a request names a version (header `x-version: v2`), prefers the candidate
 //! endpoints whose attribute `version` has that value. See README.md for the configuration.
 
-use std::cell::Cell;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-wit_bindgen::generate!({ path: "../../wit", world: "balancer-plugin" });
+wit_bindgen::generate!({ path: "../../wit", world: "balancer-plugin", additional_derives: [PartialEq] });
 
-use exports::weft::policy::balancer::{Attribute, EndpointInfo, Guest as Balancer, RequestInfo};
+use exports::weft::policy::balancer::{Attribute, EndpointInfo, Guest as Balancer, Pick, PickDecision, RequestInfo};
 use exports::weft::policy::manifest::Guest as Manifest;
 use weft::policy::host::{self, Level};
+use weft::policy::types::Reuse;
 
 #[derive(Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -66,17 +66,20 @@ impl Manifest for Plugin {
 }
 
 impl Balancer for Plugin {
-    fn pick_endpoint(_req: RequestInfo, candidates: Vec<EndpointInfo>, attributes: Vec<Attribute>) -> Option<u32> {
+    /// Which endpoints may serve the request, not which one: the host's balancer chooses among
+    /// them by health and load. That answer depends only on the header and the endpoints'
+    /// attributes, so the host keeps it (`same-headers`) and calls again only for a new value
+    /// of the header, a change of the service's endpoints or a reload.
+    fn pick_endpoint(_req: RequestInfo, candidates: Vec<EndpointInfo>, attributes: Vec<Attribute>) -> PickDecision {
         let r = ready();
         // The wanted version as a text id: a value no endpoint has (no id) matches none.
         let wanted = host::header_id(&r.cfg.header).map(|value| Some((r.attribute?, value?)));
-        let (picked, choice) = choose(wanted, &candidates, &attributes);
-        host::counter_add(r.counters[choice as usize], 1);
-        picked
+        let (pick, choice) = choose(wanted, &candidates, &attributes);
+        PickDecision { pick, count: Some(r.counters[choice as usize]), reuse: Reuse::SameHeaders }
     }
 }
 
-/// What `pick-endpoint` did, counted.
+/// What `pick-endpoint` decided, counted (by the host, for each request it decides).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Choice {
     NoHeader,
@@ -94,49 +97,31 @@ impl Choice {
     }
 }
 
-/// The choice: among healthy candidates whose attribute (name, value) is the wanted one. None
-/// leaves the choice to the built-in balancer: no version asked for (`wanted` none), or no
-/// healthy endpoint has it (`wanted` some(none): a value no endpoint has).
-fn choose(wanted: Option<Option<(u32, u32)>>, candidates: &[EndpointInfo], attributes: &[Attribute]) -> (Option<u32>, Choice) {
+/// The candidates whose attribute (name, value) is the wanted one. `any` leaves the choice to
+/// the built-in balancer over all: no version asked for (`wanted` none), or no endpoint has it
+/// (`wanted` some(none): a value no endpoint has). Health is the host's to weigh: among the
+/// matches it prefers healthy ones, and takes all candidates when no match can serve.
+fn choose(wanted: Option<Option<(u32, u32)>>, candidates: &[EndpointInfo], attributes: &[Attribute]) -> (Pick, Choice) {
     let Some(wanted) = wanted else {
-        return (None, Choice::NoHeader);
+        return (Pick::Any, Choice::NoHeader);
     };
-    let turn = TURN.with(|t| {
-        let n = t.get();
-        t.set(n.wrapping_add(1));
-        n as usize
-    });
-    let picked = wanted.and_then(|(name, value)| least_busy(candidates, attributes, (name, value), turn));
-    (picked, if picked.is_some() { Choice::Matched } else { Choice::NoMatch })
+    let matches = wanted.map(|w| matching(candidates, attributes, w)).unwrap_or_default();
+    if matches.is_empty() { (Pick::Any, Choice::NoMatch) } else { (Pick::Among(matches), Choice::Matched) }
 }
 
-/// The healthy candidate with the attribute and the fewest requests in flight. Ties go to the
-/// first at or after a rotating position (`turn`), so equally busy endpoints (e.g. all idle) take
-/// turns instead of the first one getting everything. One pass, no allocation: the host lists
-/// `attributes` grouped by endpoint, in the candidates' order.
-fn least_busy(candidates: &[EndpointInfo], attributes: &[Attribute], (name, value): (u32, u32), turn: usize) -> Option<u32> {
-    let len = candidates.len();
-    let start = turn % len.max(1);
+/// The ids of the candidates with the attribute. One pass: the host lists `attributes` grouped
+/// by endpoint, in the candidates' order.
+fn matching(candidates: &[EndpointInfo], attributes: &[Attribute], (name, value): (u32, u32)) -> Vec<u32> {
     let mut rest = attributes;
-    // (in flight, distance from the rotating start, id)
-    let mut best: Option<(u32, usize, u32)> = None;
-    for (i, c) in candidates.iter().enumerate() {
+    let mut ids = Vec::new();
+    for c in candidates {
         let (mine, tail) = rest.split_at(rest.iter().take_while(|a| a.endpoint == c.id).count());
         rest = tail;
-        if !c.healthy || c.ejected || !mine.iter().any(|a| a.name == name && a.value == value) {
-            continue;
-        }
-        let key = (c.in_flight, (i + len - start) % len);
-        if best.is_none_or(|(f, d, _)| key < (f, d)) {
-            best = Some((key.0, key.1, c.id));
+        if mine.iter().any(|a| a.name == name && a.value == value) {
+            ids.push(c.id);
         }
     }
-    best.map(|(_, _, id)| id)
-}
-
-thread_local! {
-    // Instance state survives between calls: the host keeps warm instances.
-    static TURN: Cell<u32> = const { Cell::new(0) };
+    ids
 }
 
 export!(Plugin);
@@ -159,35 +144,31 @@ mod tests {
     }
 
     #[test]
-    fn picks_only_the_wanted_version_and_shares_ties() {
+    fn lists_the_endpoints_of_the_wanted_version() {
         let candidates = [endpoint(1, 0), endpoint(2, 0), endpoint(3, 0), endpoint(4, 0)];
         let attributes = versions(&[(1, V1), (2, V2), (3, V2), (4, V1)]);
-        let picks: Vec<_> = (0..4).map(|_| choose(Some(Some((VERSION, V2))), &candidates, &attributes).0.unwrap()).collect();
-        assert!(picks.iter().all(|&id| id == 2 || id == 3), "{picks:?}");
-        assert!(picks.contains(&2) && picks.contains(&3), "idle endpoints take turns: {picks:?}");
+        assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &attributes), (Pick::Among(vec![2, 3]), Choice::Matched));
     }
 
     #[test]
-    fn prefers_the_least_busy_healthy_match() {
+    fn health_and_load_are_left_to_the_host() {
         let mut ejected = endpoint(1, 0);
         ejected.ejected = true;
         let mut down = endpoint(2, 0);
         down.healthy = false;
         let candidates = [ejected, down, endpoint(3, 5), endpoint(4, 1), endpoint(5, 0)];
         let attributes = versions(&[(1, V2), (2, V2), (3, V2), (4, V2), (5, V1)]);
-        for _ in 0..3 {
-            assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &attributes), (Some(4), Choice::Matched));
-        }
+        assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &attributes), (Pick::Among(vec![1, 2, 3, 4]), Choice::Matched));
     }
 
     #[test]
     fn leaves_the_choice_to_the_host_without_header_or_match() {
         let candidates = [endpoint(1, 0)];
         let attributes = versions(&[(1, V1)]);
-        assert_eq!(choose(None, &candidates, &attributes), (None, Choice::NoHeader));
-        assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &attributes), (None, Choice::NoMatch));
-        assert_eq!(choose(Some(None), &candidates, &attributes), (None, Choice::NoMatch), "a value no endpoint has");
+        assert_eq!(choose(None, &candidates, &attributes), (Pick::Any, Choice::NoHeader));
+        assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &attributes), (Pick::Any, Choice::NoMatch));
+        assert_eq!(choose(Some(None), &candidates, &attributes), (Pick::Any, Choice::NoMatch), "a value no endpoint has");
         let other_name = [Attribute { endpoint: 1, name: VERSION + 1, value: V2 }];
-        assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &other_name), (None, Choice::NoMatch));
+        assert_eq!(choose(Some(Some((VERSION, V2))), &candidates, &other_name), (Pick::Any, Choice::NoMatch));
     }
 }

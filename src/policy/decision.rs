@@ -1,0 +1,384 @@
+//! A plugin's answers as the data path applies them, and the answers it keeps.
+//!
+//! A call into a WebAssembly plugin costs ~0.5–1 µs hot and ~2 µs in a busy node (its code and
+//! the proxy's evict each other from the caches), against ~8 µs of CPU for a whole proxied
+//! HTTP/1.1 request: a plugin called on every request cost 11–15 % of the throughput
+//! (BENCHMARKS.md, "Plugins"). So a hook may say its answer holds for every request of the
+//! service with the same values of the headers it reads (`reuse = same-headers`); the service's
+//! policy keeps such answers ([`Kept`]) and applies them again — the weighted draw and the
+//! plugin's counters done by the host — without calling the plugin. The policy is rebuilt with
+//! every routing table, so a kept answer never outlives a change of the service's endpoints,
+//! their health or the plugin.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use super::{Candidates, RequestInfo};
+
+/// A plugin counter the host bumps for the plugin.
+pub type Counter = Arc<AtomicU64>;
+
+/// Answers a plugin's hooks gave again from [`Kept`] without being called.
+#[derive(Debug, Default)]
+pub struct Reused {
+    pub route: AtomicU64,
+    pub pick: AtomicU64,
+}
+
+/// For which requests an answer holds (the WIT's `reuse`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reuse {
+    /// This request only.
+    Request,
+    /// Every request of the service with the same values of the plugin's wanted headers.
+    SameHeaders,
+}
+
+/// `route`'s answer.
+#[derive(Clone, Debug)]
+pub struct RouteDecision {
+    /// Another service of the namespace; `None` keeps the request's.
+    pub to: Option<Arc<str>>,
+    /// The share of requests sent to `to`, in hundredths of a percent (10,000: all).
+    pub share: u16,
+    pub count_to: Option<Counter>,
+    pub count_kept: Option<Counter>,
+    pub reuse: Reuse,
+}
+
+impl RouteDecision {
+    /// Keeps the service, counting nothing: what a plugin that routes nothing answers.
+    pub fn keep() -> RouteDecision {
+        RouteDecision { to: None, share: 0, count_to: None, count_kept: None, reuse: Reuse::Request }
+    }
+
+    /// This request's destination: drawn against `share`, counted.
+    pub fn apply(&self) -> Option<String> {
+        let to = self.to.as_deref().filter(|_| self.share >= 10_000 || (self.share > 0 && rand::random_range(0..10_000u16) < self.share));
+        let counter = if to.is_some() { &self.count_to } else { &self.count_kept };
+        if let Some(c) = counter {
+            c.fetch_add(1, Relaxed);
+        }
+        to.map(str::to_string)
+    }
+}
+
+/// `pick-endpoint`'s choice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// The built-in balancer over all candidates.
+    Any,
+    /// This candidate (`Target::index`).
+    One(u32),
+    /// The built-in balancer over these candidates, or over all when none of them is eligible.
+    Among(Vec<u32>),
+}
+
+#[derive(Clone, Debug)]
+pub struct PickDecision {
+    pub pick: Pick,
+    pub count: Option<Counter>,
+    pub reuse: Reuse,
+}
+
+impl PickDecision {
+    pub fn any() -> PickDecision {
+        PickDecision { pick: Pick::Any, count: None, reuse: Reuse::Request }
+    }
+
+    /// The endpoint chosen for this request, or `None` to leave the choice to the built-in
+    /// balancer over all candidates; `builtin` is that balancer, asked here over a subset.
+    pub fn apply(&self, c: &Candidates<'_>, builtin: impl Fn(&Candidates<'_>) -> Option<u32>) -> Option<u32> {
+        if let Some(counter) = &self.count {
+            counter.fetch_add(1, Relaxed);
+        }
+        match &self.pick {
+            Pick::Any => None,
+            // A plugin may only choose among the candidates it was shown.
+            Pick::One(i) => c.targets.iter().any(|t| t.index == *i && !c.excluded.contains(i)).then_some(*i),
+            Pick::Among(ids) => {
+                let listed = |i: usize| ids.contains(&c.targets[i].index);
+                if !(0..c.targets.len()).any(|i| listed(i) && c.eligible(i)) {
+                    return None;
+                }
+                // The others are excluded for this choice: the built-in balancer, with its ranks,
+                // zone preference and load, chooses among the listed ones. On the stack for the
+                // usual few endpoints (this runs for every request a kept answer decides).
+                let others = c.targets.iter().filter(|t| !ids.contains(&t.index)).map(|t| t.index);
+                let mut small = [0u32; 32];
+                let n = c.excluded.len() + c.targets.len();
+                let mut large = Vec::new();
+                let excluded: &[u32] = if n <= small.len() {
+                    let mut len = 0;
+                    for (slot, i) in small.iter_mut().zip(c.excluded.iter().copied().chain(others)) {
+                        *slot = i;
+                        len += 1;
+                    }
+                    &small[..len]
+                } else {
+                    large.extend(c.excluded.iter().copied().chain(others));
+                    &large
+                };
+                builtin(&Candidates { excluded, ..*c })
+            }
+        }
+    }
+}
+
+/// Kept answers per shard; past this a shard starts afresh (a header with many values, e.g. a
+/// user id, then calls the plugin for most requests instead of growing the memory).
+const SHARD_ENTRIES: usize = 256;
+/// Header values longer than this are not kept (the key would be as long).
+const MAX_KEY: usize = 512;
+/// Shards, so that worker threads do not share a lock: each thread uses its own.
+const SHARDS: usize = 8;
+
+/// The answers a service's policy keeps, by hook and the wanted headers' values.
+#[derive(Default)]
+pub struct Kept {
+    shards: [Shard; SHARDS],
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard {
+    route: Mutex<HashMap<Box<[u8]>, RouteDecision>>,
+    pick: Mutex<HashMap<Box<[u8]>, PickDecision>>,
+}
+
+thread_local! {
+    /// This thread's shard, and the buffer its keys are written into.
+    static LOCAL: (usize, RefCell<Vec<u8>>) = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        (NEXT.fetch_add(1, Relaxed) % SHARDS, RefCell::new(Vec::with_capacity(64)))
+    };
+}
+
+impl Kept {
+    /// The route for this request: a kept answer applied, or `call`'s (kept when it says so).
+    /// An error is `call`'s: a failed call keeps nothing.
+    pub fn route<E>(&self, wanted: &[String], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<RouteDecision, E>) -> Result<Option<String>, E> {
+        self.with_key(wanted, req, |shard, key| {
+            if let Some(key) = key {
+                if let Some(d) = shard.route.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+                    reused.fetch_add(1, Relaxed);
+                    return Ok(d.apply());
+                }
+            }
+            let d = call()?;
+            let to = d.apply();
+            if let (Some(key), Reuse::SameHeaders) = (key, d.reuse) {
+                insert(&shard.route, key, d);
+            }
+            Ok(to)
+        })
+    }
+
+    /// The endpoint for this request's first try: as [`Kept::route`], for `pick-endpoint`. A
+    /// later try (some candidates excluded) always calls the plugin.
+    pub fn pick<E>(&self, wanted: &[String], req: &RequestInfo<'_>, c: &Candidates<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<PickDecision, E>, builtin: impl Fn(&Candidates<'_>) -> Option<u32>) -> Result<Option<u32>, E> {
+        if !c.excluded.is_empty() {
+            return Ok(call()?.apply(c, builtin));
+        }
+        self.with_key(wanted, req, |shard, key| {
+            if let Some(key) = key {
+                // Applied under the lock: this thread's shard, so nobody waits on it.
+                if let Some(d) = shard.pick.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+                    reused.fetch_add(1, Relaxed);
+                    return Ok(d.apply(c, &builtin));
+                }
+            }
+            let d = call()?;
+            let picked = d.apply(c, &builtin);
+            if let (Some(key), Reuse::SameHeaders) = (key, d.reuse) {
+                insert(&shard.pick, key, d);
+            }
+            Ok(picked)
+        })
+    }
+
+    /// Runs `f` with this thread's shard and the request's key (`None`: too long to keep).
+    fn with_key<R>(&self, wanted: &[String], req: &RequestInfo<'_>, f: impl FnOnce(&Shard, Option<&[u8]>) -> R) -> R {
+        LOCAL.with(|(shard, buf)| {
+            let shard = &self.shards[*shard];
+            // The closure may call a plugin, which never comes back here on this thread; the
+            // buffer is taken for the call and put back, so even a nested use would be safe.
+            let mut key = buf.take();
+            let r = f(shard, key_of(&mut key, wanted, req).then_some(&key[..]));
+            *buf.borrow_mut() = key;
+            r
+        })
+    }
+}
+
+/// The key of a request: each wanted header's value (or its absence), length-prefixed. False when
+/// it would be longer than [`MAX_KEY`].
+fn key_of(key: &mut Vec<u8>, wanted: &[String], req: &RequestInfo<'_>) -> bool {
+    key.clear();
+    for name in wanted {
+        match req.headers.get(name) {
+            None => key.push(0),
+            Some(v) => {
+                key.push(1);
+                key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                key.extend_from_slice(v);
+            }
+        }
+    }
+    key.len() <= MAX_KEY
+}
+
+fn insert<D>(map: &Mutex<HashMap<Box<[u8]>, D>>, key: &[u8], d: D) {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= SHARD_ENTRIES {
+        map.clear();
+    }
+    map.insert(key.into(), d);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::catalog::{LbKind, RetryConfig};
+    use crate::policy::{Builtin, Headers, Policy, Target};
+
+    static RETRY: std::sync::LazyLock<RetryConfig> = std::sync::LazyLock::new(RetryConfig::default);
+
+    fn req<'a>(headers: Headers<'a>) -> RequestInfo<'a> {
+        RequestInfo { namespace: "ns", service: "api", method: "GET", authority: "", path: "/", headers, attempt: 1, idempotent: true, source_zone: "", retry: &RETRY }
+    }
+
+    fn targets(n: u32) -> Vec<Arc<Target>> {
+        (0..n)
+            .map(|i| {
+                Arc::new(Target {
+                    index: i,
+                    id: format!("e{i}"),
+                    node: "n".into(),
+                    zone: String::new(),
+                    address: "127.0.0.1:1".parse().unwrap(),
+                    via: None,
+                    attributes: BTreeMap::new(),
+                    healthy: i != 3,
+                    unchecked: false,
+                    stats: Default::default(),
+                    texts: Default::default(),
+                })
+            })
+            .collect()
+    }
+
+    fn kept_route(share: u16, reuse: Reuse, counter: &Counter) -> RouteDecision {
+        RouteDecision { to: Some("api-v2".into()), share, count_to: Some(counter.clone()), count_kept: None, reuse }
+    }
+
+    #[test]
+    fn a_kept_route_is_applied_without_a_call_per_header_value() {
+        let (kept, reused, counter) = (Kept::default(), AtomicU64::new(0), Counter::default());
+        let wanted = ["x-canary".to_string()];
+        let mut h = http::HeaderMap::new();
+        let mut calls = 0;
+        for _ in 0..100 {
+            let to = kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || {
+                calls += 1;
+                Ok(kept_route(10_000, Reuse::SameHeaders, &counter))
+            });
+            assert_eq!(to, Ok(Some("api-v2".to_string())));
+        }
+        h.insert("x-canary", "1".parse().unwrap());
+        let other = kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || {
+            calls += 1;
+            Ok(RouteDecision { reuse: Reuse::SameHeaders, ..RouteDecision::keep() })
+        });
+        assert_eq!((other, calls), (Ok(None), 2), "a new header value is a new question");
+        assert_eq!((reused.load(Relaxed), counter.load(Relaxed)), (99, 100), "the host counts every request it routes");
+    }
+
+    #[test]
+    fn an_answer_for_one_request_or_a_failed_call_is_not_kept() {
+        let (kept, reused, counter) = (Kept::default(), AtomicU64::new(0), Counter::default());
+        let mut calls = 0;
+        for _ in 0..5 {
+            let _ = kept.route::<()>(&[], &req(Headers::None), &reused, || {
+                calls += 1;
+                Ok(kept_route(10_000, Reuse::Request, &counter))
+            });
+            assert_eq!(kept.route(&[], &req(Headers::None), &reused, || Err("trap")), Err("trap"));
+        }
+        assert_eq!((calls, reused.load(Relaxed)), (5, 0));
+    }
+
+    #[test]
+    fn the_share_is_drawn_for_each_request() {
+        let (kept, reused, counter) = (Kept::default(), AtomicU64::new(0), Counter::default());
+        let routed = (0..10_000).filter(|_| kept.route::<()>(&[], &req(Headers::None), &reused, || Ok(kept_route(1_000, Reuse::SameHeaders, &counter))).unwrap().is_some()).count();
+        assert!((850..1150).contains(&routed), "10 % of 10,000: {routed}");
+        assert_eq!(counter.load(Relaxed), routed as u64);
+    }
+
+    #[test]
+    fn among_lets_the_balancer_choose_within_the_list_or_among_all() {
+        let ts = targets(4);
+        let cursor = AtomicUsize::new(0);
+        let c = Candidates { targets: &ts, excluded: &[], timed_out: &[], cursor: &cursor, lb: LbKind::RoundRobin, now_us: crate::telemetry::now_us() };
+        let builtin = |c: &Candidates<'_>| Builtin.pick_endpoint(&req(Headers::None), c);
+        let among = |ids: Vec<u32>| PickDecision { pick: Pick::Among(ids), count: None, reuse: Reuse::SameHeaders };
+        let picks: Vec<_> = (0..6).map(|_| among(vec![1, 2]).apply(&c, builtin)).collect();
+        assert!(picks.iter().all(|p| *p == Some(1) || *p == Some(2)) && picks.contains(&Some(1)) && picks.contains(&Some(2)), "{picks:?}");
+        assert_eq!(among(vec![3]).apply(&c, builtin), None, "the only listed endpoint is unhealthy: the built-in choice over all");
+        let c2 = Candidates { excluded: &[1], ..c };
+        assert!((0..4).all(|_| among(vec![1, 2]).apply(&c2, builtin) == Some(2)), "an endpoint already tried stays excluded");
+        let one = PickDecision { pick: Pick::One(1), count: None, reuse: Reuse::Request };
+        assert_eq!((one.apply(&c, builtin), one.apply(&c2, builtin)), (Some(1), None));
+    }
+
+    #[test]
+    fn a_kept_pick_serves_first_tries_only() {
+        let ts = targets(4);
+        let cursor = AtomicUsize::new(0);
+        let (kept, reused) = (Kept::default(), AtomicU64::new(0));
+        let c = Candidates { targets: &ts, excluded: &[], timed_out: &[], cursor: &cursor, lb: LbKind::RoundRobin, now_us: crate::telemetry::now_us() };
+        let builtin = |c: &Candidates<'_>| Builtin.pick_endpoint(&req(Headers::None), c);
+        let mut calls = 0;
+        let mut call = || -> Result<PickDecision, ()> {
+            calls += 1;
+            Ok(PickDecision { pick: Pick::Among(vec![0, 2]), count: None, reuse: Reuse::SameHeaders })
+        };
+        for _ in 0..10 {
+            let p = kept.pick(&[], &req(Headers::None), &c, &reused, &mut call, builtin).unwrap();
+            assert!(p == Some(0) || p == Some(2), "{p:?}");
+        }
+        let retry = Candidates { excluded: &[0], ..c };
+        assert_eq!(kept.pick(&[], &req(Headers::None), &retry, &reused, &mut call, builtin).unwrap(), Some(2));
+        assert_eq!((calls, reused.load(Relaxed)), (2, 9));
+    }
+
+    #[test]
+    fn a_shard_is_bounded() {
+        let (kept, reused) = (Kept::default(), AtomicU64::new(0));
+        let wanted = ["x-user".to_string()];
+        for i in 0..(3 * SHARD_ENTRIES) {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-user", i.to_string().parse().unwrap());
+            let _ = kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || Ok(RouteDecision { reuse: Reuse::SameHeaders, ..RouteDecision::keep() }));
+        }
+        let most = kept.shards.iter().map(|s| s.route.lock().unwrap().len()).max().unwrap();
+        assert!(most <= SHARD_ENTRIES, "{most}");
+        let long = "x".repeat(MAX_KEY + 1);
+        let mut h = http::HeaderMap::new();
+        h.insert("x-user", long.parse().unwrap());
+        let mut calls = 0;
+        for _ in 0..3 {
+            let _ = kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || {
+                calls += 1;
+                Ok(RouteDecision { reuse: Reuse::SameHeaders, ..RouteDecision::keep() })
+            });
+        }
+        assert_eq!(calls, 3, "a key longer than {MAX_KEY} bytes is not kept");
+    }
+}
