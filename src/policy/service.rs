@@ -71,6 +71,9 @@ pub struct ServicePolicy {
     /// The service's routing rules (those with a destination), for the built-in `route`.
     routing: Vec<RouteRule>,
     plugin: Option<Arc<dyn Plugin>>,
+    /// The hooks the plugin exports (none without one), asked once: they are checked for
+    /// every request.
+    hooks: Hooks,
     /// The plugin's answers that hold for more than one request (made with the plugin: this
     /// policy lives as long as one routing table, so nothing kept outlives an endpoint change).
     kept: Option<Box<Kept>>,
@@ -84,12 +87,13 @@ impl std::fmt::Debug for ServicePolicy {
 
 impl ServicePolicy {
     pub fn new(rules: &[RouteRule], plugin: Option<Arc<dyn Plugin>>) -> ServicePolicy {
-        let kept = plugin.as_ref().filter(|p| p.hooks().route || p.hooks().pick).map(|_| Box::default());
-        ServicePolicy { routing: rules.iter().filter(|r| r.routes()).cloned().collect(), plugin, kept }
+        let hooks = plugin.as_ref().map(|p| p.hooks()).unwrap_or_default();
+        let kept = (hooks.route || hooks.pick).then(Box::default);
+        ServicePolicy { routing: rules.iter().filter(|r| r.routes()).cloned().collect(), plugin, hooks, kept }
     }
 
     fn plugin_with(&self, has: impl Fn(Hooks) -> bool) -> Option<&Arc<dyn Plugin>> {
-        self.plugin.as_ref().filter(|p| has(p.hooks()))
+        self.plugin.as_ref().filter(|_| has(self.hooks))
     }
 
     /// Whether `route` may ever send a request elsewhere; when not, the data path skips it.
@@ -97,10 +101,12 @@ impl ServicePolicy {
         !self.routing.is_empty() || self.plugin_with(|h| h.route).is_some()
     }
 
-    /// Whether a hook reads the request's authority, path or headers; when not, the data path
-    /// leaves them out of [`RequestInfo`] (describing every request costs ~3 % of its work).
-    pub fn reads_requests(&self) -> bool {
-        self.routes() || self.plugin.as_ref().is_some_and(|p| !p.wanted_headers().is_empty())
+    /// Whether a hook after the route phase (`pick-endpoint`, `should-retry`) may read the
+    /// request's authority, path or headers: a plugin's may (through host calls), the built-in
+    /// ones do not. When not, the data path leaves them out of [`RequestInfo`] (describing every
+    /// request costs ~3 % of its work); the route phase describes it for itself.
+    pub fn tries_read_requests(&self) -> bool {
+        self.hooks.pick || self.hooks.retry
     }
 
     /// Another service of the namespace for this request, or `None` to keep it.

@@ -70,7 +70,7 @@ fn try_until(retry: &RetryConfig, deadline: Option<Instant>, sent: Instant) -> O
 /// timeout, 503) can be repeated on another endpoint when the policy deems it safe.
 pub(super) async fn replayable(x: Exchange<'_>, client: &mut Client, buf: &BytesMut, head: &Head, n: usize, sc: &mut Scratch) -> Result<Answer, ProxyError> {
     let Exchange { l, route, settings, .. } = x;
-    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, route.policy.reads_requests());
+    let info = request_info(route, settings, head, &buf[..], &l.shared.zone, route.policy.tries_read_requests());
     sc.out.clear();
     head.write_to(buf, &mut sc.out, true, x.added);
     sc.out.extend_from_slice(&buf[head.len..head.len + n]);
@@ -97,7 +97,7 @@ pub(super) async fn streaming(x: Exchange<'_>, client: &mut Client, buf: &mut By
     // The head leaves `buf` now, whatever happens (answered here or sent on): the request
     // description borrows it while the body streams from what follows.
     let head_bytes = buf.split_to(head.len);
-    let info = request_info(route, settings, head, &head_bytes[..], &l.shared.zone, route.policy.reads_requests());
+    let info = request_info(route, settings, head, &head_bytes[..], &l.shared.zone, route.policy.tries_read_requests());
     let mut attempts = Attempts::new(route, info, x.start);
     let is_head = head.method.get(&head_bytes) == b"HEAD";
     let mut codec = Streaming { answer: None, up: Ups { pools: &l.shared.pools, route }, retry: settings.retry, deadline: x.deadline(), idempotent: attempts.info.idempotent, is_head, head, head_bytes: &head_bytes, client, buf, sc, added: x.added };
