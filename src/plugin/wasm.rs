@@ -155,11 +155,11 @@ impl self::weft::policy::host::Host for State {
     }
 
     fn authority(&mut self) -> String {
-        self.request.get().map_or_else(String::new, |r| r.authority.to_string())
+        self.request.get().map_or_else(String::new, |r| r.authority.as_str().to_string())
     }
 
     fn path(&mut self) -> String {
-        self.request.get().map_or_else(String::new, |r| r.path.to_string())
+        self.request.get().map_or_else(String::new, |r| r.path.as_str().to_string())
     }
 }
 

@@ -178,7 +178,7 @@ mod tests {
     static RETRY: std::sync::LazyLock<RetryConfig> = std::sync::LazyLock::new(RetryConfig::default);
 
     fn req(attempt: u32, idempotent: bool, zone: &'static str) -> RequestInfo<'static> {
-        RequestInfo { namespace: "n", service: "s", method: "GET", authority: "a", path: "/", headers: Headers::None, attempt, idempotent, source_zone: zone, retry: &RETRY }
+        RequestInfo { namespace: "n", service: "s", method: "GET", authority: "a".into(), path: "/".into(), headers: Headers::None, attempt, idempotent, source_zone: zone, retry: &RETRY }
     }
 
     fn picks(targets: &[Arc<Target>], lb: LbKind, zone: &'static str, n: usize) -> Vec<u32> {

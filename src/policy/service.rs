@@ -155,6 +155,6 @@ fn fallback(p: &Arc<dyn Plugin>, hook: &'static str, e: HookFailed) -> Result<()
 /// The built-in `route`: the first routing rule that matches decides; a weighted one sends its
 /// share (`percent`) there and keeps the rest.
 pub fn route_by_rules(rules: &[RouteRule], req: &RequestInfo<'_>) -> Option<String> {
-    let rule = rules.iter().find(|r| r.matches(req.method, req.path, |n| req.headers.get(n)))?;
+    let rule = rules.iter().find(|r| r.matches(req.method, req.path.as_str(), |n| req.headers.get(n)))?;
     rule.draw().then(|| rule.to.clone()).flatten()
 }

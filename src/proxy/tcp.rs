@@ -16,7 +16,7 @@ use super::error::ProxyError;
 use super::io::{Activity, Metered};
 use super::conn::Conn;
 use super::table::ServiceRoute;
-use crate::policy::{Headers, RequestInfo, Target};
+use crate::policy::{Headers, RawText, RequestInfo, Target};
 
 /// Large enough that bulk transfers (a 1 MiB Redis value) take few syscalls.
 const COPY_BUF: usize = 32 * 1024;
@@ -59,8 +59,8 @@ async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, 
         namespace: &route.namespace,
         service: &route.service,
         method: "",
-        authority: "",
-        path: "",
+        authority: RawText::default(),
+        path: RawText::default(),
         headers: Headers::None,
         attempt: 1,
         idempotent: false,

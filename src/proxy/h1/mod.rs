@@ -32,7 +32,7 @@ use super::table::{ServiceRoute, Settings};
 use super::HttpListener;
 use super::attempt;
 use super::body::InFlight;
-use crate::policy::{Headers, RequestInfo, Target};
+use crate::policy::{Headers, RawText, RequestInfo, Target};
 
 type Client = Metered<TcpStream>;
 
@@ -205,14 +205,11 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
 fn request_info<'a>(route: &'a ServiceRoute, settings: Settings<'a>, head: &'a Head, buf: &'a [u8], zone: &'a str, full: bool) -> RequestInfo<'a> {
     let method = head.method(buf);
     let (authority, path, headers) = if full {
-        let target = head.target(buf);
-        (
-            head.host(buf).and_then(|h| std::str::from_utf8(h).ok()).unwrap_or(""),
-            path_of(target),
-            Headers::Raw { buf, fields: &head.fields },
-        )
+        let target = head.target.get(buf);
+        let path = target.iter().position(|b| *b == b'?').map_or(target, |q| &target[..q]);
+        (RawText(head.host(buf).unwrap_or(b"")), RawText(path), Headers::Raw { buf, fields: &head.fields })
     } else {
-        ("", "", Headers::None)
+        (RawText::default(), RawText::default(), Headers::None)
     };
     RequestInfo {
         namespace: &route.namespace,
