@@ -9,7 +9,7 @@ use super::guard::{Guard, Hook};
 use super::shared::Shared;
 use super::wasm::{self, Prepared, Warm};
 use super::{Fail, PluginSpec};
-use crate::policy::{Candidates, HookFailed, Hooks, Outcome, PickDecision, Plugin, RequestInfo, RetryDecision, Reused, RouteDecision};
+use crate::policy::{Candidates, HookFailed, Hooks, Outcome, PickDecision, Plugin, RequestInfo, RetryDecision, Reused, RouteDecision, WantedHeader};
 
 /// Warm instances kept per plugin: enough for every worker thread to have one at a time.
 const POOL_MAX: usize = 16;
@@ -21,7 +21,7 @@ pub struct Loaded {
     pub size: usize,
     pub hooks: Hooks,
     /// Lower-case request headers the manifest asked for.
-    pub wanted: Vec<String>,
+    pub wanted: Vec<WantedHeader>,
     pub loaded_at: std::time::SystemTime,
     prepared: Prepared,
     pub shared: Arc<Shared>,
@@ -64,7 +64,7 @@ impl Loaded {
         })?;
         if let Some(m) = &warm.manifest {
             let names = m.call_wanted_headers(&mut warm.store).map_err(|e| format!("its manifest (wanted-headers) failed: {}", describe(&e)))?;
-            loaded.wanted = names.into_iter().map(|n| n.to_ascii_lowercase()).collect();
+            loaded.wanted = names.iter().map(|n| WantedHeader::new(n)).collect();
         }
         loaded.shared.set_wanted(loaded.wanted.clone());
         loaded.pool.get_mut().unwrap_or_else(|e| e.into_inner()).push(Box::new(warm));
@@ -192,7 +192,7 @@ impl Plugin for Loaded {
         self.spec.fail == Fail::Closed
     }
 
-    fn wanted_headers(&self) -> &[String] {
+    fn wanted_headers(&self) -> &[WantedHeader] {
         &self.wanted
     }
 

@@ -293,7 +293,7 @@ impl PluginHost {
         let (prepared, hash) = engine::compile(engine, bytes, cache).map_err(refused)?;
         let spec = PluginSpec { name: "check".into(), path: PathBuf::new(), config: config.to_string(), fuel: DEFAULT_FUEL, memory_mb: DEFAULT_MEMORY_MB, fail: Fail::Open };
         let loaded = Loaded::new(spec, hash.clone(), bytes.len(), prepared, None).map_err(refused)?;
-        Ok((loaded.hooks, loaded.wanted.clone(), hash))
+        Ok((loaded.hooks, loaded.wanted.iter().map(|w| w.text.clone()).collect(), hash))
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::wasm::weft::policy::host::Level;
+use crate::policy::WantedHeader;
 
 /// Log lines a plugin may write per second; the rest are counted, not written. A plugin that logs
 /// on every request would otherwise put weft's log (and its disk) on the request path.
@@ -35,7 +36,7 @@ pub struct Shared {
     counters: Mutex<Counters>,
     registry: Option<Arc<crate::telemetry::Registry>>,
     /// Lower-case request headers the manifest asked for (set once, when the plugin is loaded).
-    wanted: OnceLock<Vec<String>>,
+    wanted: OnceLock<Vec<WantedHeader>>,
     interned: AtomicU32,
     log_window: Mutex<(Instant, u32)>,
     pub logs_dropped: AtomicU64,
@@ -122,11 +123,11 @@ impl Shared {
         Some(texts::intern(name))
     }
 
-    pub fn set_wanted(&self, names: Vec<String>) {
+    pub fn set_wanted(&self, names: Vec<WantedHeader>) {
         let _ = self.wanted.set(names);
     }
 
-    pub fn wanted(&self) -> &[String] {
+    pub fn wanted(&self) -> &[WantedHeader] {
         self.wanted.get().map_or(&[], Vec::as_slice)
     }
 }

@@ -93,7 +93,7 @@ pub(super) fn of(name: &str, spec: &PluginSpec, origin: &Origin, refusal: Option
     v.hash = Some(l.hash.clone());
     v.size = Some(l.size);
     v.hooks = hook_names(l.hooks).into_iter().map(str::to_string).collect();
-    v.wanted_headers = l.wanted.clone();
+    v.wanted_headers = l.wanted.iter().map(|w| w.text.clone()).collect();
     v.loaded_at = l.loaded_at.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs());
     for hook in Hook::ALL {
         let f = g.stats(hook).figures();

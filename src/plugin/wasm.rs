@@ -107,8 +107,8 @@ impl State {
     /// The value of a wanted header of the request under way.
     fn header_value(&self, name: &str) -> Option<&str> {
         let req = self.request.get()?;
-        let wanted = self.shared.wanted().iter().find(|w| w.eq_ignore_ascii_case(name))?;
-        req.headers.get(wanted).and_then(|v| std::str::from_utf8(v).ok())
+        let wanted = self.shared.wanted().iter().find(|w| w.text.eq_ignore_ascii_case(name))?;
+        req.headers.wanted(wanted).and_then(|v| std::str::from_utf8(v).ok())
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use super::{Candidates, RequestInfo};
+use super::{Candidates, RequestInfo, WantedHeader};
 
 /// A plugin counter the host bumps for the plugin.
 pub type Counter = Arc<AtomicU64>;
@@ -56,13 +56,19 @@ impl RouteDecision {
 
     /// This request's destination: drawn against `share`, counted.
     pub fn apply(&self) -> Option<String> {
-        let to = self.to.as_deref().filter(|_| self.share >= 10_000 || (self.share > 0 && rand::random_range(0..10_000u16) < self.share));
+        let to = self.to.as_deref().filter(|_| drawn(self.share));
         let counter = if to.is_some() { &self.count_to } else { &self.count_kept };
         if let Some(c) = counter {
             c.fetch_add(1, Relaxed);
         }
         to.map(str::to_string)
     }
+}
+
+/// Whether a request goes to a route's destination, by a random draw against its share (in
+/// hundredths of a percent): the one draw of the built-in routing rules and plugins' decisions.
+pub fn drawn(share: u16) -> bool {
+    share >= 10_000 || (share > 0 && rand::random_range(0..10_000u16) < share)
 }
 
 /// `pick-endpoint`'s choice.
@@ -211,7 +217,7 @@ thread_local! {
 impl Kept {
     /// The route for this request: a kept answer applied, or `call`'s (kept when it says so).
     /// An error is `call`'s: a failed call keeps nothing.
-    pub fn route<E>(&self, wanted: &[String], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<RouteDecision, E>) -> Result<Option<String>, E> {
+    pub fn route<E>(&self, wanted: &[WantedHeader], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<RouteDecision, E>) -> Result<Option<String>, E> {
         self.with_key(wanted, req, |shard, key| {
             if let Some(key) = key {
                 if let Some(d) = shard.route.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
@@ -230,7 +236,7 @@ impl Kept {
 
     /// The endpoint for this request's first try: as [`Kept::route`], for `pick-endpoint`. A
     /// later try (some candidates excluded) always calls the plugin.
-    pub fn pick<E>(&self, wanted: &[String], req: &RequestInfo<'_>, c: &Candidates<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<PickDecision, E>, builtin: impl Fn(&Candidates<'_>) -> Option<u32>) -> Result<Option<u32>, E> {
+    pub fn pick<E>(&self, wanted: &[WantedHeader], req: &RequestInfo<'_>, c: &Candidates<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<PickDecision, E>, builtin: impl Fn(&Candidates<'_>) -> Option<u32>) -> Result<Option<u32>, E> {
         if !c.excluded.is_empty() {
             return Ok(call()?.apply(c, builtin));
         }
@@ -252,7 +258,7 @@ impl Kept {
     }
 
     /// Runs `f` with this thread's shard and the request's key (`None`: too long to keep).
-    fn with_key<R>(&self, wanted: &[String], req: &RequestInfo<'_>, f: impl FnOnce(&Shard, Option<&[u8]>) -> R) -> R {
+    fn with_key<R>(&self, wanted: &[WantedHeader], req: &RequestInfo<'_>, f: impl FnOnce(&Shard, Option<&[u8]>) -> R) -> R {
         LOCAL.with(|(shard, buf)| {
             let shard = &self.shards[*shard];
             // The closure may call a plugin, which never comes back here on this thread; the
@@ -267,10 +273,10 @@ impl Kept {
 
 /// The key of a request: each wanted header's value (or its absence), length-prefixed. False when
 /// it would be longer than [`MAX_KEY`].
-fn key_of(key: &mut Vec<u8>, wanted: &[String], req: &RequestInfo<'_>) -> bool {
+fn key_of(key: &mut Vec<u8>, wanted: &[WantedHeader], req: &RequestInfo<'_>) -> bool {
     key.clear();
     for name in wanted {
-        match req.headers.get(name) {
+        match req.headers.wanted(name) {
             None => key.push(0),
             Some(v) => {
                 key.push(1);
@@ -326,9 +332,17 @@ mod tests {
     }
 
     #[test]
+    fn a_share_is_drawn_in_hundredths_of_a_percent() {
+        let hits = |share| (0..10_000).filter(|_| drawn(share)).count();
+        let tenth = hits(1_000);
+        assert!((700..=1300).contains(&tenth), "{tenth} of 10,000 at 10 %");
+        assert_eq!((hits(0), hits(10_000), hits(u16::MAX)), (0, 10_000, 10_000));
+    }
+
+    #[test]
     fn a_kept_route_is_applied_without_a_call_per_header_value() {
         let (kept, reused, counter) = (Kept::default(), AtomicU64::new(0), Counter::default());
-        let wanted = ["x-canary".to_string()];
+        let wanted = [WantedHeader::new("x-canary")];
         let mut h = http::HeaderMap::new();
         let mut calls = 0;
         for _ in 0..100 {
@@ -409,7 +423,7 @@ mod tests {
     #[test]
     fn a_shard_is_bounded() {
         let (kept, reused) = (Kept::default(), AtomicU64::new(0));
-        let wanted = ["x-user".to_string()];
+        let wanted = [WantedHeader::new("x-user")];
         for i in 0..(3 * SHARD_ENTRIES) {
             let mut h = http::HeaderMap::new();
             h.insert("x-user", i.to_string().parse().unwrap());

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::builtin::Builtin;
-use super::decision::{Kept, PickDecision, Reused, RouteDecision};
-use super::{Candidates, Outcome, Policy, RequestInfo, RetryDecision};
+use super::decision::{Kept, PickDecision, Reused, RouteDecision, drawn};
+use super::{Candidates, Outcome, Policy, RequestInfo, RetryDecision, WantedHeader};
 use crate::catalog::RouteRule;
 
 /// Which hooks a plugin exports.
@@ -34,7 +34,7 @@ pub trait Plugin: Send + Sync {
     fn fail_closed(&self) -> bool;
     /// The request headers its hooks read (its manifest names them), lower-case: what a kept
     /// answer is kept by.
-    fn wanted_headers(&self) -> &[String];
+    fn wanted_headers(&self) -> &[WantedHeader];
     /// Where the answers given again from [`Kept`] are counted, beside its calls.
     fn reused(&self) -> &Reused;
     fn route(&self, req: &RequestInfo<'_>) -> Result<RouteDecision, HookFailed>;
@@ -158,5 +158,5 @@ fn fallback(p: &Arc<dyn Plugin>, hook: &'static str, e: HookFailed) -> Result<()
 /// share (`percent`) there and keeps the rest.
 pub fn route_by_rules(rules: &[RouteRule], req: &RequestInfo<'_>) -> Option<String> {
     let rule = rules.iter().find(|r| r.matches(req.method, req.path.as_str(), |n| req.headers.get(n)))?;
-    rule.draw().then(|| rule.to.clone()).flatten()
+    drawn(rule.share()).then(|| rule.to.clone()).flatten()
 }

@@ -47,9 +47,8 @@ pub(super) fn begin_h2(route: &ServiceRoute, parts: &mut http::request::Parts, d
 }
 
 /// A TCP connection.
-pub(super) fn begin_tcp(route: &ServiceRoute, client: &tokio::net::TcpStream) -> Option<Begun> {
+pub(super) fn begin_tcp(route: &ServiceRoute, downstream: Option<std::net::SocketAddr>) -> Option<Begun> {
     let log = route.access.as_ref().filter(|l| l.log.wants())?;
-    let downstream = client.peer_addr().ok();
     Some(Begun { log: log.clone(), method: String::new(), path: String::new(), request_id: None, traceparent: None, downstream })
 }
 

@@ -130,9 +130,10 @@ impl<'a> Attempts<'a> {
 pub fn routed(shared: &Shared, route: &ServiceRoute, req: &RequestInfo<'_>) -> Result<Option<Arc<ServiceRoute>>, ProxyError> {
     let alt = route.policy.route(req).map_err(|e| ProxyError::Policy(e.to_string()))?;
     let Some(alt) = alt else { return Ok(None) };
-    let found = shared.table.load().services.get(&(route.namespace.clone(), alt.clone())).cloned();
+    let key = (route.namespace.clone(), alt);
+    let found = shared.table.load().services.get(&key).cloned();
     if found.is_none() {
-        tracing::debug!(service = %route.label(), to = %alt, "the route hook named a service this node does not know; the request stays");
+        tracing::debug!(service = %route.label(), to = %key.1, "the route hook named a service this node does not know; the request stays");
     }
     Ok(found)
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use super::sock::Sock;
 
 use super::error::ProxyError;
 use super::table::ServiceRoute;
@@ -19,7 +19,7 @@ use crate::transport::relay::{self, RelayError, RelayStream};
 use crate::transport::{RelayRequest, Transport};
 
 pub enum Conn {
-    Tcp(TcpStream),
+    Tcp(Sock),
     Relay(Box<RelayStream>),
 }
 
@@ -31,8 +31,8 @@ pub fn dest(t: &Target) -> Dest {
     (t.address, t.via)
 }
 
-pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<Sock, ProxyError> {
+    match tokio::time::timeout(timeout, Sock::connect(addr)).await {
         Err(_) => Err(ProxyError::ConnectTimeout { addr, after: timeout }),
         Ok(Err(source)) => Err(ProxyError::Connect { addr, source }),
         Ok(Ok(s)) => {
@@ -85,22 +85,19 @@ impl Conn {
     /// read.
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         match self {
-            Conn::Tcp(s) => {
-                let (r, w) = s.split();
-                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
-            }
+            Conn::Tcp(s) => (ReadHalf::Tcp(&*s), WriteHalf::Tcp(&*s)),
             Conn::Relay(s) => (ReadHalf::Relay(&mut s.recv), WriteHalf::Relay(&mut s.send)),
         }
     }
 }
 
 pub enum ReadHalf<'a> {
-    Tcp(tokio::net::tcp::ReadHalf<'a>),
+    Tcp(&'a Sock),
     Relay(&'a mut quinn::RecvStream),
 }
 
 pub enum WriteHalf<'a> {
-    Tcp(tokio::net::tcp::WriteHalf<'a>),
+    Tcp(&'a Sock),
     Relay(&'a mut quinn::SendStream),
 }
 
@@ -125,6 +122,12 @@ macro_rules! delegate_write {
             }
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() { $( Self::$v(s) => AsyncWrite::poll_shutdown(Pin::new(s), cx), )+ }
+            }
+            fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+                match self.get_mut() { $( Self::$v(s) => AsyncWrite::poll_write_vectored(Pin::new(s), cx, bufs), )+ }
+            }
+            fn is_write_vectored(&self) -> bool {
+                match self { $( Self::$v(s) => s.is_write_vectored(), )+ }
             }
         }
     };

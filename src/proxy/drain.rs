@@ -8,7 +8,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -71,13 +70,13 @@ pub const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// accepted. The connections accepted earlier share one token, which fires `DRAIN_IDLE` after
 /// the drain begins; a token that had already fired would close this one before its first
 /// request.
-pub(super) async fn serve_late(s: TcpStream, kind: Listener) {
+pub(super) async fn serve_late(s: super::sock::Sock, peer: Option<std::net::SocketAddr>, kind: Listener) {
     let token = CancellationToken::new();
     // Boxed: the three kinds differ, and this runs only for connections made during a drain.
     let mut conn: Pin<Box<dyn Future<Output = ()> + Send>> = match kind {
-        Listener::Http1(l) => Box::pin(h1::serve(s, l, token.clone())),
-        Listener::Http2(l) => Box::pin(h2::serve(s, l, token.clone())),
-        Listener::Tcp(l) => Box::pin(tcp::serve(s, l)),
+        Listener::Http1(l) => Box::pin(h1::serve(s, peer, l, token.clone())),
+        Listener::Http2(l) => Box::pin(h2::serve(s, peer, l, token.clone())),
+        Listener::Tcp(l) => Box::pin(tcp::serve(s, peer, l)),
     };
     tokio::select! {
         _ = conn.as_mut() => return,

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use super::sock::Sock;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -34,14 +34,14 @@ use super::h1::try_limit;
 use crate::catalog::Protocol;
 use crate::policy::{GRPC_UNAVAILABLE, Headers, Outcome, RequestInfo, Target};
 
-pub async fn serve(stream: TcpStream, l: Arc<HttpListener>, shutdown: CancellationToken) {
+pub async fn serve(stream: Sock, peer: Option<std::net::SocketAddr>, l: Arc<HttpListener>, shutdown: CancellationToken) {
     let route = l.slot.load_full();
     let stats = route.stats.clone();
     let _connection = stats.open_connection();
     let _ = stream.set_nodelay(true);
-    // For the access log only (a syscall a connection when it is on; a connection already open
-    // when a service turns its log on is logged without it).
-    let downstream = route.access.as_ref().and_then(|_| stream.peer_addr().ok());
+    // For the access log: known since the accept, so a connection already open when a service
+    // turns its log on is logged with it too.
+    let downstream = peer;
     let activity = Activity::new();
     let io = TokioIo::new(Metered::new(stream, activity.clone(), Some(stats.clone())));
     let act = activity.clone();

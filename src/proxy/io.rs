@@ -206,10 +206,6 @@ impl<S> Metered<S> {
     pub fn counted(&self) -> (u64, u64) {
         (self.read, self.written)
     }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {

@@ -16,6 +16,7 @@ mod pipeline;
 mod pool;
 mod rebuild;
 mod replay;
+pub(crate) mod sock;
 pub mod table;
 mod tcp;
 
@@ -245,8 +246,9 @@ impl Proxy {
                 continue;
             }
             let bound = match self.inherited.remove(addr) {
-                Some(l) => tokio::net::TcpListener::from_std(l),
-                None => tokio::net::TcpListener::bind(addr).await,
+                Some(l) => sock::SockListener::new(l),
+                // tokio's bind sets what a listener wants (SO_REUSEADDR, a 1,024 backlog).
+                None => tokio::net::TcpListener::bind(addr).await.and_then(|l| sock::SockListener::new(l.into_std()?)),
             };
             match bound {
                 Ok(l) => self.start(l, *addr, spec.clone(), route.clone()),
@@ -275,7 +277,7 @@ impl Proxy {
         }
     }
 
-    fn start(&mut self, listener: tokio::net::TcpListener, addr: SocketAddr, spec: ListenerSpec, route: Arc<ServiceRoute>) {
+    fn start(&mut self, listener: sock::SockListener, addr: SocketAddr, spec: ListenerSpec, route: Arc<ServiceRoute>) {
         use std::os::fd::AsFd;
         match listener.as_fd().try_clone_to_owned() {
             Ok(fd) => {
@@ -301,8 +303,8 @@ impl Proxy {
                     _ = window_end.cancelled() => break,
                     r = listener.accept() => r,
                 };
-                let s = match accepted {
-                    Ok((s, _)) => s,
+                let (s, peer) = match accepted {
+                    Ok(s) => s,
                     Err(e) => {
                         // Usually out of file descriptors: back off instead of spinning.
                         tracing::warn!(%addr, error = %e, "accept failed");
@@ -312,13 +314,13 @@ impl Proxy {
                 };
                 if shared.stopping() {
                     shared.accepted_late.fetch_add(1, Relaxed);
-                    conns.spawn(drain::serve_late(s, kind.clone()));
+                    conns.spawn(drain::serve_late(s, peer, kind.clone()));
                     continue;
                 }
                 match &kind {
-                    Listener::Http1(l) => conns.spawn(h1::serve(s, l.clone(), early.clone())),
-                    Listener::Http2(l) => conns.spawn(h2::serve(s, l.clone(), early.clone())),
-                    Listener::Tcp(l) => conns.spawn(tcp::serve(s, l.clone())),
+                    Listener::Http1(l) => conns.spawn(h1::serve(s, peer, l.clone(), early.clone())),
+                    Listener::Http2(l) => conns.spawn(h2::serve(s, peer, l.clone(), early.clone())),
+                    Listener::Tcp(l) => conns.spawn(tcp::serve(s, peer, l.clone())),
                 };
             }
         });

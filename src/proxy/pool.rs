@@ -269,7 +269,7 @@ mod tests {
 
     /// An open connection, and its server side (kept, so the connection stays open).
     async fn idle_conn(l: &tokio::net::TcpListener) -> (Upstream, tokio::net::TcpStream) {
-        let stream = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let stream = crate::proxy::sock::Sock::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
         (Upstream { stream: Conn::Tcp(stream), buf: BytesMut::new(), reused: false, single_use: false }, server)
     }

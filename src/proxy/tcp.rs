@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpStream;
+use super::sock::Sock;
 
 use super::Shared;
 use super::attempt::Attempts;
@@ -75,13 +75,13 @@ async fn connect(l: &TcpListener, route: &ServiceRoute) -> Result<(Arc<Target>, 
 }
 
 /// A draining node lets the connection run on: the node's drain timeout bounds it.
-pub async fn serve(client: TcpStream, l: Arc<TcpListener>) {
+pub async fn serve(client: Sock, peer: Option<std::net::SocketAddr>, l: Arc<TcpListener>) {
     let route = l.slot.load_full();
     let stats = route.stats.clone();
     let _connection = stats.open_connection();
     let _ = client.set_nodelay(true);
     let start = tokio::time::Instant::now();
-    let begun = if route.access.is_some() { super::access::begin_tcp(&route, &client) } else { None };
+    let begun = if route.access.is_some() { super::access::begin_tcp(&route, peer) } else { None };
     let mut ended = super::access::Ended { status: 0, flags: "-", bytes_in: 0, bytes_out: 0, upstream: None };
     match connect(&l, &route).await {
         Err(e) => {

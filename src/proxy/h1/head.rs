@@ -211,18 +211,34 @@ enum Name {
     Hop,
 }
 
-fn name_of(name: &[u8]) -> Name {
-    // `k` is lowercase letters and '-'; for the token characters httparse admits in a name,
-    // setting bit 5 maps exactly the upper- and lowercase letter onto `k`'s letter. Names of
-    // eight bytes or more are compared a word at a time (the last word overlapping).
-    let is = |k: &[u8]| {
-        let n = k.len();
-        if n < 8 {
-            return name.iter().zip(k).all(|(a, b)| a | 0x20 == *b);
+/// `a` equals `k` ignoring ASCII case, where `k` is lowercase letters, digits and '-'. Setting
+/// bit 5 maps exactly an upper- and lowercase letter onto `k`'s letter; the only other byte it
+/// could map onto a digit or '-' is a control character, which no field name or value holds.
+/// Eight bytes or more are compared a word at a time (the last word overlapping). Written out:
+/// the std comparison, called out of line, took ~190 instructions for `keep-alive`, and the same
+/// words through `step_by(8).chain(..).all(..)` ~65.
+#[inline]
+fn lower_eq(a: &[u8], k: &[u8]) -> bool {
+    let n = k.len();
+    if a.len() != n {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(k).all(|(a, b)| a | 0x20 == *b);
+    }
+    let word = |s: &[u8], i: usize| s[i..i + 8].try_into().map_or(0, u64::from_le_bytes);
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) | 0x2020_2020_2020_2020 != word(k, i) {
+            return false;
         }
-        let word = |s: &[u8], i: usize| s[i..i + 8].try_into().map_or(0, u64::from_le_bytes);
-        (0..n - 8).step_by(8).chain([n - 8]).all(|i| word(name, i) | 0x2020_2020_2020_2020 == word(k, i))
-    };
+        i += 8;
+    }
+    word(a, n - 8) | 0x2020_2020_2020_2020 == word(k, n - 8)
+}
+
+fn name_of(name: &[u8]) -> Name {
+    let is = |k: &[u8]| lower_eq(name, k);
     // Length and first letter rule out nearly every other name before any comparison.
     match (name.len(), name.first().map_or(0, u8::to_ascii_lowercase)) {
         (2, b't') if is(b"te") => Name::Te,
@@ -326,11 +342,11 @@ impl Head {
                 }
                 Name::Connection => {
                     for t in tokens(value) {
-                        if t.eq_ignore_ascii_case(b"close") {
+                        if lower_eq(t, b"close") {
                             head.close = true;
-                        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        } else if lower_eq(t, b"keep-alive") {
                             head.close = false;
-                        } else if t.eq_ignore_ascii_case(b"upgrade") {
+                        } else if lower_eq(t, b"upgrade") {
                             head.upgrade = true;
                         } else if !t.is_empty() {
                             head.names_fields = true;
@@ -378,7 +394,7 @@ impl Head {
             if name == Name::TransferEncoding {
                 encoded = true;
                 let last = value.rsplit(|b| *b == b',').next().unwrap_or(b"").trim_ascii();
-                chunked = last.eq_ignore_ascii_case(b"chunked");
+                chunked = lower_eq(last, b"chunked");
             } else if name == Name::ContentLength {
                 // Digits only: `+5` or exotic whitespace parse here but maybe not at the endpoint.
                 let digits = value.trim_ascii();

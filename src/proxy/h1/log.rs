@@ -30,7 +30,7 @@ pub(super) struct Pending {
 /// What the answered try leaves for the log: the endpoint and how many tries it took.
 pub(super) type Upstream = Option<(Arc<Target>, u32)>;
 
-pub(super) fn begin(route: &ServiceRoute, head: &Head, buf: &[u8], client: &Client) -> Option<Pending> {
+pub(super) fn begin(route: &ServiceRoute, head: &Head, buf: &[u8], client: &Client, downstream: Option<std::net::SocketAddr>) -> Option<Pending> {
     let log = route.access.as_ref().filter(|l| l.log.wants())?;
     let headers = Headers::Raw { buf, fields: &head.fields };
     let text = |n| headers.get(n).map(|v| String::from_utf8_lossy(v).into_owned());
@@ -54,7 +54,7 @@ pub(super) fn begin(route: &ServiceRoute, head: &Head, buf: &[u8], client: &Clie
         added,
         read,
         written,
-        downstream: client.get_ref().peer_addr().ok(),
+        downstream,
     })
 }
 
