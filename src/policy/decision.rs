@@ -54,14 +54,15 @@ impl RouteDecision {
         RouteDecision { to: None, share: 0, count_to: None, count_kept: None, reuse: Reuse::Request }
     }
 
-    /// This request's destination: drawn against `share`, counted.
-    pub fn apply(&self) -> Option<String> {
-        let to = self.to.as_deref().filter(|_| drawn(self.share));
+    /// This request's destination: drawn against `share`, counted. Shared, not copied: a
+    /// kept answer applies to every request with its header values.
+    pub fn apply(&self) -> Option<Arc<str>> {
+        let to = self.to.as_ref().filter(|_| drawn(self.share));
         let counter = if to.is_some() { &self.count_to } else { &self.count_kept };
         if let Some(c) = counter {
             c.fetch_add(1, Relaxed);
         }
-        to.map(str::to_string)
+        to.cloned()
     }
 }
 
@@ -217,7 +218,7 @@ thread_local! {
 impl Kept {
     /// The route for this request: a kept answer applied, or `call`'s (kept when it says so).
     /// An error is `call`'s: a failed call keeps nothing.
-    pub fn route<E>(&self, wanted: &[WantedHeader], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<RouteDecision, E>) -> Result<Option<String>, E> {
+    pub fn route<E>(&self, wanted: &[WantedHeader], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<RouteDecision, E>) -> Result<Option<Arc<str>>, E> {
         self.with_key(wanted, req, |shard, key| {
             if let Some(key) = key {
                 if let Some(d) = shard.route.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
@@ -350,7 +351,7 @@ mod tests {
                 calls += 1;
                 Ok(kept_route(10_000, Reuse::SameHeaders, &counter))
             });
-            assert_eq!(to, Ok(Some("api-v2".to_string())));
+            assert_eq!(to, Ok(Some("api-v2".into())));
         }
         h.insert("x-canary", "1".parse().unwrap());
         let other = kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || {

@@ -69,7 +69,7 @@ pub struct PolicyRefused {
 #[derive(Default)]
 pub struct ServicePolicy {
     /// The service's routing rules (those with a destination), for the built-in `route`.
-    routing: Vec<RouteRule>,
+    routing: Vec<RoutingRule>,
     plugin: Option<Arc<dyn Plugin>>,
     /// The hooks the plugin exports (none without one), asked once: they are checked for
     /// every request.
@@ -89,7 +89,7 @@ impl ServicePolicy {
     pub fn new(rules: &[RouteRule], plugin: Option<Arc<dyn Plugin>>) -> ServicePolicy {
         let hooks = plugin.as_ref().map(|p| p.hooks()).unwrap_or_default();
         let kept = (hooks.route || hooks.pick).then(Box::default);
-        ServicePolicy { routing: rules.iter().filter(|r| r.routes()).cloned().collect(), plugin, hooks, kept }
+        ServicePolicy { routing: rules.iter().filter_map(RoutingRule::of).collect(), plugin, hooks, kept }
     }
 
     fn plugin_with(&self, has: impl Fn(Hooks) -> bool) -> Option<&Arc<dyn Plugin>> {
@@ -112,7 +112,7 @@ impl ServicePolicy {
     }
 
     /// Another service of the namespace for this request, or `None` to keep it.
-    pub fn route(&self, req: &RequestInfo<'_>) -> Result<Option<String>, PolicyRefused> {
+    pub fn route(&self, req: &RequestInfo<'_>) -> Result<Option<Arc<str>>, PolicyRefused> {
         if let (Some(p), Some(kept)) = (self.plugin_with(|h| h.route), &self.kept) {
             match kept.route(p.wanted_headers(), req, &p.reused().route, || p.route(req)) {
                 Ok(r) => return Ok(r),
@@ -154,9 +154,22 @@ fn fallback(p: &Arc<dyn Plugin>, hook: &'static str, e: HookFailed) -> Result<()
     Ok(())
 }
 
+/// A routing rule and its destination, shared with the requests it sends there.
+#[derive(Clone, Debug)]
+pub struct RoutingRule {
+    rule: RouteRule,
+    to: Arc<str>,
+}
+
+impl RoutingRule {
+    fn of(rule: &RouteRule) -> Option<RoutingRule> {
+        Some(RoutingRule { to: rule.to.as_deref()?.into(), rule: rule.clone() })
+    }
+}
+
 /// The built-in `route`: the first routing rule that matches decides; a weighted one sends its
 /// share (`percent`) there and keeps the rest.
-pub fn route_by_rules(rules: &[RouteRule], req: &RequestInfo<'_>) -> Option<String> {
-    let rule = rules.iter().find(|r| r.matches(req.method, req.path.as_str(), |n| req.headers.get(n)))?;
-    drawn(rule.share()).then(|| rule.to.clone()).flatten()
+pub fn route_by_rules(rules: &[RoutingRule], req: &RequestInfo<'_>) -> Option<Arc<str>> {
+    let r = rules.iter().find(|r| r.rule.matches(req.method, req.path.as_str(), |n| req.headers.get(n)))?;
+    drawn(r.rule.share()).then(|| r.to.clone())
 }

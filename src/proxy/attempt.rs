@@ -130,10 +130,9 @@ impl<'a> Attempts<'a> {
 pub fn routed(shared: &Shared, route: &ServiceRoute, req: &RequestInfo<'_>) -> Result<Option<Arc<ServiceRoute>>, ProxyError> {
     let alt = route.policy.route(req).map_err(|e| ProxyError::Policy(e.to_string()))?;
     let Some(alt) = alt else { return Ok(None) };
-    let key = (route.namespace.clone(), alt);
-    let found = shared.table.load().services.get(&key).cloned();
+    let found = shared.table.load().service(&route.namespace, &alt).cloned();
     if found.is_none() {
-        tracing::debug!(service = %route.label(), to = %key.1, "the route hook named a service this node does not know; the request stays");
+        tracing::debug!(service = %route.label(), to = %alt, "the route hook named a service this node does not know; the request stays");
     }
     Ok(found)
 }

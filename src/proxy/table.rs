@@ -102,9 +102,19 @@ pub struct ListenerSpec {
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     pub services: HashMap<ServiceKey, Arc<ServiceRoute>>,
+    /// The same routes by namespace, then name: what a request's route phase looks up by
+    /// borrowed names (a `(String, String)` key cost two allocations per rerouted request).
+    by_namespace: HashMap<String, HashMap<String, Arc<ServiceRoute>>>,
     pub listeners: BTreeMap<SocketAddr, ListenerSpec>,
     /// Alias name → VIP, for the DNS responder and the hosts file.
     pub names: HashMap<String, Ipv4Addr>,
+}
+
+impl RoutingTable {
+    /// A service's route, by borrowed names.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<ServiceRoute>> {
+        self.by_namespace.get(namespace)?.get(name)
+    }
 }
 
 /// How this node sees another node of the mesh, as far as routing cares.
@@ -259,7 +269,9 @@ impl TableBuilder {
                     })
                     .collect(),
             };
-            table.services.insert(key.clone(), Arc::new(route));
+            let route = Arc::new(route);
+            table.by_namespace.entry(key.0.clone()).or_default().insert(key.1.clone(), route.clone());
+            table.services.insert(key.clone(), route);
             if !clients.is_empty() && !clients.contains(&svc.namespace) {
                 continue;
             }
