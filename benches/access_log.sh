@@ -54,33 +54,6 @@ ON_URL="http://$NODE_VIP:8080/"
 ON_ADMIN="$NODE_ADMIN"
 ON_PID="$NODE_PID"
 
-# cap_pid NAME PID: a cgroup with CAP % of one core (10 ms period), and PID (all threads) in it.
-CGROUPS=()
-cap_pid() {
-  local dir quota=$((CAP * 100))
-  if [ -d /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/cpu ]; then
-    dir="/sys/fs/cgroup/cpu/weft-bench-$1-$$"
-    mkdir -p "$dir" && echo 10000 >"$dir/cpu.cfs_period_us" && echo "$quota" >"$dir/cpu.cfs_quota_us" || return 1
-  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
-    dir="/sys/fs/cgroup/weft-bench-$1-$$"
-    mkdir -p "$dir" && echo "$quota 10000" >"$dir/cpu.max" || return 1
-  else
-    return 1
-  fi
-  CGROUPS+=("$dir")
-  echo "$2" >"$dir/cgroup.procs"
-}
-uncap_all() {
-  local dir root pid
-  for dir in "${CGROUPS[@]:-}"; do
-    [ -n "$dir" ] || continue
-    root="$(dirname "$dir")"
-    for pid in $(cat "$dir/cgroup.procs" 2>/dev/null); do echo "$pid" >"$root/cgroup.procs" 2>/dev/null || true; done
-    rmdir "$dir" 2>/dev/null || true
-  done
-}
-trap 'uncap_all; cleanup' EXIT INT TERM
 CAP_NOTE="uncapped (wrk may be the bottleneck)"
 if [ "$CAP" != 0 ]; then
   if cap_pid off "$OFF_PID" && cap_pid on "$ON_PID"; then CAP_NOTE="each node capped at $CAP % of one core"; else uncap_all; CGROUPS=(); fi

@@ -7,6 +7,7 @@ PIDS=()
 
 cleanup() {
   local pid
+  uncap_all
   for pid in "${PIDS[@]:-}"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
@@ -16,6 +17,38 @@ cleanup() {
   if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT INT TERM
+
+# CPU-quota cgroups, so that a proxy is the bottleneck at a known share of a core and throughput is
+# throughput per CPU without reading its ticks (needs root and the cgroup `cpu` controller, v1 or
+# v2). cap_pid NAME PID: a cgroup of its own with CAP % of one core (10 ms period), PID (all its
+# threads) in it; fails when no such cgroup can be made. uncap_all (also on exit): every process
+# back to the root group, the groups removed.
+CGROUPS=()
+cap_pid() { # name pid
+  local dir quota=$((CAP * 100))
+  if [ -d /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/cpu ]; then
+    dir="/sys/fs/cgroup/cpu/weft-bench-$1-$$"
+    mkdir -p "$dir" && echo 10000 >"$dir/cpu.cfs_period_us" && echo "$quota" >"$dir/cpu.cfs_quota_us" || return 1
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    dir="/sys/fs/cgroup/weft-bench-$1-$$"
+    mkdir -p "$dir" && echo "$quota 10000" >"$dir/cpu.max" || return 1
+  else
+    return 1
+  fi
+  CGROUPS+=("$dir")
+  echo "$2" >"$dir/cgroup.procs"
+}
+uncap_all() {
+  local dir root pid
+  for dir in "${CGROUPS[@]:-}"; do
+    [ -n "$dir" ] || continue
+    root="$(dirname "$dir")"
+    for pid in $(cat "$dir/cgroup.procs" 2>/dev/null); do echo "$pid" >"$root/cgroup.procs" 2>/dev/null || true; done
+    rmdir "$dir" 2>/dev/null || true
+  done
+  CGROUPS=()
+}
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "benches/$BENCH.sh: needs $1 on PATH (apt-get install $2)" >&2; exit 1; }; }
 
@@ -236,7 +269,8 @@ HZ="$(getconf CLK_TCK)"
 # a 2 s warm-up each, then ROUNDS rounds of `wrk -t1 -cCONNS -dDURATION` on each node (LOAD_CPU
 # pinning; even rounds in reverse order, so no node always goes first). Reads the nodes' PID[name]
 # and VIP[name] (port 8080) and WRK_ARGS (more wrk arguments, e.g. `-s script.lua`); writes
-# $TMP/wrk-NAME-ROUND.txt and $TMP/cpu-NAME-ROUND.txt (the CPU ticks the node used in the round).
+# $TMP/wrk-NAME-ROUND.txt and $TMP/cpu-NAME-ROUND.txt (the CPU ticks the node used in the round;
+# ROUND_TAG, when set, goes before ROUND in both names).
 # With LOAD_PROTO=h2 the load is `h2load -t1 -cCONNS -mSTREAMS` (h2c prior knowledge) instead.
 load_once() { # url duration(e.g. 10s)
   if [ "${LOAD_PROTO:-http1}" = h2 ]; then
@@ -259,9 +293,9 @@ interleaved_rounds() { # name...
     fi
     for name in "${order[@]}"; do
       t0="$(ticks "${PID[$name]}")"
-      load_once "http://${VIP[$name]}:8080/" "$DURATION" >"$TMP/wrk-$name-$round.txt"
+      load_once "http://${VIP[$name]}:8080/" "$DURATION" >"$TMP/wrk-$name-${ROUND_TAG:-}$round.txt"
       t1="$(ticks "${PID[$name]}")"
-      echo "$((t1 - t0))" >"$TMP/cpu-$name-$round.txt"
+      echo "$((t1 - t0))" >"$TMP/cpu-$name-${ROUND_TAG:-}$round.txt"
     done
   done
 }

@@ -21,3 +21,12 @@ def medians(tmp, names, rounds, hz, duration):
         per_core = [x * dur / c if c else 0 for x, c in zip(r, cpu)]
         res[n] = (statistics.median(r), statistics.median(per_core), statistics.median(cpu) / dur)
     return res
+
+
+def paired(tmp, name, base, tag, rounds):
+    """Rounds `tag`1..`rounds`: the median req/s of `name`, the median over the rounds of its req/s
+    over `base`'s in the same round, and those per-round ratios."""
+    r = [rps(f"{tmp}/wrk-{name}-{tag}{i}.txt") for i in range(1, rounds + 1)]
+    b = [rps(f"{tmp}/wrk-{base}-{tag}{i}.txt") for i in range(1, rounds + 1)]
+    ratios = [x / y if y else 0 for x, y in zip(r, b)]
+    return statistics.median(r), statistics.median(ratios), ratios

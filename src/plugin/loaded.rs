@@ -9,7 +9,7 @@ use super::guard::{Guard, Hook};
 use super::shared::Shared;
 use super::wasm::{self, Prepared, Warm};
 use super::{Fail, PluginSpec};
-use crate::policy::{Candidates, HookFailed, Hooks, Outcome, PickDecision, Plugin, RequestInfo, RetryDecision, Reused, RouteDecision, WantedHeader};
+use crate::policy::{Candidates, HookFailed, Hooks, Outcome, PickDecision, Plugin, RequestInfo, RetryDecision, Reused, RouteDecision, WantedHeader, MAX_WANTED};
 
 /// Warm instances kept per plugin: enough for every worker thread to have one at a time.
 const POOL_MAX: usize = 16;
@@ -65,6 +65,9 @@ impl Loaded {
         if let Some(m) = &warm.manifest {
             let names = m.call_wanted_headers(&mut warm.store).map_err(|e| format!("its manifest (wanted-headers) failed: {}", describe(&e)))?;
             loaded.wanted = names.iter().map(|n| WantedHeader::new(n)).collect();
+            if loaded.wanted.len() > MAX_WANTED {
+                tracing::warn!(plugin = %loaded.spec.name, headers = loaded.wanted.len(), "its manifest names more than {MAX_WANTED} wanted headers: none of its answers can be kept, every request calls it");
+            }
         }
         loaded.shared.set_wanted(loaded.wanted.clone());
         loaded.pool.get_mut().unwrap_or_else(|e| e.into_inner()).push(Box::new(warm));

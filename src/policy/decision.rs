@@ -10,7 +10,7 @@
 //! every routing table, so a kept answer never outlives a change of the service's endpoints,
 //! their health or the plugin.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -139,10 +139,13 @@ impl PickDecision {
 /// Kept answers per shard; past this a shard starts afresh (a header with many values, e.g. a
 /// user id, then calls the plugin for most requests instead of growing the memory).
 const SHARD_ENTRIES: usize = 256;
-/// Header values longer than this are not kept (the key would be as long).
+/// Header values longer than this together are not kept (the key would be as long).
 const MAX_KEY: usize = 512;
 /// Shards, so that worker threads do not share a lock: each thread uses its own.
 const SHARDS: usize = 8;
+/// Answers are kept by the values of at most this many wanted headers; a plugin that names more
+/// is called for every request (`Loaded` warns when it loads one).
+pub const MAX_WANTED: usize = 8;
 
 /// The answers a service's policy keeps, by hook and the wanted headers' values.
 #[derive(Default)]
@@ -157,11 +160,66 @@ struct Shard {
     pick: Mutex<Answers<PickDecision>>,
 }
 
-/// Kept answers by key: the first few in a list scanned in order (a plugin usually has a handful
-/// of header values to tell apart, and comparing a few short keys costs less than hashing one),
-/// the rest in a map.
+/// A request's values of the wanted headers, in the manifest's order (`None`: absent), borrowed
+/// from the request: looking a kept answer up copies nothing. (A key written into a per-thread
+/// buffer and the thread-local `RefCell` holding it were ~170 of the ~640 instructions a kept
+/// route added to an HTTP/1.1 request: callgrind, benches/plugin.sh. Filled in place: returned
+/// by value, these 136 bytes were copied twice.)
+struct Values<'a> {
+    v: [Option<&'a [u8]>; MAX_WANTED],
+    n: usize,
+}
+
+impl<'a> Values<'a> {
+    /// Reads the values into `self`; false when the answer cannot be kept: more than
+    /// [`MAX_WANTED`] headers, or values longer than [`MAX_KEY`] together.
+    fn read(&mut self, wanted: &[WantedHeader], req: &RequestInfo<'a>) -> bool {
+        if wanted.len() > MAX_WANTED {
+            return false;
+        }
+        let mut len = 0;
+        for (slot, w) in self.v.iter_mut().zip(wanted) {
+            *slot = req.headers.wanted(w);
+            len += slot.map_or(0, <[u8]>::len);
+        }
+        self.n = wanted.len();
+        len <= MAX_KEY
+    }
+
+    fn get(&self) -> &[Option<&'a [u8]>] {
+        &self.v[..self.n]
+    }
+
+    fn is(&self, key: &[Option<Box<[u8]>>]) -> bool {
+        key.len() == self.n && key.iter().zip(self.get()).all(|(k, v)| k.as_deref() == *v)
+    }
+
+    fn owned(&self) -> Box<[Option<Box<[u8]>>]> {
+        self.get().iter().map(|v| v.map(Box::from)).collect()
+    }
+
+    /// The values as one map key: each present value length-prefixed, an absent one a 0.
+    fn encoded(&self) -> Box<[u8]> {
+        let mut key = Vec::with_capacity(self.get().iter().map(|v| 5 + v.map_or(0, <[u8]>::len)).sum());
+        for v in self.get() {
+            match v {
+                None => key.push(0),
+                Some(v) => {
+                    key.push(1);
+                    key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    key.extend_from_slice(v);
+                }
+            }
+        }
+        key.into()
+    }
+}
+
+/// Kept answers by their headers' values: the first few in a list scanned in order (a plugin
+/// usually has a handful of header values to tell apart, and comparing a few short values costs
+/// less than hashing them), the rest in a map.
 struct Answers<D> {
-    few: Vec<(Box<[u8]>, D)>,
+    few: Vec<(Box<[Option<Box<[u8]>>]>, D)>,
     map: Map<D>,
 }
 
@@ -170,7 +228,9 @@ const FEW: usize = 8;
 
 /// foldhash, not SipHash: a kept answer is looked up on every request and its key is a few bytes
 /// (a kept route, in-process: 90 ns with SipHash, 86 with foldhash). Seeded per process; a shard
-/// holds at most [`SHARD_ENTRIES`], so even colliding keys cost a bounded scan.
+/// holds at most [`SHARD_ENTRIES`], so even colliding keys cost a bounded scan. Keyed by the
+/// encoded values, so a lookup there allocates its key: only a service whose requests carry more
+/// than [`FEW`] different values pays that.
 type Map<D> = HashMap<Box<[u8]>, D, foldhash::fast::RandomState>;
 
 impl<D> Default for Answers<D> {
@@ -180,11 +240,11 @@ impl<D> Default for Answers<D> {
 }
 
 impl<D> Answers<D> {
-    fn get(&self, key: &[u8]) -> Option<&D> {
-        match self.few.iter().find(|(k, _)| **k == *key) {
+    fn get(&self, values: &Values<'_>) -> Option<&D> {
+        match self.few.iter().find(|(k, _)| values.is(k)) {
             Some((_, d)) => Some(d),
             None if self.map.is_empty() => None,
-            None => self.map.get(key),
+            None => self.map.get(&values.encoded()),
         }
     }
 
@@ -192,47 +252,45 @@ impl<D> Answers<D> {
         self.few.len() + self.map.len()
     }
 
-    fn insert(&mut self, key: &[u8], d: D) {
+    fn insert(&mut self, values: &Values<'_>, d: D) {
         if self.len() >= SHARD_ENTRIES {
             self.few.clear();
             self.map.clear();
         }
-        if let Some(slot) = self.few.iter_mut().find(|(k, _)| **k == *key) {
+        if let Some(slot) = self.few.iter_mut().find(|(k, _)| values.is(k)) {
             slot.1 = d;
         } else if self.few.len() < FEW {
-            self.few.push((key.into(), d));
+            self.few.push((values.owned(), d));
         } else {
-            self.map.insert(key.into(), d);
+            self.map.insert(values.encoded(), d);
         }
     }
 }
 
 thread_local! {
-    /// This thread's shard, and the buffer its keys are written into.
-    static LOCAL: (usize, RefCell<Vec<u8>>) = {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        (NEXT.fetch_add(1, Relaxed) % SHARDS, RefCell::new(Vec::with_capacity(64)))
-    };
+    /// This thread's shard (`usize::MAX` until its first use). A const thread-local: reading
+    /// it is one load, with no lazy initialisation to check.
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 impl Kept {
     /// The route for this request: a kept answer applied, or `call`'s (kept when it says so).
     /// An error is `call`'s: a failed call keeps nothing.
     pub fn route<E>(&self, wanted: &[WantedHeader], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<RouteDecision, E>) -> Result<Option<Arc<str>>, E> {
-        self.with_key(wanted, req, |shard, key| {
-            if let Some(key) = key {
-                if let Some(d) = shard.route.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
-                    reused.fetch_add(1, Relaxed);
-                    return Ok(d.apply());
-                }
+        let (shard, mut values) = (self.shard(), Values { v: [None; MAX_WANTED], n: 0 });
+        let keep = values.read(wanted, req);
+        if keep {
+            if let Some(d) = lock(&shard.route).get(&values) {
+                reused.fetch_add(1, Relaxed);
+                return Ok(d.apply());
             }
-            let d = call()?;
-            let to = d.apply();
-            if let (Some(key), Reuse::SameHeaders) = (key, d.reuse) {
-                insert(&shard.route, key, d);
-            }
-            Ok(to)
-        })
+        }
+        let d = call()?;
+        let to = d.apply();
+        if keep && d.reuse == Reuse::SameHeaders {
+            lock(&shard.route).insert(&values, d);
+        }
+        Ok(to)
     }
 
     /// The endpoint for this request's first try: as [`Kept::route`], for `pick-endpoint`. A
@@ -241,56 +299,42 @@ impl Kept {
         if !c.excluded.is_empty() {
             return Ok(call()?.apply(c, builtin));
         }
-        self.with_key(wanted, req, |shard, key| {
-            if let Some(key) = key {
-                // Applied under the lock: this thread's shard, so nobody waits on it.
-                if let Some(d) = shard.pick.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
-                    reused.fetch_add(1, Relaxed);
-                    return Ok(d.apply(c, &builtin));
-                }
-            }
-            let d = call()?;
-            let picked = d.apply(c, &builtin);
-            if let (Some(key), Reuse::SameHeaders) = (key, d.reuse) {
-                insert(&shard.pick, key, d);
-            }
-            Ok(picked)
-        })
-    }
-
-    /// Runs `f` with this thread's shard and the request's key (`None`: too long to keep).
-    fn with_key<R>(&self, wanted: &[WantedHeader], req: &RequestInfo<'_>, f: impl FnOnce(&Shard, Option<&[u8]>) -> R) -> R {
-        LOCAL.with(|(shard, buf)| {
-            let shard = &self.shards[*shard];
-            // The closure may call a plugin, which never comes back here on this thread; the
-            // buffer is taken for the call and put back, so even a nested use would be safe.
-            let mut key = buf.take();
-            let r = f(shard, key_of(&mut key, wanted, req).then_some(&key[..]));
-            *buf.borrow_mut() = key;
-            r
-        })
-    }
-}
-
-/// The key of a request: each wanted header's value (or its absence), length-prefixed. False when
-/// it would be longer than [`MAX_KEY`].
-fn key_of(key: &mut Vec<u8>, wanted: &[WantedHeader], req: &RequestInfo<'_>) -> bool {
-    key.clear();
-    for name in wanted {
-        match req.headers.wanted(name) {
-            None => key.push(0),
-            Some(v) => {
-                key.push(1);
-                key.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                key.extend_from_slice(v);
+        let (shard, mut values) = (self.shard(), Values { v: [None; MAX_WANTED], n: 0 });
+        let keep = values.read(wanted, req);
+        if keep {
+            // Applied under the lock: this thread's shard, so nobody waits on it.
+            if let Some(d) = lock(&shard.pick).get(&values) {
+                reused.fetch_add(1, Relaxed);
+                return Ok(d.apply(c, &builtin));
             }
         }
+        let d = call()?;
+        let picked = d.apply(c, &builtin);
+        if keep && d.reuse == Reuse::SameHeaders {
+            lock(&shard.pick).insert(&values, d);
+        }
+        Ok(picked)
     }
-    key.len() <= MAX_KEY
+
+    /// This thread's shard: threads take shards in turn at their first use.
+    fn shard(&self) -> &Shard {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let i = SHARD.with(|s| match s.get() {
+            usize::MAX => {
+                let i = NEXT.fetch_add(1, Relaxed) % SHARDS;
+                s.set(i);
+                i
+            }
+            i => i,
+        });
+        &self.shards[i % SHARDS]
+    }
 }
 
-fn insert<D>(answers: &Mutex<Answers<D>>, key: &[u8], d: D) {
-    answers.lock().unwrap_or_else(|e| e.into_inner()).insert(key, d);
+/// A shard's answers, locked (a panic elsewhere while one was held left nothing half-written:
+/// insert and lookups do not unwind midway).
+fn lock<D>(answers: &Mutex<Answers<D>>) -> std::sync::MutexGuard<'_, Answers<D>> {
+    answers.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -444,5 +488,41 @@ mod tests {
             });
         }
         assert_eq!(calls, 3, "a key longer than {MAX_KEY} bytes is not kept");
+    }
+
+    #[test]
+    fn answers_are_told_apart_by_every_wanted_value_and_kept_for_at_most_max_wanted() {
+        let (kept, reused) = (Kept::default(), AtomicU64::new(0));
+        let wanted = [WantedHeader::new("x-a"), WantedHeader::new("X-B")];
+        let mut calls = 0;
+        let mut ask = |a: Option<&str>, b: Option<&str>| {
+            let mut h = http::HeaderMap::new();
+            for (n, v) in [("x-a", a), ("x-b", b)] {
+                if let Some(v) = v {
+                    h.insert(n, v.parse().unwrap());
+                }
+            }
+            kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || {
+                calls += 1;
+                Ok(RouteDecision { to: Some(format!("{a:?}{b:?}").into()), share: 10_000, count_to: None, count_kept: None, reuse: Reuse::SameHeaders })
+            })
+            .unwrap()
+        };
+        for _ in 0..2 {
+            for (a, b) in [(Some("1"), None), (None, Some("1")), (Some("1"), Some("1")), (None, None), (Some(""), None)] {
+                assert_eq!(ask(a, b).as_deref(), Some(format!("{a:?}{b:?}").as_str()));
+            }
+        }
+        drop(ask);
+        assert_eq!((calls, reused.load(Relaxed)), (5, 5), "absent, empty and present values are different answers");
+        let many: Vec<_> = (0..=MAX_WANTED).map(|i| WantedHeader::new(&format!("x-{i}"))).collect();
+        let mut calls = 0;
+        for _ in 0..3 {
+            let _ = kept.route::<()>(&many, &req(Headers::None), &reused, || {
+                calls += 1;
+                Ok(RouteDecision { reuse: Reuse::SameHeaders, ..RouteDecision::keep() })
+            });
+        }
+        assert_eq!(calls, 3, "more than {MAX_WANTED} wanted headers: not kept");
     }
 }

@@ -16,7 +16,7 @@ mod decision;
 mod service;
 pub mod texts;
 pub use builtin::Builtin;
-pub use decision::{Counter, Kept, Pick, PickDecision, Reuse, Reused, RouteDecision};
+pub use decision::{Counter, Kept, MAX_WANTED, Pick, PickDecision, Reuse, Reused, RouteDecision};
 pub use service::{HookFailed, Hooks, NoPlugins, Plugin, PluginSource, PolicyRefused, ServicePolicy, route_by_rules};
 
 /// What a hook knows about the request. Borrowed, so the built-in path allocates nothing.
