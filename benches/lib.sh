@@ -270,7 +270,7 @@ HZ="$(getconf CLK_TCK)"
 # pinning; even rounds in reverse order, so no node always goes first). Reads the nodes' PID[name]
 # and VIP[name] (port 8080) and WRK_ARGS (more wrk arguments, e.g. `-s script.lua`); writes
 # $TMP/wrk-NAME-ROUND.txt and $TMP/cpu-NAME-ROUND.txt (the CPU ticks the node used in the round;
-# ROUND_TAG, when set, goes before ROUND in both names).
+# rounds are numbered from FIRST_ROUND, 1 by default).
 # With LOAD_PROTO=h2 the load is `h2load -t1 -cCONNS -mSTREAMS` (h2c prior knowledge) instead.
 load_once() { # url duration(e.g. 10s)
   if [ "${LOAD_PROTO:-http1}" = h2 ]; then
@@ -285,7 +285,7 @@ interleaved_rounds() { # name...
   for name in "${names[@]}"; do
     load_once "http://${VIP[$name]}:8080/" 2s >/dev/null
   done
-  for round in $(seq 1 "$ROUNDS"); do
+  for round in $(seq "${FIRST_ROUND:-1}" $((${FIRST_ROUND:-1} + ROUNDS - 1))); do
     order=("${names[@]}")
     if [ $((round % 2)) -eq 0 ]; then
       order=()
@@ -293,10 +293,39 @@ interleaved_rounds() { # name...
     fi
     for name in "${order[@]}"; do
       t0="$(ticks "${PID[$name]}")"
-      load_once "http://${VIP[$name]}:8080/" "$DURATION" >"$TMP/wrk-$name-${ROUND_TAG:-}$round.txt"
+      load_once "http://${VIP[$name]}:8080/" "$DURATION" >"$TMP/wrk-$name-$round.txt"
       t1="$(ticks "${PID[$name]}")"
-      echo "$((t1 - t0))" >"$TMP/cpu-$name-${ROUND_TAG:-}$round.txt"
+      echo "$((t1 - t0))" >"$TMP/cpu-$name-$round.txt"
     done
+  done
+}
+
+# One round as SLICES short loads per node (`load_once` for SLICE each), the nodes in turn
+# slice by slice, so every node is measured across the same stretch of time: on a shared host the
+# machine's speed drifts by more than the few percent a comparison looks for within the seconds
+# a node's whole round takes (2026-12-07: per-round ratios of 0.87-1.20 between identical
+# configurations in 8 s rounds). Writes the same files as interleaved_rounds for round ROUND:
+# wrk-NAME-ROUND.txt ("Requests/sec:" over all its slices) and cpu-NAME-ROUND.txt (its ticks).
+sliced_round() { # round name...
+  local round="$1" name i t0 t1 out n d; shift
+  declare -A REQS=() SECS=() TICKS=()
+  for name in "$@"; do
+    load_once "http://${VIP[$name]}:8080/" 2s >/dev/null
+    REQS[$name]=0; SECS[$name]=0; TICKS[$name]=0
+  done
+  for ((i = 0; i < SLICES; i++)); do
+    for name in "$@"; do
+      t0="$(ticks "${PID[$name]}")"
+      out="$(load_once "http://${VIP[$name]}:8080/" "$SLICE")"
+      t1="$(ticks "${PID[$name]}")"
+      read -r n d < <(awk '/requests in/ {sub(",", "", $4); print $1, $4}' <<<"$out")
+      REQS[$name]=$((REQS[$name] + n)); SECS[$name]="$(awk -v a="${SECS[$name]}" -v b="$d" 'BEGIN {u = b ~ /ms$/ ? 0.001 : 1; sub(/m?s$/, "", b); print a + b * u}')"
+      TICKS[$name]=$((TICKS[$name] + t1 - t0))
+    done
+  done
+  for name in "$@"; do
+    awk -v n="${REQS[$name]}" -v s="${SECS[$name]}" 'BEGIN {printf "%d requests in %.2fs\nRequests/sec: %.2f\n", n, s, n / s}' >"$TMP/wrk-$name-$round.txt"
+    echo "${TICKS[$name]}" >"$TMP/cpu-$name-$round.txt"
   done
 }
 
