@@ -269,8 +269,7 @@ HZ="$(getconf CLK_TCK)"
 # a 2 s warm-up each, then ROUNDS rounds of `wrk -t1 -cCONNS -dDURATION` on each node (LOAD_CPU
 # pinning; even rounds in reverse order, so no node always goes first). Reads the nodes' PID[name]
 # and VIP[name] (port 8080) and WRK_ARGS (more wrk arguments, e.g. `-s script.lua`); writes
-# $TMP/wrk-NAME-ROUND.txt and $TMP/cpu-NAME-ROUND.txt (the CPU ticks the node used in the round;
-# rounds are numbered from FIRST_ROUND, 1 by default).
+# $TMP/wrk-NAME-ROUND.txt and $TMP/cpu-NAME-ROUND.txt (the CPU ticks the node used in the round).
 # With LOAD_PROTO=h2 the load is `h2load -t1 -cCONNS -mSTREAMS` (h2c prior knowledge) instead.
 load_once() { # url duration(e.g. 10s)
   if [ "${LOAD_PROTO:-http1}" = h2 ]; then
@@ -285,7 +284,7 @@ interleaved_rounds() { # name...
   for name in "${names[@]}"; do
     load_once "http://${VIP[$name]}:8080/" 2s >/dev/null
   done
-  for round in $(seq "${FIRST_ROUND:-1}" $((${FIRST_ROUND:-1} + ROUNDS - 1))); do
+  for round in $(seq 1 "$ROUNDS"); do
     order=("${names[@]}")
     if [ $((round % 2)) -eq 0 ]; then
       order=()
@@ -307,13 +306,13 @@ interleaved_rounds() { # name...
 # configurations in 8 s rounds). Writes the same files as interleaved_rounds for round ROUND:
 # wrk-NAME-ROUND.txt ("Requests/sec:" over all its slices) and cpu-NAME-ROUND.txt (its ticks).
 sliced_round() { # round name...
-  local round="$1" name i t0 t1 out n d; shift
+  local round="$1" name i k t0 t1 out n d; shift
+  local names=("$@")
   declare -A REQS=() SECS=() TICKS=()
   for name in "$@"; do
     load_once "http://${VIP[$name]}:8080/" 2s >/dev/null
     REQS[$name]=0; SECS[$name]=0; TICKS[$name]=0
   done
-  local names=("$@") k
   for ((i = 0; i < SLICES; i++)); do
     # Each pass starts at another node (and rounds start at another one still), so no node
     # always follows the same one: in a fixed order the first service read 2-3 % slower than an

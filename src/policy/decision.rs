@@ -194,7 +194,7 @@ impl<'a> Values<'a> {
         key.len() == self.n && key.iter().zip(self.get()).all(|(k, v)| k.as_deref() == *v)
     }
 
-    fn owned(&self) -> Box<[Option<Box<[u8]>>]> {
+    fn owned(&self) -> Key {
         self.get().iter().map(|v| v.map(Box::from)).collect()
     }
 
@@ -219,9 +219,12 @@ impl<'a> Values<'a> {
 /// usually has a handful of header values to tell apart, and comparing a few short values costs
 /// less than hashing them), the rest in a map.
 struct Answers<D> {
-    few: Vec<(Box<[Option<Box<[u8]>>]>, D)>,
+    few: Vec<(Key, D)>,
     map: Map<D>,
 }
+
+/// A kept answer's header values, owned.
+type Key = Box<[Option<Box<[u8]>>]>;
 
 /// How many answers the list holds before the map takes the rest.
 const FEW: usize = 8;
@@ -277,20 +280,7 @@ impl Kept {
     /// The route for this request: a kept answer applied, or `call`'s (kept when it says so).
     /// An error is `call`'s: a failed call keeps nothing.
     pub fn route<E>(&self, wanted: &[WantedHeader], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<RouteDecision, E>) -> Result<Option<Arc<str>>, E> {
-        let (shard, mut values) = (self.shard(), Values { v: [None; MAX_WANTED], n: 0 });
-        let keep = values.read(wanted, req);
-        if keep {
-            if let Some(d) = lock(&shard.route).get(&values) {
-                reused.fetch_add(1, Relaxed);
-                return Ok(d.apply());
-            }
-        }
-        let d = call()?;
-        let to = d.apply();
-        if keep && d.reuse == Reuse::SameHeaders {
-            lock(&shard.route).insert(&values, d);
-        }
-        Ok(to)
+        self.answer(|s| &s.route, wanted, req, reused, call, |d| d.reuse, RouteDecision::apply)
     }
 
     /// The endpoint for this request's first try: as [`Kept::route`], for `pick-endpoint`. A
@@ -299,21 +289,25 @@ impl Kept {
         if !c.excluded.is_empty() {
             return Ok(call()?.apply(c, builtin));
         }
-        let (shard, mut values) = (self.shard(), Values { v: [None; MAX_WANTED], n: 0 });
+        self.answer(|s| &s.pick, wanted, req, reused, call, |d| d.reuse, |d| d.apply(c, &builtin))
+    }
+
+    /// A kept answer of this thread's shard applied (under the lock: nobody else uses the
+    /// shard, so nobody waits on it), or `call`'s, kept when it says so.
+    #[allow(clippy::too_many_arguments)]
+    fn answer<D, R, E>(&self, answers: impl Fn(&Shard) -> &Mutex<Answers<D>>, wanted: &[WantedHeader], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<D, E>, reuse: impl Fn(&D) -> Reuse, apply: impl Fn(&D) -> R) -> Result<R, E> {
+        let (answers, mut values) = (answers(self.shard()), Values { v: [None; MAX_WANTED], n: 0 });
         let keep = values.read(wanted, req);
-        if keep {
-            // Applied under the lock: this thread's shard, so nobody waits on it.
-            if let Some(d) = lock(&shard.pick).get(&values) {
-                reused.fetch_add(1, Relaxed);
-                return Ok(d.apply(c, &builtin));
-            }
+        if keep && let Some(d) = lock(answers).get(&values) {
+            reused.fetch_add(1, Relaxed);
+            return Ok(apply(d));
         }
         let d = call()?;
-        let picked = d.apply(c, &builtin);
-        if keep && d.reuse == Reuse::SameHeaders {
-            lock(&shard.pick).insert(&values, d);
+        let r = apply(&d);
+        if keep && reuse(&d) == Reuse::SameHeaders {
+            lock(answers).insert(&values, d);
         }
-        Ok(picked)
+        Ok(r)
     }
 
     /// This thread's shard: threads take shards in turn at their first use.
