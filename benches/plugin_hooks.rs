@@ -125,7 +125,7 @@ fn main() {
         (RETRY, per_call(RETRY, || retry.should_retry(&req, Outcome::Status(503), Duration::from_millis(3)).unwrap()), 500.0),
         (PICK, per_call(PICK, || picker.pick_endpoint(&req, &candidates).unwrap()), 1000.0),
         (BUILTIN_PICK, per_call(BUILTIN_PICK, || Builtin.pick_endpoint(&req, &candidates)), f64::NAN),
-        (KEPT_ROUTE, per_call(KEPT_ROUTE, || canary_policy.route(&req).unwrap()), f64::NAN),
+        (KEPT_ROUTE, per_call(KEPT_ROUTE, || canary_policy.route(&req.headers, || req).unwrap()), f64::NAN),
         (KEPT_PICK, per_call(KEPT_PICK, || picker_policy.pick_endpoint(&req, &candidates).unwrap()), f64::NAN),
         (BUILTIN_RETRY, per_call(BUILTIN_RETRY, || Builtin.should_retry(&req, Outcome::Status(503), Duration::from_millis(3))), f64::NAN),
     ];

@@ -63,3 +63,39 @@ fn builtin_canary_by_header_and_by_share() {
     assert_eq!(describe["rules"][0]["to"], "api-v2", "{describe}");
 }
 
+
+/// The route phase of the HTTP/2 codec: the same header rule on an `http2` service sends the
+/// streams carrying the header to api-v2's endpoint and the others to api's (nginx endpoints
+/// speaking h2c, `nghttp` as the client).
+#[test]
+fn builtin_canary_over_http2() {
+    const TEST: &str = "builtin_canary_over_http2";
+    if !require_program(TEST, "nghttp") {
+        return;
+    }
+    let tmp = TempDir::new("policy-h2");
+    let (api, v2) = (free_port(), free_port());
+    let servers = format!(
+        "server {{ listen 127.0.0.1:{api} http2; location / {{ return 200 \"v1\\n\"; }} }}\n\
+         server {{ listen 127.0.0.1:{v2} http2; location / {{ return 200 \"v2\\n\"; }} }}"
+    );
+    let Some(_nginx) = nginx(TEST, &tmp, "", &servers, &[api, v2]) else { return };
+    let rules = "[[service.rules]]\nheader = { name = \"x-canary\", value = \"1\" }\nto = \"api-v2\"\n";
+    let toml = services(rules, api, v2).replace("name = \"api\"\n", "name = \"api\"\nprotocol = \"http2\"\n").replace("name = \"api-v2\"\n", "name = \"api-v2\"\nprotocol = \"http2\"\n");
+    let w = Weft::start(WeftOpts::new(211).extra(&toml));
+    let vip = ready(&w);
+    let get = |canary: bool| {
+        let mut c = std::process::Command::new("nghttp");
+        if canary {
+            c.args(["-H", "x-canary: 1"]);
+        }
+        c.arg(format!("http://{vip}:8080/x"));
+        let out = run_cmd(&mut c, None, std::time::Duration::from_secs(10));
+        out.expect_ok();
+        out.stdout().trim().to_string()
+    };
+    for i in 0..20 {
+        let canary = i % 2 == 0;
+        assert_eq!(get(canary), if canary { "v2" } else { "v1" }, "request {i} (x-canary: {canary})\nweft's log:\n{}", w.log());
+    }
+}

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::engine::{CALL_CPU, LOAD_CPU};
 use super::guard::{Guard, Hook};
 use super::shared::Shared;
 use super::wasm::{self, Prepared, Warm};
@@ -58,17 +59,19 @@ impl Loaded {
             guard: Guard::default(),
             reused: Reused::default(),
         };
-        let mut warm = loaded.instantiate().map_err(|e| match describe(&e) {
+        let mut warm = loaded.instantiate().map_err(|e| match describe(&e, CALL_CPU) {
             d if d.contains("type mismatch") => format!("a hook's type does not match weft:policy@{}: {d}", wasm::WIT_VERSION),
             d => format!("cannot instantiate it: {d}"),
         })?;
+        warm.set_cpu_limit(LOAD_CPU);
         if let Some(m) = &warm.manifest {
-            let names = m.call_wanted_headers(&mut warm.store).map_err(|e| format!("its manifest (wanted-headers) failed: {}", describe(&e)))?;
+            let names = m.call_wanted_headers(&mut warm.store).map_err(|e| format!("its manifest (wanted-headers) failed: {}", describe(&e, LOAD_CPU)))?;
             loaded.wanted = names.iter().map(|n| WantedHeader::new(n)).collect();
             if loaded.wanted.len() > MAX_WANTED {
                 tracing::warn!(plugin = %loaded.spec.name, headers = loaded.wanted.len(), "its manifest names more than {MAX_WANTED} wanted headers: none of its answers can be kept, every request calls it");
             }
         }
+        warm.set_cpu_limit(CALL_CPU);
         loaded.shared.set_wanted(loaded.wanted.clone());
         loaded.pool.get_mut().unwrap_or_else(|e| e.into_inner()).push(Box::new(warm));
         Ok(loaded)
@@ -120,7 +123,7 @@ impl Loaded {
             }
             Err(e) => {
                 self.guard.record(hook, start, false);
-                let reason = describe(&e);
+                let reason = describe(&e, CALL_CPU);
                 if let Some(backoff) = self.guard.failed(&reason, start) {
                     tracing::warn!(plugin = %self.spec.name, error = %reason, backoff_s = backoff.as_secs(), "plugin keeps failing: suspended; its services use the built-in policy meanwhile");
                 } else {
@@ -132,11 +135,12 @@ impl Loaded {
     }
 }
 
-/// A plugin error in one line: traps by name, fuel and memory in words.
-pub fn describe(e: &wasmtime::Error) -> String {
+/// A plugin error in one line: traps by name, fuel and memory in words; `limit`: the call's CPU
+/// bound.
+pub fn describe(e: &wasmtime::Error, limit: std::time::Duration) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => "ran out of fuel (an endless or too long computation)".into(),
-        Some(wasmtime::Trap::Interrupt) => format!("ran past its time limit ({} ms of CPU)", super::engine::CALL_CPU.as_millis()),
+        Some(wasmtime::Trap::Interrupt) => format!("ran past its time limit ({} ms of CPU)", limit.as_millis()),
         Some(t) => format!("trapped: {t}"),
         None => {
             // wasmtime puts a multi-line wasm backtrace in the chain: keep the causes, one line.

@@ -34,6 +34,8 @@ pub struct State {
     shared: Arc<Shared>,
     /// The thread's CPU time at the current call's first epoch tick (`engine::deadline`).
     cpu_mark: Option<std::time::Duration>,
+    /// The CPU bound of a call: `engine::CALL_CPU`, more for the manifest call at load.
+    cpu_limit: std::time::Duration,
     /// The plugin's counters this instance asked for, by handle (a lock-free `counter-add`).
     counters: Vec<Arc<std::sync::atomic::AtomicU64>>,
     pub request: CallRequest,
@@ -296,6 +298,11 @@ impl Warm {
         self.store.set_epoch_deadline(1);
         Ok(())
     }
+
+    /// The CPU bound of the calls from now on (`engine::CALL_CPU` unless set).
+    pub fn set_cpu_limit(&mut self, limit: std::time::Duration) {
+        self.store.data_mut().cpu_limit = limit;
+    }
 }
 
 impl Prepared {
@@ -303,10 +310,13 @@ impl Prepared {
     /// `fuel` (set before the call by the caller).
     pub fn instantiate(&self, shared: &Arc<Shared>, memory_bytes: usize, fuel: u64) -> wasmtime::Result<Warm> {
         let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).instances(8).tables(8).memories(4).trap_on_grow_failure(true).build();
-        let state = State { limits, shared: shared.clone(), counters: Vec::new(), request: CallRequest::default(), cpu_mark: None };
+        let state = State { limits, shared: shared.clone(), counters: Vec::new(), request: CallRequest::default(), cpu_mark: None, cpu_limit: super::engine::CALL_CPU };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_callback(|mut ctx| Ok(super::engine::deadline(&mut ctx.data_mut().cpu_mark)));
+        store.epoch_deadline_callback(|mut ctx| {
+            let s = ctx.data_mut();
+            Ok(super::engine::deadline(&mut s.cpu_mark, s.cpu_limit))
+        });
         store.set_fuel(fuel)?;
         store.set_epoch_deadline(1);
         let instance: Instance = self.pre.instantiate(&mut store)?;

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use super::{Candidates, RequestInfo, WantedHeader};
+use super::{Candidates, Headers, RequestInfo, WantedHeader};
 
 /// A plugin counter the host bumps for the plugin.
 pub type Counter = Arc<AtomicU64>;
@@ -173,13 +173,13 @@ struct Values<'a> {
 impl<'a> Values<'a> {
     /// Reads the values into `self`; false when the answer cannot be kept: more than
     /// [`MAX_WANTED`] headers, or values longer than [`MAX_KEY`] together.
-    fn read(&mut self, wanted: &[WantedHeader], req: &RequestInfo<'a>) -> bool {
+    fn read(&mut self, wanted: &[WantedHeader], headers: &Headers<'a>) -> bool {
         if wanted.len() > MAX_WANTED {
             return false;
         }
         let mut len = 0;
         for (slot, w) in self.v.iter_mut().zip(wanted) {
-            *slot = req.headers.wanted(w);
+            *slot = headers.wanted(w);
             len += slot.map_or(0, <[u8]>::len);
         }
         self.n = wanted.len();
@@ -279,8 +279,8 @@ thread_local! {
 impl Kept {
     /// The route for this request: a kept answer applied, or `call`'s (kept when it says so).
     /// An error is `call`'s: a failed call keeps nothing.
-    pub fn route<E>(&self, wanted: &[WantedHeader], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<RouteDecision, E>) -> Result<Option<Arc<str>>, E> {
-        self.answer(|s| &s.route, wanted, req, reused, call, |d| d.reuse, RouteDecision::apply)
+    pub fn route<E>(&self, wanted: &[WantedHeader], headers: &Headers<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<RouteDecision, E>) -> Result<Option<Arc<str>>, E> {
+        self.answer(|s| &s.route, wanted, headers, reused, call, |d| d.reuse, RouteDecision::apply)
     }
 
     /// The endpoint for this request's first try: as [`Kept::route`], for `pick-endpoint`. A
@@ -289,15 +289,15 @@ impl Kept {
         if !c.excluded.is_empty() {
             return Ok(call()?.apply(c, builtin));
         }
-        self.answer(|s| &s.pick, wanted, req, reused, call, |d| d.reuse, |d| d.apply(c, &builtin))
+        self.answer(|s| &s.pick, wanted, &req.headers, reused, call, |d| d.reuse, |d| d.apply(c, &builtin))
     }
 
     /// A kept answer of this thread's shard applied (under the lock: nobody else uses the
     /// shard, so nobody waits on it), or `call`'s, kept when it says so.
     #[allow(clippy::too_many_arguments)]
-    fn answer<D, R, E>(&self, answers: impl Fn(&Shard) -> &Mutex<Answers<D>>, wanted: &[WantedHeader], req: &RequestInfo<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<D, E>, reuse: impl Fn(&D) -> Reuse, apply: impl Fn(&D) -> R) -> Result<R, E> {
+    fn answer<D, R, E>(&self, answers: impl Fn(&Shard) -> &Mutex<Answers<D>>, wanted: &[WantedHeader], headers: &Headers<'_>, reused: &AtomicU64, call: impl FnOnce() -> Result<D, E>, reuse: impl Fn(&D) -> Reuse, apply: impl Fn(&D) -> R) -> Result<R, E> {
         let (answers, mut values) = (answers(self.shard()), Values { v: [None; MAX_WANTED], n: 0 });
-        let keep = values.read(wanted, req);
+        let keep = values.read(wanted, headers);
         if keep && let Some(d) = lock(answers).get(&values) {
             reused.fetch_add(1, Relaxed);
             return Ok(apply(d));
@@ -385,14 +385,14 @@ mod tests {
         let mut h = http::HeaderMap::new();
         let mut calls = 0;
         for _ in 0..100 {
-            let to = kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || {
+            let to = kept.route::<()>(&wanted, &Headers::Map(&h), &reused, || {
                 calls += 1;
                 Ok(kept_route(10_000, Reuse::SameHeaders, &counter))
             });
             assert_eq!(to, Ok(Some("api-v2".into())));
         }
         h.insert("x-canary", "1".parse().unwrap());
-        let other = kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || {
+        let other = kept.route::<()>(&wanted, &Headers::Map(&h), &reused, || {
             calls += 1;
             Ok(RouteDecision { reuse: Reuse::SameHeaders, ..RouteDecision::keep() })
         });
@@ -405,11 +405,11 @@ mod tests {
         let (kept, reused, counter) = (Kept::default(), AtomicU64::new(0), Counter::default());
         let mut calls = 0;
         for _ in 0..5 {
-            let _ = kept.route::<()>(&[], &req(Headers::None), &reused, || {
+            let _ = kept.route::<()>(&[], &Headers::None, &reused, || {
                 calls += 1;
                 Ok(kept_route(10_000, Reuse::Request, &counter))
             });
-            assert_eq!(kept.route(&[], &req(Headers::None), &reused, || Err("trap")), Err("trap"));
+            assert_eq!(kept.route(&[], &Headers::None, &reused, || Err("trap")), Err("trap"));
         }
         assert_eq!((calls, reused.load(Relaxed)), (5, 0));
     }
@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn the_share_is_drawn_for_each_request() {
         let (kept, reused, counter) = (Kept::default(), AtomicU64::new(0), Counter::default());
-        let routed = (0..10_000).filter(|_| kept.route::<()>(&[], &req(Headers::None), &reused, || Ok(kept_route(1_000, Reuse::SameHeaders, &counter))).unwrap().is_some()).count();
+        let routed = (0..10_000).filter(|_| kept.route::<()>(&[], &Headers::None, &reused, || Ok(kept_route(1_000, Reuse::SameHeaders, &counter))).unwrap().is_some()).count();
         assert!((850..1150).contains(&routed), "10 % of 10,000: {routed}");
         assert_eq!(counter.load(Relaxed), routed as u64);
     }
@@ -466,7 +466,7 @@ mod tests {
         for i in 0..(3 * SHARD_ENTRIES) {
             let mut h = http::HeaderMap::new();
             h.insert("x-user", i.to_string().parse().unwrap());
-            let _ = kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || Ok(RouteDecision { reuse: Reuse::SameHeaders, ..RouteDecision::keep() }));
+            let _ = kept.route::<()>(&wanted, &Headers::Map(&h), &reused, || Ok(RouteDecision { reuse: Reuse::SameHeaders, ..RouteDecision::keep() }));
         }
         let most = kept.shards.iter().map(|s| s.route.lock().unwrap().len()).max().unwrap();
         assert!(most > FEW, "the map holds what the list does not: {most}");
@@ -476,7 +476,7 @@ mod tests {
         h.insert("x-user", long.parse().unwrap());
         let mut calls = 0;
         for _ in 0..3 {
-            let _ = kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || {
+            let _ = kept.route::<()>(&wanted, &Headers::Map(&h), &reused, || {
                 calls += 1;
                 Ok(RouteDecision { reuse: Reuse::SameHeaders, ..RouteDecision::keep() })
             });
@@ -496,7 +496,7 @@ mod tests {
                     h.insert(n, v.parse().unwrap());
                 }
             }
-            kept.route::<()>(&wanted, &req(Headers::Map(&h)), &reused, || {
+            kept.route::<()>(&wanted, &Headers::Map(&h), &reused, || {
                 calls += 1;
                 Ok(RouteDecision { to: Some(format!("{a:?}{b:?}").into()), share: 10_000, count_to: None, count_kept: None, reuse: Reuse::SameHeaders })
             })
@@ -512,7 +512,7 @@ mod tests {
         let many: Vec<_> = (0..=MAX_WANTED).map(|i| WantedHeader::new(&format!("x-{i}"))).collect();
         let mut calls = 0;
         for _ in 0..3 {
-            let _ = kept.route::<()>(&many, &req(Headers::None), &reused, || {
+            let _ = kept.route::<()>(&many, &Headers::None, &reused, || {
                 calls += 1;
                 Ok(RouteDecision { reuse: Reuse::SameHeaders, ..RouteDecision::keep() })
             });

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::error::ProxyError;
 use super::table::ServiceRoute;
 use super::Shared;
-use crate::policy::{Candidates, Outcome, RequestInfo, RetryDecision, Target};
+use crate::policy::{Candidates, Headers, Outcome, RequestInfo, RetryDecision, Target};
 use crate::telemetry::{RETRY_REASONS, us_at};
 
 pub struct Attempts<'a> {
@@ -126,9 +126,10 @@ impl<'a> Attempts<'a> {
 
 /// The route phase: the service a request goes to, as its listener's service's policy says —
 /// `Some` when that is another service of the namespace (a canary), `None` to keep it. A
-/// destination this node does not know keeps the request where it is.
-pub fn routed(shared: &Shared, route: &ServiceRoute, req: &RequestInfo<'_>) -> Result<Option<Arc<ServiceRoute>>, ProxyError> {
-    let alt = route.policy.route(req).map_err(|e| ProxyError::Policy(e.to_string()))?;
+/// destination this node does not know keeps the request where it is. `headers` and `describe`:
+/// as [`crate::policy::ServicePolicy::route`] takes them.
+pub fn routed<'a>(shared: &Shared, route: &ServiceRoute, headers: &Headers<'a>, describe: impl Fn() -> RequestInfo<'a>) -> Result<Option<Arc<ServiceRoute>>, ProxyError> {
+    let alt = route.policy.route(headers, describe).map_err(|e| ProxyError::Policy(e.to_string()))?;
     let Some(alt) = alt else { return Ok(None) };
     let found = shared.table.load().service(&route.namespace, &alt).cloned();
     if found.is_none() {

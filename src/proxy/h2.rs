@@ -86,7 +86,7 @@ async fn handle(l: Arc<HttpListener>, activity: Arc<Activity>, downstream: Optio
     let method = crate::telemetry::method_index(parts.method.as_str());
     let mut refused = None;
     if route.policy.routes() {
-        match attempt::routed(&l.shared, &route, &request_info(&route, route.defaults(), &parts, &authority, &l.shared.zone)) {
+        match attempt::routed(&l.shared, &route, &Headers::Map(&parts.headers), || request_info(&route, route.defaults(), &parts, &authority, &l.shared.zone)) {
             Ok(Some(r)) => route = r,
             Ok(None) => {}
             Err(e) => refused = Some(e),

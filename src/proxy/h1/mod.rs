@@ -138,7 +138,8 @@ async fn exchange(l: &HttpListener, client: &mut Client, buf: &mut BytesMut, hea
     let mut refused = None;
     // The route phase runs only for services whose policy may send requests elsewhere.
     if route.policy.routes() {
-        match attempt::routed(&l.shared, &route, &request_info(&route, route.defaults(), &head, &buf[..], &l.shared.zone, true)) {
+        let headers = Headers::Raw { buf: &buf[..], fields: &head.fields };
+        match attempt::routed(&l.shared, &route, &headers, || request_info(&route, route.defaults(), &head, &buf[..], &l.shared.zone, true)) {
             Ok(Some(r)) => route = r,
             Ok(None) => {}
             Err(e) => refused = Some(e),
